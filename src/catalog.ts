@@ -1,0 +1,74 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { dataDir } from './paths.js';
+
+export type Flavor = 'openresty' | 'nginx';
+export type PackageManager = 'apt' | 'yum' | 'dnf';
+
+export interface CorePatch {
+  from: string;
+  below: string;
+  file: string;
+}
+
+export interface ModuleEntry {
+  id: string;
+  title: string;
+  description: string;
+  flavors: Flavor[];
+  bundledIn: Flavor[];
+  sources: string[];
+  addModules: string[];
+  packages: Record<PackageManager, string[]>;
+  patches?: CorePatch[];
+  maxNginxBelow?: string;
+  notes?: string;
+}
+
+export interface SourceEntry {
+  url?: string;
+  git?: string;
+  dir: string;
+  defaultVersion?: string;
+  debian?: { package: string; orig: string };
+  pins: Record<string, string>;
+}
+
+let modulesCache: ModuleEntry[] | undefined;
+let sourcesCache: Record<string, SourceEntry> | undefined;
+
+export function moduleCatalog(): ModuleEntry[] {
+  modulesCache ??= JSON.parse(readFileSync(join(dataDir, 'modules.json'), 'utf8')).modules as ModuleEntry[];
+  return modulesCache;
+}
+
+export function moduleById(id: string): ModuleEntry | undefined {
+  return moduleCatalog().find((m) => m.id === id);
+}
+
+export function sourceCatalog(): Record<string, SourceEntry> {
+  sourcesCache ??= JSON.parse(readFileSync(join(dataDir, 'sources.json'), 'utf8')).sources as Record<string, SourceEntry>;
+  return sourcesCache;
+}
+
+/** Compare dotted numeric versions: negative when a < b. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** The nginx core version a flavor/version pair builds: OpenResty 1.27.1.2 bundles nginx 1.27.1. */
+export function nginxCoreVersion(flavor: Flavor, version: string): string {
+  return flavor === 'openresty' ? version.split('.').slice(0, 3).join('.') : version;
+}
+
+export function corePatchFor(mod: ModuleEntry, nginxVersion: string): CorePatch | undefined {
+  return mod.patches?.find(
+    (p) => compareVersions(nginxVersion, p.from) >= 0 && compareVersions(nginxVersion, p.below) < 0,
+  );
+}

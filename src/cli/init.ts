@@ -1,0 +1,87 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { InvalidInputError, RunbookInvalidError } from '../errors.js';
+import { runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
+import { validateRunbook } from '../runbook/validate.js';
+import { answersFromNodeSpecs, generateVrrpPassword, runbookFromAnswers, VRRP_PASSWORD_ENV } from '../wizard/build.js';
+import { questions, type Answers } from '../wizard/questions.js';
+import { resolveAnswers } from '../wizard/run.js';
+import type { CliContext } from './main.js';
+
+const camel = (flag: string) => flag.replace(/^--(no-)?/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+export function registerInit(program: Command, ctx: CliContext): Command {
+  const cmd = program.command('init').description('guided wizard: ask for the cluster and write runbooks/<name>.yaml');
+  for (const q of questions) cmd.option(q.flag, q.help);
+  cmd.option('--node <host:role:priority>', 'a node, repeatable (instead of --hosts/--master/--priorities)', (v: string, prev: string[] = []) => [...prev, v]);
+  cmd.option('--out <path>', 'where to write the runbook (default runbooks/<name>.yaml)');
+  cmd.option('-y, --yes', 'take the defaults for every question not given as a flag');
+  cmd.option('--force', 'overwrite an existing runbook file');
+  cmd.action(async (opts: Record<string, unknown>) => {
+    ctx.result = await runInit(opts, ctx);
+  });
+  return cmd;
+}
+
+/** Commander option values -> wizard answers (only what was actually given on the command line). */
+export function answersFromOptions(opts: Record<string, unknown>, cmd?: { getOptionValueSource(k: string): string | undefined }): Answers {
+  const given: Answers = {};
+  for (const q of questions) {
+    const key = camel(q.flag);
+    const v = opts[key];
+    if (v === undefined) continue;
+    // Negated flags (--no-preempt) always have a value; only count them when typed.
+    if (cmd && cmd.getOptionValueSource(key) !== 'cli') continue;
+    given[q.id] = typeof v === 'boolean' ? v : String(v);
+  }
+  return given;
+}
+
+export async function runInit(opts: Record<string, unknown>, ctx: CliContext): Promise<number> {
+  const given = answersFromOptions(opts, ctx.currentCommand);
+  const nodeSpecs = (opts.node as string[] | undefined) ?? [];
+  if (nodeSpecs.length > 0) {
+    const { answers, errors } = answersFromNodeSpecs(nodeSpecs);
+    if (errors.length) throw new InvalidInputError('invalid --node', errors);
+    Object.assign(given, answers);
+  }
+  given.detectedIdentity = detectIdentityFile();
+  const answers = await resolveAnswers(given, { yes: opts.yes === true, interactive: ctx.interactive, input: ctx.input, output: ctx.output });
+  delete answers.detectedIdentity;
+  const doc = runbookFromAnswers(answers);
+  const result = validateRunbook(doc);
+  if (!result.ok) throw new RunbookInvalidError('the answers', result.problems);
+
+  const out = resolve(ctx.cwd, (opts.out as string | undefined) ?? join('runbooks', `${doc.name}.yaml`));
+  if (existsSync(out) && opts.force !== true) {
+    throw new InvalidInputError(`${out} already exists`, ['pass --force to overwrite it, or --out to write elsewhere']);
+  }
+  if (doc.vrrp.auth) {
+    const secrets = secretsPathFor(out, doc.name);
+    if (!process.env[VRRP_PASSWORD_ENV]) writeSecretsFile(secrets, { [VRRP_PASSWORD_ENV]: generateVrrpPassword() });
+    ctx.print(`VRRP password: ${process.env[VRRP_PASSWORD_ENV] ? `taken from $${VRRP_PASSWORD_ENV} at apply time` : `generated into ${secrets} (mode 0600, git-ignored)`}`);
+  }
+  writeFileAtomic(out, runbookToYaml(doc));
+  ctx.print(`wrote ${out}`);
+  ctx.print(`next: ha-setup validate ${out} && ha-setup apply ${out}`);
+  return 0;
+}
+
+/** Default key: IdentityFile of `Host *` in ~/.ssh/config, else a standard key file, else the agent. */
+export function detectIdentityFile(home = homedir()): string {
+  const cfg = join(home, '.ssh', 'config');
+  if (existsSync(cfg)) {
+    let inStar = false;
+    for (const line of readFileSync(cfg, 'utf8').split('\n')) {
+      const m = /^\s*(\w+)\s+(.+?)\s*$/.exec(line);
+      if (!m) continue;
+      if (m[1].toLowerCase() === 'host') inStar = m[2].split(/\s+/).includes('*');
+      else if (inStar && m[1].toLowerCase() === 'identityfile') return m[2];
+    }
+  }
+  if (process.env.SSH_AUTH_SOCK) return '';
+  for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) if (existsSync(join(home, '.ssh', f))) return `~/.ssh/${f}`;
+  return '';
+}

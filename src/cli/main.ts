@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { Command, CommanderError } from 'commander';
+import { CancelledError, HaSetupError, InvalidInputError } from '../errors.js';
+import { packageRoot } from '../paths.js';
+import { registerInit, runInit } from './init.js';
+import { formatError } from './output.js';
+import { registerValidate } from './validate.js';
+import { registerLab } from './lab.js';
+
+export interface CliContext {
+  cwd: string;
+  interactive: boolean;
+  input?: Readable;
+  output?: Writable;
+  print: (line: string) => void;
+  printError: (line: string) => void;
+  /** Exit code set by the command that ran. */
+  result: number;
+  currentCommand?: Command;
+}
+
+export interface MainOptions {
+  cwd?: string;
+  interactive?: boolean;
+  input?: Readable;
+  output?: Writable;
+  stdout?: (s: string) => void;
+  stderr?: (s: string) => void;
+}
+
+export function version(): string {
+  return JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version as string;
+}
+
+/** The one exit point: every command's errors end here as a message and an exit code. */
+export async function main(argv: string[], opts: MainOptions = {}): Promise<number> {
+  const stdout = opts.stdout ?? ((s: string) => process.stdout.write(s));
+  const stderr = opts.stderr ?? ((s: string) => process.stderr.write(s));
+  const ctx: CliContext = {
+    cwd: opts.cwd ?? process.cwd(),
+    interactive: opts.interactive ?? Boolean(process.stdin.isTTY && process.stdout.isTTY && !process.env.CI),
+    input: opts.input,
+    output: opts.output,
+    print: (l) => stdout(`${l}\n`),
+    printError: (l) => stderr(`${l}\n`),
+    result: 0,
+  };
+
+  const program = new Command('ha-setup')
+    .description('Highly available OpenResty/nginx behind a keepalived VIP: wizard, runbook, resumable SSH install, measured failover.')
+    .version(version(), '-V, --version')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeOut: stdout, writeErr: stderr })
+    .argument('[command]')
+    .action(async (unknown: string | undefined) => {
+      if (unknown !== undefined) throw unknownCommand(unknown, program.commands.map((c) => c.name()));
+      // No subcommand: the wizard when a person is at a terminal.
+      if (!ctx.interactive) {
+        throw new InvalidInputError('no terminal to run the wizard in', ['run `ha-setup init --help` for the flags, or `ha-setup --help` for every command']);
+      }
+      ctx.result = await runInit({}, ctx);
+    });
+  program.hook('preAction', (_this, actionCommand) => {
+    ctx.currentCommand = actionCommand;
+  });
+
+  registerInit(program, ctx);
+  registerValidate(program, ctx);
+  registerLab(program, ctx);
+
+  // Every subcommand inherits the same error behaviour and output.
+  for (const c of program.commands) applyErrorBehaviour(c, stdout, stderr);
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return ctx.result;
+  } catch (err) {
+    return exitCodeFor(err, ctx);
+  }
+}
+
+function unknownCommand(name: string, known: string[]): InvalidInputError {
+  const close = known.filter((k) => editDistance(k, name) <= Math.max(1, Math.floor(k.length / 3)));
+  return new InvalidInputError(`unknown command '${name}'`, [
+    ...(close.length > 0 ? [`did you mean ${close.map((c) => `'${c}'`).join(' or ')}?`] : []),
+    `commands: ${known.join(', ')} (ha-setup --help)`,
+  ]);
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length][b.length];
+}
+
+function applyErrorBehaviour(cmd: Command, stdout: (s: string) => void, stderr: (s: string) => void): void {
+  cmd.exitOverride().showSuggestionAfterError(true).configureOutput({ writeOut: stdout, writeErr: stderr });
+  for (const c of cmd.commands) applyErrorBehaviour(c, stdout, stderr);
+}
+
+function exitCodeFor(err: unknown, ctx: CliContext): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    // Commander already printed the problem (with a "Did you mean" hint where it has one).
+    ctx.printError('(run `ha-setup --help` for the commands, `ha-setup <command> --help` for their flags)');
+    return 2;
+  }
+  if (err instanceof CancelledError) {
+    ctx.printError(err.message);
+    return 130;
+  }
+  if (err instanceof HaSetupError) {
+    ctx.printError(formatError(err));
+    return err.exitCode;
+  }
+  ctx.printError(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  return 1;
+}

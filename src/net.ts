@@ -1,0 +1,50 @@
+// IPv4 helpers for validation and lab addressing. Pure functions only.
+
+const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const IPV4 = new RegExp(`^${OCTET}(\\.${OCTET}){3}$`);
+// RFC 1123 host name: labels of letters, digits and dashes, not starting or ending with a dash.
+const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export function isIPv4(s: string): boolean {
+  return IPV4.test(s);
+}
+
+export function isDnsName(s: string): boolean {
+  // An all-numeric dotted name is a mistyped address, not a host name.
+  return DNS_NAME.test(s) && !/^[\d.]+$/.test(s);
+}
+
+export function ipToInt(ip: string): number {
+  return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+}
+
+export function intToIp(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+}
+
+export interface Cidr {
+  address: string;
+  prefix: number;
+}
+
+export function parseCidr(s: string): Cidr | undefined {
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(s);
+  if (!m || !isIPv4(m[1])) return undefined;
+  const prefix = Number(m[2]);
+  if (prefix < 1 || prefix > 32) return undefined;
+  return { address: m[1], prefix };
+}
+
+export function networkOf(c: Cidr): number {
+  const size = 2 ** (32 - c.prefix);
+  return Math.floor(ipToInt(c.address) / size) * size;
+}
+
+export function inSubnet(ip: string, c: Cidr): boolean {
+  const size = 2 ** (32 - c.prefix);
+  return Math.floor(ipToInt(ip) / size) * size === networkOf(c);
+}
+
+export function broadcastOf(c: Cidr): number {
+  return networkOf(c) + 2 ** (32 - c.prefix) - 1;
+}

@@ -1,0 +1,74 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { parseDocument, stringify } from 'yaml';
+import { InvalidInputError, RunbookInvalidError } from '../errors.js';
+import type { Runbook, RunbookInput } from './schema.js';
+import { validateRunbook } from './validate.js';
+
+export interface LoadedRunbook {
+  path: string;
+  runbook: Runbook;
+}
+
+export function parseRunbookYaml(text: string, source: string): unknown {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new RunbookInvalidError(source, doc.errors.map((e) => ({ path: '(yaml)', message: e.message.split('\n')[0] })));
+  }
+  return doc.toJS();
+}
+
+/** Read, parse and fully validate a runbook file; throws RunbookInvalidError listing every problem. */
+export function loadRunbook(path: string): LoadedRunbook {
+  const abs = resolve(path);
+  if (!existsSync(abs)) throw new InvalidInputError(`runbook ${path} does not exist`, ['create one with `ha-setup init` (or `ha-setup lab up` for the local lab)']);
+  const raw = parseRunbookYaml(readFileSync(abs, 'utf8'), path);
+  const result = validateRunbook(raw);
+  if (!result.ok) throw new RunbookInvalidError(path, result.problems);
+  return { path: abs, runbook: result.runbook };
+}
+
+const HEADER = `# ha-setup runbook (v1). Edit and run \`ha-setup validate <file>\`, then \`ha-setup apply <file>\`.
+# Secrets (VRRP password, sudo password) never go here: see the .secrets file next to it or the environment.
+`;
+
+export function runbookToYaml(rb: RunbookInput): string {
+  return HEADER + stringify(rb, { lineWidth: 0 });
+}
+
+/** Atomic write (temp file + rename) so Ctrl-C never leaves a half-written runbook. */
+export function writeFileAtomic(path: string, content: string, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, content, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
+export function secretsPathFor(runbookPath: string, name: string): string {
+  return join(dirname(resolve(runbookPath)), `${name}.secrets`);
+}
+
+/** The secrets file is KEY=value lines, mode 0600, next to the runbook and git-ignored. */
+export function readSecretsFile(path: string): Record<string, string> {
+  if (!existsSync(path)) return {};
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (m) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+export function writeSecretsFile(path: string, values: Record<string, string>): void {
+  const existing = readSecretsFile(path);
+  const merged = { ...existing, ...values };
+  const body = '# ha-setup secrets: keep out of version control (mode 0600)\n' +
+    Object.entries(merged).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+  writeFileAtomic(path, body, 0o600);
+}
+
+/** Resolve a secret by name: the environment wins, then the secrets file next to the runbook. */
+export function resolveSecret(envName: string, runbookPath: string, runbookName: string): string | undefined {
+  return process.env[envName] ?? readSecretsFile(secretsPathFor(runbookPath, runbookName))[envName];
+}

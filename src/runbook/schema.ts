@@ -1,0 +1,148 @@
+import { z } from 'zod';
+
+// Runbook v1. Key names are a contract: acceptance tests and users' files rely on them.
+// Every object is strict so a typo such as `vrp:` is an error, never silently ignored.
+// Cross-field rules (roles, priorities, VIP subnet, module compatibility...) live in validate.ts.
+
+const SHELL_SAFE_PATH = /^\/[A-Za-z0-9_.+\/-]*$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const IFACE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+
+export const interfaceName = z.string().superRefine((s, ctx) => {
+  if (s.length === 0) ctx.addIssue({ code: 'custom', message: 'interface name is empty; use the name shown by `ip link`, e.g. eth0 or ens192' });
+  else if (s.length > 15) ctx.addIssue({ code: 'custom', message: `interface name "${s}" is ${s.length} characters; Linux allows at most 15` });
+  else if (!IFACE.test(s)) ctx.addIssue({ code: 'custom', message: `interface name "${s}" has characters that are not allowed; use letters, digits, '.', '_' and '-' only (no '/', spaces or shell metacharacters)` });
+});
+
+export const absolutePath = z.string().superRefine((s, ctx) => {
+  if (!s.startsWith('/')) ctx.addIssue({ code: 'custom', message: `"${s}" is not an absolute path; it must start with /` });
+  else if (/\s/.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" contains whitespace; use a path without spaces` });
+  else if (s.split('/').includes('..')) ctx.addIssue({ code: 'custom', message: `"${s}" contains '..'; give the real path` });
+  else if (!SHELL_SAFE_PATH.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" contains shell metacharacters; use letters, digits and . _ + - / only` });
+});
+
+const port = (what: string) =>
+  z.number({ error: `${what} must be a whole number from 1 to 65535` }).int(`${what} must be a whole number from 1 to 65535`)
+    .min(1, `${what} must be from 1 to 65535`).max(65535, `${what} must be from 1 to 65535`);
+
+const envName = z.string().regex(ENV_NAME, 'must be an environment variable name (letters, digits, _; not starting with a digit)');
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 checksum: 64 lowercase hex digits');
+
+export const sshSchema = z.strictObject({
+  user: z.string().regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'must be a valid user name').default('root'),
+  port: port('ssh port').default(22),
+  identityFile: z.string().min(1).optional(),
+  knownHostsFile: z.string().min(1).optional(),
+  sudoPasswordEnv: envName.optional(),
+});
+
+export const nodeSchema = z.strictObject({
+  host: z.string(),
+  role: z.enum(['master', 'backup'], { error: 'role must be master or backup' }),
+  priority: z.number({ error: 'priority must be a whole number from 1 to 254' }).int('priority must be a whole number from 1 to 254')
+    .min(1, 'priority must be from 1 to 254').max(254, 'priority must be from 1 to 254 (255 is reserved for the address owner)'),
+  interface: interfaceName.optional(),
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lowercase letters, digits and dashes').optional(),
+  user: z.string().regex(/^[a-z_][a-z0-9_.-]*$/i, 'must be a valid user name').optional(),
+  port: port('ssh port').optional(),
+});
+
+export const vrrpSchema = z.strictObject({
+  vip: z.string(),
+  interface: interfaceName,
+  virtualRouterId: z.number({ error: 'virtualRouterId must be a whole number from 1 to 255' }).int('virtualRouterId must be a whole number from 1 to 255')
+    .min(1, 'virtualRouterId must be from 1 to 255').max(255, 'virtualRouterId must be from 1 to 255'),
+  version: z.union([z.literal(2), z.literal(3)], { error: 'version must be 2 or 3' }).default(3),
+  advertInt: z.number({ error: 'advertInt must be a number of seconds' }).default(1),
+  unicast: z.boolean().default(false),
+  preempt: z.boolean().default(true),
+  auth: z.strictObject({ passwordEnv: envName }).optional(),
+});
+
+export const MODULE_ID = z.string();
+
+export const buildSchema = z.strictObject({
+  flavor: z.enum(['openresty', 'nginx'], { error: 'flavor must be openresty or nginx' }).default('openresty'),
+  version: z.string().regex(/^\d+\.\d+\.\d+(\.\d+)?$/, 'must be a dotted version such as 1.27.1.2 (openresty) or 1.22.1 (nginx)'),
+  prefix: absolutePath,
+  jobs: z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'jobs must be "auto" or a whole number from 1 to 256' }).default('auto'),
+  modules: z.array(MODULE_ID).default([]),
+  buildDir: absolutePath.default('/usr/local/src/ha-setup'),
+  configureArgs: z.array(z.string()).default([]),
+});
+
+export const keepalivedSchema = z.strictObject({
+  version: z.string().regex(/^\d+\.\d+\.\d+$/, 'must be a dotted version such as 2.2.7'),
+  prefix: absolutePath.default('/usr/local/keepalived'),
+  install: z.enum(['source', 'package'], { error: 'install must be source or package' }).default('source'),
+  check: z.strictObject({
+    interval: z.number({ error: 'interval must be a whole number of seconds >= 1' }).int('interval must be a whole number of seconds >= 1').min(1, 'interval must be at least 1 second').default(1),
+    fall: z.number({ error: 'fall must be a whole number >= 1' }).int('fall must be a whole number >= 1').min(1, 'fall must be at least 1').default(2),
+    rise: z.number({ error: 'rise must be a whole number >= 1' }).int('rise must be a whole number >= 1').min(1, 'rise must be at least 1').default(2),
+    weight: z.number({ error: 'weight must be a whole number from -253 to 253' }).int('weight must be a whole number from -253 to 253')
+      .min(-253, 'weight must be from -253 to 253').max(253, 'weight must be from -253 to 253').default(0),
+  }).default({ interval: 1, fall: 2, rise: 2, weight: 0 }),
+});
+
+const upstreamServer = z.string().regex(/^[^;{}\n\r#'"`$\\]+$/, 'must be one nginx server line without ; { } # quotes or $, e.g. "10.0.0.21:8080 weight=4"');
+
+export const siteSchema = z.strictObject({
+  listen: port('listen port').default(80),
+  serverName: z.string().regex(/^[A-Za-z0-9_.*~-]+( [A-Za-z0-9_.*~-]+)*$/, 'must be nginx server names separated by spaces').default('_'),
+  upstreams: z.array(z.strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_]+$/, 'must be letters, digits and _ only'),
+    servers: z.array(upstreamServer).min(1, 'an upstream needs at least one server'),
+  })).default([]),
+});
+
+export const sourceOverride = z.strictObject({
+  version: z.string().optional(),
+  url: z.string().optional(),
+  path: z.string().optional(),
+  git: z.string().optional(),
+  ref: z.string().optional(),
+  sha256: sha256.optional(),
+});
+
+export const sourcesSchema = z.strictObject({
+  /** Local directory with tarballs named as upstream names them; checked before any download. */
+  mirror: z.string().optional(),
+  cacheDir: z.string().optional(),
+  /** Per source id (nginx, openresty, keepalived, lua-nginx-module, ...): where to get it and its pin. */
+  overrides: z.record(z.string(), sourceOverride).default({}),
+});
+
+export const loggingSchema = z.strictObject({
+  keepalivedLog: absolutePath.default('/var/log/keepalived.log'),
+  facility: z.enum(['local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7']).default('local0'),
+});
+
+export const firewallSchema = z.strictObject({
+  manage: z.boolean().default(true),
+});
+
+export const verifySchema = z.strictObject({
+  failover: z.boolean().default(true),
+  maxDowntimeMs: z.number({ error: 'maxDowntimeMs must be a positive whole number of milliseconds' })
+    .int('maxDowntimeMs must be a positive whole number of milliseconds').positive('maxDowntimeMs must be a positive whole number of milliseconds').default(1000),
+});
+
+export const runbookSchema = z.strictObject({
+  version: z.literal(1, { error: 'version must be 1 (the only runbook version this ha-setup reads)' }),
+  name: z.string().regex(/^[a-z0-9-]+$/, 'name must be lowercase letters, digits and dashes ([a-z0-9-]+)'),
+  ssh: sshSchema.default({ user: 'root', port: 22 }),
+  nodes: z.array(nodeSchema),
+  vrrp: vrrpSchema,
+  build: buildSchema,
+  keepalived: keepalivedSchema,
+  site: siteSchema.default({ listen: 80, serverName: '_', upstreams: [] }),
+  sources: sourcesSchema.default({ overrides: {} }),
+  logging: loggingSchema.default({ keepalivedLog: '/var/log/keepalived.log', facility: 'local0' }),
+  firewall: firewallSchema.default({ manage: true }),
+  verify: verifySchema.default({ failover: true, maxDowntimeMs: 1000 }),
+});
+
+export type Runbook = z.output<typeof runbookSchema>;
+export type RunbookInput = z.input<typeof runbookSchema>;
+export type RunbookNode = Runbook['nodes'][number];

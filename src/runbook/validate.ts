@@ -1,0 +1,247 @@
+import type { z } from 'zod';
+import { corePatchFor, compareVersions, moduleById, moduleCatalog, nginxCoreVersion } from '../catalog.js';
+import type { Problem } from '../errors.js';
+import { broadcastOf, inSubnet, isDnsName, isIPv4, networkOf, parseCidr, ipToInt } from '../net.js';
+import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, vrrpSchema, type Runbook } from './schema.js';
+
+export type ValidationResult = { ok: true; runbook: Runbook; problems: [] } | { ok: false; problems: Problem[] };
+
+/** `['nodes', 1, 'host']` -> `nodes[1].host` */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out === '' ? '(runbook)' : out;
+}
+
+const LITERAL_SECRET_KEY = /^(pass(word)?|auth_?pass|secret|sudo_?password|authPass|sudoPassword)$/i;
+
+/** Full validation: schema first, then the cross-field rules; every problem is returned. */
+export function validateRunbook(input: unknown): ValidationResult {
+  const problems: Problem[] = [];
+  const secretPaths = findLiteralSecrets(input, []);
+  for (const p of secretPaths) {
+    problems.push({ path: formatPath(p), message: 'a literal password is not allowed in the runbook; put it in the environment or runbooks/<name>.secrets and reference it with passwordEnv' });
+  }
+  const secretKeys = new Set(secretPaths.map(formatPath));
+
+  const parsed = runbookSchema.safeParse(input);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(...describeIssue(issue, secretKeys));
+  }
+  // Cross-field rules run on whatever sections parsed, so one bad field does not hide the others.
+  const sections = parsed.success ? parsed.data : partialSections(input);
+  problems.push(...semanticProblems(sections));
+
+  const unique = dedupe(problems);
+  if (parsed.success && unique.length === 0) return { ok: true, runbook: parsed.data, problems: [] };
+  return { ok: false, problems: unique };
+}
+
+function dedupe(problems: Problem[]): Problem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path}\u0000${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function findLiteralSecrets(value: unknown, path: PropertyKey[]): PropertyKey[][] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => findLiteralSecrets(v, [...path, i]));
+  if (value && typeof value === 'object') {
+    return Object.entries(value).flatMap(([k, v]) =>
+      LITERAL_SECRET_KEY.test(k) && (typeof v === 'string' || typeof v === 'number') ? [[...path, k]] : findLiteralSecrets(v, [...path, k]),
+    );
+  }
+  return [];
+}
+
+function describeIssue(issue: z.core.$ZodIssue, secretKeys: Set<string>): Problem[] {
+  if (issue.code === 'unrecognized_keys') {
+    const allowed = allowedKeysAt(issue.path);
+    return issue.keys
+      .filter((k) => !secretKeys.has(formatPath([...issue.path, k])))
+      .map((k) => ({
+        path: formatPath([...issue.path, k]),
+        message: `unknown key${allowed ? `; allowed here: ${allowed.join(', ')}` : ''}`,
+      }));
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return [{ path: formatPath(issue.path), message: `is required (${issue.message.replace(/^Invalid input: /, '')})` }];
+  }
+  return [{ path: formatPath(issue.path), message: issue.message }];
+}
+
+/** Walks the schema along a path to list the keys an object accepts there. */
+function allowedKeysAt(path: ReadonlyArray<PropertyKey>): string[] | undefined {
+  let node: any = runbookSchema;
+  const unwrap = () => {
+    while (node?._zod?.def && ['default', 'optional', 'nullable', 'pipe'].includes(node._zod.def.type)) {
+      node = node._zod.def.innerType ?? node._zod.def.in;
+    }
+  };
+  unwrap();
+  for (const part of path) {
+    const def = node?._zod?.def;
+    if (!def) return undefined;
+    if (def.type === 'object') node = def.shape[part as string];
+    else if (def.type === 'array') node = def.element;
+    else if (def.type === 'record') node = def.valueType;
+    else return undefined;
+    unwrap();
+  }
+  return node?._zod?.def?.type === 'object' ? Object.keys(node._zod.def.shape) : undefined;
+}
+
+interface Sections {
+  nodes?: Runbook['nodes'];
+  vrrp?: Runbook['vrrp'];
+  build?: Runbook['build'];
+  keepalived?: Runbook['keepalived'];
+}
+
+function partialSections(input: unknown): Sections {
+  if (!input || typeof input !== 'object') return {};
+  const raw = input as Record<string, unknown>;
+  const pick = <T>(schema: z.ZodType<T>, v: unknown): T | undefined => {
+    const r = schema.safeParse(v);
+    return r.success ? r.data : undefined;
+  };
+  let nodes: Runbook['nodes'] | undefined;
+  if (Array.isArray(raw.nodes)) {
+    const parsedNodes = raw.nodes.map((n) => pick(nodeSchema, n));
+    // Cross-node rules only make sense when every node parsed.
+    if (parsedNodes.every((n) => n !== undefined)) nodes = parsedNodes as Runbook['nodes'];
+  }
+  return {
+    nodes,
+    vrrp: pick(vrrpSchema, raw.vrrp),
+    build: pick(buildSchema, raw.build),
+    keepalived: pick(keepalivedSchema, raw.keepalived),
+  };
+}
+
+export function semanticProblems(s: Sections): Problem[] {
+  const out: Problem[] = [];
+  const add = (path: string, message: string) => out.push({ path, message });
+  const { nodes, vrrp, build, keepalived } = s;
+
+  if (nodes) {
+    if (nodes.length < 2) add('nodes', `an HA pair needs at least 2 nodes; found ${nodes.length}`);
+    const seen = new Map<string, number>();
+    nodes.forEach((n, i) => {
+      if (!isIPv4(n.host) && !isDnsName(n.host)) add(`nodes[${i}].host`, `"${n.host}" is not an IPv4 address or DNS name`);
+      const key = n.host.toLowerCase();
+      if (seen.has(key)) add(`nodes[${i}].host`, `duplicate host "${n.host}" (also nodes[${seen.get(key)}].host); every node must be a different host`);
+      else seen.set(key, i);
+    });
+    const names = new Map<string, number>();
+    nodes.forEach((n, i) => {
+      if (!n.name) return;
+      if (names.has(n.name)) add(`nodes[${i}].name`, `duplicate node name "${n.name}" (also nodes[${names.get(n.name)}].name)`);
+      else names.set(n.name, i);
+    });
+
+    const masters = nodes.map((n, i) => ({ n, i })).filter((x) => x.n.role === 'master');
+    const preempt = vrrp?.preempt ?? true;
+    if (masters.length > 1) {
+      masters.slice(1).forEach(({ i }) => add(`nodes[${i}].role`, `more than one master (also nodes[${masters[0].i}]); exactly one node has role master`));
+    } else if (masters.length === 0 && preempt) {
+      add('nodes', 'no node has role master; exactly one node must be master (all may be backup only with vrrp.preempt: false)');
+    }
+    const prios = new Map<number, number>();
+    nodes.forEach((n, i) => {
+      if (prios.has(n.priority)) add(`nodes[${i}].priority`, `priority ${n.priority} is also used by nodes[${prios.get(n.priority)}]; priorities must be unique`);
+      else prios.set(n.priority, i);
+    });
+    if (masters.length === 1) {
+      const m = masters[0];
+      nodes.forEach((n, i) => {
+        if (i !== m.i && n.priority >= m.n.priority) add(`nodes[${i}].priority`, `backup priority ${n.priority} is not below the master's ${m.n.priority} (nodes[${m.i}]); the master must have the highest priority`);
+      });
+    }
+    if (vrrp?.unicast) {
+      nodes.forEach((n, i) => {
+        if (!isIPv4(n.host)) add(`nodes[${i}].host`, `unicast VRRP needs an IPv4 address for every node (unicast_src_ip/unicast_peer); "${n.host}" is a name`);
+      });
+    }
+  }
+
+  if (vrrp) {
+    const cidr = parseCidr(vrrp.vip);
+    if (!cidr) {
+      add('vrrp.vip', `"${vrrp.vip}" is not an IPv4 address in CIDR form; write it with its prefix length, e.g. 192.168.56.200/24`);
+    } else {
+      const ip = ipToInt(cidr.address);
+      if (cidr.prefix < 31 && (ip === networkOf(cidr) || ip === broadcastOf(cidr))) {
+        add('vrrp.vip', `${cidr.address} is the network or broadcast address of ${vrrp.vip}; pick a host address`);
+      }
+      nodes?.forEach((n, i) => {
+        if (!isIPv4(n.host)) return;
+        if (n.host === cidr.address) add('vrrp.vip', `the VIP ${cidr.address} is the address of nodes[${i}]; the VIP must be a free address`);
+        else if (!inSubnet(n.host, cidr)) add('vrrp.vip', `the VIP ${vrrp.vip} is not in the subnet of nodes[${i}].host ${n.host}; the VIP must share the nodes' subnet`);
+      });
+    }
+    if (vrrp.version === 2) {
+      if (!Number.isInteger(vrrp.advertInt) || vrrp.advertInt < 1 || vrrp.advertInt > 255) {
+        add('vrrp.advertInt', `${vrrp.advertInt} is not allowed with VRRP version 2; use whole seconds from 1 to 255 (or version 3 for sub-second adverts)`);
+      }
+    } else {
+      const centis = Math.round(vrrp.advertInt * 100);
+      if (vrrp.advertInt < 0.01 || vrrp.advertInt > 40.95 || Math.abs(centis - vrrp.advertInt * 100) > 1e-6) {
+        add('vrrp.advertInt', `${vrrp.advertInt} is not allowed with VRRP version 3; use 0.01 to 40.95 seconds in steps of 0.01`);
+      }
+      if (vrrp.auth) add('vrrp.auth', 'VRRP version 3 has no authentication; remove auth or use version 2');
+    }
+  }
+
+  if (build) {
+    const catalogIds = moduleCatalog().map((m) => m.id);
+    const nginxVer = nginxCoreVersion(build.flavor, build.version);
+    if (build.flavor === 'openresty' && build.version.split('.').length !== 4) {
+      add('build.version', `"${build.version}" is not an OpenResty version; OpenResty versions have four parts, e.g. 1.27.1.2`);
+    }
+    if (build.flavor === 'nginx' && build.version.split('.').length !== 3) {
+      add('build.version', `"${build.version}" is not an nginx version; nginx versions have three parts, e.g. 1.22.1`);
+    }
+    const seenMods = new Set<string>();
+    build.modules.forEach((id, i) => {
+      const mod = moduleById(id);
+      if (seenMods.has(id)) add(`build.modules[${i}]`, `module "${id}" is listed twice`);
+      seenMods.add(id);
+      if (!mod) {
+        add(`build.modules[${i}]`, `unknown module "${id}"; the catalog has: ${catalogIds.join(', ')}`);
+        return;
+      }
+      if (!mod.flavors.includes(build.flavor)) add(`build.modules[${i}]`, `module "${id}" is not available for the ${build.flavor} flavor`);
+      if (mod.maxNginxBelow && compareVersions(nginxVer, mod.maxNginxBelow) >= 0) {
+        add(`build.modules[${i}]`, `module "${id}" does not compile with nginx ${nginxVer} (needs nginx < ${mod.maxNginxBelow}${build.flavor === 'openresty' ? '; every current OpenResty is newer' : ''}); remove it or use an older ${build.flavor}`);
+      }
+      if (mod.patches && !corePatchFor(mod, nginxVer)) {
+        const ranges = mod.patches.map((p) => `${p.from}..<${p.below}`).join(', ');
+        add(`build.modules[${i}]`, `module "${id}" needs a core patch and the catalog has none for nginx ${nginxVer}; supported nginx versions: ${ranges}`);
+      }
+    });
+  }
+
+  if (keepalived && nodes && nodes.length >= 2) {
+    const w = keepalived.check.weight;
+    if (w !== 0) {
+      const sorted = [...nodes].sort((a, b) => b.priority - a.priority);
+      const top = sorted[0].priority;
+      const next = sorted[1].priority;
+      // Healthy peers keep (or gain) the weight; the failed top node loses it. Failover happens only
+      // when the failed top node ends up strictly below the best healthy peer.
+      const topFailed = w > 0 ? top : top + w;
+      const nextHealthy = w > 0 ? next + w : next;
+      if (topFailed >= nextHealthy) {
+        add('keepalived.check.weight', `weight ${w} cannot flip the election: with priorities ${top}/${next} the master keeps ${topFailed} >= ${nextHealthy} when its nginx dies, so there is no failover; use weight 0 (a failed check puts the node in FAULT) or a weight larger than ${top - next}`);
+      }
+    }
+  }
+  return out;
+}

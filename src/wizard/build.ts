@@ -1,0 +1,77 @@
+import { randomInt } from 'node:crypto';
+import type { RunbookInput } from '../runbook/schema.js';
+import { splitList, type Answers } from './questions.js';
+
+export const VRRP_PASSWORD_ENV = 'HA_VRRP_PASSWORD';
+
+/** Pure: the answers (from flags, defaults or prompts) become a runbook document. */
+export function runbookFromAnswers(a: Answers): RunbookInput {
+  const hosts = splitList(String(a.hosts));
+  const priorities = splitList(String(a.priorities)).map(Number);
+  const master = a.master === 'none' ? undefined : String(a.master);
+  const vrrpVersion = Number(a.vrrpVersion) as 2 | 3;
+  const preempt = master === undefined ? false : a.preempt !== false;
+  const upstreamServers = splitList(String(a.upstream ?? ''));
+  const identityFile = String(a.identityFile ?? '').trim();
+  return {
+    version: 1,
+    name: String(a.name),
+    ssh: { user: String(a.sshUser), port: Number(a.sshPort), ...(identityFile ? { identityFile } : {}) },
+    nodes: hosts.map((host, i) => ({ host, role: host === master ? 'master' : 'backup', priority: priorities[i] })),
+    vrrp: {
+      vip: String(a.vip),
+      interface: String(a.interface),
+      virtualRouterId: Number(a.vrid),
+      version: vrrpVersion,
+      advertInt: Number(a.advertInt),
+      unicast: a.unicast === true,
+      preempt,
+      ...(vrrpVersion === 2 ? { auth: { passwordEnv: VRRP_PASSWORD_ENV } } : {}),
+    },
+    build: {
+      flavor: a.flavor as 'openresty' | 'nginx',
+      version: String(a.buildVersion),
+      prefix: String(a.prefix),
+      jobs: 'auto',
+      modules: Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? '')),
+    },
+    keepalived: {
+      version: String(a.keepalivedVersion),
+      prefix: String(a.keepalivedPrefix),
+      check: { interval: Number(a.checkInterval), fall: Number(a.checkFall), rise: Number(a.checkRise), weight: Number(a.checkWeight) },
+    },
+    site: {
+      listen: Number(a.listen),
+      upstreams: upstreamServers.length > 0 ? [{ name: 'app', servers: upstreamServers }] : [],
+    },
+    verify: { failover: a.failover !== false, maxDowntimeMs: Number(a.maxDowntimeMs ?? 1000) },
+  };
+}
+
+/**
+ * `--node host:role:priority` (repeatable) is the explicit form; it fills hosts, master and
+ * priorities at once.
+ */
+export function answersFromNodeSpecs(specs: string[]): { answers: Answers; errors: string[] } {
+  const errors: string[] = [];
+  const hosts: string[] = [];
+  const prios: string[] = [];
+  let master: string | undefined;
+  for (const spec of specs) {
+    const m = /^([^:]+):(master|backup):(\d+)$/.exec(spec);
+    if (!m) {
+      errors.push(`--node ${spec}: expected host:role:priority, e.g. 192.168.56.101:master:100`);
+      continue;
+    }
+    hosts.push(m[1]);
+    prios.push(m[3]);
+    if (m[2] === 'master') master = m[1];
+  }
+  return { answers: { hosts: hosts.join(','), priorities: prios.join(','), master: master ?? 'none' }, errors };
+}
+
+/** 8 characters: keepalived's auth_pass silently truncates anything longer. */
+export function generateVrrpPassword(): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789';
+  return Array.from({ length: 8 }, () => alphabet[randomInt(alphabet.length)]).join('');
+}

@@ -1,0 +1,223 @@
+import { moduleCatalog } from '../catalog.js';
+import { isDnsName, isIPv4, parseCidr } from '../net.js';
+import { interfaceName, absolutePath } from '../runbook/schema.js';
+
+// The wizard's questions as data. Each has a flag (every prompt has one), an optional default
+// computed from earlier answers, and a validator shared by the prompt and the flag path.
+
+export type Answers = Record<string, string | string[] | boolean | undefined>;
+
+export interface Choice {
+  value: string;
+  label: string;
+  hint?: string;
+}
+
+export interface Question {
+  id: string;
+  /** Commander flag, e.g. `--vip <cidr>`. */
+  flag: string;
+  kind: 'text' | 'select' | 'multiselect' | 'confirm';
+  message: string;
+  help: string;
+  choices?: (a: Answers) => Choice[];
+  /** undefined = required: a non-interactive run without it fails naming the flag. */
+  default?: (a: Answers) => string | string[] | boolean | undefined;
+  validate?: (value: string, a: Answers) => string | undefined;
+  /** Skipped (and left undefined) when this returns false. */
+  when?: (a: Answers) => boolean;
+}
+
+const zodMessage = (schema: { safeParse: (v: unknown) => { success: boolean; error?: { issues: { message: string }[] } } }) =>
+  (v: string) => {
+    const r = schema.safeParse(v);
+    return r.success ? undefined : r.error!.issues[0].message;
+  };
+
+const intIn = (lo: number, hi: number, what: string) => (v: string) =>
+  /^-?\d+$/.test(v.trim()) && Number(v) >= lo && Number(v) <= hi ? undefined : `${what} must be a whole number from ${lo} to ${hi}`;
+
+export const splitList = (v: string): string[] => v.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+
+const DEFAULT_VERSIONS = { openresty: '1.27.1.2', nginx: '1.26.3' } as const;
+
+export function defaultVrid(vip: string | undefined): string | undefined {
+  const c = vip ? parseCidr(vip) : undefined;
+  if (!c) return undefined;
+  const last = Number(c.address.split('.')[3]);
+  return String(last >= 1 && last <= 255 ? last : 51);
+}
+
+export const questions: Question[] = [
+  {
+    id: 'name', flag: '--name <name>', kind: 'text', message: 'Cluster name', help: 'cluster name, lowercase letters, digits and dashes (default web-ha)',
+    default: () => 'web-ha',
+    validate: (v) => (/^[a-z0-9-]+$/.test(v) ? undefined : 'use lowercase letters, digits and dashes'),
+  },
+  {
+    id: 'hosts', flag: '--hosts <list>', kind: 'text', message: 'Node addresses (comma-separated; IPv4 or DNS names)', help: 'node addresses, comma-separated (or use --node)',
+    validate: (v) => {
+      const hosts = splitList(v);
+      if (hosts.length < 2) return 'an HA pair needs at least 2 nodes';
+      const bad = hosts.find((h) => !isIPv4(h) && !isDnsName(h));
+      if (bad) return `"${bad}" is not an IPv4 address or DNS name`;
+      if (new Set(hosts).size !== hosts.length) return 'every node must be a different host';
+      return undefined;
+    },
+  },
+  {
+    id: 'master', flag: '--master <host>', kind: 'select', message: 'Which node is the master?', help: 'host of the master node (default: the first)',
+    choices: (a) => [
+      ...splitList(String(a.hosts ?? '')).map((h) => ({ value: h, label: h })),
+      { value: 'none', label: 'none (all BACKUP, nopreempt)', hint: 'sets preempt: false' },
+    ],
+    default: (a) => splitList(String(a.hosts ?? ''))[0],
+    validate: (v, a) => (v === 'none' || splitList(String(a.hosts ?? '')).includes(v) ? undefined : `"${v}" is not one of the node addresses`),
+  },
+  {
+    id: 'priorities', flag: '--priorities <list>', kind: 'text', message: 'Priorities in node order (master highest)', help: 'VRRP priorities in node order (default 100,90,80... with the master first)',
+    default: (a) => defaultPriorities(a).join(','),
+    validate: (v, a) => {
+      const p = splitList(v);
+      const n = splitList(String(a.hosts ?? '')).length;
+      if (p.length !== n) return `give ${n} priorities, one per node`;
+      if (p.some((x) => intIn(1, 254, 'priority')(x))) return 'priorities are whole numbers from 1 to 254';
+      if (new Set(p).size !== p.length) return 'priorities must be unique';
+      return undefined;
+    },
+  },
+  {
+    id: 'sshUser', flag: '--ssh-user <user>', kind: 'text', message: 'SSH user', help: 'SSH user for every node (default root; non-root uses sudo -n)',
+    default: () => 'root', validate: (v) => (/^[a-z_][a-z0-9_.-]*$/i.test(v) ? undefined : 'not a valid user name'),
+  },
+  {
+    id: 'sshPort', flag: '--ssh-port <port>', kind: 'text', message: 'SSH port', help: 'SSH port (default 22)',
+    default: () => '22', validate: intIn(1, 65535, 'ssh port'),
+  },
+  {
+    id: 'identityFile', flag: '--identity-file <path>', kind: 'text', message: 'SSH private key (empty: use the SSH agent)', help: 'SSH private key file (default: from ~/.ssh/config or the agent)',
+    default: (a) => (typeof a.detectedIdentity === 'string' ? a.detectedIdentity : ''),
+  },
+  {
+    id: 'vip', flag: '--vip <cidr>', kind: 'text', message: 'Virtual IP with prefix length (e.g. 192.168.56.200/24)', help: 'virtual IP in CIDR form, e.g. 192.168.56.200/24',
+    validate: (v, a) => {
+      const c = parseCidr(v);
+      if (!c) return 'write the VIP in CIDR form, e.g. 192.168.56.200/24';
+      if (splitList(String(a.hosts ?? '')).includes(c.address)) return 'the VIP must not be a node address';
+      return undefined;
+    },
+  },
+  {
+    id: 'interface', flag: '--interface <name>', kind: 'text', message: 'Network interface carrying the VIP (as shown by `ip link`)', help: 'interface that carries the VIP, e.g. eth0',
+    validate: zodMessage(interfaceName),
+  },
+  {
+    id: 'vrid', flag: '--vrid <id>', kind: 'text', message: 'VRRP virtual router id (unique on the LAN)', help: 'VRRP virtual_router_id 1..255 (default: the VIP\'s last octet)',
+    default: (a) => defaultVrid(a.vip as string | undefined) ?? '51', validate: intIn(1, 255, 'virtual router id'),
+  },
+  {
+    id: 'vrrpVersion', flag: '--vrrp-version <2|3>', kind: 'select', message: 'VRRP version', help: 'VRRP version 2 or 3 (default 3)',
+    choices: () => [
+      { value: '3', label: 'VRRPv3', hint: 'sub-second adverts, no authentication' },
+      { value: '2', label: 'VRRPv2', hint: 'whole-second adverts, optional PASS auth' },
+    ],
+    default: () => '3', validate: (v) => (v === '2' || v === '3' ? undefined : 'VRRP version is 2 or 3'),
+  },
+  {
+    id: 'advertInt', flag: '--advert-int <seconds>', kind: 'text', message: 'Advertisement interval (seconds)', help: 'advert interval: v2 whole seconds 1..255, v3 0.01..40.95 (default 1 for v2, 0.1 for v3)',
+    default: (a) => (a.vrrpVersion === '2' ? '1' : '0.1'),
+    validate: (v, a) => {
+      const n = Number(v);
+      if (a.vrrpVersion === '2') return Number.isInteger(n) && n >= 1 && n <= 255 ? undefined : 'VRRPv2 adverts are whole seconds from 1 to 255';
+      return Number.isFinite(n) && n >= 0.01 && n <= 40.95 && Math.abs(Math.round(n * 100) - n * 100) < 1e-6 ? undefined : 'VRRPv3 adverts are 0.01 to 40.95 seconds';
+    },
+  },
+  {
+    id: 'unicast', flag: '--unicast', kind: 'confirm', message: 'Use unicast VRRP (clouds that block multicast)?', help: 'unicast VRRP to the peers instead of multicast 224.0.0.18',
+    default: () => false,
+  },
+  {
+    id: 'preempt', flag: '--no-preempt', kind: 'confirm', message: 'Should a recovered master take the VIP back (preempt)?', help: 'do not take the VIP back when a higher-priority node recovers',
+    default: (a) => a.master !== 'none',
+    when: (a) => a.master !== 'none',
+  },
+  {
+    id: 'flavor', flag: '--flavor <flavor>', kind: 'select', message: 'What to build', help: 'openresty or nginx (default openresty)',
+    choices: () => [
+      { value: 'openresty', label: 'OpenResty', hint: 'nginx + LuaJIT + lua modules bundled' },
+      { value: 'nginx', label: 'nginx', hint: 'plain nginx, modules added from source' },
+    ],
+    default: () => 'openresty', validate: (v) => (v === 'openresty' || v === 'nginx' ? undefined : 'flavor is openresty or nginx'),
+  },
+  {
+    id: 'buildVersion', flag: '--build-version <version>', kind: 'text', message: 'Version to build', help: 'OpenResty/nginx version (default 1.27.1.2 / 1.26.3)',
+    default: (a) => DEFAULT_VERSIONS[(a.flavor as 'openresty' | 'nginx') ?? 'openresty'],
+    validate: (v, a) => (a.flavor === 'nginx' ? /^\d+\.\d+\.\d+$/ : /^\d+\.\d+\.\d+\.\d+$/).test(v) ? undefined : `not a ${a.flavor} version`,
+  },
+  {
+    id: 'modules', flag: '--modules <list>', kind: 'multiselect', message: 'Third-party modules', help: `modules, comma-separated: ${moduleCatalog().map((m) => m.id).join(', ')}`,
+    choices: (a) => moduleCatalog().filter((m) => m.flavors.includes(a.flavor as 'nginx')).map((m) => ({
+      value: m.id, label: `${m.id}: ${m.title}`, hint: m.bundledIn.includes(a.flavor as 'nginx') ? 'bundled' : m.description,
+    })),
+    default: () => [],
+    validate: (v) => {
+      const ids = moduleCatalog().map((m) => m.id);
+      const bad = splitList(v).find((m) => !ids.includes(m));
+      return bad ? `unknown module "${bad}"; known: ${ids.join(', ')}` : undefined;
+    },
+  },
+  {
+    id: 'prefix', flag: '--prefix <path>', kind: 'text', message: 'Install prefix', help: 'install prefix (default /usr/local/openresty or /usr/local/nginx)',
+    default: (a) => (a.flavor === 'nginx' ? '/usr/local/nginx' : '/usr/local/openresty'), validate: zodMessage(absolutePath),
+  },
+  {
+    id: 'keepalivedVersion', flag: '--keepalived-version <version>', kind: 'text', message: 'keepalived version (built from source)', help: 'keepalived version (default 2.3.4)',
+    default: () => '2.3.4', validate: (v) => (/^\d+\.\d+\.\d+$/.test(v) ? undefined : 'keepalived versions look like 2.3.4'),
+  },
+  {
+    id: 'keepalivedPrefix', flag: '--keepalived-prefix <path>', kind: 'text', message: 'keepalived prefix', help: 'keepalived prefix (default /usr/local/keepalived)',
+    default: () => '/usr/local/keepalived', validate: zodMessage(absolutePath),
+  },
+  {
+    id: 'checkInterval', flag: '--check-interval <seconds>', kind: 'text', message: 'Health check interval (seconds)', help: 'health check interval in seconds (default 1)',
+    default: () => '1', validate: intIn(1, 3600, 'interval'),
+  },
+  {
+    id: 'checkFall', flag: '--check-fall <n>', kind: 'text', message: 'Failed checks before FAULT', help: 'failed checks before the node gives up the VIP (default 2)',
+    default: () => '2', validate: intIn(1, 100, 'fall'),
+  },
+  {
+    id: 'checkRise', flag: '--check-rise <n>', kind: 'text', message: 'Good checks before recovery', help: 'good checks before the node is healthy again (default 2)',
+    default: () => '2', validate: intIn(1, 100, 'rise'),
+  },
+  {
+    id: 'checkWeight', flag: '--check-weight <n>', kind: 'text', message: 'Check weight (0: a failed check means FAULT)', help: 'vrrp_script weight -253..253 (default 0)',
+    default: () => '0', validate: intIn(-253, 253, 'weight'),
+  },
+  {
+    id: 'listen', flag: '--listen <port>', kind: 'text', message: 'Site listen port', help: 'port the site listens on (default 80)',
+    default: () => '80', validate: intIn(1, 65535, 'listen port'),
+  },
+  {
+    id: 'upstream', flag: '--upstream <servers>', kind: 'text', message: 'Upstream servers for the site (comma-separated host:port; empty for none)', help: 'upstream servers, comma-separated host:port (default none)',
+    default: () => '',
+    validate: (v) => (splitList(v).every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s)) ? undefined : 'give host:port entries separated by commas'),
+  },
+  {
+    id: 'failover', flag: '--no-failover', kind: 'confirm', message: 'Run the measured failover test at the end of apply?', help: 'skip the failover test at the end of apply',
+    default: () => true,
+  },
+  {
+    id: 'maxDowntimeMs', flag: '--max-downtime-ms <ms>', kind: 'text', message: 'Maximum accepted failover downtime (ms)', help: 'failover test fails above this downtime (default 1000)',
+    default: () => '1000', validate: intIn(1, 600000, 'maxDowntimeMs'),
+    when: (a) => a.failover !== false,
+  },
+];
+
+export function defaultPriorities(a: Answers): number[] {
+  const hosts = splitList(String(a.hosts ?? ''));
+  const master = a.master === 'none' ? undefined : (a.master as string | undefined) ?? hosts[0];
+  const order = master ? [master, ...hosts.filter((h) => h !== master)] : hosts;
+  const byHost = new Map(order.map((h, i) => [h, 100 - 10 * i]));
+  return hosts.map((h) => byHost.get(h)!);
+}
