@@ -1,0 +1,442 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, openSync, closeSync, renameSync } from 'node:fs';
+import { platform } from 'node:os';
+import { join } from 'node:path';
+import { InvalidInputError, RunFailedError, UnsupportedEnvironmentError } from '../errors.js';
+import { commandExists, runLocal } from '../local.js';
+import {
+  BASE_IMAGE_REVISION, LAB_BRIDGE, LAB_COMMENT, LAB_SUDO_USER, labAddressing, labPaths,
+  type LabNode, type LabOptions, type LabPaths,
+} from './config.js';
+
+export interface LabState {
+  options: LabOptions;
+  bridge: string;
+  bridgeIp: string;
+  prefix: number;
+  vip: string;
+  /** ip_forward before the lab set it, restored by `lab down`. */
+  forwardingBefore: string;
+  nodes: Array<LabNode & { pid?: number }>;
+  createdAt: string;
+}
+
+export type Log = (line: string) => void;
+
+// Tools the lab needs on the control machine, and the Debian package that brings each.
+const HOST_TOOLS: Array<[string, string]> = [
+  ['debootstrap', 'debootstrap'],
+  ['systemd-nspawn', 'systemd-container'],
+  ['iptables', 'iptables'],
+  ['ip', 'iproute2'],
+  ['ssh', 'openssh-client'],
+  ['ssh-keygen', 'openssh-client'],
+];
+
+export function assertLabHost(): void {
+  if (platform() !== 'linux') throw new UnsupportedEnvironmentError('the lab needs Linux (systemd-nspawn, bridges, iptables)');
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new UnsupportedEnvironmentError('the lab needs root (it creates a bridge, NAT rules and containers)', ['run it as root, e.g. sudo ha-setup lab up']);
+  }
+}
+
+export async function ensureHostTools(log: Log): Promise<void> {
+  const missing: string[] = [];
+  for (const [cmd, pkg] of HOST_TOOLS) if (!(await commandExists(cmd)) && !missing.includes(pkg)) missing.push(pkg);
+  if (missing.length === 0) return;
+  const installCmd = `apt-get update && apt-get install -y ${missing.join(' ')}`;
+  if (!(await commandExists('apt-get'))) {
+    throw new UnsupportedEnvironmentError(`the lab needs ${missing.join(', ')}`, [`install them, e.g. on Debian: ${installCmd}`]);
+  }
+  log(`installing host tools: ${missing.join(' ')}`);
+  await runLocal('apt-get', ['update'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  await runLocal('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+export function readState(paths: LabPaths): LabState | undefined {
+  if (!existsSync(paths.stateFile)) return undefined;
+  try {
+    return JSON.parse(readFileSync(paths.stateFile, 'utf8')) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeState(paths: LabPaths, state: LabState): void {
+  mkdirSync(paths.stateDir, { recursive: true });
+  writeFileSync(`${paths.stateFile}.tmp`, JSON.stringify(state, null, 2));
+  renameSync(`${paths.stateFile}.tmp`, paths.stateFile);
+}
+
+function pidAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('systemd-nspawn');
+  } catch {
+    return false;
+  }
+}
+
+export const LAB_ENV_MARK = 'HA_SETUP_LAB_NODE';
+
+/**
+ * The init process of every lab container, found by the environment variable nspawn passes it.
+ * A killed nspawn leaves its container running (reparented to PID 1); killing the init of a PID
+ * namespace ends everything in it.
+ */
+export function labContainerInits(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').some((v) => v.startsWith(`${LAB_ENV_MARK}=`))) pids.push(Number(entry));
+    } catch {
+      // process went away
+    }
+  }
+  return pids;
+}
+
+/** Every nspawn process that runs a lab machine, found from /proc, so a lost state file leaves nothing behind. */
+function labNspawnPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (cmd[0]?.endsWith('systemd-nspawn') && cmd.some((a) => a.startsWith('--machine=halab-'))) pids.push(Number(entry));
+    } catch {
+      // process went away
+    }
+  }
+  return pids;
+}
+
+function sshArgs(paths: LabPaths, ip: string, user = 'root', batch = true): string[] {
+  return ['-i', paths.key, '-o', `UserKnownHostsFile=${paths.knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
+    ...(batch ? ['-o', 'BatchMode=yes'] : []), '-o', 'ConnectTimeout=3', '-o', 'LogLevel=ERROR', `${user}@${ip}`];
+}
+
+export async function labSsh(paths: LabPaths, ip: string, command: string, opts: { user?: string; allowFailure?: boolean; timeoutMs?: number } = {}) {
+  return runLocal('ssh', [...sshArgs(paths, ip, opts.user), command], { allowFailure: opts.allowFailure, timeoutMs: opts.timeoutMs ?? 120_000 });
+}
+
+// ---------------------------------------------------------------- base image
+
+async function ensureBaseImage(opts: LabOptions, paths: LabPaths, log: Log): Promise<string> {
+  const tarball = join(paths.cacheDir, `base-${opts.distro}-r${BASE_IMAGE_REVISION}.tar`);
+  if (existsSync(tarball)) return tarball;
+  mkdirSync(paths.cacheDir, { recursive: true });
+  const build = join(paths.cacheDir, `build-${opts.distro}`);
+  rmSync(build, { recursive: true, force: true });
+  log(`building the ${opts.distro} base image with debootstrap (about a minute, cached in ${paths.cacheDir})`);
+  const include = ['systemd', 'systemd-sysv', 'dbus', 'openssh-server', 'iproute2', 'procps', 'sudo', 'curl', 'ca-certificates',
+    'tcpdump', 'psmisc', 'less', 'xz-utils', 'rsyslog', 'logrotate', 'iputils-ping', 'iputils-arping'];
+  await runLocal('debootstrap', ['--variant=minbase', `--include=${include.join(',')}`, opts.distro, build, 'http://deb.debian.org/debian'], { timeoutMs: 20 * 60_000 });
+  // networkd gives the node its static address; the per-lab sudo user exercises the non-root path.
+  await runLocal('systemctl', [`--root=${build}`, 'enable', 'systemd-networkd.service']);
+  await runLocal('chroot', [build, 'useradd', '--create-home', '--shell', '/bin/bash', LAB_SUDO_USER]);
+  writeFileSync(join(build, 'etc', 'sudoers.d', LAB_SUDO_USER), `${LAB_SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
+  for (const f of readdirSync(join(build, 'etc', 'ssh'))) if (f.startsWith('ssh_host_')) rmSync(join(build, 'etc', 'ssh', f));
+  rmSync(join(build, 'etc', 'machine-id'), { force: true });
+  await runLocal('tar', ['-C', build, '-cf', `${tarball}.partial`, '.']);
+  renameSync(`${tarball}.partial`, tarball);
+  rmSync(build, { recursive: true, force: true });
+  return tarball;
+}
+
+async function prepareNode(node: LabNode, tarball: string, addr: { bridgeIp: string; prefix: number }, paths: LabPaths): Promise<string> {
+  rmSync(node.dir, { recursive: true, force: true });
+  mkdirSync(node.dir, { recursive: true });
+  await runLocal('tar', ['-C', node.dir, '-xf', tarball]);
+  const etc = join(node.dir, 'etc');
+  writeFileSync(join(etc, 'hostname'), `${node.name}\n`);
+  writeFileSync(join(etc, 'hosts'), `127.0.0.1 localhost\n127.0.1.1 ${node.name}\n`);
+  writeFileSync(join(etc, 'machine-id'), `${randomHex(32)}\n`);
+  // 10- sorts before the distro's 80-container-host0.network, which would otherwise win.
+  mkdirSync(join(etc, 'systemd', 'network'), { recursive: true });
+  writeFileSync(join(etc, 'systemd', 'network', '10-host0.network'),
+    `[Match]\nName=host0\n\n[Network]\nAddress=${node.ip}/${addr.prefix}\nGateway=${addr.bridgeIp}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n`);
+  rmSync(join(etc, 'resolv.conf'), { force: true });
+  writeFileSync(join(etc, 'resolv.conf'), hostNameservers());
+  await runLocal('ssh-keygen', ['-A', '-f', node.dir]);
+  const pub = readFileSync(join(paths.key + '.pub'), 'utf8');
+  for (const [home, owner] of [['root', '0:0'], [join('home', LAB_SUDO_USER), LAB_SUDO_USER]] as const) {
+    const sshDir = join(node.dir, home, '.ssh');
+    mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(sshDir, 'authorized_keys'), pub, { mode: 0o600 });
+    if (owner !== '0:0') await runLocal('chroot', [node.dir, 'chown', '-R', `${owner}:${owner}`, `/${home}/.ssh`]);
+  }
+  const hostKey = readFileSync(join(etc, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+  return `${node.ip} ${hostKey}`;
+}
+
+function hostNameservers(): string {
+  const lines = existsSync('/etc/resolv.conf') ? readFileSync('/etc/resolv.conf', 'utf8').split('\n') : [];
+  // A loopback resolver on the host (systemd-resolved's 127.0.0.53) is not reachable from a node.
+  const servers = lines.filter((l) => /^nameserver\s+/.test(l) && !/\s127\.|\s::1/.test(l));
+  return (servers.length > 0 ? servers : ['nameserver 1.1.1.1']).join('\n') + '\n';
+}
+
+function randomHex(n: number): string {
+  return Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+}
+
+// ---------------------------------------------------------------- network
+
+async function createBridge(bridge: string, ip: string, prefix: number): Promise<void> {
+  await runLocal('ip', ['link', 'add', bridge, 'type', 'bridge']);
+  await runLocal('ip', ['addr', 'add', `${ip}/${prefix}`, 'dev', bridge]);
+  await runLocal('ip', ['link', 'set', bridge, 'up']);
+}
+
+const natRules = (subnet: string, bridge: string): Array<[string, string, string[]]> => [
+  ['nat', 'POSTROUTING', ['-s', subnet, '!', '-o', bridge, '-j', 'MASQUERADE']],
+  ['filter', 'FORWARD', ['-i', bridge, '-j', 'ACCEPT']],
+  ['filter', 'FORWARD', ['-o', bridge, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']],
+];
+
+async function addNat(subnet: string, bridge: string): Promise<void> {
+  for (const [table, chain, rule] of natRules(subnet, bridge)) {
+    await runLocal('iptables', ['-t', table, '-I', chain, ...rule, '-m', 'comment', '--comment', LAB_COMMENT]);
+  }
+}
+
+/** Deletes every rule carrying the lab comment, including ones from a lab whose state was lost. */
+async function removeLabRules(): Promise<number> {
+  let removed = 0;
+  for (const table of ['nat', 'filter']) {
+    const listing = await runLocal('iptables', ['-t', table, '-S'], { allowFailure: true });
+    for (const line of listing.stdout.split('\n')) {
+      if (!line.startsWith('-A ') || !line.includes(LAB_COMMENT)) continue;
+      const args = splitIptablesRule(line.slice(3));
+      await runLocal('iptables', ['-t', table, '-D', ...args], { allowFailure: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
+/** `iptables -S` quotes arguments with spaces; undo that quoting. */
+function splitIptablesRule(rule: string): string[] {
+  const out: string[] = [];
+  const re = /"([^"]*)"|(\S+)/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(rule))) out.push(m[1] ?? m[2]);
+  return out;
+}
+
+export async function labVeths(): Promise<string[]> {
+  const r = await runLocal('ip', ['-o', 'link', 'show'], { allowFailure: true });
+  return r.stdout.split('\n').map((l) => /^\d+:\s+(vb-halab-[^@:\s]+)/.exec(l)?.[1]).filter((v): v is string => Boolean(v));
+}
+
+async function bridgeExists(bridge: string): Promise<boolean> {
+  return (await runLocal('ip', ['link', 'show', bridge], { allowFailure: true })).code === 0;
+}
+
+// ---------------------------------------------------------------- boot and wait
+
+function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
+  const logFile = join(paths.stateDir, `${node.name}.console.log`);
+  const fd = openSync(logFile, 'a');
+  // --register=no and --keep-unit are required on hosts without a usable system bus.
+  const child = spawn('systemd-nspawn', ['--boot', '--register=no', '--keep-unit', `--network-bridge=${bridge}`, `--machine=${node.machine}`,
+    `--hostname=${node.name}`, `--setenv=${LAB_ENV_MARK}=${node.name}`, '--directory', node.dir], { detached: true, stdio: ['ignore', fd, fd] });
+  child.unref();
+  closeSync(fd);
+  if (!child.pid) throw new RunFailedError(`could not start systemd-nspawn for ${node.name}`);
+  return child.pid;
+}
+
+async function waitForNode(node: LabNode & { pid?: number }, paths: LabPaths, log: Log, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (!pidAlive(node.pid)) {
+      const consoleLog = readFileSync(join(paths.stateDir, `${node.name}.console.log`), 'utf8');
+      throw new RunFailedError(`${node.name}: systemd-nspawn exited during boot`, consoleLog.trim().split('\n').slice(-20));
+    }
+    const r = await labSsh(paths, node.ip, 'systemctl is-system-running --wait', { allowFailure: true, timeoutMs: 60_000 });
+    const state = r.stdout.trim();
+    if (state === 'running') return;
+    if (state === 'degraded') {
+      const failed = await labSsh(paths, node.ip, 'systemctl --failed --no-legend --plain', { allowFailure: true });
+      log(`${node.name}: systemd is degraded: ${failed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]).join(', ')}`);
+      return;
+    }
+    last = state || r.stderr.trim();
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  throw new RunFailedError(`${node.name} (${node.ip}) did not answer SSH with a booted system within ${timeoutMs / 1000}s`, [`last answer: ${last}`]);
+}
+
+// ---------------------------------------------------------------- commands
+
+export interface UpResult {
+  state: LabState;
+  changed: boolean;
+}
+
+export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Promise<UpResult> {
+  assertLabHost();
+  const addr = labAddressing(opts, paths);
+  const existing = readState(paths);
+  if (existing && (await labIsHealthy(existing, paths))) {
+    const same = existing.options.nodes === opts.nodes && existing.options.distro === opts.distro && existing.options.subnet === opts.subnet;
+    if (!same) {
+      throw new InvalidInputError(`a lab is already up with ${existing.options.nodes} ${existing.options.distro} nodes on ${existing.options.subnet}`, ['run `ha-setup lab down` first to change its shape']);
+    }
+    return { state: existing, changed: false };
+  }
+  await ensureHostTools(log);
+  // Anything left by a lab whose processes were killed: clean it before building anew.
+  const leftovers = await labDown(() => {}, paths, { quiet: true });
+  if (leftovers > 0) log(`cleaned ${leftovers} leftover(s) of an earlier lab`);
+
+  mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
+  if (!existsSync(paths.key)) {
+    await runLocal('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ha-setup-lab', '-f', paths.key]);
+  }
+  const tarball = await ensureBaseImage(opts, paths, log);
+  log(`preparing ${addr.nodes.length} nodes`);
+  const knownHosts = await Promise.all(addr.nodes.map((n) => prepareNode(n, tarball, addr, paths)));
+  writeFileSync(paths.knownHosts, knownHosts.join('\n') + '\n', { mode: 0o600 });
+
+  const forwardingBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+  const state: LabState = {
+    options: opts, bridge: LAB_BRIDGE, bridgeIp: addr.bridgeIp, prefix: addr.prefix, vip: addr.vip,
+    forwardingBefore, nodes: addr.nodes.map((n) => ({ ...n })), createdAt: new Date().toISOString(),
+  };
+  // Written before any change so `lab down` can always undo what follows.
+  writeState(paths, state);
+  await createBridge(LAB_BRIDGE, addr.bridgeIp, addr.prefix);
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n');
+  await addNat(opts.subnet, LAB_BRIDGE);
+
+  for (const node of state.nodes) node.pid = bootNode(node, LAB_BRIDGE, paths);
+  writeState(paths, state);
+  log(`booting ${state.nodes.map((n) => `${n.name} (${n.ip})`).join(', ')}`);
+  await Promise.all(state.nodes.map((n) => waitForNode(n, paths, log)));
+  return { state, changed: true };
+}
+
+export async function labIsHealthy(state: LabState, paths: LabPaths): Promise<boolean> {
+  if (!state.nodes.every((n) => pidAlive(n.pid))) return false;
+  if (!(await bridgeExists(state.bridge))) return false;
+  const answers = await Promise.all(state.nodes.map((n) => labSsh(paths, n.ip, 'true', { allowFailure: true, timeoutMs: 15_000 })));
+  return answers.every((r) => r.code === 0);
+}
+
+/**
+ * Stop nodes, remove the bridge, NAT rules, forwarding change, mounts and node directories.
+ * Works from the state file and, for a lab whose state was lost, from what it finds on the host.
+ * Returns how many things it removed.
+ */
+export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: boolean } = {}): Promise<number> {
+  assertLabHost();
+  const state = readState(paths);
+  let removed = 0;
+
+  const pids = new Set<number>([...(state?.nodes.map((n) => n.pid).filter((p): p is number => pidAlive(p)) ?? []), ...labNspawnPids()]);
+  if (pids.size > 0) {
+    if (!opts.quiet) log(`stopping ${pids.size} node(s)`);
+    for (const pid of pids) safeKill(pid, 'SIGTERM');
+    const deadline = Date.now() + 20_000;
+    while ([...pids].some((p) => pidAlive(p)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    for (const pid of pids) if (pidAlive(pid)) safeKill(pid, 'SIGKILL');
+    while ([...pids].some((p) => pidAlive(p))) await new Promise((r) => setTimeout(r, 100));
+    removed += pids.size;
+  }
+  const orphans = labContainerInits();
+  if (orphans.length > 0) {
+    if (!opts.quiet) log(`killing ${orphans.length} orphaned container(s)`);
+    for (const pid of orphans) safeKill(pid, 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    while (labContainerInits().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    removed += orphans.length;
+  }
+  // Host ends of the nodes' veth pairs and nspawn's runtime directories outlive a killed nspawn.
+  for (const veth of await labVeths()) {
+    await runLocal('ip', ['link', 'del', veth], { allowFailure: true });
+    removed++;
+  }
+  for (const dir of ['/run/systemd/nspawn/propagate', '/run/systemd/nspawn/unix-export']) {
+    for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+      if (f.startsWith('halab-')) {
+        rmSync(join(dir, f), { recursive: true, force: true });
+        removed++;
+      }
+    }
+  }
+
+  // Mounts below the lab directory (nspawn cleans its own; a killed one may not have).
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m?.startsWith(paths.stateDir));
+  for (const m of mounts.sort((a, b) => b.length - a.length)) {
+    await runLocal('umount', ['-l', m], { allowFailure: true });
+    removed++;
+  }
+
+  removed += await removeLabRules();
+  const bridge = state?.bridge ?? LAB_BRIDGE;
+  if (await bridgeExists(bridge)) {
+    await runLocal('ip', ['link', 'del', bridge]);
+    removed++;
+  }
+  if (state && state.forwardingBefore !== undefined) {
+    writeFileSync('/proc/sys/net/ipv4/ip_forward', `${state.forwardingBefore}\n`);
+  }
+  if (existsSync(paths.nodesDir)) {
+    rmSync(paths.nodesDir, { recursive: true, force: true });
+    removed++;
+  }
+  for (const f of existsSync(paths.stateDir) ? readdirSync(paths.stateDir) : []) {
+    if (f.endsWith('.console.log')) rmSync(join(paths.stateDir, f), { force: true });
+  }
+  if (state) {
+    rmSync(paths.stateFile, { force: true });
+    removed++;
+  }
+  if (!opts.quiet) log(removed > 0 ? 'lab removed' : 'no lab was up');
+  return removed;
+}
+
+function safeKill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+export interface NodeStatus {
+  name: string;
+  ip: string;
+  running: boolean;
+  ssh: boolean;
+  systemd: string;
+}
+
+export async function labStatus(paths = labPaths()): Promise<{ state?: LabState; nodes: NodeStatus[] }> {
+  const state = readState(paths);
+  if (!state) return { nodes: [] };
+  const nodes = await Promise.all(state.nodes.map(async (n) => {
+    const running = pidAlive(n.pid);
+    const r = running ? await labSsh(paths, n.ip, 'systemctl is-system-running', { allowFailure: true, timeoutMs: 10_000 }) : undefined;
+    return { name: n.name, ip: n.ip, running, ssh: r !== undefined && r.stdout.trim() !== '', systemd: r?.stdout.trim() || (running ? 'unreachable' : 'stopped') };
+  }));
+  return { state, nodes };
+}
+
+export function findLabNode(state: LabState, which: string): LabNode | undefined {
+  return state.nodes.find((n) => n.name === which || n.ip === which || n.machine === which || String(state.nodes.indexOf(n) + 1) === which);
+}
+
+/** Interactive shell (or one command) on a lab node, host keys checked against the lab's known_hosts. */
+export function labSshInteractive(paths: LabPaths, node: LabNode, command: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn('ssh', [...sshArgs(paths, node.ip, 'root', false), ...command], { stdio: 'inherit' });
+    child.on('close', (code) => resolve(code ?? 1));
+  });
+}

@@ -1,0 +1,57 @@
+import type { RunbookInput } from '../runbook/schema.js';
+import type { LabPaths } from './config.js';
+import type { LabState } from './lab.js';
+import type { SourceRef } from '../sources/mirror.js';
+
+/** What the lab installs: pinned versions whose originals are in Debian's source archive. */
+export const LAB_SOURCES: SourceRef[] = [
+  { id: 'nginx', version: '1.22.1' },
+  { id: 'keepalived', version: '2.2.7' },
+  { id: 'ngx-fancyindex', version: '0.5.2' },
+  { id: 'lua-nginx-module', version: '0.10.23' },
+  { id: 'ngx_devel_kit', version: '0.3.2' },
+];
+
+const versionOf = (id: string) => LAB_SOURCES.find((s) => s.id === id)!.version;
+
+/** A complete runbook for the live lab: `ha-setup apply runbooks/lab.yaml` is the whole main job. */
+export function labRunbook(state: LabState, paths: LabPaths): RunbookInput {
+  return {
+    version: 1,
+    name: 'lab',
+    ssh: { user: 'root', port: 22, identityFile: paths.key, knownHostsFile: paths.knownHosts },
+    nodes: state.nodes.map((n, i) => ({ host: n.ip, name: n.name, role: i === 0 ? 'master' : 'backup', priority: 100 - 10 * i })),
+    vrrp: {
+      vip: `${state.vip}/${state.prefix}`,
+      interface: 'host0',
+      virtualRouterId: 51,
+      version: 3,
+      advertInt: 0.1,
+      unicast: false,
+      preempt: true,
+    },
+    build: {
+      flavor: 'nginx',
+      version: versionOf('nginx'),
+      prefix: '/usr/local/nginx',
+      jobs: 'auto',
+      modules: ['fancyindex', 'lua'],
+    },
+    keepalived: {
+      version: versionOf('keepalived'),
+      prefix: '/usr/local/keepalived',
+      install: 'source',
+      check: { interval: 1, fall: 2, rise: 2, weight: 0 },
+    },
+    site: { listen: 80, upstreams: [] },
+    sources: {
+      mirror: paths.sourcesDir,
+      overrides: {
+        'ngx-fancyindex': { version: versionOf('ngx-fancyindex') },
+        'lua-nginx-module': { version: versionOf('lua-nginx-module') },
+        ngx_devel_kit: { version: versionOf('ngx_devel_kit') },
+      },
+    },
+    verify: { failover: true, maxDowntimeMs: 1000 },
+  };
+}

@@ -1,0 +1,129 @@
+import { existsSync, readFileSync, readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { parse } from 'yaml';
+import { main } from '../../src/cli/main.js';
+import { LAB_BRIDGE, LAB_COMMENT, labPaths } from '../../src/lab/config.js';
+import { labContainerInits, labDown, labSsh, labVeths, readState } from '../../src/lab/lab.js';
+import { runLocal } from '../../src/local.js';
+import { validateRunbook } from '../../src/runbook/validate.js';
+
+const paths = labPaths();
+
+async function leftovers(): Promise<string[]> {
+  const found: string[] = [];
+  if ((await runLocal('ip', ['link', 'show', LAB_BRIDGE], { allowFailure: true })).code === 0) found.push(`bridge ${LAB_BRIDGE}`);
+  for (const table of ['nat', 'filter']) {
+    const rules = (await runLocal('iptables', ['-t', table, '-S'])).stdout.split('\n').filter((l) => l.includes(LAB_COMMENT));
+    found.push(...rules.map((r) => `iptables ${table}: ${r}`));
+  }
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes('systemd-nspawn') && cmd.includes('halab-')) found.push(`process ${pid}`);
+    } catch { /* gone */ }
+  }
+  found.push(...labContainerInits().map((p) => `container init ${p}`));
+  found.push(...(await labVeths()).map((v) => `veth ${v}`));
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(paths.stateDir));
+  found.push(...mounts.map((m) => `mount ${m}`));
+  if (existsSync(paths.nodesDir)) found.push(`directory ${paths.nodesDir}`);
+  if (existsSync(paths.stateFile)) found.push(`state ${paths.stateFile}`);
+  return found;
+}
+
+async function cli(argv: string[], cwd: string) {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { cwd, interactive: false, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+  return { code, out, err };
+}
+
+describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'ha-setup-lab-'));
+  const forwardingBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+
+  it('lab up brings up 2 booted Debian nodes and writes a valid runbook', async () => {
+    await labDown(() => {});
+    const r = await cli(['lab', 'up', '--no-download'], cwd);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const doc = parse(readFileSync(join(cwd, 'runbooks', 'lab.yaml'), 'utf8'));
+    const v = validateRunbook(doc);
+    expect(v.problems).toEqual([]);
+    expect(doc.build).toMatchObject({ flavor: 'nginx', version: '1.22.1', modules: ['fancyindex', 'lua'] });
+    expect(doc.keepalived.version).toBe('2.2.7');
+    expect(doc.nodes.map((n: { host: string }) => n.host)).toEqual(['10.213.0.11', '10.213.0.12']);
+  });
+
+  it('nodes answer SSH with host-key checking on, run systemd, reach each other and the package archive', async () => {
+    const state = readState(paths)!;
+    for (const [i, node] of state.nodes.entries()) {
+      const r = await labSsh(paths, node.ip, 'hostname; systemctl is-system-running; cat /etc/os-release | grep ^VERSION_CODENAME');
+      expect(r.stdout).toContain(node.name);
+      expect(r.stdout).toMatch(/running|degraded/);
+      expect(r.stdout).toContain('VERSION_CODENAME=bookworm');
+      const peer = state.nodes[(i + 1) % state.nodes.length];
+      const ping = await labSsh(paths, node.ip, `ping -c1 -W2 ${peer.ip}`, { allowFailure: true });
+      expect(ping.code, ping.stdout + ping.stderr).toBe(0);
+    }
+    const apt = await labSsh(paths, state.nodes[0].ip, 'apt-get update -q 2>&1 | tail -3', { timeoutMs: 300_000 });
+    expect(apt.stdout).toMatch(/Reading package lists/);
+    expect(apt.stdout).not.toMatch(/Failed to fetch|Could not resolve/);
+  });
+
+  it('refuses an unknown host key (checking is really on)', async () => {
+    const state = readState(paths)!;
+    const emptyKnownHosts = join(cwd, 'empty_known_hosts');
+    writeFileSync(emptyKnownHosts, '');
+    const r = await runLocal('ssh', ['-i', paths.key, '-o', `UserKnownHostsFile=${emptyKnownHosts}`, '-o', 'StrictHostKeyChecking=yes',
+      '-o', 'BatchMode=yes', `root@${state.nodes[0].ip}`, 'true'], { allowFailure: true });
+    expect(r.code).toBe(255);
+    expect(r.stderr).toMatch(/Host key verification failed/);
+  });
+
+  it('a non-root user with sudo works on the nodes', async () => {
+    const state = readState(paths)!;
+    const r = await labSsh(paths, state.nodes[1].ip, 'id -un; sudo -n id -u', { user: 'hauser' });
+    expect(r.stdout.split('\n').slice(0, 2)).toEqual(['hauser', '0']);
+  });
+
+  it('lab up again on a live lab changes nothing', async () => {
+    const before = readFileSync(paths.stateFile, 'utf8');
+    const r = await cli(['lab', 'up', '--no-download'], cwd);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/already up \(nothing changed\)/);
+    expect(readFileSync(paths.stateFile, 'utf8')).toBe(before);
+  });
+
+  it('lab status reports every node', async () => {
+    const r = await cli(['lab', 'status', '--json'], cwd);
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.nodes).toHaveLength(2);
+    expect(s.nodes.every((n: { ssh: boolean }) => n.ssh)).toBe(true);
+  });
+
+  it('recovers from a lab whose processes were killed', async () => {
+    const state = readState(paths)!;
+    for (const n of state.nodes) process.kill(n.pid!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 500));
+    const r = await cli(['lab', 'up', '--no-download'], cwd);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/lab is up in/);
+    const again = readState(paths)!;
+    expect((await labSsh(paths, again.nodes[0].ip, 'true', { allowFailure: true })).code).toBe(0);
+  });
+
+  it('lab down leaves nothing behind', async () => {
+    const r = await cli(['lab', 'down'], cwd);
+    expect(r.code).toBe(0);
+    expect(await leftovers()).toEqual([]);
+    expect(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim()).toBe(forwardingBefore);
+    const twice = await cli(['lab', 'down'], cwd);
+    expect(twice.code).toBe(0);
+    expect(twice.out).toMatch(/no lab was up/);
+  });
+});

@@ -1,0 +1,230 @@
+import { existsSync, mkdtempSync, readFileSync, statSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { main } from '../../src/cli/main.js';
+import { parseRunbookYaml, runbookToYaml } from '../../src/runbook/io.js';
+import { validateRunbook } from '../../src/runbook/validate.js';
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'ha-setup-wizard-'));
+}
+
+async function run(argv: string[], cwd: string, interactive = false) {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { cwd, interactive, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+  return { code, out, err };
+}
+
+const required = ['--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0'];
+
+describe('wizard through flags', () => {
+  it('writes a runbook that passes validate with --yes', async () => {
+    const dir = tmp();
+    const r = await run(['init', ...required, '--yes'], dir);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const file = join(dir, 'runbooks', 'web-ha.yaml');
+    const doc = parse(readFileSync(file, 'utf8'));
+    expect(validateRunbook(doc).ok).toBe(true);
+    expect(doc.nodes).toEqual([
+      { host: '10.0.0.11', role: 'master', priority: 100 },
+      { host: '10.0.0.12', role: 'backup', priority: 90 },
+    ]);
+    expect(doc.vrrp.virtualRouterId).toBe(100); // derived from the VIP's last octet
+    const v = await run(['validate', file], dir);
+    expect(v.code).toBe(0);
+  });
+
+  it('takes --node specs, VRRPv2 with a generated password kept out of the runbook', async () => {
+    const dir = tmp();
+    const r = await run(['init', '--node', '10.0.0.11:backup:90', '--node', '10.0.0.12:master:100', '--vip', '10.0.0.100/24',
+      '--interface', 'eth0', '--vrrp-version', '2', '--name', 'edge', '--modules', 'fancyindex,cache-purge', '--flavor', 'nginx',
+      '--out', 'out/edge.yaml', '--yes'], dir);
+    expect(r.code, r.err).toBe(0);
+    const text = readFileSync(join(dir, 'out', 'edge.yaml'), 'utf8');
+    const doc = parse(text);
+    expect(doc.nodes[1]).toEqual({ host: '10.0.0.12', role: 'master', priority: 100 });
+    expect(doc.vrrp).toMatchObject({ version: 2, advertInt: 1, auth: { passwordEnv: 'HA_VRRP_PASSWORD' } });
+    expect(doc.build).toMatchObject({ flavor: 'nginx', version: '1.26.3', prefix: '/usr/local/nginx', modules: ['fancyindex', 'cache-purge'] });
+    const secretsFile = join(dir, 'out', 'edge.secrets');
+    const secret = /HA_VRRP_PASSWORD=(\S+)/.exec(readFileSync(secretsFile, 'utf8'))![1];
+    expect(secret).toHaveLength(8);
+    expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
+    expect(text).not.toContain(secret);
+    expect(validateRunbook(doc).ok).toBe(true);
+  });
+
+  it('without a terminal and without answers exits 2 listing the missing flags', async () => {
+    const dir = tmp();
+    const r = await run(['init'], dir);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--hosts/);
+    expect(r.err).toMatch(/--vip/);
+    expect(r.err).toMatch(/--interface/);
+    expect(existsSync(join(dir, 'runbooks'))).toBe(false);
+  });
+
+  it('without a terminal and without --yes names the defaulted flags', async () => {
+    const r = await run(['init', ...required], tmp());
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/pass --yes/);
+  });
+
+  it('rejects an invalid flag value with exit 2', async () => {
+    const r = await run(['init', ...required, '--vrid', '300', '--yes'], tmp());
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--vrid 300: virtual router id must be a whole number from 1 to 255/);
+  });
+
+  it('refuses to overwrite without --force', async () => {
+    const dir = tmp();
+    expect((await run(['init', ...required, '--yes'], dir)).code).toBe(0);
+    const again = await run(['init', ...required, '--yes'], dir);
+    expect(again.code).toBe(2);
+    expect(again.err).toMatch(/already exists/);
+    expect((await run(['init', ...required, '--yes', '--force'], dir)).code).toBe(0);
+  });
+});
+
+describe('CLI surface', () => {
+  it('prints --version and --help with exit 0', async () => {
+    const v = await run(['--version'], tmp());
+    expect(v.code).toBe(0);
+    expect(v.out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    for (const argv of [['--help'], ['init', '--help'], ['validate', '--help']]) {
+      const h = await run(argv, tmp());
+      expect(h.code).toBe(0);
+      expect(h.out).toMatch(/Usage: ha-setup/);
+    }
+  });
+
+  it('exits 2 with a hint on an unknown command or flag', async () => {
+    const c = await run(['validat'], tmp());
+    expect(c.code).toBe(2);
+    expect(c.err).toMatch(/did you mean 'validate'/);
+    const f = await run(['init', '--vipp', 'x'], tmp());
+    expect(f.code).toBe(2);
+    expect(f.err).toMatch(/unknown option '--vipp'/);
+  });
+
+  it('validate prints every problem with its field path and exits 2', async () => {
+    const dir = tmp();
+    const file = join(dir, 'bad.yaml');
+    const rb = parse(readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8'));
+    rb.nodes[1].host = 'bad_host!';
+    rb.vrrp.virtualRouterId = 0;
+    rb.vrp = {};
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(file, runbookToYaml(rb));
+    const r = await run(['validate', file], dir);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/nodes\[1\]\.host: "bad_host!" is not an IPv4 address or DNS name/);
+    expect(r.err).toMatch(/vrrp\.virtualRouterId: virtualRouterId must be from 1 to 255/);
+    expect(r.err).toMatch(/vrp: unknown key/);
+  });
+});
+
+describe('runbook YAML', () => {
+  it('round-trips without loss', () => {
+    const original = parse(readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8'));
+    const again = parseRunbookYaml(runbookToYaml(original), 'roundtrip');
+    expect(again).toEqual(original);
+    const a = validateRunbook(original);
+    const b = validateRunbook(again);
+    expect(a.ok && b.ok && a.runbook).toEqual(b.ok && b.runbook);
+  });
+
+  it('reports a YAML syntax error as an invalid runbook', () => {
+    expect(() => parseRunbookYaml('nodes: [1, 2\n', 'broken.yaml')).toThrow(/not a valid runbook/);
+  });
+});
+
+// Drives the real clack prompts with keystrokes on an injected input stream.
+class Terminal {
+  input = new PassThrough();
+  output = new PassThrough();
+  screen = '';
+  constructor() {
+    this.output.on('data', (d) => { this.screen += d.toString(); });
+    (this.input as any).isTTY = false;
+  }
+  async answer(prompt: string, keys: string): Promise<void> {
+    const start = Date.now();
+    let seen = 0;
+    while (true) {
+      const idx = this.screen.indexOf(prompt, seen);
+      if (idx >= 0) break;
+      if (Date.now() - start > 5000) throw new Error(`prompt "${prompt}" never appeared; screen:\n${this.screen.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 10));
+      seen = 0;
+    }
+    this.screen = '';
+    await new Promise((r) => setTimeout(r, 20));
+    this.input.write(keys);
+  }
+}
+
+const ENTER = '\r';
+const DOWN = '\u001b[B';
+const SPACE = ' ';
+
+describe('wizard through clack', () => {
+  it('asks every question and writes a valid runbook', async () => {
+    const dir = tmp();
+    const term = new Terminal();
+    const done = main(['init'], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    await term.answer('Cluster name', `edge-ha${ENTER}`);
+    await term.answer('Node addresses', `10.0.0.11, 10.0.0.12${ENTER}`);
+    await term.answer('Which node is the master', `${DOWN}${ENTER}`); // the second node
+    await term.answer('Priorities', ENTER);
+    await term.answer('SSH user', ENTER);
+    await term.answer('SSH port', ENTER);
+    await term.answer('SSH private key', ENTER);
+    await term.answer('Virtual IP', `10.0.0.100/24${ENTER}`);
+    await term.answer('Network interface', `eth0${ENTER}`);
+    await term.answer('virtual router id', ENTER);
+    await term.answer('VRRP version', ENTER);
+    await term.answer('Advertisement interval', ENTER);
+    await term.answer('unicast', ENTER);
+    await term.answer('preempt', ENTER);
+    await term.answer('What to build', `${DOWN}${ENTER}`); // nginx
+    await term.answer('Version to build', ENTER);
+    await term.answer('Third-party modules', `${DOWN}${DOWN}${SPACE}${ENTER}`); // fancyindex
+    for (const q of ['Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted']) {
+      await term.answer(q, ENTER);
+    }
+    expect(await done).toBe(0);
+    const doc = parse(readFileSync(join(dir, 'runbooks', 'edge-ha.yaml'), 'utf8'));
+    expect(validateRunbook(doc).ok).toBe(true);
+    expect(doc.nodes).toEqual([
+      { host: '10.0.0.11', role: 'backup', priority: 90 },
+      { host: '10.0.0.12', role: 'master', priority: 100 },
+    ]);
+    expect(doc.build).toMatchObject({ flavor: 'nginx', modules: ['fancyindex'] });
+  });
+
+  it('re-asks after an invalid answer', async () => {
+    const dir = tmp();
+    const term = new Terminal();
+    const done = main(['init', '--name', 'x', '--hosts', '10.0.0.11,10.0.0.12', '--interface', 'eth0', '--yes'], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    await term.answer('Virtual IP', `10.0.0.100${ENTER}`);
+    await term.answer('CIDR form', `/24${ENTER}`);
+    expect(await done).toBe(0);
+    expect(parse(readFileSync(join(dir, 'runbooks', 'x.yaml'), 'utf8')).vrrp.vip).toBe('10.0.0.100/24');
+  });
+
+  it('Ctrl-C exits 130 and leaves no file', async () => {
+    const dir = tmp();
+    const term = new Terminal();
+    const done = main(['init'], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    await term.answer('Cluster name', `abc${ENTER}`);
+    await term.answer('Node addresses', '\u0003');
+    expect(await done).toBe(130);
+    expect(existsSync(join(dir, 'runbooks'))).toBe(false);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});

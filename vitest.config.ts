@@ -1,0 +1,27 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'lab',
+          include: ['test/lab/**/*.test.ts'],
+          // One lab on one machine: lab suites run one file at a time, in order.
+          fileParallelism: false,
+          sequence: { concurrent: false },
+          testTimeout: 30 * 60_000,
+          hookTimeout: 30 * 60_000,
+          globalSetup: ['test/lab/global-setup.ts'],
+        },
+      },
+    ],
+  },
+});
