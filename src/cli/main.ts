@@ -8,6 +8,8 @@ import { registerInit, runInit } from './init.js';
 import { formatError } from './output.js';
 import { registerValidate } from './validate.js';
 import { registerLab } from './lab.js';
+import { registerApply } from './apply.js';
+import { registerPlan } from './plan.js';
 
 export interface CliContext {
   cwd: string;
@@ -69,6 +71,8 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
 
   registerInit(program, ctx);
   registerValidate(program, ctx);
+  registerPlan(program, ctx);
+  registerApply(program, ctx);
   registerLab(program, ctx);
 
   // Every subcommand inherits the same error behaviour and output.

@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import { RunFailedError } from '../errors.js';
+import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
+import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
+import { loadSecrets, newRunId, openSession, runbookDir } from '../engine/session.js';
+import type { Step } from '../engine/types.js';
+import { loadRunbook } from '../runbook/io.js';
+import { prepareSources } from '../sources/prepare.js';
+import { INSTALL_STEPS, PREFLIGHT } from '../steps/index.js';
+import type { CliContext } from './main.js';
+
+export interface ApplyFlags {
+  concurrency?: string;
+  acceptNewHostKeys?: boolean;
+  renderer?: 'default' | 'simple' | 'silent';
+}
+
+export function registerApply(program: Command, ctx: CliContext): void {
+  program.command('apply')
+    .description('execute the runbook on every node over SSH (resumable: run it again after a failure)')
+    .argument('<runbook>', 'runbook file')
+    .option('--concurrency <n>', 'nodes worked on at the same time', '8')
+    .option('--accept-new-host-keys', 'trust and record host keys not seen before (a changed key always fails)')
+    .option('--renderer <name>', 'task list output: default, simple or silent')
+    .action(async (file: string, flags: ApplyFlags) => {
+      ctx.result = await runApply(file, flags, ctx);
+    });
+}
+
+export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext, steps: Step[] = INSTALL_STEPS): Promise<number> {
+  const { path, runbook } = loadRunbook(file);
+  const secrets = loadSecrets(runbook, path);
+  const runId = newRunId();
+  const startedAt = new Date();
+  const sources = await prepareSources(runbook, runbookDir(path), ctx.print);
+  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, interactive: ctx.interactive, runId }, secrets);
+  try {
+    const base: Omit<ExecuteOptions, 'steps'> = {
+      runbook, runbookPath: path, handles, sources, secrets,
+      concurrency: Math.max(1, Number(flags.concurrency ?? 8)),
+      renderer: flags.renderer ?? (ctx.interactive ? 'default' : 'simple'),
+      runId,
+    };
+    // Preflight on every node first: one report for the whole cluster, nothing changed yet.
+    const pre = await executeSteps({ ...base, steps: [PREFLIGHT] });
+    if (pre.some((o) => !o.ok)) throw failureReport('preflight failed; nothing was changed', pre, path);
+    const outcomes = await executeSteps({ ...base, steps });
+    const record = writeRunRecord({ ...base, steps }, outcomes, startedAt);
+    for (const o of outcomes) {
+      const ran = o.steps.filter((s) => s.action === 'ran').map((s) => s.id);
+      ctx.print(`${o.node.name}: ${o.ok ? 'ok' : 'FAILED'}; ran ${ran.length} step(s)${ran.length ? ` (${ran.join(', ')})` : ''}, ${o.steps.filter((s) => s.action === 'skipped').length} already done`);
+      for (const w of [...pre.find((p) => p.node.name === o.node.name)?.warnings ?? [], ...o.warnings]) ctx.print(`  warning: ${w}`);
+    }
+    if (outcomes.some((o) => !o.ok)) throw failureReport('apply failed', outcomes, path);
+
+    if (steps.some((s) => s.id === 'start')) {
+      const { holder, views } = await waitForSingleHolder(handles, runbook);
+      if (!holder) {
+        const details = [];
+        for (const h of handles) {
+          const v = views.find((x) => x.node === h.node.name);
+          details.push(`${h.node.name}: ${v?.holdsVip ? 'holds the VIP' : 'does not hold the VIP'}, VRRP state ${v?.state}`);
+          details.push(...(await keepalivedLogTail(h, runbook)).map((l) => `  | ${l}`));
+        }
+        throw new RunFailedError(`after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly one should)`, details);
+      }
+      ctx.print(`VIP ${runbook.vrrp.vip} is held by ${holder}`);
+    }
+    ctx.print(`record: ${record}`);
+    return 0;
+  } finally {
+    await Promise.all(handles.map((h) => h.t.close()));
+  }
+}
+
+function failureReport(title: string, outcomes: NodeOutcome[], runbookPath: string): RunFailedError {
+  const details: string[] = [];
+  for (const o of outcomes) {
+    if (o.ok) {
+      details.push(`${o.node.name}: ok`);
+      continue;
+    }
+    details.push('', ...(o.failure ? o.failure.report(runbookPath) : [`${o.node.name}: failed`]));
+  }
+  return new RunFailedError(title, details);
+}

@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+import { decide } from '../engine/decide.js';
+import { appliesTo } from '../engine/nodes.js';
+import { offlinePlan, offlineSources, renderPlanText, type PlannedStep } from '../engine/plan-view.js';
+import { parseJournal } from '../engine/journal.js';
+import { loadSecrets, newRunId, openSession } from '../engine/session.js';
+import type { StepContext } from '../engine/types.js';
+import { InvalidInputError } from '../errors.js';
+import { loadRunbook } from '../runbook/io.js';
+import { INSTALL_STEPS } from '../steps/index.js';
+import type { CliContext } from './main.js';
+
+const RELEASES = ['debian12', 'debian13', 'ubuntu22', 'ubuntu24', 'el7', 'el8', 'el9'];
+
+export function registerPlan(program: Command, ctx: CliContext): void {
+  program.command('plan')
+    .description('dry run: per node, each step with its status and the exact commands and files; changes nothing')
+    .argument('<runbook>', 'runbook file')
+    .option('--offline', 'never connect: assume a fresh host of --os')
+    .option('--os <release>', `with --offline: ${RELEASES.join(', ')}`, 'debian12')
+    .option('--contents', 'print the full content of every file')
+    .option('--accept-new-host-keys', 'trust and record host keys not seen before')
+    .action(async (file: string, opts: { offline?: boolean; os: string; contents?: boolean; acceptNewHostKeys?: boolean }) => {
+      const { path, runbook } = loadRunbook(file);
+      if (opts.offline) {
+        if (!RELEASES.includes(opts.os)) throw new InvalidInputError(`--os ${opts.os}: choose one of ${RELEASES.join(', ')}`);
+        ctx.print(renderPlanText(offlinePlan(runbook, INSTALL_STEPS, opts.os), { fileContents: opts.contents === true }));
+        ctx.result = 0;
+        return;
+      }
+      const secrets = loadSecrets(runbook, path);
+      const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId() }, secrets);
+      try {
+        const sources = offlineSources(runbook);
+        const clusterFacts = Object.fromEntries(handles.map((h) => [h.node.name, h.facts]));
+        const nodes = [];
+        for (const h of handles) {
+          const journal = parseJournal(h.facts.journal, runbook.name);
+          const rerun = new Set<string>();
+          const steps: PlannedStep[] = [];
+          for (const step of INSTALL_STEPS.filter((s) => appliesTo(s, h.node))) {
+            const pc = { runbook, node: h.node, cluster: handles.map((x) => x.node), facts: h.facts, sources, clusterFacts };
+            const plan = step.plan(pc);
+            let d = decide(step, plan, journal.steps[step.id], rerun);
+            if (d.action === 'check') {
+              const sctx: StepContext = { ...pc, plan, t: h.t, secrets, progress: () => {}, warn: () => {} };
+              d = (await step.check(sctx)) ? { action: 'skip', reason: 'done' } : { action: 'run', reason: 'the host no longer matches' };
+            }
+            if (d.action === 'skip') steps.push({ step, plan, status: { label: 'done' } });
+            else {
+              rerun.add(step.id);
+              const entry = journal.steps[step.id];
+              steps.push({ step, plan, status: entry ? { label: 'will re-run', why: d.reason } : { label: 'will run' } });
+            }
+          }
+          nodes.push({ pc: { runbook, node: h.node, cluster: handles.map((x) => x.node), facts: h.facts, sources, clusterFacts }, steps });
+        }
+        ctx.print(renderPlanText(nodes, { fileContents: opts.contents === true }));
+        ctx.result = 0;
+      } finally {
+        await Promise.all(handles.map((h) => h.t.close()));
+      }
+    });
+}

@@ -1,0 +1,219 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Listr, type ListrTaskWrapper } from 'listr2';
+import { CancelledError, HaSetupError, RunFailedError } from '../errors.js';
+import { tail } from '../local.js';
+import type { Runbook } from '../runbook/schema.js';
+import { decide, digestPlan, fingerprintPlan, type RecordedEntry } from './decide.js';
+import { parseJournal, saveJournal, type Journal } from './journal.js';
+import { appliesTo } from './nodes.js';
+import { runbookDir, type NodeHandle } from './session.js';
+import { CommandFailedError, ConnectError } from './transport.js';
+import { type LocalSource, type ResolvedNode, type Step, type StepContext, type StepPlan } from './types.js';
+
+export interface StepOutcome {
+  id: string;
+  action: 'ran' | 'skipped' | 'failed' | 'not reached';
+  reason: string;
+  durationMs: number;
+}
+
+export interface NodeOutcome {
+  node: ResolvedNode;
+  ok: boolean;
+  steps: StepOutcome[];
+  failure?: StepFailure;
+  warnings: string[];
+  logPath: string;
+}
+
+/** A failed step with everything the report needs. */
+export class StepFailure extends RunFailedError {
+  constructor(
+    readonly nodeName: string,
+    readonly stepId: string,
+    readonly cause: unknown,
+    readonly logPath: string,
+  ) {
+    super(`${nodeName}: step ${stepId} failed`);
+  }
+
+  report(runbookPath: string): string[] {
+    const lines = [`node:      ${this.nodeName}`, `step:      ${this.stepId}`];
+    const c = this.cause;
+    if (c instanceof CommandFailedError) {
+      lines.push(`command:   ${c.command.split('\n').join('\n           ')}`, `exit code: ${c.exitCode}`, 'last output:');
+      lines.push(...tail(c.output, 20).map((l) => `  | ${l}`));
+    } else if (c instanceof HaSetupError) {
+      lines.push(`error:     ${c.message}`, ...c.details.map((d) => `  ${d}`));
+    } else {
+      lines.push(`error:     ${c instanceof Error ? c.message : String(c)}`);
+    }
+    lines.push(`log:       ${this.logPath}`);
+    lines.push(`next:      fix the cause, then run \`ha-setup apply ${runbookPath}\` again; it resumes at this step`);
+    return lines;
+  }
+}
+
+export interface ExecuteOptions {
+  runbook: Runbook;
+  runbookPath: string;
+  handles: NodeHandle[];
+  steps: Step[];
+  sources: Record<string, LocalSource>;
+  secrets: Record<string, string>;
+  concurrency: number;
+  renderer: 'default' | 'simple' | 'silent';
+  runId: string;
+}
+
+export function localJournalPath(runbookPath: string, rb: Runbook, node: ResolvedNode): string {
+  return join(runbookDir(runbookPath), 'records', rb.name, `${node.name}.journal.json`);
+}
+
+export function substituteSecrets(content: string, secrets: Record<string, string>): string {
+  return content.replace(/@@secret:([A-Za-z_][A-Za-z0-9_]*)@@/g, (_, name: string) => {
+    const v = secrets[name];
+    if (v === undefined) throw new RunFailedError(`the secret ${name} is needed but not set`);
+    return v;
+  });
+}
+
+/** The default `run`: files, then uploads, then commands, each command separately so a failure names it. */
+export async function runPlan(ctx: StepContext): Promise<void> {
+  for (const f of ctx.plan.files) {
+    await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode, owner: f.owner, group: f.group });
+  }
+  for (const u of ctx.plan.uploads) await ctx.t.upload(u.local, u.remote, { mode: u.mode });
+  for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);
+}
+
+export async function runCommand(ctx: Pick<StepContext, 't' | 'progress'>, cmd: string): Promise<string> {
+  const r = await ctx.t.exec(cmd, { onLine: ctx.progress });
+  if (r.code !== 0) throw new CommandFailedError(cmd, r.code, `${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+
+/**
+ * Run the ordered steps on every node: nodes in parallel (bounded), steps in order per node.
+ * A step is skipped when its journal entry is done with the same fingerprint and its check passes
+ * on the host; a step whose dependency ran runs too. A failing node stops its own later steps only.
+ */
+export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
+  const outcomes = new Map<string, NodeOutcome>();
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+    // Closing the connections ends the running commands; the journal still says "running" for the
+    // interrupted step, so the next apply re-runs it.
+    for (const h of o.handles) void h.t.close();
+  };
+  process.once('SIGINT', onSigint);
+
+  const nodeTask = (h: NodeHandle) => async (_ctx: unknown, task: ListrTaskWrapper<any, any, any>) => {
+    const outcome: NodeOutcome = { node: h.node, ok: true, steps: [], warnings: [], logPath: h.logPath };
+    outcomes.set(h.node.name, outcome);
+    const journal: Journal = parseJournal(h.facts.journal, o.runbook.name);
+    const localJournal = localJournalPath(o.runbookPath, o.runbook, h.node);
+    const rerun = new Set<string>();
+    const mine = o.steps.filter((s) => appliesTo(s, h.node));
+    for (const [i, step] of mine.entries()) {
+      const base = {
+        runbook: o.runbook, node: h.node, cluster: o.handles.map((x) => x.node), facts: h.facts, sources: o.sources,
+        clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
+      };
+      const started = Date.now();
+      task.title = `${h.node.name}: ${step.title} (${i + 1}/${mine.length})`;
+      let plan: StepPlan;
+      let ctx: StepContext;
+      try {
+        plan = step.plan(base);
+        ctx = {
+          ...base, plan, t: h.t, secrets: o.secrets,
+          progress: (line) => { task.output = line.slice(0, 200); },
+          warn: (message) => { outcome.warnings.push(`${step.id}: ${message}`); },
+        };
+        const entry = journal.steps[step.id] as RecordedEntry | undefined;
+        let d = decide(step, plan, entry, rerun);
+        if (d.action === 'check') {
+          d = (await step.check(ctx)) ? { action: 'skip', reason: 'done' } : { action: 'run', reason: 'the host no longer matches (check failed)' };
+        }
+        if (d.action === 'skip') {
+          outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
+          continue;
+        }
+        task.output = `${step.id}: running (${d.reason})`;
+        const record: RecordedEntry = {
+          fingerprint: fingerprintPlan(plan), status: 'running', startedAt: new Date().toISOString(),
+          commands: plan.commands, files: plan.files.map((f) => f.path), digest: digestPlan(plan),
+        };
+        journal.steps[step.id] = record;
+        await saveJournal(h.t, journal, localJournal);
+        await (step.run ? step.run(ctx) : runPlan(ctx));
+        record.status = 'done';
+        record.endedAt = new Date().toISOString();
+        record.durationMs = Date.now() - started;
+        await saveJournal(h.t, journal, localJournal);
+        rerun.add(step.id);
+        outcome.steps.push({ id: step.id, action: 'ran', reason: d.reason, durationMs: Date.now() - started });
+      } catch (e) {
+        outcome.ok = false;
+        outcome.steps.push({ id: step.id, action: 'failed', reason: e instanceof Error ? e.message : String(e), durationMs: Date.now() - started });
+        for (const rest of mine.slice(i + 1)) outcome.steps.push({ id: rest.id, action: 'not reached', reason: '', durationMs: 0 });
+        const entry = journal.steps[step.id];
+        if (entry && entry.status === 'running' && !(e instanceof ConnectError) && !interrupted) {
+          entry.status = 'failed';
+          entry.endedAt = new Date().toISOString();
+          await saveJournal(h.t, journal, localJournal).catch(() => {});
+        }
+        outcome.failure = new StepFailure(h.node.name, step.id, e, h.logPath);
+        throw outcome.failure;
+      }
+    }
+    task.title = `${h.node.name}: ${outcome.steps.filter((s) => s.action === 'ran').length} ran, ${outcome.steps.filter((s) => s.action === 'skipped').length} already done`;
+  };
+
+  const list = new Listr(
+    o.handles.map((h) => ({ title: h.node.name, task: nodeTask(h) })),
+    {
+      concurrent: o.concurrency,
+      exitOnError: false,
+      registerSignalListeners: false,
+      renderer: o.renderer,
+      fallbackRenderer: 'simple',
+      rendererOptions: { collapseErrors: false, showErrorMessage: false } as never,
+    },
+  );
+  try {
+    await list.run();
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+  if (interrupted) throw new CancelledError('interrupted; run `ha-setup apply` again to resume where it stopped');
+  return o.handles.map((h) => outcomes.get(h.node.name) ?? { node: h.node, ok: false, steps: [], warnings: [], logPath: h.logPath });
+}
+
+export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], startedAt: Date): string {
+  const dir = join(runbookDir(o.runbookPath), 'records', o.runbook.name);
+  mkdirSync(dir, { recursive: true });
+  const record = {
+    runId: o.runId,
+    runbook: o.runbook.name,
+    startedAt: startedAt.toISOString(),
+    endedAt: new Date().toISOString(),
+    nodes: outcomes.map((out) => {
+      const f = o.handles.find((h) => h.node.name === out.node.name)!.facts;
+      return {
+        name: out.node.name, host: out.node.host, role: out.node.role, ok: out.ok,
+        facts: { os: `${f.osId} ${f.osVersion}`, family: f.family, arch: f.arch, cores: f.cores, memoryMb: f.memoryMb, firewall: f.firewall, selinux: f.selinux },
+        steps: out.steps,
+        log: out.logPath,
+      };
+    }),
+  };
+  const file = join(dir, `run-${o.runId}.json`);
+  writeFileSync(file, JSON.stringify(record, null, 2));
+  writeFileSync(join(dir, 'last-run.json'), JSON.stringify(record, null, 2));
+  return file;
+}

@@ -1,0 +1,108 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import * as p from '@clack/prompts';
+import { InvalidInputError } from '../errors.js';
+import { resolveSecret } from '../runbook/io.js';
+import type { Runbook } from '../runbook/schema.js';
+import { gatherFacts, type Facts } from './facts.js';
+import { resolveNodes } from './nodes.js';
+import { expandTilde } from './ssh-config.js';
+import { SshTransport, type Transport } from './transport.js';
+import type { ResolvedNode } from './types.js';
+
+export interface NodeHandle {
+  node: ResolvedNode;
+  t: Transport;
+  facts: Facts;
+  logPath: string;
+}
+
+export interface SessionOptions {
+  runbookPath: string;
+  runbook: Runbook;
+  acceptNewHostKeys: boolean;
+  interactive: boolean;
+  runId: string;
+  /** Only these node indexes (default: all). */
+  only?: number[];
+}
+
+export function newRunId(now = new Date()): string {
+  return now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+}
+
+export function runbookDir(runbookPath: string): string {
+  return dirname(resolve(runbookPath));
+}
+
+export function knownHostsFiles(rb: Runbook, runbookPath: string): { files: string[]; own: string } {
+  const base = runbookDir(runbookPath);
+  const own = rb.ssh.knownHostsFile
+    ? (isAbsolute(expandTilde(rb.ssh.knownHostsFile)) ? expandTilde(rb.ssh.knownHostsFile) : join(base, rb.ssh.knownHostsFile))
+    : join(base, `${rb.name}.known_hosts`);
+  return { files: [join(homedir(), '.ssh', 'known_hosts'), own], own };
+}
+
+export function logPathFor(runbookPath: string, runId: string, node: ResolvedNode): string {
+  return join(runbookDir(runbookPath), 'logs', runId, `${node.name}.log`);
+}
+
+/** Secret values the run needs, by environment variable name: from the environment or the secrets file. */
+export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const names = [rb.vrrp.auth?.passwordEnv, rb.ssh.sudoPasswordEnv].filter((n): n is string => Boolean(n));
+  for (const name of names) {
+    const v = resolveSecret(name, runbookPath, rb.name);
+    if (v === undefined) {
+      if (name === rb.ssh.sudoPasswordEnv) continue; // optional: passwordless sudo needs none
+      throw new InvalidInputError(`the secret ${name} is not set`, [`export ${name}=... or put ${name}=... into ${join(runbookDir(runbookPath), `${rb.name}.secrets`)} (mode 0600)`]);
+    }
+    if (name === rb.vrrp.auth?.passwordEnv && v.length > 8) {
+      throw new InvalidInputError(`${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured differently would not agree`, ['use at most 8 characters']);
+    }
+    out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * Connect to every node (one connection each, reused for the whole run) and gather its facts.
+ * Host keys are checked one node at a time so prompts never interleave.
+ */
+export async function openSession(o: SessionOptions, secrets: Record<string, string>): Promise<NodeHandle[]> {
+  const rb = o.runbook;
+  const nodes = resolveNodes(rb).filter((n) => !o.only || o.only.includes(n.index));
+  const { files, own } = knownHostsFiles(rb, o.runbookPath);
+  const handles: NodeHandle[] = [];
+  const sudoPassword = rb.ssh.sudoPasswordEnv ? secrets[rb.ssh.sudoPasswordEnv] : undefined;
+  try {
+    for (const node of nodes) {
+      const logPath = logPathFor(o.runbookPath, o.runId, node);
+      mkdirSync(dirname(logPath), { recursive: true });
+      const log = (text: string) => appendFileSync(logPath, text);
+      const t = await SshTransport.connect({
+        host: node.host, port: node.port, user: node.user,
+        identityFile: rb.ssh.identityFile,
+        knownHostsFiles: files, acceptNewInto: own,
+        sudoPassword, log,
+        onUnknownKey: async (host, fp, type) => {
+          if (o.acceptNewHostKeys) return true;
+          if (!o.interactive) return false;
+          const ok = await p.confirm({ message: `${host} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`, initialValue: false });
+          return ok === true;
+        },
+      });
+      handles.push({ node, t, facts: undefined as unknown as Facts, logPath });
+    }
+    const nginxBin = `${rb.build.prefix}/sbin/nginx`;
+    const kaBin = rb.keepalived.install === 'package' ? 'keepalived' : `${rb.keepalived.prefix}/sbin/keepalived`;
+    await Promise.all(handles.map(async (h) => {
+      h.facts = await gatherFacts(h.t, rb.build.buildDir, nginxBin, kaBin);
+    }));
+    return handles;
+  } catch (e) {
+    await Promise.all(handles.map((h) => h.t.close()));
+    throw e;
+  }
+}

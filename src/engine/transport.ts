@@ -1,0 +1,260 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { NodeSSH } from 'node-ssh';
+import { HaSetupError, RunFailedError } from '../errors.js';
+import { shq } from '../shell.js';
+import { appendKnownHost, fingerprint, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict } from './known-hosts.js';
+import { expandTilde, sshConfigFor } from './ssh-config.js';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ExecOptions {
+  stdin?: string;
+  /** Called with each complete output line (stdout and stderr), for progress display. */
+  onLine?: (line: string) => void;
+  /** Do not write the command itself to the log (it carries data, not an action). */
+  quiet?: boolean;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface WriteFileOptions {
+  mode: number;
+  owner?: string;
+  group?: string;
+}
+
+export interface WriteResult {
+  changed: boolean;
+  backup?: string;
+}
+
+/** What the engine needs from a host. SshTransport is the real one; tests use a fake for ordering logic. */
+export interface Transport {
+  readonly label: string;
+  /** Run a bash script as root (through sudo for other users) with `set -euo pipefail` and LC_ALL=C. */
+  exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Atomic write with mode and owner; keeps a timestamped backup when the content changes. */
+  writeFile(path: string, content: string | Buffer, opts: WriteFileOptions): Promise<WriteResult>;
+  /** Upload a local file over SFTP and verify its sha256 on the host. */
+  upload(localPath: string, remotePath: string, opts: WriteFileOptions): Promise<WriteResult>;
+  close(): Promise<void>;
+}
+
+/** A command that ran and failed: carries what the failure report needs. */
+export class CommandFailedError extends RunFailedError {
+  constructor(
+    readonly command: string,
+    readonly exitCode: number,
+    readonly output: string,
+  ) {
+    super(`command failed with exit code ${exitCode}`);
+  }
+}
+
+export class HostKeyError extends HaSetupError {}
+export class SudoError extends HaSetupError {}
+export class ConnectError extends RunFailedError {}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  user: string;
+  identityFile?: string;
+  knownHostsFiles: string[];
+  /** Where newly accepted keys are recorded (the runbook's own known_hosts). */
+  acceptNewInto?: string;
+  /** Decides about an unknown key: true accepts (and records) it. */
+  onUnknownKey: (host: string, fp: string, type: string) => Promise<boolean>;
+  sudoPassword?: string;
+  log: (text: string) => void;
+  readyTimeoutMs?: number;
+}
+
+export function wrapScript(script: string): string {
+  return `set -euo pipefail\nexport LC_ALL=C\n${script}`;
+}
+
+export class SshTransport implements Transport {
+  private constructor(
+    private readonly ssh: NodeSSH,
+    readonly label: string,
+    private readonly user: string,
+    private readonly sudoPassword: string | undefined,
+    private readonly log: (text: string) => void,
+  ) {}
+
+  static async connect(o: ConnectOptions): Promise<SshTransport> {
+    const cfg = sshConfigFor(o.host);
+    const host = cfg.hostName ?? o.host;
+    const port = o.port !== 22 ? o.port : cfg.port ?? 22;
+    const user = o.user !== 'root' ? o.user : cfg.user ?? o.user;
+    const identity = o.identityFile ? expandTilde(o.identityFile) : cfg.identityFiles.find((f) => existsSync(f));
+    const agent = cfg.identityAgent ?? process.env.SSH_AUTH_SOCK;
+    const defaultKey = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(homedir(), '.ssh', f)).find((f) => existsSync(f));
+    const keyFile = identity ?? (agent ? undefined : defaultKey);
+
+    let verdict: HostKeyVerdict | undefined;
+    let presented: Buffer | undefined;
+    const ssh = new NodeSSH();
+    const algorithms = preferredHostKeyAlgorithms(o.knownHostsFiles, host, port);
+    try {
+      await ssh.connect({
+        host, port, username: user,
+        privateKey: keyFile ? readFileSync(keyFile, 'utf8') : undefined,
+        agent: keyFile ? undefined : agent,
+        readyTimeout: o.readyTimeoutMs ?? 20_000,
+        keepaliveInterval: 5_000,
+        keepaliveCountMax: 3,
+        ...(algorithms ? { algorithms: { serverHostKey: algorithms as never } } : {}),
+        hostVerifier: ((key: Buffer, verify: (ok: boolean) => void) => {
+          presented = key;
+          verdict = verifyHostKey(o.knownHostsFiles, host, port, key);
+          if (verdict.status === 'known') return verify(true);
+          if (verdict.status !== 'unknown') return verify(false);
+          o.onUnknownKey(host, fingerprint(key), keyTypeName(key)).then((ok) => {
+            if (ok && o.acceptNewInto) appendKnownHost(o.acceptNewInto, host, port, key);
+            if (ok) verdict = { status: 'known', entry: { type: keyTypeName(key), blob: key.toString('base64'), file: o.acceptNewInto ?? '', line: 0, revoked: false } };
+            verify(ok);
+          }, () => verify(false));
+        }) as never,
+      });
+    } catch (e) {
+      if (verdict?.status === 'changed' && presented) {
+        throw new HostKeyError(`HOST KEY CHANGED for ${host}:${port}: refusing to connect`, [
+          `the host presented ${keyTypeName(presented)} ${fingerprint(presented)}`,
+          ...verdict.expected.map((k) => `but ${k.file}:${k.line} records a different ${k.type} key`),
+          'this can be a reinstalled host or someone intercepting the connection; if the change is expected,',
+          `remove the old line (ssh-keygen -R ${host} -f <file>) and run again`,
+        ]);
+      }
+      if (verdict?.status === 'revoked') throw new HostKeyError(`the host key of ${host} is marked @revoked in ${verdict.entry.file}`);
+      if (verdict?.status === 'unknown' && presented) {
+        throw new HostKeyError(`unknown host key for ${host}:${port}: ${keyTypeName(presented)} ${fingerprint(presented)}`, [
+          'check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then run again with --accept-new-host-keys',
+          `or add it to ${o.acceptNewInto ?? '~/.ssh/known_hosts'}`,
+        ]);
+      }
+      throw new ConnectError(`cannot connect to ${user}@${host}:${port}: ${(e as Error).message}`, [
+        keyFile ? `key: ${keyFile}` : agent ? 'key: from the SSH agent' : 'no key file and no SSH agent (set ssh.identityFile)',
+      ]);
+    }
+    const t = new SshTransport(ssh, host, user, o.sudoPassword, o.log);
+    if (user !== 'root') await t.checkSudo();
+    return t;
+  }
+
+  private async checkSudo(): Promise<void> {
+    const cmd = this.sudoPassword !== undefined ? `sudo -S -p '' true` : 'sudo -n true';
+    const r = await this.ssh.execCommand(cmd, { stdin: this.sudoPassword !== undefined ? `${this.sudoPassword}\n` : undefined });
+    if (r.code !== 0) {
+      throw new SudoError(`${this.user}@${this.label}: sudo does not work without a password prompt`, [
+        r.stderr.trim(),
+        'allow passwordless sudo for this user (NOPASSWD), or set ssh.sudoPasswordEnv in the runbook and export that variable',
+      ]);
+    }
+  }
+
+  private wrap(script: string): string {
+    const bash = `bash -c ${shq(wrapScript(script))}`;
+    if (this.user === 'root') return bash;
+    return this.sudoPassword !== undefined ? `sudo -S -p '' ${bash}` : `sudo -n ${bash}`;
+  }
+
+  async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    if (!opts.quiet) this.log(`$ ${script}\n`);
+    let stdin = opts.stdin;
+    if (this.user !== 'root' && this.sudoPassword !== undefined) stdin = `${this.sudoPassword}\n${stdin ?? ''}`;
+    let partial = '';
+    const onChunk = (chunk: Buffer) => {
+      const text = chunk.toString();
+      if (!opts.quiet) this.log(text);
+      partial += text;
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      const last = lines.filter((l) => l.trim() !== '').pop();
+      if (last && opts.onLine) opts.onLine(last);
+    };
+    let r;
+    try {
+      r = await this.ssh.execCommand(this.wrap(script), { stdin, onStdout: onChunk, onStderr: onChunk, noTrim: true });
+    } catch (e) {
+      throw new ConnectError(`lost the connection to ${this.label}: ${(e as Error).message}`);
+    }
+    if (r.code === null) throw new ConnectError(`lost the connection to ${this.label} (the command was ended by ${r.signal ?? 'a closed channel'})`);
+    return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  private async sftpPut(data: Buffer, remote: string): Promise<void> {
+    const sftp = await this.ssh.requestSFTP();
+    try {
+      await new Promise<void>((resolve, reject) => sftp.writeFile(remote, data, { mode: 0o600 }, (err: Error | null | undefined) => (err ? reject(err) : resolve())));
+    } finally {
+      sftp.end();
+    }
+  }
+
+  async writeFile(path: string, content: string | Buffer, opts: WriteFileOptions): Promise<WriteResult> {
+    const data = Buffer.isBuffer(content) ? content : Buffer.from(content);
+    // Upload as the SSH user into its own temp file, then move into place as root.
+    const tmp = `/tmp/.ha-setup-${randomBytes(6).toString('hex')}`;
+    await this.sftpPut(data, tmp);
+    return this.installUploaded(tmp, path, sha256(data), opts);
+  }
+
+  async upload(localPath: string, remotePath: string, opts: WriteFileOptions): Promise<WriteResult> {
+    const data = readFileSync(localPath);
+    const tmp = `/tmp/.ha-setup-${randomBytes(6).toString('hex')}`;
+    await this.sftpPut(data, tmp);
+    return this.installUploaded(tmp, remotePath, sha256(data), opts);
+  }
+
+  private async installUploaded(tmp: string, path: string, sum: string, opts: WriteFileOptions): Promise<WriteResult> {
+    const r = await this.exec(installScript(tmp, path, sum, opts), { quiet: true });
+    this.log(`# wrote ${path} (mode ${opts.mode.toString(8)})\n`);
+    if (r.code === 3) throw new RunFailedError(`upload to ${this.label}:${path} arrived corrupted (sha256 mismatch)`);
+    if (r.code !== 0) throw new CommandFailedError(`install ${path}`, r.code, r.stderr + r.stdout);
+    const out = r.stdout.trim();
+    if (out === 'unchanged') return { changed: false };
+    return { changed: true, backup: out.startsWith('backup ') ? out.slice(7) : undefined };
+  }
+
+  async close(): Promise<void> {
+    this.ssh.dispose();
+  }
+}
+
+function keyTypeName(key: Buffer): string {
+  const len = key.readUInt32BE(0);
+  return key.subarray(4, 4 + len).toString('ascii');
+}
+
+export function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * Verify the upload's checksum, keep the old file as a timestamped backup when it changes,
+ * then move the new one into place atomically (same directory, rename).
+ */
+export function installScript(tmp: string, path: string, sum: string, o: WriteFileOptions): string {
+  const owner = `${o.owner ?? 'root'}:${o.group ?? o.owner ?? 'root'}`;
+  return [
+    `tmp=${shq(tmp)}; dst=${shq(path)}`,
+    `trap 'rm -f "$tmp"' EXIT`,
+    `[ "$(sha256sum "$tmp" | cut -d' ' -f1)" = ${shq(sum)} ] || exit 3`,
+    `mkdir -p "$(dirname "$dst")"`,
+    `if [ -f "$dst" ] && cmp -s "$tmp" "$dst"; then chmod ${shq(o.mode.toString(8))} "$dst"; chown ${shq(owner)} "$dst"; echo unchanged; exit 0; fi`,
+    `backup=""`,
+    `if [ -f "$dst" ]; then backup="$dst.ha-setup-$(date +%Y%m%d%H%M%S).bak"; cp -p "$dst" "$backup"; fi`,
+    `next="$dst.ha-setup-new.$$"`,
+    `cp "$tmp" "$next"; chmod ${shq(o.mode.toString(8))} "$next"; chown ${shq(owner)} "$next"`,
+    `mv -f "$next" "$dst"`,
+    `if [ -n "$backup" ]; then echo "backup $backup"; else echo created; fi`,
+  ].join('\n');
+}

@@ -1,0 +1,91 @@
+import type { Runbook } from '../runbook/schema.js';
+import type { Facts } from './facts.js';
+import type { Transport } from './transport.js';
+
+export interface ResolvedNode {
+  index: number;
+  /** Stable name: the runbook's `name`, else derived from the host. */
+  name: string;
+  host: string;
+  role: 'master' | 'backup';
+  priority: number;
+  interface: string;
+  user: string;
+  port: number;
+}
+
+export interface PlannedFile {
+  path: string;
+  content: string;
+  mode: number;
+  owner?: string;
+  group?: string;
+}
+
+export interface PlannedUpload {
+  local: string;
+  remote: string;
+  sha256: string;
+  mode: number;
+}
+
+/** What a step will do on one node: the exact commands and files. Also its fingerprint input. */
+export interface StepPlan {
+  files: PlannedFile[];
+  uploads: PlannedUpload[];
+  commands: string[];
+  /** Human notes for `plan` output and docs (e.g. the recorded configure arguments). */
+  notes: string[];
+}
+
+/** A source tarball prepared on the control machine, ready to upload. */
+export interface LocalSource {
+  id: string;
+  version: string;
+  path: string;
+  sha256: string;
+}
+
+export interface PlanContext {
+  runbook: Runbook;
+  node: ResolvedNode;
+  cluster: ResolvedNode[];
+  facts: Facts;
+  /** Sources resolved on the control machine, by source id. */
+  sources: Record<string, LocalSource>;
+  /** Facts of every node in this run, by node name (clock skew, peers). */
+  clusterFacts: Record<string, Facts>;
+}
+
+export interface StepContext extends PlanContext {
+  t: Transport;
+  plan: StepPlan;
+  /** Shows a line of progress in the task list. */
+  progress: (line: string) => void;
+  /** Secret values by environment variable name, substituted into files at write time only. */
+  secrets: Record<string, string>;
+  /** Records a warning shown in the summary (the step still succeeds). */
+  warn: (message: string) => void;
+}
+
+export type AppliesTo = 'all' | 'master' | 'backups';
+
+export interface Step {
+  id: string;
+  title: string;
+  appliesTo: AppliesTo;
+  /** Steps whose re-run makes this one re-run (order itself comes from the steps array). */
+  dependsOn: string[];
+  plan(pc: PlanContext): StepPlan;
+  /** Is it done already, judged from the host itself (not only from the journal)? */
+  check(ctx: StepContext): Promise<boolean>;
+  /** Defaults to: write files, upload, run commands in order. */
+  run?(ctx: StepContext): Promise<void>;
+  /** Runs always (never skipped by the journal), e.g. preflight. */
+  always?: boolean;
+}
+
+export const emptyPlan = (): StepPlan => ({ files: [], uploads: [], commands: [], notes: [] });
+
+/** Placeholder for a secret inside planned file content; replaced only when the file is written. */
+export const secretRef = (envName: string) => `@@secret:${envName}@@`;

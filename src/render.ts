@@ -1,0 +1,17 @@
+import nunjucks from 'nunjucks';
+import { templatesDir } from './paths.js';
+
+// One nunjucks environment: templates are files in src/templates, never strings in steps.
+// No autoescape (these are config files, not HTML); undefined variables are errors.
+const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templatesDir, { noCache: false }), {
+  autoescape: false,
+  throwOnUndefined: true,
+  trimBlocks: true,
+  lstripBlocks: true,
+});
+
+export const MANAGED = 'Managed by ha-setup: changes here are overwritten by the next `ha-setup apply`.';
+
+export function render(name: string, vars: Record<string, unknown>): string {
+  return env.render(name, { managed: MANAGED, ...vars });
+}

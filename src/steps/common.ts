@@ -1,0 +1,123 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { moduleById, nginxCoreVersion, sourceCatalog, type ModuleEntry } from '../catalog.js';
+import type { Facts } from '../engine/facts.js';
+import { substituteSecrets } from '../engine/executor.js';
+import type { PlanContext, PlannedFile, StepContext } from '../engine/types.js';
+import { dataDir } from '../paths.js';
+import type { Runbook } from '../runbook/schema.js';
+import { shq } from '../shell.js';
+
+/** Where everything lives on a node, derived from the runbook. One place, used by steps and docs. */
+export function layout(rb: Runbook) {
+  const prefix = rb.build.prefix;
+  // OpenResty installs nginx under <prefix>/nginx.
+  const nginxHome = rb.build.flavor === 'openresty' ? `${prefix}/nginx` : prefix;
+  const kaPrefix = rb.keepalived.prefix;
+  const kaFromSource = rb.keepalived.install === 'source';
+  return {
+    nginxHome,
+    nginxBinary: `${nginxHome}/sbin/nginx`,
+    confDir: `${nginxHome}/conf`,
+    confFile: `${nginxHome}/conf/nginx.conf`,
+    siteConf: `${nginxHome}/conf/conf.d/ha-site.conf`,
+    pidFile: `${nginxHome}/logs/nginx.pid`,
+    logDir: `${nginxHome}/logs`,
+    nginxUnit: '/etc/systemd/system/nginx.service',
+    buildDir: rb.build.buildDir,
+    downloads: `${rb.build.buildDir}/dl`,
+    srcDir: (id: string) => `${rb.build.buildDir}/src/${id}`,
+    keepalivedBinary: kaFromSource ? `${kaPrefix}/sbin/keepalived` : '/usr/sbin/keepalived',
+    keepalivedConf: '/etc/keepalived/keepalived.conf',
+    keepalivedUnit: '/etc/systemd/system/keepalived.service',
+    keepalivedDir: '/etc/keepalived',
+    scriptsDir: '/etc/keepalived/scripts',
+    checkScript: '/etc/keepalived/scripts/check_nginx.sh',
+    notifyScript: '/etc/keepalived/scripts/notify.sh',
+    trackDir: '/etc/keepalived/track',
+    trackFile: '/etc/keepalived/track/nginx_down',
+    stateFile: '/run/ha-setup-vrrp-state',
+    rsyslogDropIn: '/etc/rsyslog.d/01-ha-setup-keepalived.conf',
+    logrotate: '/etc/logrotate.d/ha-setup-keepalived',
+    luaDir: '/usr/local/share/ha-setup/lua',
+  };
+}
+
+export function keepalivedEnvFile(f: Facts): string {
+  return f.family === 'el' ? '/etc/sysconfig/keepalived' : '/etc/default/keepalived';
+}
+
+export function selectedModules(rb: Runbook): ModuleEntry[] {
+  return rb.build.modules.map((id) => moduleById(id)).filter((m): m is ModuleEntry => Boolean(m));
+}
+
+/** Modules whose source must be shipped (not bundled with the flavor). */
+export function shippedModules(rb: Runbook): ModuleEntry[] {
+  return selectedModules(rb).filter((m) => !m.bundledIn.includes(rb.build.flavor));
+}
+
+/** Source ids and versions the plan needs: the core, keepalived (from source) and module sources. */
+export function requiredSources(rb: Runbook): Array<{ id: string; version: string }> {
+  const overrides = rb.sources.overrides;
+  const version = (id: string, fallback?: string) => overrides[id]?.version ?? fallback ?? sourceCatalog()[id]?.defaultVersion ?? '';
+  const out: Array<{ id: string; version: string }> = [{ id: rb.build.flavor, version: rb.build.version }];
+  if (rb.keepalived.install === 'source') out.push({ id: 'keepalived', version: rb.keepalived.version });
+  for (const m of shippedModules(rb)) for (const s of m.sources) out.push({ id: s, version: version(s) });
+  return out;
+}
+
+export function nginxVersion(rb: Runbook): string {
+  return nginxCoreVersion(rb.build.flavor, rb.build.version);
+}
+
+interface PackageTable {
+  build: Record<string, string[]>;
+  keepalived: Record<string, string[]>;
+  runtime: Record<string, string[]>;
+  keepalivedPackage: Record<string, string[]>;
+}
+let packageTable: PackageTable | undefined;
+export function packages(): PackageTable {
+  packageTable ??= JSON.parse(readFileSync(join(dataDir, 'packages.json'), 'utf8')) as PackageTable;
+  return packageTable;
+}
+
+/** A release-specific list (el9) wins over the package manager's list. */
+export function packagesFor(group: keyof PackageTable, f: Facts): string[] {
+  const t = packages()[group];
+  return t[f.release] ?? t[f.packageManager] ?? [];
+}
+
+export function luajitPaths(f: Facts): { lib: string; inc: string } {
+  if (f.family === 'el') return { lib: '/usr/lib64', inc: '/usr/include/luajit-2.1' };
+  const triplet = f.arch === 'aarch64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  return { lib: `/usr/lib/${triplet}`, inc: '/usr/include/luajit-2.1' };
+}
+
+export function luaPackagePath(pc: PlanContext): string | undefined {
+  const rb = pc.runbook;
+  if (!rb.build.modules.includes('lua') || rb.build.flavor === 'openresty') return undefined;
+  const dir = layout(rb).luaDir;
+  return pc.facts.family === 'debian' ? `${dir}/usr/share/lua/5.1/?.lua;;` : `${dir}/lib/?.lua;;`;
+}
+
+/** Shell check that every planned file on the host has exactly the planned content. */
+export function filesMatchScript(files: PlannedFile[], contentFor: (f: PlannedFile) => string): string {
+  const lines = files.map((f) => {
+    const sum = createHash('sha256').update(contentFor(f)).digest('hex');
+    return `[ "$(sha256sum ${shq(f.path)} 2>/dev/null | cut -d' ' -f1)" = ${shq(sum)} ] || { echo ${shq(`differs: ${f.path}`)}; exit 1; }`;
+  });
+  return lines.join('\n') || 'true';
+}
+
+/** The default check for steps that only write files: every file on the host matches. */
+export async function filesMatch(ctx: StepContext): Promise<boolean> {
+  const r = await ctx.t.exec(filesMatchScript(ctx.plan.files, (f) => substituteSecrets(f.content, ctx.secrets)), { quiet: true });
+  return r.code === 0;
+}
+
+/** Runs a read-only probe; true when it exits 0. */
+export async function probe(ctx: StepContext, script: string): Promise<boolean> {
+  return (await ctx.t.exec(script, { quiet: true })).code === 0;
+}

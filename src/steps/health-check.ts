@@ -1,0 +1,41 @@
+import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
+import { render } from '../render.js';
+import { shq } from '../shell.js';
+import { filesMatch, layout, probe } from './common.js';
+
+export function healthCheckFiles(pc: PlanContext) {
+  const rb = pc.runbook;
+  const L = layout(rb);
+  return [
+    {
+      path: L.checkScript, mode: 0o755, owner: 'root',
+      content: render('check_nginx.sh.njk', { listen: rb.site.listen, httpTimeout: 1, tryRestart: true, restartMarker: '/run/ha-setup-nginx-restart-tried' }),
+    },
+    {
+      path: L.notifyScript, mode: 0o755, owner: 'root',
+      content: render('notify.sh.njk', { stateFile: L.stateFile, facility: rb.logging.facility }),
+    },
+  ];
+}
+
+// keepalived's script security refuses scripts in (or below) directories writable by non-root.
+const secureDirs = (L: ReturnType<typeof layout>) => [L.keepalivedDir, L.scriptsDir];
+
+export const healthCheckStep: Step = {
+  id: 'health-check',
+  title: 'Health-check and notify scripts (root-owned, 0755)',
+  appliesTo: 'all',
+  dependsOn: [],
+  plan(pc): StepPlan {
+    const L = layout(pc.runbook);
+    const plan = emptyPlan();
+    plan.commands.push(`install -d -m 0755 -o root -g root ${secureDirs(L).map(shq).join(' ')}`);
+    plan.files.push(...healthCheckFiles(pc));
+    return plan;
+  },
+  async check(ctx) {
+    const L = layout(ctx.runbook);
+    const dirsOk = secureDirs(L).map((d) => `[ "$(stat -c %U:%a ${shq(d)} 2>/dev/null)" = root:755 ]`).join(' && ');
+    return (await filesMatch(ctx)) && probe(ctx, dirsOk);
+  },
+};

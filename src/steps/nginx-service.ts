@@ -1,0 +1,35 @@
+import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
+import { render } from '../render.js';
+import { shq } from '../shell.js';
+import { filesMatch, layout, probe } from './common.js';
+
+export function nginxUnit(pc: PlanContext): string {
+  const L = layout(pc.runbook);
+  return render('nginx.service.njk', {
+    flavorTitle: pc.runbook.build.flavor === 'openresty' ? 'OpenResty' : 'nginx',
+    binary: L.nginxBinary,
+    confFile: L.confFile,
+    pidFile: L.pidFile,
+    trackFile: L.trackFile,
+    rlimitNofile: 65535,
+    restartSec: 5,
+  });
+}
+
+export const nginxServiceStep: Step = {
+  id: 'nginx-service',
+  title: 'systemd unit for nginx, enable and (re)start',
+  appliesTo: 'all',
+  dependsOn: ['install'],
+  plan(pc): StepPlan {
+    const L = layout(pc.runbook);
+    const plan = emptyPlan();
+    plan.files.push({ path: L.nginxUnit, content: nginxUnit(pc), mode: 0o644 });
+    plan.commands.push(`install -d -m 0755 -o root -g root ${shq(L.keepalivedDir)} ${shq(L.trackDir)}`);
+    plan.commands.push('systemctl daemon-reload && systemctl enable nginx && systemctl restart nginx && systemctl is-active nginx');
+    return plan;
+  },
+  async check(ctx) {
+    return (await filesMatch(ctx)) && probe(ctx, 'systemctl is-enabled --quiet nginx && systemctl is-active --quiet nginx');
+  },
+};

@@ -1,0 +1,71 @@
+import { packagesFor, layout, selectedModules, probe } from './common.js';
+import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
+import { shq, shqAll } from '../shell.js';
+
+/** Every package the node needs, from the data tables (build, keepalived, runtime, modules). */
+export function packageList(pc: PlanContext): string[] {
+  const rb = pc.runbook;
+  const pm = pc.facts.packageManager;
+  const list = [
+    ...packagesFor('build', pc.facts),
+    ...(rb.keepalived.install === 'source' ? packagesFor('keepalived', pc.facts) : packagesFor('keepalivedPackage', pc.facts)),
+    ...packagesFor('runtime', pc.facts),
+  ];
+  for (const m of selectedModules(rb)) {
+    if (m.bundledIn.includes(rb.build.flavor)) continue;
+    // lua-resty-* come from the archive as files (see luaRestyCommand), not as installed packages:
+    // installing them would pull in the distribution's nginx and start it on our port.
+    list.push(...(m.packages[pm] ?? []).filter((p) => !p.startsWith('lua-resty-')));
+  }
+  return [...new Set(list)];
+}
+
+function missingScript(pc: PlanContext, pkgs: string[]): string {
+  const q = pc.facts.packageManager === 'apt'
+    ? `dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'`
+    : 'rpm -q "$p" >/dev/null 2>&1';
+  return `missing=""; for p in ${shqAll(pkgs)}; do ${q} || missing="$missing $p"; done`;
+}
+
+/** lua-resty-core and lua-resty-lrucache as plain files unpacked from the distribution's packages. */
+function luaRestyCommand(pc: PlanContext): string | undefined {
+  const rb = pc.runbook;
+  if (rb.build.flavor !== 'nginx' || !rb.build.modules.includes('lua') || pc.facts.packageManager !== 'apt') return undefined;
+  const dir = layout(rb).luaDir;
+  return [
+    `if [ ! -f ${shq(`${dir}/usr/share/lua/5.1/resty/core.lua`)} ]; then`,
+    `  work=$(mktemp -d); cd "$work"`,
+    `  apt-get download lua-resty-core lua-resty-lrucache`,
+    `  mkdir -p ${shq(dir)}; for deb in ./*.deb; do dpkg-deb -x "$deb" ${shq(dir)}; done`,
+    `  cd /; rm -rf "$work"`,
+    `fi`,
+  ].join('\n');
+}
+
+export const packagesStep: Step = {
+  id: 'packages',
+  title: 'Install build and runtime packages',
+  appliesTo: 'all',
+  dependsOn: [],
+  plan(pc): StepPlan {
+    const plan = emptyPlan();
+    const pkgs = packageList(pc);
+    const pm = pc.facts.packageManager;
+    const install = pm === 'apt'
+      ? 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing'
+      : `${pm} install -y $missing`;
+    plan.commands.push(`${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`);
+    const lua = luaRestyCommand(pc);
+    if (lua) plan.commands.push(lua);
+    if (pc.facts.family === 'el' && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) {
+      plan.notes.push('luajit-devel comes from EPEL: enable it (dnf install epel-release) if the install fails');
+    }
+    plan.notes.push(`packages: ${pkgs.join(' ')}`);
+    return plan;
+  },
+  async check(ctx) {
+    const pkgs = packageList(ctx);
+    const lua = luaRestyCommand(ctx) ? `[ -f ${shq(`${layout(ctx.runbook).luaDir}/usr/share/lua/5.1/resty/core.lua`)} ]` : 'true';
+    return probe(ctx, `${missingScript(ctx, pkgs)}\n[ -z "$missing" ] && ${lua}`);
+  },
+};

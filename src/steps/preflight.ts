@@ -1,0 +1,101 @@
+import { RunFailedError } from '../errors.js';
+import { emptyPlan, type Step, type StepContext, type StepPlan } from '../engine/types.js';
+import { inSubnet, parseCidr } from '../net.js';
+import { shq } from '../shell.js';
+import { layout } from './common.js';
+
+const MIN_FREE_MB = 1024;
+const MAX_SKEW_MS = 5000;
+
+/** Problems found on one node; the engine runs preflight on every node before anything else. */
+export async function preflightProblems(ctx: StepContext): Promise<string[]> {
+  const rb = ctx.runbook;
+  const problems: string[] = [];
+  const cidr = parseCidr(rb.vrrp.vip)!;
+  const iface = ctx.node.interface;
+  const addrs = ctx.facts.interfaces[iface];
+  if (!addrs) {
+    problems.push(`interface ${iface} does not exist (found: ${Object.keys(ctx.facts.interfaces).join(', ')})`);
+  } else if (!addrs.some((a) => inSubnet(a.split('/')[0], cidr))) {
+    problems.push(`interface ${iface} has no address in the VIP's subnet ${rb.vrrp.vip} (it has: ${addrs.join(', ') || 'none'})`);
+  }
+  if (ctx.facts.freeDiskMb < MIN_FREE_MB) problems.push(`only ${ctx.facts.freeDiskMb} MiB free for ${rb.build.buildDir}; at least ${MIN_FREE_MB} MiB are needed`);
+  if (!ctx.facts.systemd) problems.push('systemd is not running; ha-setup manages services with systemd');
+
+  const times = Object.values(ctx.clusterFacts).map((f) => f.epochMs).filter((t) => t > 0);
+  if (times.length > 1 && Math.max(...times) - Math.min(...times) > MAX_SKEW_MS) {
+    problems.push(`clocks differ by ${Math.max(...times) - Math.min(...times)} ms between nodes (more than ${MAX_SKEW_MS} ms); enable NTP (chrony or systemd-timesyncd)`);
+  }
+
+  const L = layout(rb);
+  const port = rb.site.listen;
+  // The site port must be free or held by our own nginx.
+  const portUsers = await ctx.t.exec(`ss -Hltnp ${shq(`sport = :${port}`)} 2>/dev/null || true`, { quiet: true });
+  const users = portUsers.stdout.trim();
+  if (users !== '' && !users.includes('nginx')) {
+    problems.push(`port ${port} is in use by another program: ${users.split('\n')[0]}`);
+  } else if (users.includes('nginx')) {
+    const ours = await ctx.t.exec(`pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null`, { quiet: true });
+    if (ours.code !== 0) problems.push(`port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`);
+  }
+
+  // The VIP must not answer unless this cluster holds it.
+  const heldHere = await ctx.t.exec(`ip -o -4 addr show | grep -qw ${shq(cidr.address)}`, { quiet: true });
+  if (heldHere.code !== 0 && addrs) {
+    const probeVip = await ctx.t.exec(
+      `if command -v arping >/dev/null; then arping -c 2 -w 2 -I ${shq(iface)} ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; ` +
+      `elif command -v ping >/dev/null; then ping -c 1 -W 1 ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; else echo unknown; fi`, { quiet: true });
+    const verdict = probeVip.stdout.trim();
+    if (verdict === 'answered') {
+      const ownedByCluster = await vipHeldByCluster(ctx, cidr.address);
+      if (!ownedByCluster) problems.push(`the VIP ${cidr.address} already answers on the network and no node of this cluster holds it`);
+    } else if (verdict === 'unknown') ctx.warn('neither arping nor ping is installed: could not check that the VIP is free');
+  }
+
+  // Listen for VRRP adverts with our VRID from hosts outside this cluster (skipped once our own
+  // keepalived runs here: then the segment's adverts for this VRID are ours and were checked before).
+  const vrid = rb.vrrp.virtualRouterId;
+  const ourKeepalived = await ctx.t.exec(`systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${vrid}`)} ${shq(L.keepalivedConf)}`, { quiet: true });
+  if (ourKeepalived.code === 0) return problems;
+  const listen = await ctx.t.exec(
+    `command -v tcpdump >/dev/null || { echo no-tcpdump; exit 0; }; timeout 3 tcpdump -nn -i ${shq(iface)} -c 5 ${shq(`ip proto 112 and ip[((ip[0]&0xf)<<2)+1] = ${vrid}`)} 2>/dev/null | awk '{print $3}' | sort -u || true`,
+    { quiet: true },
+  );
+  const out = listen.stdout.trim();
+  if (out === 'no-tcpdump') ctx.warn(`tcpdump is not installed: could not listen for VRRP adverts with VRID ${vrid} on ${iface}`);
+  else {
+    const clusterHosts = new Set(ctx.cluster.map((n) => n.host));
+    const foreign = out.split('\n').filter((s) => s !== '' && !clusterHosts.has(s));
+    if (foreign.length > 0) problems.push(`VRID ${vrid} is already advertised on ${iface} by ${foreign.join(', ')}; choose another vrrp.virtualRouterId`);
+  }
+  return problems;
+}
+
+async function vipHeldByCluster(ctx: StepContext, vip: string): Promise<boolean> {
+  // Only this node's view is available here; a VIP answering while not held locally is ours when
+  // keepalived runs here with our instance (a peer holds it).
+  const r = await ctx.t.exec(`systemctl is-active --quiet keepalived && grep -q ${shq(vip)} ${shq(layout(ctx.runbook).keepalivedConf)}`, { quiet: true });
+  return r.code === 0;
+}
+
+export class PreflightError extends RunFailedError {}
+
+export const preflightStep: Step = {
+  id: 'preflight',
+  title: 'Preflight checks',
+  appliesTo: 'all',
+  dependsOn: [],
+  always: true,
+  plan(): StepPlan {
+    const plan = emptyPlan();
+    plan.notes.push('checks: interface and subnet, VIP free, site port free, disk space, clock skew, sudo, VRID not in use');
+    return plan;
+  },
+  async check() {
+    return false;
+  },
+  async run(ctx) {
+    const problems = await preflightProblems(ctx);
+    if (problems.length > 0) throw new PreflightError(`preflight found ${problems.length} problem(s)`, problems);
+  },
+};

@@ -1,0 +1,17 @@
+import { emptyPlan, type Step, type StepPlan } from '../engine/types.js';
+import { probe } from './common.js';
+
+export const startStep: Step = {
+  id: 'start',
+  title: 'Enable and start keepalived',
+  appliesTo: 'all',
+  dependsOn: ['keepalived-build'],
+  plan(): StepPlan {
+    const plan = emptyPlan();
+    plan.commands.push('systemctl daemon-reload && systemctl enable keepalived && systemctl restart keepalived && sleep 0.5 && systemctl is-active keepalived');
+    return plan;
+  },
+  async check(ctx) {
+    return probe(ctx, 'systemctl is-enabled --quiet keepalived && systemctl is-active --quiet keepalived');
+  },
+};

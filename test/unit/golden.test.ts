@@ -1,0 +1,56 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { offlinePlan, renderPlanText } from '../../src/engine/plan-view.js';
+import { loadRunbook } from '../../src/runbook/io.js';
+import { INSTALL_STEPS } from '../../src/steps/index.js';
+
+// Every rendered file and command list, per OS family and flavor. Regenerate after an intended
+// change with: UPDATE_GOLDEN=1 npx vitest run test/unit/golden.test.ts (and review the diff).
+const goldenDir = join(import.meta.dirname, '..', 'golden');
+const runbooks = {
+  openresty: 'runbooks/example-openresty.yaml',
+  'openresty-modules': 'runbooks/example-openresty-modules.yaml',
+  nginx: 'runbooks/example-nginx-lua.yaml',
+};
+const releases = ['debian12', 'ubuntu22', 'el7', 'el9'];
+
+describe('golden plans', () => {
+  for (const [flavor, file] of Object.entries(runbooks)) {
+    for (const release of releases) {
+      it(`${flavor} on ${release}`, () => {
+        const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', file));
+        const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, release), { fileContents: true });
+        const golden = join(goldenDir, `${flavor}.${release}.txt`);
+        if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
+          if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
+          mkdirSync(goldenDir, { recursive: true });
+          writeFileSync(golden, text);
+        }
+        expect(text).toBe(readFileSync(golden, 'utf8'));
+      });
+    }
+  }
+
+  it('puts the upstream-check patch inside the OpenResty bundle', () => {
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
+    const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: false });
+    expect(text).toMatch(/patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.21\.4 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.20\.1\+\.patch; fi/);
+    expect(text).toMatch(/openldap-devel/);
+    expect(text).toMatch(/--add-module=\/usr\/local\/src\/ha-setup\/src\/ngx_cache_purge/);
+    expect(text).toMatch(/firewall-cmd --permanent --add-rich-rule='rule protocol value="vrrp" accept'/);
+  });
+
+  it('builds lua on the nginx flavor against LuaJIT with an rpath', () => {
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+    const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'debian12'), { fileContents: true });
+    expect(text).toMatch(/env LUAJIT_LIB=\/usr\/lib\/x86_64-linux-gnu LUAJIT_INC=\/usr\/include\/luajit-2\.1 \.\/configure/);
+    expect(text).toMatch(/--with-ld-opt=-Wl,-rpath,\/usr\/lib\/x86_64-linux-gnu/);
+    expect(text).toMatch(/libluajit2-5\.1-dev/);
+    expect(text).toMatch(/lua_package_path "\/usr\/local\/share\/ha-setup\/lua\/usr\/share\/lua\/5\.1\/\?\.lua;;"/);
+    // VRRPv2 auth: the password is a placeholder in every plan, never the value.
+    expect(text).toMatch(/auth_pass @@secret:HA_VRRP_PASSWORD@@/);
+    expect(text).toMatch(/nopreempt/);
+    expect(text).toMatch(/unicast_src_ip 10\.10\.0\.11\n.*unicast_peer \{\n.*10\.10\.0\.12\n/);
+  });
+});
