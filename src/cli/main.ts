@@ -10,6 +10,7 @@ import { registerValidate } from './validate.js';
 import { registerLab } from './lab.js';
 import { registerApply } from './apply.js';
 import { registerPlan } from './plan.js';
+import { registerVerify } from './verify.js';
 
 export interface CliContext {
   cwd: string;
@@ -73,6 +74,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   registerValidate(program, ctx);
   registerPlan(program, ctx);
   registerApply(program, ctx);
+  registerVerify(program, ctx);
   registerLab(program, ctx);
 
   // Every subcommand inherits the same error behaviour and output.

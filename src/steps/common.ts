@@ -37,6 +37,7 @@ export function layout(rb: Runbook) {
     notifyScript: '/etc/keepalived/scripts/notify.sh',
     trackDir: '/etc/keepalived/track',
     trackFile: '/etc/keepalived/track/nginx_down',
+    promoteFile: '/etc/keepalived/track/promote',
     stateFile: '/run/ha-setup-vrrp-state',
     rsyslogDropIn: '/etc/rsyslog.d/01-ha-setup-keepalived.conf',
     logrotate: '/etc/logrotate.d/ha-setup-keepalived',

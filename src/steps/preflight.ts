@@ -39,24 +39,24 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     if (ours.code !== 0) problems.push(`port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`);
   }
 
-  // The VIP must not answer unless this cluster holds it.
-  const heldHere = await ctx.t.exec(`ip -o -4 addr show | grep -qw ${shq(cidr.address)}`, { quiet: true });
-  if (heldHere.code !== 0 && addrs) {
+  // Once our keepalived runs here with this VRID, the VIP and the VRID's adverts on the segment are
+  // this cluster's own: the network probes below (several seconds) were done on the first apply.
+  const vrid = rb.vrrp.virtualRouterId;
+  const ourKeepalived = await ctx.t.exec(`systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${vrid}`)} ${shq(L.keepalivedConf)}`, { quiet: true });
+  if (ourKeepalived.code === 0) return problems;
+
+  // The VIP must not answer unless a node of this cluster holds it (known from every node's facts).
+  const heldByCluster = Object.values(ctx.clusterFacts).some((f) => Object.values(f.interfaces).flat().some((a) => a.split('/')[0] === cidr.address));
+  if (!heldByCluster && addrs) {
     const probeVip = await ctx.t.exec(
       `if command -v arping >/dev/null; then arping -c 2 -w 2 -I ${shq(iface)} ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; ` +
       `elif command -v ping >/dev/null; then ping -c 1 -W 1 ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; else echo unknown; fi`, { quiet: true });
     const verdict = probeVip.stdout.trim();
-    if (verdict === 'answered') {
-      const ownedByCluster = await vipHeldByCluster(ctx, cidr.address);
-      if (!ownedByCluster) problems.push(`the VIP ${cidr.address} already answers on the network and no node of this cluster holds it`);
-    } else if (verdict === 'unknown') ctx.warn('neither arping nor ping is installed: could not check that the VIP is free');
+    if (verdict === 'answered') problems.push(`the VIP ${cidr.address} already answers on the network and no node of this cluster holds it; another host uses it`);
+    else if (verdict === 'unknown') ctx.warn('neither arping nor ping is installed: could not check that the VIP is free');
   }
 
-  // Listen for VRRP adverts with our VRID from hosts outside this cluster (skipped once our own
-  // keepalived runs here: then the segment's adverts for this VRID are ours and were checked before).
-  const vrid = rb.vrrp.virtualRouterId;
-  const ourKeepalived = await ctx.t.exec(`systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${vrid}`)} ${shq(L.keepalivedConf)}`, { quiet: true });
-  if (ourKeepalived.code === 0) return problems;
+  // Listen for VRRP adverts with our VRID from hosts outside this cluster.
   const listen = await ctx.t.exec(
     `command -v tcpdump >/dev/null || { echo no-tcpdump; exit 0; }; timeout 3 tcpdump -nn -i ${shq(iface)} -c 5 ${shq(`ip proto 112 and ip[((ip[0]&0xf)<<2)+1] = ${vrid}`)} 2>/dev/null | awk '{print $3}' | sort -u || true`,
     { quiet: true },
@@ -69,13 +69,6 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     if (foreign.length > 0) problems.push(`VRID ${vrid} is already advertised on ${iface} by ${foreign.join(', ')}; choose another vrrp.virtualRouterId`);
   }
   return problems;
-}
-
-async function vipHeldByCluster(ctx: StepContext, vip: string): Promise<boolean> {
-  // Only this node's view is available here; a VIP answering while not held locally is ours when
-  // keepalived runs here with our instance (a peer holds it).
-  const r = await ctx.t.exec(`systemctl is-active --quiet keepalived && grep -q ${shq(vip)} ${shq(layout(ctx.runbook).keepalivedConf)}`, { quiet: true });
-  return r.code === 0;
 }
 
 export class PreflightError extends RunFailedError {}

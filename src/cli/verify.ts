@@ -1,0 +1,120 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { InvalidInputError, RunFailedError } from '../errors.js';
+import { vrrpViews } from '../engine/cluster.js';
+import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
+import { labPaths } from '../lab/config.js';
+import { readState } from '../lab/lab.js';
+import { loadRunbook } from '../runbook/io.js';
+import type { Runbook } from '../runbook/schema.js';
+import { plannedFailover, SCENARIOS, verifyFailover, type Scenario, type VerifyResult } from '../verify/verify.js';
+import type { CliContext } from './main.js';
+
+function labVethsFor(rb: Runbook): Record<string, string> | undefined {
+  const state = readState(labPaths());
+  if (!state) return undefined;
+  const out: Record<string, string> = {};
+  for (const n of rb.nodes) {
+    const lab = state.nodes.find((x) => x.ip === n.host);
+    if (!lab) return undefined;
+    out[n.name ?? n.host.replace(/\./g, '-')] = `vb-${lab.machine}`;
+  }
+  return out;
+}
+
+export function formatVerify(r: VerifyResult): string[] {
+  const f = r.failover;
+  const lines = [
+    `scenario ${r.scenario}: ${r.passed ? 'PASSED' : 'FAILED'}`,
+    `  failover: ${f.from} -> ${f.to ?? '(nobody)'}; downtime ${f.downtimeMs} ms; ${f.failedRequests} of ${f.totalRequests} probe requests failed; split brain: ${f.splitBrain ? 'YES' : 'no'}`,
+  ];
+  if (r.failback) {
+    const b = r.failback;
+    lines.push(`  failback (${b.expected}): ${b.from} -> ${b.to ?? '(nobody)'}; downtime ${b.downtimeMs} ms; ${b.failedRequests} of ${b.totalRequests} failed; split brain: ${b.splitBrain ? 'YES' : 'no'}`);
+  }
+  for (const p of r.problems) lines.push(`  problem: ${p}`);
+  lines.push(`  VRRP states now: ${r.states.map((s) => `${s.node}=${s.state}${s.holdsVip ? ' (VIP)' : ''}`).join(', ')}`);
+  return lines;
+}
+
+export async function runVerify(path: string, runbook: Runbook, handles: NodeHandle[], scenario: Scenario, ctx: CliContext, to?: string): Promise<VerifyResult> {
+  const result = await verifyFailover({ rb: runbook, runbookPath: path, handles, labVeths: labVethsFor(runbook), log: ctx.print }, scenario, to);
+  for (const l of formatVerify(result)) ctx.print(l);
+  return result;
+}
+
+async function withSession<T>(file: string, ctx: CliContext, accept: boolean, fn: (path: string, rb: Runbook, handles: NodeHandle[]) => Promise<T>): Promise<T> {
+  const { path, runbook } = loadRunbook(file);
+  const secrets = loadSecrets(runbook, path);
+  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: accept, interactive: ctx.interactive, runId: newRunId() }, secrets);
+  try {
+    return await fn(path, runbook, handles);
+  } finally {
+    await Promise.all(handles.map((h) => h.t.close()));
+  }
+}
+
+export function registerVerify(program: Command, ctx: CliContext): void {
+  program.command('verify')
+    .description('measured VIP failover test: break the VIP holder, measure client downtime, check split brain, measure failback')
+    .argument('<runbook>', 'runbook file')
+    .option('--scenario <name>', `${SCENARIOS.join(', ')}`, 'nginx-crash')
+    .option('--to <node>', 'with --scenario planned: the node to move the VIP to')
+    .option('--accept-new-host-keys', 'trust and record host keys not seen before')
+    .action(async (file: string, opts: { scenario: string; to?: string; acceptNewHostKeys?: boolean }) => {
+      if (!SCENARIOS.includes(opts.scenario as Scenario)) throw new InvalidInputError(`--scenario ${opts.scenario}: choose one of ${SCENARIOS.join(', ')}`);
+      const result = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) => runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to));
+      if (!result.passed) throw new RunFailedError(`failover verification failed (${opts.scenario})`, result.problems);
+      ctx.result = 0;
+    });
+
+  program.command('failover')
+    .description('planned maintenance: move the VIP away from its holder (to --to) before stopping anything there')
+    .argument('<runbook>', 'runbook file')
+    .option('--to <node>', 'node name or address to move the VIP to (default: the highest-priority other node)')
+    .option('--accept-new-host-keys', 'trust and record host keys not seen before')
+    .action(async (file: string, opts: { to?: string; acceptNewHostKeys?: boolean }) => {
+      const moved = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
+        plannedFailover({ rb, runbookPath: path, handles, log: ctx.print }, opts.to));
+      ctx.print(moved.from === moved.to ? `${moved.to} already holds the VIP` : `the VIP moved from ${moved.from} to ${moved.to}; it is now safe to stop nginx or keepalived on ${moved.from}`);
+      ctx.print(`to move it back later: ha-setup failover ${file} --to ${moved.from}`);
+      ctx.result = 0;
+    });
+
+  program.command('status')
+    .description('per node: reachable, nginx active, keepalived state, VIP holder, versions, last verification')
+    .argument('<runbook>', 'runbook file')
+    .option('--json', 'machine-readable output')
+    .option('--accept-new-host-keys', 'trust and record host keys not seen before')
+    .action(async (file: string, opts: { json?: boolean; acceptNewHostKeys?: boolean }) => {
+      const report = await withSession(file, ctx, opts.acceptNewHostKeys === true, async (path, rb, handles) => {
+        const views = await vrrpViews(handles, rb);
+        const nodes = await Promise.all(handles.map(async (h) => {
+          const r = await h.t.exec(`systemctl is-active nginx || true; systemctl is-active keepalived || true`, { quiet: true });
+          const [nginx, keepalived] = r.stdout.trim().split('\n');
+          const view = views.find((v) => v.node === h.node.name)!;
+          return {
+            name: h.node.name, host: h.node.host, role: h.node.role, priority: h.node.priority, reachable: true,
+            nginx, keepalived, vrrpState: view.state, holdsVip: view.holdsVip,
+            nginxVersion: h.facts.nginxVersionOutput.split('\n')[0] ?? '', keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
+            os: `${h.facts.osId} ${h.facts.osVersion}`,
+          };
+        }));
+        const lastVerifyFile = join(runbookDir(path), 'records', rb.name, 'last-verify.json');
+        const lastVerify = existsSync(lastVerifyFile) ? JSON.parse(readFileSync(lastVerifyFile, 'utf8')) as VerifyResult : null;
+        return { runbook: rb.name, vip: rb.vrrp.vip, nodes, lastVerify: lastVerify && { scenario: lastVerify.scenario, at: lastVerify.at, passed: lastVerify.passed, downtimeMs: lastVerify.failover.downtimeMs } };
+      });
+      if (opts.json) ctx.print(JSON.stringify(report, null, 2));
+      else {
+        ctx.print(`${report.runbook}: VIP ${report.vip}`);
+        for (const n of report.nodes) {
+          ctx.print(`  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}`);
+          ctx.print(`  ${''.padEnd(12)} ${n.os}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`);
+        }
+        ctx.print(report.lastVerify ? `last verification: ${report.lastVerify.scenario} at ${report.lastVerify.at}: ${report.lastVerify.passed ? 'passed' : 'FAILED'}, downtime ${report.lastVerify.downtimeMs} ms` : 'no verification recorded yet (ha-setup verify)');
+      }
+      const healthy = report.nodes.every((n) => n.nginx === 'active' && n.keepalived === 'active') && report.nodes.filter((n) => n.holdsVip).length === 1;
+      ctx.result = healthy ? 0 : 1;
+    });
+}

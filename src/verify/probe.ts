@@ -1,0 +1,81 @@
+import http from 'node:http';
+
+export interface ProbeSample {
+  /** ms since the probe started, when the request was sent */
+  sentAt: number;
+  /** ms since the probe started, when it completed (answer or failure) */
+  doneAt: number;
+  ok: boolean;
+  /** the node name the /ha-health answer carried */
+  node?: string;
+  error?: string;
+}
+
+export interface Prober {
+  samples: ProbeSample[];
+  stop(): Promise<ProbeSample[]>;
+}
+
+export function probeOnce(host: string, port: number, timeoutMs: number): Promise<{ ok: boolean; node?: string; error?: string }> {
+  return new Promise((resolve) => {
+    // A fresh connection each time (agent: false): a kept-alive socket would hide a moved VIP.
+    const req = http.request({ host, port, path: '/ha-health', method: 'GET', agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(res.statusCode === 200 ? { ok: true, node: body.trim() } : { ok: false, error: `HTTP ${res.statusCode}` }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve({ ok: false, error: e.message }));
+    req.end();
+  });
+}
+
+/** Requests http://host:port/ha-health every intervalMs (overlapping, each with its own timeout). */
+export function startProber(host: string, port: number, intervalMs = 50, timeoutMs = 250): Prober {
+  const t0 = performance.now();
+  const samples: ProbeSample[] = [];
+  const pending = new Set<Promise<void>>();
+  let running = true;
+  const tick = () => {
+    if (!running) return;
+    const sentAt = performance.now() - t0;
+    const p = probeOnce(host, port, timeoutMs).then((r) => {
+      samples.push({ sentAt, doneAt: performance.now() - t0, ...r });
+    });
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+    setTimeout(tick, intervalMs);
+  };
+  tick();
+  return {
+    samples,
+    async stop() {
+      running = false;
+      await Promise.all(pending);
+      return samples.sort((a, b) => a.sentAt - b.sentAt);
+    },
+  };
+}
+
+export interface Outage {
+  /** from the first failed request to the first good answer from the new holder (ms) */
+  downtimeMs: number;
+  failedRequests: number;
+  totalRequests: number;
+  answeredBy: string[];
+}
+
+/**
+ * Client-observed downtime: first failed request (by send time) to the first successful answer
+ * from `newHolder` after it (by completion time). No failure at all means zero downtime.
+ */
+export function measureOutage(samples: ProbeSample[], newHolder: string): Outage {
+  const failed = samples.filter((s) => !s.ok);
+  const answeredBy = [...new Set(samples.filter((s) => s.ok).map((s) => s.node!))];
+  if (failed.length === 0) return { downtimeMs: 0, failedRequests: 0, totalRequests: samples.length, answeredBy };
+  const firstFail = failed[0].sentAt;
+  const recovered = samples.filter((s) => s.ok && s.node === newHolder && s.doneAt > firstFail).sort((a, b) => a.doneAt - b.doneAt)[0];
+  const lastFail = failed[failed.length - 1].doneAt;
+  const downtimeMs = Math.round((recovered ? recovered.doneAt : lastFail) - firstFail);
+  return { downtimeMs, failedRequests: failed.length, totalRequests: samples.length, answeredBy };
+}

@@ -1,0 +1,244 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RunFailedError } from '../errors.js';
+import { vrrpViews, type VrrpView } from '../engine/cluster.js';
+import { runbookDir, type NodeHandle } from '../engine/session.js';
+import { runLocal } from '../local.js';
+import { parseCidr } from '../net.js';
+import type { Runbook } from '../runbook/schema.js';
+import { shq } from '../shell.js';
+import { layout } from '../steps/common.js';
+import { measureOutage, probeOnce, startProber, type Outage } from './probe.js';
+
+export const SCENARIOS = ['nginx-crash', 'nginx-stop', 'keepalived-stop', 'node-down', 'planned'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface PhaseResult extends Outage {
+  from: string;
+  to: string | null;
+  moved: boolean;
+  splitBrain: boolean;
+  maxHolders: number;
+}
+
+export interface VerifyResult {
+  scenario: Scenario;
+  at: string;
+  probedFrom: string;
+  vip: string;
+  failover: PhaseResult;
+  failback: (PhaseResult & { expected: 'back to the old master' | 'stays on the new master' }) | null;
+  passed: boolean;
+  problems: string[];
+  states: VrrpView[];
+}
+
+interface Env {
+  rb: Runbook;
+  runbookPath: string;
+  handles: NodeHandle[];
+  /** lab only: node name -> host-side veth, for node-down */
+  labVeths?: Record<string, string>;
+  log: (l: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function exec(h: NodeHandle, script: string): Promise<void> {
+  const r = await h.t.exec(script);
+  if (r.code !== 0) throw new RunFailedError(`${h.node.name}: ${script} failed (${r.code})`, [r.stderr.trim()]);
+}
+
+/** Watches every node's addresses so two VIP holders at once (split brain) are caught. */
+function startHolderMonitor(env: Env, skip: () => Set<string>) {
+  let running = true;
+  const timeline: Array<{ t: number; holders: string[] }> = [];
+  const t0 = performance.now();
+  const loop = (async () => {
+    while (running) {
+      const active = env.handles.filter((h) => !skip().has(h.node.name));
+      const views = await vrrpViews(active, env.rb).catch(() => []);
+      timeline.push({ t: performance.now() - t0, holders: views.filter((v) => v.holdsVip).map((v) => v.node) });
+      await sleep(100);
+    }
+  })();
+  return {
+    timeline,
+    async stop() {
+      running = false;
+      await loop;
+      return timeline;
+    },
+  };
+}
+
+async function action(env: Env, scenario: Scenario, holder: NodeHandle, target: NodeHandle | undefined): Promise<void> {
+  const L = layout(env.rb);
+  switch (scenario) {
+    case 'nginx-crash':
+      return exec(holder, `kill -9 "$(cat ${shq(L.pidFile)})"`);
+    case 'nginx-stop':
+      return exec(holder, 'systemctl stop nginx');
+    case 'keepalived-stop':
+      return exec(holder, 'systemctl stop keepalived');
+    case 'node-down': {
+      const veth = env.labVeths?.[holder.node.name];
+      if (!veth) throw new RunFailedError('the node-down scenario works on the lab only (it takes the node\'s link down from the lab host)');
+      await runLocal('ip', ['link', 'set', veth, 'down']);
+      return;
+    }
+    case 'planned':
+      return plannedMove(env, holder, target!);
+  }
+}
+
+async function restore(env: Env, scenario: Scenario, holder: NodeHandle): Promise<void> {
+  switch (scenario) {
+    case 'nginx-crash':
+    case 'nginx-stop':
+      return exec(holder, 'systemctl start nginx');
+    case 'keepalived-stop':
+      return exec(holder, 'systemctl start keepalived');
+    case 'node-down':
+      await runLocal('ip', ['link', 'set', env.labVeths![holder.node.name], 'up']);
+      return;
+    case 'planned':
+      return clearPromotions(env);
+  }
+}
+
+/** Raise the target's priority above the holder's through the promote track file. */
+async function plannedMove(env: Env, holder: NodeHandle, target: NodeHandle): Promise<void> {
+  const L = layout(env.rb);
+  if (!env.rb.vrrp.preempt) {
+    // Without preemption a higher priority does not take over: fault the holder briefly instead.
+    await exec(holder, `echo 1 > ${shq(L.trackFile)}`);
+    return;
+  }
+  const boost = Math.min(254 - target.node.priority, Math.max(0, holder.node.priority - target.node.priority + 10));
+  await exec(target, `echo ${boost} > ${shq(L.promoteFile)}`);
+}
+
+export async function clearPromotions(env: Env): Promise<void> {
+  const L = layout(env.rb);
+  await Promise.all(env.handles.map((h) => exec(h, `echo 0 > ${shq(L.promoteFile)}; if systemctl is-active --quiet nginx; then echo 0 > ${shq(L.trackFile)}; fi`)));
+}
+
+async function waitFor(cond: () => Promise<boolean>, budgetMs: number): Promise<boolean> {
+  const deadline = Date.now() + budgetMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await sleep(100);
+  }
+  return false;
+}
+
+async function measurePhase(env: Env, from: string, expectTo: (views: VrrpView[]) => string | undefined, act: () => Promise<void>, skip: () => Set<string>): Promise<PhaseResult> {
+  const vip = parseCidr(env.rb.vrrp.vip)!.address;
+  const prober = startProber(vip, env.rb.site.listen);
+  const monitor = startHolderMonitor(env, skip);
+  await sleep(400);
+  await act();
+  let to: string | undefined;
+  const moved = await waitFor(async () => {
+    const views = await vrrpViews(env.handles.filter((h) => !skip().has(h.node.name)), env.rb);
+    to = expectTo(views);
+    return to !== undefined && prober.samples.some((s) => s.ok && s.node === to);
+  }, 30_000);
+  await sleep(800);
+  const samples = await prober.stop();
+  const timeline = await monitor.stop();
+  const maxHolders = Math.max(0, ...timeline.map((t) => t.holders.length));
+  return { from, to: moved ? to! : null, moved, splitBrain: maxHolders > 1, maxHolders, ...measureOutage(samples, to ?? '') };
+}
+
+/**
+ * Measured failover: break the VIP holder the scenario's way, measure client-observed downtime
+ * and watch for split brain; then restore it and measure the failback (preempt) or confirm the
+ * VIP stays where it went (nopreempt).
+ */
+export async function verifyFailover(env: Env, scenario: Scenario, targetName?: string): Promise<VerifyResult> {
+  const rb = env.rb;
+  const vip = parseCidr(rb.vrrp.vip)!.address;
+  const problems: string[] = [];
+  await clearPromotions(env);
+  const before = await vrrpViews(env.handles, rb);
+  const holders = before.filter((v) => v.holdsVip);
+  if (holders.length !== 1) throw new RunFailedError(`before the test ${holders.length} nodes hold the VIP (exactly one should)`, before.map((v) => `${v.node}: ${v.state}${v.holdsVip ? ', holds the VIP' : ''}`));
+  const holder = env.handles.find((h) => h.node.name === holders[0].node)!;
+  const first = await probeOnce(vip, rb.site.listen, 2000);
+  if (!first.ok) throw new RunFailedError(`http://${vip}:${rb.site.listen}/ha-health does not answer from this machine: ${first.error}`, ['run verify from a machine on the VIP\'s network']);
+  if (first.node !== holder.node.name) problems.push(`/ha-health answered "${first.node}" but ${holder.node.name} holds the VIP`);
+  const others = env.handles.filter((h) => h !== holder).sort((a, b) => b.node.priority - a.node.priority);
+  const target = targetName ? env.handles.find((h) => h.node.name === targetName) : others[0];
+  if (!target || target === holder) throw new RunFailedError(`--to ${targetName}: not a node that could take over (holder is ${holder.node.name})`);
+
+  const down = new Set<string>();
+  const skip = () => down;
+  env.log(`${scenario}: ${holder.node.name} holds ${vip}; breaking it`);
+  const failover = await measurePhase(env, holder.node.name, (views) => views.find((v) => v.holdsVip && v.node !== holder.node.name)?.node, async () => {
+    if (scenario === 'node-down') down.add(holder.node.name);
+    await action(env, scenario, holder, target);
+  }, skip);
+  env.log(`${scenario}: VIP ${failover.moved ? `moved to ${failover.to}` : 'did not move'}; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`);
+  if (!failover.moved) problems.push(`the VIP did not move away from ${holder.node.name} within 30 s`);
+  if (failover.splitBrain) problems.push(`split brain: ${failover.maxHolders} nodes held the VIP at once during failover`);
+  if (failover.downtimeMs > rb.verify.maxDowntimeMs) problems.push(`downtime ${failover.downtimeMs} ms exceeds verify.maxDowntimeMs ${rb.verify.maxDowntimeMs}`);
+
+  let failback: VerifyResult['failback'] = null;
+  if (failover.moved) {
+    const topPriority = Math.max(...env.handles.map((h) => h.node.priority));
+    const expectBack = rb.vrrp.preempt && holder.node.priority === topPriority;
+    const newHolder = failover.to!;
+    const phase = await measurePhase(env, newHolder, (views) => {
+      const h = views.find((v) => v.holdsVip);
+      if (expectBack) return h?.node === holder.node.name ? h.node : undefined;
+      return h?.node;
+    }, async () => {
+      down.delete(holder.node.name);
+      await restore(env, scenario, holder);
+      if (!expectBack) await sleep(3000);
+    }, skip);
+    failback = { ...phase, expected: expectBack ? 'back to the old master' : 'stays on the new master' };
+    if (expectBack && !phase.moved) problems.push(`the VIP did not return to ${holder.node.name} after it was restored`);
+    if (!expectBack && phase.to !== newHolder) problems.push(`with nopreempt the VIP should stay on ${newHolder}, but ${phase.to ?? 'no node'} holds it`);
+    if (phase.splitBrain) problems.push(`split brain: ${phase.maxHolders} nodes held the VIP at once during failback`);
+  } else {
+    await restore(env, scenario, holder).catch(() => {});
+  }
+  if (scenario === 'planned') await clearPromotions(env);
+  const states = await vrrpViews(env.handles, rb);
+  const result: VerifyResult = {
+    scenario, at: new Date().toISOString(), probedFrom: 'control machine', vip: rb.vrrp.vip,
+    failover, failback, passed: problems.length === 0, problems, states,
+  };
+  saveVerifyResult(env.runbookPath, rb, result);
+  return result;
+}
+
+export function saveVerifyResult(runbookPath: string, rb: Runbook, result: VerifyResult): string {
+  const dir = join(runbookDir(runbookPath), 'records', rb.name);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `verify-${result.at.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2));
+  writeFileSync(join(dir, 'last-verify.json'), JSON.stringify(result, null, 2));
+  return file;
+}
+
+/** Planned maintenance: move the VIP to `target` (default: the best other node) and wait for it. */
+export async function plannedFailover(env: Env, targetName?: string): Promise<{ from: string; to: string }> {
+  const views = await vrrpViews(env.handles, env.rb);
+  const holderView = views.find((v) => v.holdsVip);
+  if (!holderView) throw new RunFailedError('no node holds the VIP');
+  const holder = env.handles.find((h) => h.node.name === holderView.node)!;
+  const target = targetName
+    ? env.handles.find((h) => h.node.name === targetName || h.node.host === targetName)
+    : env.handles.filter((h) => h !== holder).sort((a, b) => b.node.priority - a.node.priority)[0];
+  if (!target) throw new RunFailedError(`no node "${targetName}" in the runbook`);
+  if (target === holder) return { from: holder.node.name, to: target.node.name };
+  await clearPromotions(env);
+  await plannedMove(env, holder, target);
+  const ok = await waitFor(async () => (await vrrpViews(env.handles, env.rb)).find((v) => v.holdsVip)?.node === target.node.name, 15_000);
+  if (!ok) throw new RunFailedError(`the VIP did not move to ${target.node.name} within 15 s`);
+  return { from: holder.node.name, to: target.node.name };
+}
