@@ -4,7 +4,12 @@ import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import { loadSecrets, newRunId, openSession, runbookDir } from '../engine/session.js';
 import type { Step } from '../engine/types.js';
-import { loadRunbook } from '../runbook/io.js';
+import { join } from 'node:path';
+import { writeHandover } from '../docs/handover.js';
+import { loadRunbook, readSecretsFile, runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
+import { replayRunbook } from '../runbook/replay.js';
+import { version } from './main.js';
+import { runVerify } from './verify.js';
 import { prepareSources } from '../sources/prepare.js';
 import { INSTALL_STEPS, PREFLIGHT } from '../steps/index.js';
 import type { CliContext } from './main.js';
@@ -13,6 +18,10 @@ export interface ApplyFlags {
   concurrency?: string;
   acceptNewHostKeys?: boolean;
   renderer?: 'default' | 'simple' | 'silent';
+  hosts?: string;
+  vip?: string;
+  name?: string;
+  verify?: boolean;
 }
 
 export function registerApply(program: Command, ctx: CliContext): void {
@@ -22,8 +31,13 @@ export function registerApply(program: Command, ctx: CliContext): void {
     .option('--concurrency <n>', 'nodes worked on at the same time', '8')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before (a changed key always fails)')
     .option('--renderer <name>', 'task list output: default, simple or silent')
+    .option('--hosts <list>', 'replay: build the same cluster on these hosts (in node order) and write a runbook for it')
+    .option('--vip <cidr>', 'replay: the new cluster\'s VIP')
+    .option('--name <name>', 'replay: the new runbook\'s name')
+    .option('--no-verify', 'skip the failover test at the end even when verify.failover is true')
     .action(async (file: string, flags: ApplyFlags) => {
-      ctx.result = await runApply(file, flags, ctx);
+      const target = flags.hosts ? writeReplay(file, flags, ctx) : file;
+      ctx.result = await runApply(target, flags, ctx);
     });
 }
 
@@ -65,12 +79,35 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
         throw new RunFailedError(`after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly one should)`, details);
       }
       ctx.print(`VIP ${runbook.vrrp.vip} is held by ${holder}`);
+      if (runbook.verify.failover && flags.verify !== false) {
+        const result = await runVerify(path, runbook, handles, 'nginx-crash', ctx);
+        if (!result.passed) {
+          ctx.print(`docs: ${writeHandover(path, runbook, version())}`);
+          throw new RunFailedError('the cluster is installed but the failover test failed', result.problems);
+        }
+      }
     }
     ctx.print(`record: ${record}`);
+    ctx.print(`docs: ${writeHandover(path, runbook, version())}`);
     return 0;
   } finally {
     await Promise.all(handles.map((h) => h.t.close()));
   }
+}
+
+/** `--hosts`: write the replayed runbook (and its secrets) next to the original, return its path. */
+function writeReplay(file: string, flags: ApplyFlags, ctx: CliContext): string {
+  const { path, runbook } = loadRunbook(file);
+  const doc = replayRunbook(runbook, flags.hosts!.split(',').map((h) => h.trim()).filter(Boolean), flags.vip, flags.name);
+  const out = join(runbookDir(path), `${doc.name}.yaml`);
+  writeFileAtomic(out, runbookToYaml(doc));
+  // Secrets stay out of runbooks: carry the ones kept in the old secrets file over to the new one.
+  const names = [runbook.vrrp.auth?.passwordEnv, runbook.ssh.sudoPasswordEnv].filter((n): n is string => Boolean(n));
+  const old = readSecretsFile(secretsPathFor(path, runbook.name));
+  const carried = Object.fromEntries(names.filter((n) => old[n] !== undefined).map((n) => [n, old[n]]));
+  if (Object.keys(carried).length > 0) writeSecretsFile(secretsPathFor(out, doc.name), carried);
+  ctx.print(`replay: wrote ${out} for ${doc.nodes.map((n) => n.host).join(', ')}`);
+  return out;
 }
 
 function failureReport(title: string, outcomes: NodeOutcome[], runbookPath: string): RunFailedError {

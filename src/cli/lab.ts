@@ -1,4 +1,5 @@
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { runApply } from './apply.js';
 import type { Command } from 'commander';
 import { InvalidInputError, RunFailedError } from '../errors.js';
 import { DEFAULT_LAB, LAB_DISTROS, labPaths, type LabDistro } from '../lab/config.js';
@@ -37,6 +38,30 @@ export function registerLab(program: Command, ctx: CliContext): void {
       ctx.print(`runbook: ${out}`);
       ctx.print(`next:    ha-setup apply ${opts.out}    (ha-setup lab ssh node1 for a shell, ha-setup lab down to remove it)`);
       ctx.result = 0;
+    });
+
+  lab.command('demo')
+    .description('the whole job on the embedded default: lab up, apply runbooks/lab.yaml (with the failover test), docs')
+    .option('--nodes <n>', 'number of nodes: 2 or 3', String(DEFAULT_LAB.nodes))
+    .option('--no-download', 'fill the source mirror from Debian\'s source archive only (no official URLs)')
+    .action(async (opts: { nodes: string; download: boolean }) => {
+      const started = Date.now();
+      const { state } = await labUp({ ...DEFAULT_LAB, nodes: Number(opts.nodes) }, ctx.print);
+      const paths = labPaths();
+      await fillMirror(paths.sourcesDir, LAB_SOURCES, { download: opts.download, log: ctx.print });
+      const out = resolve(ctx.cwd, 'runbooks', 'lab.yaml');
+      writeFileAtomic(out, runbookToYaml(labRunbook(state, paths)));
+      ctx.print(`lab is up; applying ${out}`);
+      const code = await runApply(out, { renderer: ctx.interactive ? 'default' : 'simple' }, ctx);
+      ctx.print('');
+      ctx.print(`done in ${((Date.now() - started) / 1000).toFixed(0)} s. Look around:`);
+      ctx.print(`  handover doc:  ${join(dirname(out), 'lab.handover.md')}`);
+      ctx.print(`  the site:      curl http://${state.vip}/ha-health   (answers the VIP holder's name)`);
+      ctx.print('  cluster state: ha-setup status runbooks/lab.yaml');
+      ctx.print('  a failover:    ha-setup verify runbooks/lab.yaml --scenario nginx-stop');
+      ctx.print('  a node shell:  ha-setup lab ssh node1');
+      ctx.print('  clean up:      ha-setup lab down');
+      ctx.result = code;
     });
 
   lab.command('down')

@@ -11,6 +11,7 @@ import { registerLab } from './lab.js';
 import { registerApply } from './apply.js';
 import { registerPlan } from './plan.js';
 import { registerVerify } from './verify.js';
+import { registerDocs } from './docs.js';
 
 export interface CliContext {
   cwd: string;
@@ -75,6 +76,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   registerPlan(program, ctx);
   registerApply(program, ctx);
   registerVerify(program, ctx);
+  registerDocs(program, ctx);
   registerLab(program, ctx);
 
   // Every subcommand inherits the same error behaviour and output.

@@ -206,7 +206,7 @@ export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], start
       const f = o.handles.find((h) => h.node.name === out.node.name)!.facts;
       return {
         name: out.node.name, host: out.node.host, role: out.node.role, ok: out.ok,
-        facts: { os: `${f.osId} ${f.osVersion}`, family: f.family, arch: f.arch, cores: f.cores, memoryMb: f.memoryMb, firewall: f.firewall, selinux: f.selinux },
+        facts: { os: `${f.osId} ${f.osVersion}`, release: f.release, family: f.family, arch: f.arch, cores: f.cores, memoryMb: f.memoryMb, firewall: f.firewall, selinux: f.selinux },
         steps: out.steps,
         log: out.logPath,
       };

@@ -1,0 +1,15 @@
+import type { Command } from 'commander';
+import { writeHandover } from '../docs/handover.js';
+import { loadRunbook } from '../runbook/io.js';
+import { version, type CliContext } from './main.js';
+
+export function registerDocs(program: Command, ctx: CliContext): void {
+  program.command('docs')
+    .description('write the Markdown handover document next to the runbook (from the runbook and its records)')
+    .argument('<runbook>', 'runbook file')
+    .action((file: string) => {
+      const { path, runbook } = loadRunbook(file);
+      ctx.print(`wrote ${writeHandover(path, runbook, version())}`);
+      ctx.result = 0;
+    });
+}
