@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_LAB, labPaths, type LabOptions } from '../../../src/lab/config.js';
-import { labSsh, labUp, type LabState } from '../../../src/lab/lab.js';
+import { labDown, labSsh, labUp, type LabState } from '../../../src/lab/lab.js';
 import { LAB_SOURCES, labRunbook } from '../../../src/lab/runbook.js';
 import { runbookToYaml, writeFileAtomic } from '../../../src/runbook/io.js';
 import { fillMirror } from '../../../src/sources/mirror.js';
@@ -16,9 +16,12 @@ export interface Lab {
 }
 
 /** Shared fixture for end-to-end suites: reuses a live lab (labUp is idempotent), else builds one. */
-export async function withLab(opts: Partial<LabOptions> = {}): Promise<Lab> {
+export async function withLab(opts: Partial<LabOptions> & { fresh?: boolean } = {}): Promise<Lab> {
   const paths = labPaths();
-  const { state } = await labUp({ ...DEFAULT_LAB, ...opts }, (l) => console.log(`[lab] ${l}`), paths);
+  // A fresh lab gives nodes with nothing installed (for cold applies); otherwise a live lab is reused.
+  if (opts.fresh) await labDown(() => {}, paths, { quiet: true });
+  const { fresh: _fresh, ...shape } = opts;
+  const { state } = await labUp({ ...DEFAULT_LAB, ...shape }, (l) => console.log(`[lab] ${l}`), paths);
   await fillMirror(paths.sourcesDir, LAB_SOURCES, { download: false });
   const dir = mkdtempSync(join(tmpdir(), 'ha-setup-e2e-'));
   const runbookPath = join(dir, 'runbooks', 'lab.yaml');

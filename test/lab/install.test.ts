@@ -1,0 +1,103 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { cli, ranSteps } from './helpers/cli.js';
+import { withLab, type Lab } from './helpers/with-lab.js';
+
+const ALL = ['packages', 'sources', 'patch', 'configure', 'build', 'install', 'nginx-config', 'nginx-service',
+  'keepalived-build', 'health-check', 'keepalived-config', 'logging', 'firewall', 'start'];
+
+// The whole install plan, for real: 2 bookworm nodes, nginx 1.22.1 with fancyindex and lua (+ ndk),
+// keepalived 2.2.7 from source, sources from the pinned offline mirror, over real SSH.
+describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await withLab({ fresh: true });
+  });
+
+  it('apply takes two bare hosts to a working HA pair', async () => {
+    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/VIP 10\.213\.0\.100\/24 is held by node1/);
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ALL, node2: ALL });
+  });
+
+  it('nginx -V lists the modules on both nodes and the lua location answers', async () => {
+    for (const i of [0, 1]) {
+      const v = await lab.ssh(i, '/usr/local/nginx/sbin/nginx -V 2>&1');
+      expect(v.stdout).toMatch(/--add-module=\S*ngx-fancyindex/);
+      expect(v.stdout).toMatch(/--add-module=\S*ngx_devel_kit/);
+      expect(v.stdout).toMatch(/--add-module=\S*lua-nginx-module/);
+      expect(v.stdout).toMatch(/-Wl,-rpath,\/usr\/lib\/x86_64-linux-gnu/);
+      const lua = await lab.ssh(i, 'curl -fsS http://127.0.0.1/ha-lua');
+      expect(lua.stdout.trim()).toBe(`lua ok on node${i + 1}`);
+    }
+  });
+
+  it('the VIP serves the site from the master, exactly one node holds it', async () => {
+    const res = await fetch('http://10.213.0.100/ha-health', { signal: AbortSignal.timeout(3000) });
+    expect((await res.text()).trim()).toBe('node1');
+    const holders = await Promise.all([0, 1].map((i) => lab.ssh(i, 'ip -o -4 addr show dev host0')));
+    expect(holders.map((h) => h.stdout.includes('10.213.0.100/24'))).toEqual([true, false]);
+  });
+
+  it('keepalived -t passes and logs land in /var/log/keepalived.log, not in the general syslog', async () => {
+    const t = await lab.ssh(0, '/usr/local/keepalived/sbin/keepalived -t -f /etc/keepalived/keepalived.conf');
+    expect(t.code).toBe(0);
+    const marker = `ha-setup-log-test-${Date.now()}`;
+    await lab.ssh(0, `logger -p local0.notice -t Keepalived_vrrp ${marker}; sleep 1`);
+    const own = await lab.ssh(0, `grep -c ${marker} /var/log/keepalived.log`);
+    expect(own.stdout.trim()).toBe('1');
+    const general = await lab.ssh(0, `grep -c ${marker} /var/log/syslog /var/log/messages 2>/dev/null | awk -F: '{s+=$2} END {print s+0}'`);
+    expect(general.stdout.trim()).toBe('0');
+    const transitions = await lab.ssh(0, 'grep -c "Entering MASTER STATE" /var/log/keepalived.log');
+    expect(Number(transitions.stdout.trim())).toBeGreaterThan(0);
+  });
+
+  it('a second apply runs no step', async () => {
+    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.err).toBe(0);
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
+  });
+
+  it('plan shows every step done on a finished cluster', async () => {
+    const r = await cli(['plan', lab.runbookPath]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).not.toMatch(/\[will/);
+    expect(r.out.match(/\[done\]/g)).toHaveLength(ALL.length * 2);
+  });
+
+  it('changed input re-runs exactly the dependent steps', async () => {
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.build.configureArgs = ['--with-http_sub_module'];
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const plan = await cli(['plan', lab.runbookPath]);
+    expect(plan.out).toMatch(/\[will re-run\] configure: .*\(because commands changed\)/);
+    expect(plan.out).toMatch(/\[will re-run\] build: .*\(because configure re-ran\)/);
+    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.err).toBe(0);
+    const rerun = ['configure', 'build', 'install', 'nginx-service'];
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: rerun, node2: rerun });
+    const v = await lab.ssh(1, '/usr/local/nginx/sbin/nginx -V 2>&1');
+    expect(v.stdout).toContain('--with-http_sub_module');
+  });
+
+  it('a changed host key refuses to connect, loudly', async () => {
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    const forged = join(lab.runbookPath, '..', 'forged_known_hosts');
+    // node1 listed with node2's key: the key node1 presents is "changed".
+    const real = readFileSync(lab.paths.knownHosts, 'utf8').trim().split('\n');
+    const node2Key = real.find((l) => l.startsWith('10.213.0.12 '))!.split(' ').slice(1).join(' ');
+    writeFileSync(forged, `10.213.0.11 ${node2Key}\n${real.find((l) => l.startsWith('10.213.0.12 '))}\n`);
+    doc.ssh.knownHostsFile = forged;
+    const file = join(lab.runbookPath, '..', 'forged.yaml');
+    writeFileSync(file, stringify(doc));
+    const r = await cli(['apply', file, '--renderer', 'silent', '--no-verify', '--accept-new-host-keys']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/HOST KEY CHANGED for 10\.213\.0\.11:22: refusing to connect/);
+    expect(r.err).toMatch(/forged_known_hosts:1 records a different ssh-ed25519 key/);
+  });
+});

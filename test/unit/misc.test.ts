@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { sh, shq, shqAll, raw } from '../../src/shell.js';
+import { replayRunbook } from '../../src/runbook/replay.js';
+import { validateRunbook } from '../../src/runbook/validate.js';
+import { measureOutage } from '../../src/verify/probe.js';
+import { labAddressing, labPaths, DEFAULT_LAB } from '../../src/lab/config.js';
+import { labRunbook } from '../../src/lab/runbook.js';
+import type { Runbook } from '../../src/runbook/schema.js';
+
+describe('shell quoting', () => {
+  it('leaves safe words readable and single-quotes everything else', () => {
+    expect(shq('/usr/local/nginx')).toBe('/usr/local/nginx');
+    expect(shq('')).toBe("''");
+    expect(shq('a b')).toBe("'a b'");
+    expect(shq("it's; rm -rf /")).toBe("'it'\\''s; rm -rf /'");
+    expect(shq('$(id)')).toBe("'$(id)'");
+    expect(shqAll(['x', 'y z'])).toBe("x 'y z'");
+  });
+  it('quotes every interpolation in sh``', () => {
+    expect(sh`cp ${'a b'} ${['c', 'd;e']} ${raw('&&')} true`).toBe("cp 'a b' c 'd;e' && true");
+    expect(() => sh`x ${{}}`).toThrow(/cannot quote/);
+  });
+});
+
+describe('replay', () => {
+  const rb = validateRunbook(parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'valid.yaml'), 'utf8')));
+  const runbook = (rb.ok ? rb.runbook : undefined) as Runbook;
+  it('keeps roles and priorities in order and replaces hosts and VIP', () => {
+    const doc = replayRunbook(runbook, ['10.0.0.5', '10.0.0.6'], '10.0.0.100/24', undefined);
+    expect(doc.name).toBe('web-ha-10-0-0-5');
+    expect(doc.nodes.map((n) => [n.host, n.role, n.priority])).toEqual([['10.0.0.5', 'master', 100], ['10.0.0.6', 'backup', 90]]);
+    expect(doc.vrrp.vip).toBe('10.0.0.100/24');
+    expect(validateRunbook(doc).ok).toBe(true);
+  });
+  it('refuses a different node count and a VIP outside the new subnet', () => {
+    expect(() => replayRunbook(runbook, ['10.0.0.5'], undefined, undefined)).toThrow(/2 nodes/);
+    expect(() => replayRunbook(runbook, ['10.0.0.5', '10.0.0.6'], undefined, undefined)).toThrow(/not in the subnet of the runbook's VIP/);
+  });
+});
+
+describe('failover measurement', () => {
+  const s = (sentAt: number, ok: boolean, node?: string) => ({ sentAt, doneAt: sentAt + (ok ? 2 : 250), ok, node });
+  it('measures from the first failed request to the first answer of the new holder', () => {
+    const samples = [s(0, true, 'a'), s(50, true, 'a'), s(100, false), s(150, false), s(200, true, 'b'), s(250, true, 'b')];
+    expect(measureOutage(samples, 'b')).toEqual({ downtimeMs: 102, failedRequests: 2, totalRequests: 6, answeredBy: ['a', 'b'] });
+  });
+  it('is zero when no request failed', () => {
+    expect(measureOutage([s(0, true, 'a'), s(50, true, 'b')], 'b').downtimeMs).toBe(0);
+  });
+});
+
+describe('lab addressing and runbook', () => {
+  it('puts the bridge on .1, nodes on .11.., the VIP on .100 and writes a valid runbook', () => {
+    const paths = labPaths({ HA_SETUP_LAB_DIR: '/x/lab', HA_SETUP_CACHE_DIR: '/x/cache' });
+    const a = labAddressing({ ...DEFAULT_LAB, nodes: 3 }, paths);
+    expect([a.bridgeIp, a.vip, ...a.nodes.map((n) => n.ip)]).toEqual(['10.213.0.1', '10.213.0.100', '10.213.0.11', '10.213.0.12', '10.213.0.13']);
+    const state = { options: DEFAULT_LAB, bridge: 'halab0', bridgeIp: a.bridgeIp, prefix: 24, vip: a.vip, forwardingBefore: '0', nodes: a.nodes, createdAt: '' };
+    const doc = labRunbook(state, paths);
+    expect(validateRunbook(doc).problems).toEqual([]);
+    expect(doc.sources?.mirror).toBe('/x/cache/sources');
+    expect(() => labAddressing({ ...DEFAULT_LAB, nodes: 4 }, paths)).toThrow(/2 or 3/);
+  });
+});

@@ -1,0 +1,86 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { fingerprint, keyTypeOf, preferredHostKeyAlgorithms, verifyHostKey } from '../../src/engine/known-hosts.js';
+import { parseSshConfig } from '../../src/engine/ssh-config.js';
+import { installScript } from '../../src/engine/transport.js';
+
+function keyBlob(type: string, body = randomBytes(32)): Buffer {
+  const t = Buffer.from(type);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(t.length);
+  const blen = Buffer.alloc(4);
+  blen.writeUInt32BE(body.length);
+  return Buffer.concat([len, t, blen, body]);
+}
+
+describe('ssh_config', () => {
+  const cfg = `
+User everyone
+Host web-*  !web-9
+  HostName %h.example.com
+  Port 2222
+  IdentityFile ~/.ssh/web_key
+Host *
+  User fallback
+  IdentityFile ~/.ssh/id_ed25519
+`;
+  it('applies Host patterns, negation, first value wins, tilde and %h', () => {
+    const c = parseSshConfig(cfg, 'web-1', '/home/op');
+    expect(c).toEqual({ hostName: 'web-1.example.com', user: 'everyone', port: 2222, identityFiles: ['/home/op/.ssh/web_key', '/home/op/.ssh/id_ed25519'] });
+    const negated = parseSshConfig(cfg, 'web-9', '/home/op');
+    expect(negated.hostName).toBeUndefined();
+    expect(negated.port).toBeUndefined();
+  });
+});
+
+describe('known_hosts verification', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ha-setup-kh-'));
+  const ed = keyBlob('ssh-ed25519');
+  const rsa = keyBlob('ssh-rsa');
+  const salt = randomBytes(20);
+  const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('10.0.0.9').digest('base64')}`;
+  const file = join(dir, 'known_hosts');
+  writeFileSync(file, [
+    `10.0.0.1,web1 ssh-ed25519 ${ed.toString('base64')}`,
+    `[10.0.0.2]:2222 ssh-rsa ${rsa.toString('base64')}`,
+    `${hashed} ssh-ed25519 ${ed.toString('base64')}`,
+    `@revoked 10.0.0.3 ssh-ed25519 ${ed.toString('base64')}`,
+  ].join('\n'));
+
+  it('accepts a known key, plain, with port, and hashed', () => {
+    expect(verifyHostKey([file], '10.0.0.1', 22, ed).status).toBe('known');
+    expect(verifyHostKey([file], '10.0.0.2', 2222, rsa).status).toBe('known');
+    expect(verifyHostKey([file], '10.0.0.9', 22, ed).status).toBe('known');
+  });
+  it('reports unknown hosts and keys of a type not on file as unknown', () => {
+    expect(verifyHostKey([file], '10.0.0.7', 22, ed).status).toBe('unknown');
+    expect(verifyHostKey([file], '10.0.0.2', 22, rsa).status).toBe('unknown');
+  });
+  it('reports a different key of the same type as changed', () => {
+    const v = verifyHostKey([file], '10.0.0.1', 22, keyBlob('ssh-ed25519'));
+    expect(v.status).toBe('changed');
+    expect(v.status === 'changed' && v.expected[0].line).toBe(1);
+  });
+  it('honours @revoked', () => {
+    expect(verifyHostKey([file], '10.0.0.3', 22, ed).status).toBe('revoked');
+  });
+  it('offers the known key types first and formats fingerprints like OpenSSH', () => {
+    expect(preferredHostKeyAlgorithms([file], '10.0.0.2', 2222)).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+    expect(preferredHostKeyAlgorithms([file], '10.0.0.8', 22)).toBeUndefined();
+    expect(keyTypeOf(ed)).toBe('ssh-ed25519');
+    expect(fingerprint(ed)).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+  });
+});
+
+describe('atomic remote write', () => {
+  it('verifies the checksum, keeps a backup and renames into place', () => {
+    const s = installScript('/tmp/.ha-setup-x', "/etc/it's here.conf", 'abc', { mode: 0o640, owner: 'root' });
+    expect(s).toContain(`dst='/etc/it'\\''s here.conf'`);
+    expect(s).toMatch(/\|\| exit 3/);
+    expect(s).toMatch(/ha-setup-\$\(date \+%Y%m%d%H%M%S\)\.bak/);
+    expect(s).toMatch(/mv -f "\$next" "\$dst"/);
+  });
+});
