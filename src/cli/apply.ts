@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { RunFailedError } from '../errors.js';
+import { InvalidInputError, RunFailedError } from '../errors.js';
+import { resolveNodes } from '../engine/nodes.js';
+import type { Runbook } from '../runbook/schema.js';
 import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import { loadSecrets, newRunId, openSession, runbookDir } from '../engine/session.js';
@@ -22,6 +24,7 @@ export interface ApplyFlags {
   vip?: string;
   name?: string;
   verify?: boolean;
+  limit?: string;
 }
 
 export function registerApply(program: Command, ctx: CliContext): void {
@@ -34,6 +37,7 @@ export function registerApply(program: Command, ctx: CliContext): void {
     .option('--hosts <list>', 'replay: build the same cluster on these hosts (in node order) and write a runbook for it')
     .option('--vip <cidr>', 'replay: the new cluster\'s VIP')
     .option('--name <name>', 'replay: the new runbook\'s name')
+    .option('--limit <nodes>', 'work on these nodes only (names or addresses, comma-separated)')
     .option('--no-verify', 'skip the failover test at the end even when verify.failover is true')
     .action(async (file: string, flags: ApplyFlags) => {
       const target = flags.hosts ? writeReplay(file, flags, ctx) : file;
@@ -47,7 +51,8 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
   const runId = newRunId();
   const startedAt = new Date();
   const sources = await prepareSources(runbook, runbookDir(path), ctx.print);
-  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, interactive: ctx.interactive, runId }, secrets);
+  const only = flags.limit ? limitToIndexes(runbook, flags.limit) : undefined;
+  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, interactive: ctx.interactive, runId, only }, secrets);
   try {
     const base: Omit<ExecuteOptions, 'steps'> = {
       runbook, runbookPath: path, handles, sources, secrets,
@@ -67,7 +72,7 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
     }
     if (outcomes.some((o) => !o.ok)) throw failureReport('apply failed', outcomes, path);
 
-    if (steps.some((s) => s.id === 'start')) {
+    if (steps.some((s) => s.id === 'start') && !only) {
       const { holder, views } = await waitForSingleHolder(handles, runbook);
       if (!holder) {
         const details = [];
@@ -108,6 +113,14 @@ function writeReplay(file: string, flags: ApplyFlags, ctx: CliContext): string {
   if (Object.keys(carried).length > 0) writeSecretsFile(secretsPathFor(out, doc.name), carried);
   ctx.print(`replay: wrote ${out} for ${doc.nodes.map((n) => n.host).join(', ')}`);
   return out;
+}
+
+function limitToIndexes(rb: Runbook, limit: string): number[] {
+  const wanted = limit.split(',').map((x) => x.trim()).filter(Boolean);
+  const nodes = resolveNodes(rb);
+  const unknown = wanted.filter((w) => !nodes.some((n) => n.name === w || n.host === w));
+  if (unknown.length > 0) throw new InvalidInputError(`--limit: no node ${unknown.join(', ')}`, [`nodes: ${nodes.map((n) => n.name).join(', ')}`]);
+  return nodes.filter((n) => wanted.includes(n.name) || wanted.includes(n.host)).map((n) => n.index);
 }
 
 function failureReport(title: string, outcomes: NodeOutcome[], runbookPath: string): RunFailedError {

@@ -16,7 +16,7 @@ export async function vrrpViews(handles: NodeHandle[], rb: Runbook): Promise<Vrr
   const L = layout(rb);
   return Promise.all(handles.map(async (h) => {
     const r = await h.t.exec(
-      `if ip -o -4 addr show dev ${shq(h.node.interface)} | grep -qw ${shq(`${vip}/${parseCidr(rb.vrrp.vip)!.prefix}`)}; then echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown`,
+      `if ip -o -4 addr show dev ${shq(h.node.interface)} | grep -w ${shq(`${vip}/${parseCidr(rb.vrrp.vip)!.prefix}`)} >/dev/null; then echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown`,
       { quiet: true },
     );
     const [hold, state] = r.stdout.trim().split('\n');

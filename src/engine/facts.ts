@@ -46,7 +46,7 @@ echo "selinux=$(getenforce 2>/dev/null || echo absent)"
 fw=none
 if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then fw=firewalld
 elif command -v nft >/dev/null 2>&1 && [ -n "$(nft list ruleset 2>/dev/null | grep -E 'hook input.*policy drop' || true)" ]; then fw=nftables
-elif command -v iptables >/dev/null 2>&1 && iptables -S INPUT 2>/dev/null | grep -q '^-P INPUT DROP'; then fw=iptables
+elif command -v iptables >/dev/null 2>&1 && iptables -S INPUT 2>/dev/null | grep '^-P INPUT DROP' >/dev/null; then fw=iptables
 fi
 echo "firewall=$fw"
 if command -v apt-get >/dev/null 2>&1; then echo pm=apt; elif command -v dnf >/dev/null 2>&1; then echo pm=dnf; elif command -v yum >/dev/null 2>&1; then echo pm=yum; else echo pm=unknown; fi

@@ -81,6 +81,9 @@ export function wrapScript(script: string): string {
 }
 
 export class SshTransport implements Transport {
+  /** SSH round trips (exec calls) made by all transports: the engine benchmark prints it. */
+  static roundTrips = 0;
+
   private constructor(
     private readonly ssh: NodeSSH,
     readonly label: string,
@@ -167,6 +170,7 @@ export class SshTransport implements Transport {
   }
 
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    SshTransport.roundTrips++;
     if (!opts.quiet) this.log(`$ ${script}\n`);
     let stdin = opts.stdin;
     if (this.user !== 'root' && this.sudoPassword !== undefined) stdin = `${this.sudoPassword}\n${stdin ?? ''}`;

@@ -76,6 +76,8 @@ export const keepalivedSchema = z.strictObject({
   version: z.string().regex(/^\d+\.\d+\.\d+$/, 'must be a dotted version such as 2.2.7'),
   prefix: absolutePath.default('/usr/local/keepalived'),
   install: z.enum(['source', 'package'], { error: 'install must be source or package' }).default('source'),
+  /** The nginx unit flips a track file on stop/crash so the VIP moves at once (false: health check only, as in the reference articles). */
+  trackNginx: z.boolean().default(true),
   check: z.strictObject({
     interval: z.number({ error: 'interval must be a whole number of seconds >= 1' }).int('interval must be a whole number of seconds >= 1').min(1, 'interval must be at least 1 second').default(1),
     fall: z.number({ error: 'fall must be a whole number >= 1' }).int('fall must be a whole number >= 1').min(1, 'fall must be at least 1').default(2),

@@ -32,8 +32,8 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
     case 'nftables': {
       const stmts = [...peers.map((p) => `ip saddr ${p} ip protocol vrrp accept`), `tcp dport ${port} accept`];
       return {
-        apply: stmts.map((s) => `nft list chain inet filter input | grep -qF ${shq(s)} || nft insert rule inet filter input ${s}`),
-        verify: stmts.map((s) => `nft list chain inet filter input | grep -qF ${shq(s)}`),
+        apply: stmts.map((s) => `nft list chain inet filter input | grep -F ${shq(s)} >/dev/null || nft insert rule inet filter input ${s}`),
+        verify: stmts.map((s) => `nft list chain inet filter input | grep -F ${shq(s)} >/dev/null`),
       };
     }
     default:

@@ -26,7 +26,7 @@ export const keepalivedBuildStep: Step = {
     if (rb.keepalived.install === 'source') {
       const dir = L.srcDir('keepalived');
       plan.commands.push(`cd ${shq(dir)} && ./configure --prefix=${shq(rb.keepalived.prefix)} --sysconfdir=/etc && make -j${jobs(pc)} && make install`);
-      plan.commands.push(`${shq(L.keepalivedBinary)} --version 2>&1 | head -1`);
+      plan.commands.push(`${shq(L.keepalivedBinary)} --version 2>&1 | sed -n 1p`);
     } else {
       const pm = pc.facts.packageManager;
       const pkgs = packagesFor('keepalivedPackage', pc.facts).join(' ');
@@ -42,7 +42,7 @@ export const keepalivedBuildStep: Step = {
     const rb = ctx.runbook;
     const L = layout(rb);
     const versionOk = rb.keepalived.install === 'source'
-      ? `${shq(L.keepalivedBinary)} --version 2>&1 | grep -q ${shq(`Keepalived v${rb.keepalived.version} `)}`
+      ? `${shq(L.keepalivedBinary)} --version 2>&1 | grep -F ${shq(`Keepalived v${rb.keepalived.version} `)} >/dev/null`
       : `[ -x ${shq(L.keepalivedBinary)} ]`;
     return (await filesMatch(ctx)) && probe(ctx, versionOk);
   },

@@ -17,6 +17,7 @@ export function keepalivedConf(pc: PlanContext): string {
     checkTimeout: Math.max(1, rb.keepalived.check.interval),
     check: rb.keepalived.check,
     trackFile: L.trackFile,
+    trackNginx: rb.keepalived.trackNginx,
     promoteFile: L.promoteFile,
     instance: `VI_${rb.name.replace(/-/g, '_').toUpperCase()}`,
     interface: pc.node.interface,

@@ -13,6 +13,7 @@ export function nginxUnit(pc: PlanContext): string {
     trackFile: L.trackFile,
     rlimitNofile: 65535,
     restartSec: 5,
+    trackNginx: pc.runbook.keepalived.trackNginx,
   });
 }
 

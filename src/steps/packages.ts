@@ -22,7 +22,7 @@ export function packageList(pc: PlanContext): string[] {
 
 function missingScript(pc: PlanContext, pkgs: string[]): string {
   const q = pc.facts.packageManager === 'apt'
-    ? `dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'`
+    ? `dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null`
     : 'rpm -q "$p" >/dev/null 2>&1';
   return `missing=""; for p in ${shqAll(pkgs)}; do ${q} || missing="$missing $p"; done`;
 }

@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { cli, ranSteps } from './helpers/cli.js';
+import { withLab, type Lab } from './helpers/with-lab.js';
+
+const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'ha-setup.js');
+const PASSWORD = 'Lb7q2Xk9';
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
+}
+
+async function journalStatus(lab: Lab, node: number, step: string): Promise<string | undefined> {
+  const r = await lab.ssh(node, 'cat /var/lib/ha-setup/journal.json 2>/dev/null || echo {}');
+  try {
+    return JSON.parse(r.stdout).steps?.[step]?.status;
+  } catch {
+    return undefined;
+  }
+}
+
+// A run cut off in the middle of a long step (its SSH sessions killed from the node) resumes:
+// completed steps are not run again, the interrupted one is. The resumed run uses a non-root user
+// with sudo, and VRRPv2 with a password that must never land in any file ha-setup writes locally.
+describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-root sudo, secrets', () => {
+  let lab: Lab;
+  let runbook: string;
+
+  beforeAll(async () => {
+    lab = await withLab({ fresh: true });
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.vrrp = { ...doc.vrrp, version: 2, advertInt: 1, auth: { passwordEnv: 'HA_VRRP_PASSWORD' } };
+    runbook = lab.runbookPath;
+    writeFileSync(runbook, stringify(doc));
+    writeFileSync(join(runbook, '..', 'lab.secrets'), `HA_VRRP_PASSWORD=${PASSWORD}\n`, { mode: 0o600 });
+  });
+
+  it('a run whose connection to node1 dies during the build fails that node only', async () => {
+    const child = spawn(process.execPath, [BIN, 'apply', runbook, '--renderer', 'simple', '--no-verify'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true' } });
+    let output = '';
+    child.stdout.on('data', (d) => { output += d; });
+    child.stderr.on('data', (d) => { output += d; });
+    const exited = new Promise<number>((res) => child.on('close', (code) => res(code ?? 1)));
+    const deadline = Date.now() + 15 * 60_000;
+    while ((await journalStatus(lab, 0, 'build')) !== 'running') {
+      if (Date.now() > deadline) throw new Error(`build never started:\n${output.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    // Cut the session from the node (as a dropped link or a dead laptop would), and the build with it.
+    await lab.ssh(0, "pkill -KILL -f 'sshd: root@notty' ; pkill -KILL make ; true");
+    const code = await exited;
+    expect(code).toBe(1);
+    expect(output).toMatch(/node1[\s\S]*step:\s+build/);
+    expect(output).toMatch(/it resumes at this step/);
+    expect(await journalStatus(lab, 0, 'build')).toBe('running');
+  });
+
+  it('apply again (as a non-root user with sudo) resumes at the interrupted step', async () => {
+    const doc = parse(readFileSync(runbook, 'utf8'));
+    doc.ssh.user = 'hauser';
+    writeFileSync(runbook, stringify(doc));
+    const r = await cli(['apply', runbook, '--renderer', 'silent', '--no-verify']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const ran = ranSteps(runbook);
+    expect(ran.node1[0]).toBe('build');
+    expect(ran.node1).not.toContain('packages');
+    expect(ran.node1).not.toContain('sources');
+    expect(ran.node1).not.toContain('configure');
+    expect(ran.node2).toEqual([]);
+    const who = await lab.ssh(0, 'stat -c %U /etc/keepalived/keepalived.conf; grep -c auth_pass /etc/keepalived/keepalived.conf');
+    expect(who.stdout.split('\n').slice(0, 2)).toEqual(['root', '1']);
+  });
+
+  it('a second apply as the sudo user runs no step', async () => {
+    const r = await cli(['apply', runbook, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.err).toBe(0);
+    expect(ranSteps(runbook)).toEqual({ node1: [], node2: [] });
+  });
+
+  it('VRRPv2 with the password works and the password is in no file written locally', async () => {
+    const onNode = await lab.ssh(0, 'grep auth_pass /etc/keepalived/keepalived.conf');
+    expect(onNode.stdout).toContain(`auth_pass ${PASSWORD}`);
+    const docs = await cli(['docs', runbook]);
+    expect(docs.code, docs.err).toBe(0);
+    const dir = join(runbook, '..');
+    const leaked = filesUnder(dir).filter((f) => !f.endsWith('.secrets') && readFileSync(f, 'utf8').includes(PASSWORD));
+    expect(leaked).toEqual([]);
+    expect(filesUnder(dir).some((f) => f.includes(`${join('logs', '')}`))).toBe(true);
+  });
+});

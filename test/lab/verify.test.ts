@@ -1,0 +1,86 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { cli } from './helpers/cli.js';
+import { withLab, type Lab } from './helpers/with-lab.js';
+
+const records = (lab: Lab) => join(lab.runbookPath, '..', 'records', 'lab');
+
+describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, status and docs on the lab', () => {
+  let lab: Lab;
+
+  beforeAll(async () => {
+    lab = await withLab();
+    // Installs the cluster when the lab is fresh; a no-op when an earlier suite already did.
+    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.err).toBe(0);
+  });
+
+  for (const scenario of ['nginx-crash', 'nginx-stop', 'keepalived-stop', 'node-down'] as const) {
+    it(`verify --scenario ${scenario}: the VIP moves, no split brain, downtime measured, failback measured`, async () => {
+      const r = await cli(['verify', lab.runbookPath, '--scenario', scenario]);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
+      expect(res.scenario).toBe(scenario);
+      expect(res.failover).toMatchObject({ from: 'node1', to: 'node2', moved: true, splitBrain: false });
+      expect(typeof res.failover.downtimeMs).toBe('number');
+      expect(res.failover.totalRequests).toBeGreaterThan(5);
+      expect(res.failback).toMatchObject({ expected: 'back to the old master', to: 'node1', moved: true, splitBrain: false });
+      expect(r.out).toMatch(new RegExp(`scenario ${scenario}: PASSED`));
+      expect(r.out).toMatch(/downtime \d+ ms/);
+    });
+  }
+
+  it('verify --scenario planned moves the VIP with zero failed probe requests', async () => {
+    const r = await cli(['verify', lab.runbookPath, '--scenario', 'planned']);
+    expect(r.code, r.err).toBe(0);
+    const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
+    expect(res.failover).toMatchObject({ moved: true, to: 'node2', failedRequests: 0, downtimeMs: 0, splitBrain: false });
+  });
+
+  it('failover moves the VIP for maintenance and back', async () => {
+    const away = await cli(['failover', lab.runbookPath]);
+    expect(away.code, away.err).toBe(0);
+    expect(away.out).toMatch(/moved from node1 to node2; it is now safe to stop nginx or keepalived on node1/);
+    const health = await fetch('http://10.213.0.100/ha-health', { signal: AbortSignal.timeout(3000) });
+    expect((await health.text()).trim()).toBe('node2');
+    const back = await cli(['failover', lab.runbookPath, '--to', 'node1']);
+    expect(back.code, back.err).toBe(0);
+    expect(back.out).toMatch(/moved from node2 to node1/);
+  });
+
+  it('a failover that exceeds maxDowntimeMs fails the verification with exit 1', async () => {
+    const { readFileSync: read, writeFileSync } = await import('node:fs');
+    const strict = join(lab.runbookPath, '..', 'strict.yaml');
+    writeFileSync(strict, read(lab.runbookPath, 'utf8').replace(/maxDowntimeMs: \d+/, 'maxDowntimeMs: 1').replace('name: lab', 'name: lab'));
+    const r = await cli(['verify', strict, '--scenario', 'node-down']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/downtime \d+ ms exceeds verify\.maxDowntimeMs 1/);
+  });
+
+  it('status reports every node, the VIP holder and the last verification (--json)', async () => {
+    const r = await cli(['status', lab.runbookPath, '--json']);
+    expect(r.code, r.err).toBe(0);
+    const s = JSON.parse(r.out);
+    expect(s.nodes.map((n: { name: string; holdsVip: boolean; vrrpState: string; nginx: string; keepalived: string }) => [n.name, n.holdsVip, n.vrrpState, n.nginx, n.keepalived]))
+      .toEqual([['node1', true, 'MASTER', 'active', 'active'], ['node2', false, 'BACKUP', 'active', 'active']]);
+    expect(s.nodes[0].nginxVersion).toMatch(/nginx\/1\.22\.1/);
+    expect(s.lastVerify.passed).toBeTypeOf('boolean');
+  });
+
+  it('docs writes the handover with every section and the executed commands', async () => {
+    const r = await cli(['docs', lab.runbookPath]);
+    expect(r.code, r.err).toBe(0);
+    const file = join(lab.runbookPath, '..', 'lab.handover.md');
+    expect(existsSync(file)).toBe(true);
+    const md = readFileSync(file, 'utf8');
+    for (const section of ['## Summary', '## Topology', '## Hosts', '## VRRP', '## Build', '## File locations', '## Day-2 operations',
+      '## Last verification', '## Troubleshooting', '## Commands executed per node']) expect(md).toContain(section);
+    expect(md).toMatch(/```mermaid\nflowchart TB/);
+    expect(md).toMatch(/\| node1 \| master \| 100 \| 10\.213\.0\.11 \| host0 \| debian 12 \|/);
+    expect(md).toMatch(/client-observed downtime \| \d+ ms/);
+    for (const fault of ['VRID collision', 'protocol 112', 'Multicast blocked', 'auth_pass longer than 8', 'Script security', 'vrrp_strict']) expect(md).toContain(fault);
+    expect(md).toMatch(/### node2 \(10\.213\.0\.12\)[\s\S]*\*\*configure\*\*[\s\S]*\.\/configure --prefix=\/usr\/local\/nginx/);
+  });
+});
