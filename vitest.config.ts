@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LabSequencer from './test/lab/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -16,7 +17,7 @@ export default defineConfig({
           include: ['test/lab/**/*.test.ts'],
           // One lab on one machine: lab suites run one file at a time, in order.
           fileParallelism: false,
-          sequence: { concurrent: false },
+          sequence: { concurrent: false, sequencer: LabSequencer },
           testTimeout: 30 * 60_000,
           hookTimeout: 30 * 60_000,
           globalSetup: ['test/lab/global-setup.ts'],
