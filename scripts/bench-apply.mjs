@@ -2,29 +2,14 @@
 // Cold apply wall time on fresh lab nodes, per step, for one node and for two nodes (printed, not
 // asserted): shows that nodes run in parallel (target: two nodes take at most 1.2x one node).
 // Needs root on Linux and a built dist/ (npm run build).   npm run bench:apply
-import { readFileSync, writeFileSync, mkdtempSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../dist/cli/main.js';
-import { DEFAULT_LAB, labPaths } from '../dist/lab/config.js';
-import { labDown, labUp } from '../dist/lab/lab.js';
-import { LAB_SOURCES, labRunbook } from '../dist/lab/runbook.js';
-import { fillMirror } from '../dist/sources/mirror.js';
-import { runbookToYaml } from '../dist/runbook/io.js';
-
-const paths = labPaths();
-const quiet = { interactive: false, stdout: () => {}, stderr: (s) => process.stderr.write(s) };
+import { cli, labRunbookFile } from './lib.mjs';
 
 async function coldApply(limit) {
-  await labDown(() => {}, paths, { quiet: true });
-  const { state } = await labUp(DEFAULT_LAB, () => {}, paths);
-  await fillMirror(paths.sourcesDir, LAB_SOURCES, { download: false });
-  const dir = mkdtempSync(join(tmpdir(), 'ha-setup-bench-'));
-  mkdirSync(join(dir, 'runbooks'));
-  const rb = join(dir, 'runbooks', 'lab.yaml');
-  writeFileSync(rb, runbookToYaml(labRunbook(state, paths)));
+  const { file: rb, dir } = await labRunbookFile({ fresh: true });
   const t = performance.now();
-  const code = await main(['apply', rb, '--renderer', 'silent', '--no-verify', ...(limit ? ['--limit', limit] : [])], quiet);
+  const code = await cli(['apply', rb, '--renderer', 'silent', '--no-verify', ...(limit ? ['--limit', limit] : [])]);
   const wall = (performance.now() - t) / 1000;
   if (code !== 0) throw new Error('apply failed');
   const rec = JSON.parse(readFileSync(join(dir, 'runbooks', 'records', 'lab', 'last-run.json'), 'utf8'));

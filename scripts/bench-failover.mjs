@@ -6,28 +6,13 @@
 // 3. the same lab with the reference articles' settings (VRRPv2, advert_int 1, check every 2 s with
 //    weight 2, priorities 100/99, no track file): nginx-stop N times, and the ratio to the defaults
 // 4. re-apply the defaults
-import { readFileSync, writeFileSync, mkdtempSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { main } from '../dist/cli/main.js';
-import { DEFAULT_LAB, labPaths } from '../dist/lab/config.js';
-import { labUp } from '../dist/lab/lab.js';
-import { LAB_SOURCES, labRunbook } from '../dist/lab/runbook.js';
-import { fillMirror } from '../dist/sources/mirror.js';
-import { runbookToYaml } from '../dist/runbook/io.js';
+import { cli, labRunbookFile } from './lib.mjs';
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 5;
-const quiet = { interactive: false, stdout: () => {}, stderr: (s) => process.stderr.write(s) };
-const cli = (argv) => main(argv, quiet);
-
-const paths = labPaths();
-const { state } = await labUp(DEFAULT_LAB, () => {}, paths);
-await fillMirror(paths.sourcesDir, LAB_SOURCES, { download: false });
-const dir = mkdtempSync(join(tmpdir(), 'ha-setup-bench-'));
-mkdirSync(join(dir, 'runbooks'));
-const defaults = join(dir, 'runbooks', 'lab.yaml');
-writeFileSync(defaults, runbookToYaml(labRunbook(state, paths)));
+const { file: defaults, dir } = await labRunbookFile();
 const reference = join(dir, 'runbooks', 'reference.yaml');
 const ref = parse(readFileSync(defaults, 'utf8'));
 ref.vrrp = { ...ref.vrrp, version: 2, advertInt: 1 };
@@ -36,7 +21,7 @@ ref.keepalived.check = { interval: 2, fall: 1, rise: 1, weight: 2 };
 ref.keepalived.trackNginx = false;
 writeFileSync(reference, stringify(ref));
 
-const last = (file) => JSON.parse(readFileSync(join(dir, 'runbooks', 'records', 'lab', 'last-verify.json'), 'utf8'));
+const last = () => JSON.parse(readFileSync(join(dir, 'runbooks', 'records', 'lab', 'last-verify.json'), 'utf8'));
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
 
 async function series(runbook, scenario) {

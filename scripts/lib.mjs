@@ -1,0 +1,27 @@
+// Shared by the benchmark scripts: a live lab and a fresh copy of its runbook in a temp dir.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../dist/cli/main.js';
+import { DEFAULT_LAB, labPaths } from '../dist/lab/config.js';
+import { labDown, labUp } from '../dist/lab/lab.js';
+import { LAB_SOURCES, labRunbook } from '../dist/lab/runbook.js';
+import { runbookToYaml } from '../dist/runbook/io.js';
+import { fillMirror } from '../dist/sources/mirror.js';
+
+export const paths = labPaths();
+
+/** Brings the lab up (fresh: rebuilt from scratch) and returns the path of a new runbook copy. */
+export async function labRunbookFile({ fresh = false } = {}) {
+  if (fresh) await labDown(() => {}, paths, { quiet: true });
+  const { state } = await labUp(DEFAULT_LAB, () => {}, paths);
+  await fillMirror(paths.sourcesDir, LAB_SOURCES, { download: false });
+  const dir = mkdtempSync(join(tmpdir(), 'ha-setup-bench-'));
+  mkdirSync(join(dir, 'runbooks'));
+  const file = join(dir, 'runbooks', 'lab.yaml');
+  writeFileSync(file, runbookToYaml(labRunbook(state, paths)));
+  return { file, dir, state };
+}
+
+/** Runs the CLI in-process without its output (errors still go to stderr); returns the exit code. */
+export const cli = (argv) => main(argv, { interactive: false, stdout: () => {}, stderr: (s) => process.stderr.write(s) });
