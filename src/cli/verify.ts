@@ -26,7 +26,7 @@ function labVethsFor(rb: Runbook): Record<string, string> | undefined {
 export function formatVerify(r: VerifyResult): string[] {
   const f = r.failover;
   const lines = [
-    `scenario ${r.scenario}: ${r.passed ? 'PASSED' : 'FAILED'}`,
+    `scenario ${r.scenario}: ${r.passed ? 'PASSED' : 'FAILED'} (probed from ${r.probedFrom})`,
     `  failover: ${f.from} -> ${f.to ?? '(nobody)'}; downtime ${f.downtimeMs} ms; ${f.failedRequests} of ${f.totalRequests} probe requests failed; split brain: ${f.splitBrain ? 'YES' : 'no'}`,
   ];
   if (r.failback) {
@@ -38,8 +38,8 @@ export function formatVerify(r: VerifyResult): string[] {
   return lines;
 }
 
-export async function runVerify(path: string, runbook: Runbook, handles: NodeHandle[], scenario: Scenario, ctx: CliContext, to?: string): Promise<VerifyResult> {
-  const result = await verifyFailover({ rb: runbook, runbookPath: path, handles, labVeths: labVethsFor(runbook), log: ctx.print }, scenario, to);
+export async function runVerify(path: string, runbook: Runbook, handles: NodeHandle[], scenario: Scenario, ctx: CliContext, to?: string, probeFrom?: string): Promise<VerifyResult> {
+  const result = await verifyFailover({ rb: runbook, runbookPath: path, handles, labVeths: labVethsFor(runbook), log: ctx.print }, scenario, to, probeFrom);
   for (const l of formatVerify(result)) ctx.print(l);
   return result;
 }
@@ -60,11 +60,12 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .description('measured VIP failover test: break the VIP holder, measure client downtime, check split brain, measure failback')
     .argument('<runbook>', 'runbook file')
     .option('--scenario <name>', `${SCENARIOS.join(', ')}`, 'nginx-crash')
-    .option('--to <node>', 'with --scenario planned: the node to move the VIP to')
+    .option('--to <node>', 'the node expected to take over (default: the highest-priority other node)')
+    .option('--probe-from <node>', 'probe the VIP from this node instead of this machine (automatic when this machine cannot reach it)')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
-    .action(async (file: string, opts: { scenario: string; to?: string; acceptNewHostKeys?: boolean }) => {
+    .action(async (file: string, opts: { scenario: string; to?: string; probeFrom?: string; acceptNewHostKeys?: boolean }) => {
       if (!SCENARIOS.includes(opts.scenario as Scenario)) throw new InvalidInputError(`--scenario ${opts.scenario}: choose one of ${SCENARIOS.join(', ')}`);
-      const result = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) => runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to));
+      const result = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) => runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to, opts.probeFrom));
       if (!result.passed) throw new RunFailedError(`failover verification failed (${opts.scenario})`, result.problems);
       ctx.result = 0;
     });

@@ -13,6 +13,8 @@ export interface ExecOptions {
   stdin?: string;
   /** Called with each complete output line (stdout and stderr), for progress display. */
   onLine?: (line: string) => void;
+  /** Called with every raw chunk of stdout as it arrives. */
+  onStdout?: (text: string) => void;
   /** Do not write the command itself to the log (it carries data, not an action). */
   quiet?: boolean;
 }
@@ -186,7 +188,11 @@ export class SshTransport implements Transport {
     };
     let r;
     try {
-      r = await this.ssh.execCommand(this.wrap(script), { stdin, onStdout: onChunk, onStderr: onChunk, noTrim: true });
+      const onStdout = (chunk: Buffer) => {
+        opts.onStdout?.(chunk.toString());
+        onChunk(chunk);
+      };
+      r = await this.ssh.execCommand(this.wrap(script), { stdin, onStdout, onStderr: onChunk, noTrim: true });
     } catch (e) {
       throw new ConnectError(`lost the connection to ${this.label}: ${(e as Error).message}`);
     }

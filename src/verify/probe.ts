@@ -79,3 +79,51 @@ export function measureOutage(samples: ProbeSample[], newHolder: string): Outage
   const downtimeMs = Math.round((recovered ? recovered.doneAt : lastFail) - firstFail);
   return { downtimeMs, failedRequests: failed.length, totalRequests: samples.length, answeredBy };
 }
+
+/** The part of a transport the remote prober needs. */
+export interface ProbeHost {
+  exec(script: string, opts?: { onStdout?: (text: string) => void; quiet?: boolean }): Promise<{ code: number; stdout: string }>;
+}
+
+/**
+ * The same probe run on a node (when the control machine cannot reach the VIP): a curl loop
+ * printing `<epoch ms> <seconds taken> <answer or FAIL>` per request until a stop file appears.
+ */
+export function startRemoteProber(host: ProbeHost, vip: string, port: number, intervalMs = 50, timeoutMs = 250): Prober {
+  const stopFile = `/run/ha-setup-probe-stop-${process.pid}`;
+  const samples: ProbeSample[] = [];
+  let t0: number | undefined;
+  const url = `http://${vip}:${port}/ha-health`;
+  const script = `rm -f ${stopFile}
+while [ ! -e ${stopFile} ]; do
+  ( t=$(date +%s%3N); out=$(curl -s -o - -w ' %{time_total}' -m ${timeoutMs / 1000} ${url} 2>/dev/null) || out="FAIL 0"; echo "$t $out" ) &
+  sleep ${intervalMs / 1000}
+done
+wait; rm -f ${stopFile}`;
+  const parse = (line: string) => {
+    const m = /^(\d+) (.*) ([\d.]+)$/.exec(line.trim());
+    if (!m) return;
+    const sent = Number(m[1]);
+    t0 ??= sent;
+    const ok = m[2] !== 'FAIL' && m[2] !== '';
+    samples.push({ sentAt: sent - t0, doneAt: sent - t0 + (ok ? Number(m[3]) * 1000 : timeoutMs), ok, node: ok ? m[2].trim() : undefined, error: ok ? undefined : 'no answer' });
+  };
+  let partial = '';
+  const running = host.exec(script, {
+    quiet: true,
+    onStdout: (text) => {
+      partial += text;
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      lines.forEach(parse);
+    },
+  });
+  return {
+    samples,
+    async stop() {
+      await host.exec(`touch ${stopFile}`, { quiet: true });
+      await running;
+      return samples.sort((a, b) => a.sentAt - b.sentAt);
+    },
+  };
+}

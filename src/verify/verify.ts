@@ -8,7 +8,7 @@ import { parseCidr } from '../net.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
 import { layout } from '../steps/common.js';
-import { measureOutage, probeOnce, startProber, type Outage } from './probe.js';
+import { measureOutage, probeOnce, startProber, startRemoteProber, type Outage } from './probe.js';
 
 export const SCENARIOS = ['nginx-crash', 'nginx-stop', 'keepalived-stop', 'node-down', 'planned'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -133,9 +133,9 @@ async function waitFor(cond: () => Promise<boolean>, budgetMs: number): Promise<
   return false;
 }
 
-async function measurePhase(env: Env, from: string, expectTo: (views: VrrpView[]) => string | undefined, act: () => Promise<void>, skip: () => Set<string>): Promise<PhaseResult> {
+async function measurePhase(env: Env, from: string, expectTo: (views: VrrpView[]) => string | undefined, act: () => Promise<void>, skip: () => Set<string>, probeFrom?: NodeHandle): Promise<PhaseResult> {
   const vip = parseCidr(env.rb.vrrp.vip)!.address;
-  const prober = startProber(vip, env.rb.site.listen);
+  const prober = probeFrom ? startRemoteProber(probeFrom.t, vip, env.rb.site.listen) : startProber(vip, env.rb.site.listen);
   const monitor = startHolderMonitor(env, skip);
   await sleep(400);
   await act();
@@ -157,7 +157,7 @@ async function measurePhase(env: Env, from: string, expectTo: (views: VrrpView[]
  * and watch for split brain; then restore it and measure the failback (preempt) or confirm the
  * VIP stays where it went (nopreempt).
  */
-export async function verifyFailover(env: Env, scenario: Scenario, targetName?: string): Promise<VerifyResult> {
+export async function verifyFailover(env: Env, scenario: Scenario, targetName?: string, probeFromName?: string): Promise<VerifyResult> {
   const rb = env.rb;
   const vip = parseCidr(rb.vrrp.vip)!.address;
   const problems: string[] = [];
@@ -166,12 +166,21 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
   const holders = before.filter((v) => v.holdsVip);
   if (holders.length !== 1) throw new RunFailedError(`before the test ${holders.length} nodes hold the VIP (exactly one should)`, before.map((v) => `${v.node}: ${v.state}${v.holdsVip ? ', holds the VIP' : ''}`));
   const holder = env.handles.find((h) => h.node.name === holders[0].node)!;
-  const first = await probeOnce(vip, rb.site.listen, 2000);
-  if (!first.ok) throw new RunFailedError(`http://${vip}:${rb.site.listen}/ha-health does not answer from this machine: ${first.error}`, ['run verify from a machine on the VIP\'s network']);
-  if (first.node !== holder.node.name) problems.push(`/ha-health answered "${first.node}" but ${holder.node.name} holds the VIP`);
   const others = env.handles.filter((h) => h !== holder).sort((a, b) => b.node.priority - a.node.priority);
   const target = targetName ? env.handles.find((h) => h.node.name === targetName) : others[0];
   if (!target || target === holder) throw new RunFailedError(`--to ${targetName}: not a node that could take over (holder is ${holder.node.name})`);
+  // Probe from this machine when it reaches the VIP; otherwise from a node that does not hold it.
+  let probeFrom = probeFromName ? env.handles.find((h) => h.node.name === probeFromName || h.node.host === probeFromName) : undefined;
+  if (probeFromName && !probeFrom) throw new RunFailedError(`--probe-from ${probeFromName}: no such node`);
+  let first = probeFrom ? { ok: false, error: 'probing from a node as asked' } : await probeOnce(vip, rb.site.listen, 2000);
+  if (!first.ok) {
+    probeFrom ??= others[others.length - 1];
+    env.log(`this machine cannot reach http://${vip}:${rb.site.listen}/ha-health (${first.error}); probing from ${probeFrom.node.name} instead`);
+    const r = await probeFrom.t.exec(`curl -fsS -m 2 http://${vip}:${rb.site.listen}/ha-health`, { quiet: true });
+    first = r.code === 0 ? { ok: true, node: r.stdout.trim() } : { ok: false, error: `curl exit ${r.code}` };
+    if (!first.ok) throw new RunFailedError(`http://${vip}:${rb.site.listen}/ha-health answers neither this machine nor ${probeFrom.node.name}`);
+  }
+  if (first.node !== holder.node.name) problems.push(`/ha-health answered "${first.node}" but ${holder.node.name} holds the VIP`);
 
   const down = new Set<string>();
   const skip = () => down;
@@ -179,7 +188,7 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
   const failover = await measurePhase(env, holder.node.name, (views) => views.find((v) => v.holdsVip && v.node !== holder.node.name)?.node, async () => {
     if (scenario === 'node-down') down.add(holder.node.name);
     await action(env, scenario, holder, target);
-  }, skip);
+  }, skip, probeFrom);
   env.log(`${scenario}: VIP ${failover.moved ? `moved to ${failover.to}` : 'did not move'}; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`);
   if (!failover.moved) problems.push(`the VIP did not move away from ${holder.node.name} within 30 s`);
   if (failover.splitBrain) problems.push(`split brain: ${failover.maxHolders} nodes held the VIP at once during failover`);
@@ -198,7 +207,7 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
       down.delete(holder.node.name);
       await restore(env, scenario, holder);
       if (!expectBack) await sleep(3000);
-    }, skip);
+    }, skip, probeFrom);
     failback = { ...phase, expected: expectBack ? 'back to the old master' : 'stays on the new master' };
     if (expectBack && !phase.moved) problems.push(`the VIP did not return to ${holder.node.name} after it was restored`);
     if (!expectBack && phase.to !== newHolder) problems.push(`with nopreempt the VIP should stay on ${newHolder}, but ${phase.to ?? 'no node'} holds it`);
@@ -209,7 +218,7 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
   if (scenario === 'planned') await clearPromotions(env);
   const states = await vrrpViews(env.handles, rb);
   const result: VerifyResult = {
-    scenario, at: new Date().toISOString(), probedFrom: 'control machine', vip: rb.vrrp.vip,
+    scenario, at: new Date().toISOString(), probedFrom: probeFrom ? `node ${probeFrom.node.name}` : 'control machine', vip: rb.vrrp.vip,
     failover, failback, passed: problems.length === 0, problems, states,
   };
   saveVerifyResult(env.runbookPath, rb, result);

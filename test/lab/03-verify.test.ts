@@ -39,6 +39,16 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     expect(res.failover).toMatchObject({ moved: true, to: 'node2', failedRequests: 0, downtimeMs: 0, splitBrain: false });
   });
 
+  it('verify --probe-from probes the VIP from a node and still measures the failover', async () => {
+    const r = await cli(['verify', lab.runbookPath, '--scenario', 'nginx-stop', '--probe-from', 'node2']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/PASSED \(probed from node node2\)/);
+    const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
+    expect(res.probedFrom).toBe('node node2');
+    expect(res.failover).toMatchObject({ moved: true, to: 'node2', splitBrain: false });
+    expect(res.failover.totalRequests).toBeGreaterThan(5);
+  });
+
   it('failover moves the VIP for maintenance and back', async () => {
     const away = await cli(['failover', lab.runbookPath]);
     expect(away.code, away.err).toBe(0);
