@@ -87,7 +87,7 @@ export interface ProbeHost {
 
 /**
  * The same probe run on a node (when the control machine cannot reach the VIP): a curl loop
- * printing `<epoch ms> <seconds taken> <answer or FAIL>` per request until a stop file appears.
+ * printing `<epoch ms> OK <node>` or `<epoch ms> FAIL` per request until a stop file appears.
  */
 export function startRemoteProber(host: ProbeHost, vip: string, port: number, intervalMs = 50, timeoutMs = 250): Prober {
   const stopFile = `/run/ha-setup-probe-stop-${process.pid}`;
@@ -96,17 +96,18 @@ export function startRemoteProber(host: ProbeHost, vip: string, port: number, in
   const url = `http://${vip}:${port}/ha-health`;
   const script = `rm -f ${stopFile}
 while [ ! -e ${stopFile} ]; do
-  ( t=$(date +%s%3N); out=$(curl -s -o - -w ' %{time_total}' -m ${timeoutMs / 1000} ${url} 2>/dev/null) || out="FAIL 0"; echo "$t $out" ) &
+  ( t=$(date +%s%3N); if body=$(curl -fsS -m ${timeoutMs / 1000} ${url} 2>/dev/null); then echo "$t OK $body"; else echo "$t FAIL"; fi ) &
   sleep ${intervalMs / 1000}
 done
 wait; rm -f ${stopFile}`;
   const parse = (line: string) => {
-    const m = /^(\d+) (.*) ([\d.]+)$/.exec(line.trim());
+    const m = /^(\d+) (OK (\S+)|FAIL)$/.exec(line.trim());
     if (!m) return;
     const sent = Number(m[1]);
     t0 ??= sent;
-    const ok = m[2] !== 'FAIL' && m[2] !== '';
-    samples.push({ sentAt: sent - t0, doneAt: sent - t0 + (ok ? Number(m[3]) * 1000 : timeoutMs), ok, node: ok ? m[2].trim() : undefined, error: ok ? undefined : 'no answer' });
+    const ok = m[3] !== undefined;
+    // The node reports only when each request was sent; a failure took the full timeout.
+    samples.push({ sentAt: sent - t0, doneAt: sent - t0 + (ok ? 1 : timeoutMs), ok, node: m[3], error: ok ? undefined : 'no answer' });
   };
   let partial = '';
   const running = host.exec(script, {

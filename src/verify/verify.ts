@@ -172,10 +172,13 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
   // Probe from this machine when it reaches the VIP; otherwise from a node that does not hold it.
   let probeFrom = probeFromName ? env.handles.find((h) => h.node.name === probeFromName || h.node.host === probeFromName) : undefined;
   if (probeFromName && !probeFrom) throw new RunFailedError(`--probe-from ${probeFromName}: no such node`);
-  let first = probeFrom ? { ok: false, error: 'probing from a node as asked' } : await probeOnce(vip, rb.site.listen, 2000);
+  let first = probeFrom ? { ok: false, error: 'not tried' } : await probeOnce(vip, rb.site.listen, 2000);
   if (!first.ok) {
-    probeFrom ??= others[others.length - 1];
-    env.log(`this machine cannot reach http://${vip}:${rb.site.listen}/ha-health (${first.error}); probing from ${probeFrom.node.name} instead`);
+    if (probeFrom) env.log(`probing the VIP from ${probeFrom.node.name}`);
+    else {
+      probeFrom = others[others.length - 1];
+      env.log(`this machine cannot reach http://${vip}:${rb.site.listen}/ha-health (${first.error}); probing from ${probeFrom.node.name} instead`);
+    }
     const r = await probeFrom.t.exec(`curl -fsS -m 2 http://${vip}:${rb.site.listen}/ha-health`, { quiet: true });
     first = r.code === 0 ? { ok: true, node: r.stdout.trim() } : { ok: false, error: `curl exit ${r.code}` };
     if (!first.ok) throw new RunFailedError(`http://${vip}:${rb.site.listen}/ha-health answers neither this machine nor ${probeFrom.node.name}`);

@@ -50,6 +50,8 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
   });
 
   it('failover moves the VIP for maintenance and back', async () => {
+    const home = await cli(['failover', lab.runbookPath, '--to', 'node1']);
+    expect(home.code, home.err).toBe(0);
     const away = await cli(['failover', lab.runbookPath]);
     expect(away.code, away.err).toBe(0);
     expect(away.out).toMatch(/moved from node1 to node2; it is now safe to stop nginx or keepalived on node1/);
