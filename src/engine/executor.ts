@@ -131,7 +131,9 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
         plan = step.plan(base);
         ctx = {
           ...base, plan, t: h.t, secrets: o.secrets,
-          progress: (line) => { task.output = line.slice(0, 200); },
+          // The default renderer shows the latest line in place; the line-based renderer would print
+          // every compiler line, so it shows only the steps.
+          progress: o.renderer === 'default' ? (line) => { task.output = line.slice(0, 200); } : () => {},
           warn: (message) => { outcome.warnings.push(`${step.id}: ${message}`); },
         };
         const entry = journal.steps[step.id] as RecordedEntry | undefined;
