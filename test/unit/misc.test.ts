@@ -6,6 +6,7 @@ import { sh, shq, shqAll, raw } from '../../src/shell.js';
 import { replayRunbook } from '../../src/runbook/replay.js';
 import { validateRunbook } from '../../src/runbook/validate.js';
 import { measureOutage } from '../../src/verify/probe.js';
+import { sustainedSplitBrain } from '../../src/verify/verify.js';
 import { labAddressing, labPaths, DEFAULT_LAB } from '../../src/lab/config.js';
 import { labRunbook } from '../../src/lab/runbook.js';
 import type { Runbook } from '../../src/runbook/schema.js';
@@ -46,6 +47,10 @@ describe('failover measurement', () => {
   it('measures from the first failed request to the first answer of the new holder', () => {
     const samples = [s(0, true, 'a'), s(50, true, 'a'), s(100, false), s(150, false), s(200, true, 'b'), s(250, true, 'b')];
     expect(measureOutage(samples, 'b')).toEqual({ downtimeMs: 102, failedRequests: 2, totalRequests: 6, answeredBy: ['a', 'b'] });
+  });
+  it('calls two holders split brain only when two consecutive polls see them', () => {
+    expect(sustainedSplitBrain([{ holders: ['a'] }, { holders: ['a', 'b'] }, { holders: ['b'] }])).toBe(false);
+    expect(sustainedSplitBrain([{ holders: ['a'] }, { holders: ['a', 'b'] }, { holders: ['a', 'b'] }])).toBe(true);
   });
   it('is zero when no request failed', () => {
     expect(measureOutage([s(0, true, 'a'), s(50, true, 'b')], 'b').downtimeMs).toBe(0);
