@@ -20,6 +20,8 @@ export interface Facts {
   systemd: boolean;
   selinux: string;
   firewall: 'firewalld' | 'nftables' | 'iptables' | 'none';
+  /** nftables only: `<family> <table> <chain>` of the input hook with policy drop. */
+  firewallChain: string;
   nginxVersionOutput: string;
   keepalivedVersionOutput: string;
   hostname: string;
@@ -43,12 +45,16 @@ echo "ifaces=$(ip -o -4 addr show 2>/dev/null | awk '{print $2"="$4}' | tr '\\n'
 echo "links=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\\n' ' ')"
 if [ -d /run/systemd/system ]; then echo systemd=1; else echo systemd=0; fi
 echo "selinux=$(getenforce 2>/dev/null || echo absent)"
-fw=none
+fw=none; fwchain=""
+# iptables first: on iptables-nft hosts its rules also show up in nft, but belong to iptables.
 if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then fw=firewalld
-elif command -v nft >/dev/null 2>&1 && [ -n "$(nft list ruleset 2>/dev/null | grep -E 'hook input.*policy drop' || true)" ]; then fw=nftables
-elif command -v iptables >/dev/null 2>&1 && iptables -S INPUT 2>/dev/null | grep '^-P INPUT DROP' >/dev/null; then fw=iptables
+elif command -v iptables >/dev/null 2>&1 && iptables -S INPUT 2>/dev/null | grep -E '^-P INPUT DROP|^-A INPUT .*-j (DROP|REJECT)' >/dev/null; then fw=iptables
+elif command -v nft >/dev/null 2>&1; then
+  fwchain=$(nft list ruleset 2>/dev/null | awk '/^table /{t=$2" "$3} /^[[:space:]]+chain /{c=$2} /hook input/ && /policy drop/{print t" "c; exit}' || true)
+  [ -n "$fwchain" ] && fw=nftables
 fi
 echo "firewall=$fw"
+echo "firewall_chain=$fwchain"
 if command -v apt-get >/dev/null 2>&1; then echo pm=apt; elif command -v dnf >/dev/null 2>&1; then echo pm=dnf; elif command -v yum >/dev/null 2>&1; then echo pm=yum; else echo pm=unknown; fi
 echo "nginx_v=$( { ${nginxBinary} -V 2>&1 || true; } | base64 -w0)"
 echo "keepalived_v=$( { ${keepalivedBinary} --version 2>&1 || true; } | base64 -w0)"
@@ -89,6 +95,7 @@ export function parseFacts(output: string): Facts {
     systemd: kv.systemd === '1',
     selinux: kv.selinux ?? 'absent',
     firewall: (kv.firewall ?? 'none') as Facts['firewall'],
+    firewallChain: kv.firewall_chain ?? '',
     nginxVersionOutput: /nginx version/.test(nginxV) ? nginxV.trim() : '',
     keepalivedVersionOutput: /Keepalived v/i.test(kaV) ? kaV.trim() : '',
     hostname: kv.hostname ?? '',
@@ -115,7 +122,7 @@ export function assumedFacts(release: string): Facts {
     release,
     packageManager: el ? (release === 'el7' ? 'yum' : 'dnf') : 'apt',
     arch: 'x86_64', cores: 4, memoryMb: 4096, freeDiskMb: 20_000, interfaces: {}, systemd: true,
-    selinux: el ? 'Enforcing' : 'absent', firewall: el ? 'firewalld' : 'none',
+    selinux: el ? 'Enforcing' : 'absent', firewall: el ? 'firewalld' : 'none', firewallChain: '',
     nginxVersionOutput: '', keepalivedVersionOutput: '', hostname: '', epochMs: 0, journal: '',
   };
 }

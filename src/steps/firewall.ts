@@ -30,10 +30,12 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
       };
     }
     case 'nftables': {
+      // The chain hooked on input with policy drop, as found on the host (e.g. "inet filter input").
+      const chain = (pc.facts.firewallChain || 'inet filter input').split(' ').map(shq).join(' ');
       const stmts = [...peers.map((p) => `ip saddr ${p} ip protocol vrrp accept`), `tcp dport ${port} accept`];
       return {
-        apply: stmts.map((s) => `nft list chain inet filter input | grep -F ${shq(s)} >/dev/null || nft insert rule inet filter input ${s}`),
-        verify: stmts.map((s) => `nft list chain inet filter input | grep -F ${shq(s)} >/dev/null`),
+        apply: stmts.map((s) => `nft list chain ${chain} | grep -F ${shq(s)} >/dev/null || nft insert rule ${chain} ${s}`),
+        verify: stmts.map((s) => `nft list chain ${chain} | grep -F ${shq(s)} >/dev/null`),
       };
     }
     default:

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { cli } from './helpers/cli.js';
+import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
 const records = (lab: Lab) => join(lab.runbookPath, '..', 'records', 'lab');
@@ -94,5 +94,46 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     expect(md).toMatch(/client-observed downtime \| \d+ ms/);
     for (const fault of ['VRID collision', 'protocol 112', 'Multicast blocked', 'auth_pass longer than 8', 'Script security', 'vrrp_strict']) expect(md).toContain(fault);
     expect(md).toMatch(/### node2 \(10\.213\.0\.12\)[\s\S]*\*\*configure\*\*[\s\S]*\.\/configure --prefix=\/usr\/local\/nginx/);
+  });
+
+  it('split brain (VRRP dropped on one node) is reported by status and refused by verify', async () => {
+    await lab.ssh(1, 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null 2>&1; iptables -I INPUT -p vrrp -j DROP');
+    try {
+      await new Promise((r) => setTimeout(r, 2000));
+      const st = await cli(['status', lab.runbookPath, '--json']);
+      expect(st.code).toBe(1);
+      expect(JSON.parse(st.out).nodes.filter((n: { holdsVip: boolean }) => n.holdsVip)).toHaveLength(2);
+      const v = await cli(['verify', lab.runbookPath]);
+      expect(v.code).toBe(1);
+      expect(v.err).toMatch(/before the test 2 nodes hold the VIP/);
+    } finally {
+      await lab.ssh(1, 'iptables -D INPUT -p vrrp -j DROP');
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await cli(['status', lab.runbookPath])).code).toBe(0);
+  });
+
+  it('the firewall step opens VRRP and the site port under a restrictive iptables INPUT policy', async () => {
+    const lockDown = 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null 2>&1; ' +
+      'iptables -A INPUT -i lo -j ACCEPT; iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT; ' +
+      'iptables -A INPUT -p tcp --dport 22 -j ACCEPT; iptables -P INPUT DROP';
+    await Promise.all([lab.ssh(0, lockDown), lab.ssh(1, lockDown)]);
+    try {
+      await new Promise((r) => setTimeout(r, 2000));
+      // VRRP adverts are dropped now: both nodes claim the VIP.
+      const st = await cli(['status', lab.runbookPath, '--json']);
+      expect(JSON.parse(st.out).nodes.filter((n: { holdsVip: boolean }) => n.holdsVip)).toHaveLength(2);
+      const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+      expect(r.code, r.err).toBe(0);
+      expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['firewall'], node2: ['firewall'] });
+      const rules = await lab.ssh(0, 'iptables -S INPUT');
+      expect(rules.stdout).toContain('-A INPUT -s 10.213.0.12/32 -p vrrp -j ACCEPT');
+      expect(rules.stdout).toContain('-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT');
+      expect(rules.stdout).toContain('-P INPUT DROP');
+      const health = await fetch('http://10.213.0.100/ha-health', { signal: AbortSignal.timeout(3000) });
+      expect((await health.text()).trim()).toBe('node1');
+    } finally {
+      await Promise.all([0, 1].map((i) => lab.ssh(i, 'iptables -P INPUT ACCEPT; iptables -F INPUT')));
+    }
   });
 });

@@ -54,3 +54,31 @@ describe('golden plans', () => {
     expect(text).toMatch(/unicast_src_ip 10\.10\.0\.11\n.*unicast_peer \{\n.*10\.10\.0\.12\n/);
   });
 });
+
+describe('firewall commands per firewall kind', () => {
+  const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'));
+  const pcFor = (firewall: 'iptables' | 'nftables' | 'none', firewallChain = '') => {
+    const [first] = offlinePlan(runbook, [], 'debian12');
+    return { ...first.pc, facts: { ...first.pc.facts, firewall, firewallChain } };
+  };
+
+  it('iptables: accept VRRP from each peer and the site port, idempotently, and persist', async () => {
+    const { firewallCommands } = await import('../../src/steps/firewall.js');
+    const { apply, verify } = firewallCommands(pcFor('iptables'));
+    expect(apply[0]).toBe('iptables -C INPUT -p vrrp -s 10.10.0.12 -j ACCEPT 2>/dev/null || iptables -I INPUT -p vrrp -s 10.10.0.12 -j ACCEPT');
+    expect(apply[1]).toContain('--dport 8080');
+    expect(apply[2]).toMatch(/netfilter-persistent save/);
+    expect(verify).toHaveLength(2);
+  });
+
+  it('nftables: rules go into the chain found on the host', async () => {
+    const { firewallCommands } = await import('../../src/steps/firewall.js');
+    const { apply } = firewallCommands(pcFor('nftables', 'inet filter input'));
+    expect(apply[0]).toBe("nft list chain inet filter input | grep -F 'ip saddr 10.10.0.12 ip protocol vrrp accept' >/dev/null || nft insert rule inet filter input ip saddr 10.10.0.12 ip protocol vrrp accept");
+  });
+
+  it('no active firewall: nothing to do', async () => {
+    const { firewallCommands } = await import('../../src/steps/firewall.js');
+    expect(firewallCommands(pcFor('none'))).toEqual({ apply: [], verify: [] });
+  });
+});
