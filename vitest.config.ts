@@ -3,6 +3,8 @@ import LabSequencer from './test/lab/sequencer.js';
 
 export default defineConfig({
   test: {
+    // Applies to every project (vitest reads the sequencer from the root config only).
+    sequence: { sequencer: LabSequencer },
     projects: [
       {
         test: {
@@ -17,7 +19,7 @@ export default defineConfig({
           include: ['test/lab/**/*.test.ts'],
           // One lab on one machine: lab suites run one file at a time, in order.
           fileParallelism: false,
-          sequence: { concurrent: false, sequencer: LabSequencer },
+          sequence: { concurrent: false },
           testTimeout: 30 * 60_000,
           hookTimeout: 30 * 60_000,
           globalSetup: ['test/lab/global-setup.ts'],

@@ -42,10 +42,12 @@ async function cli(argv: string[], cwd: string) {
 
 describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => {
   const cwd = mkdtempSync(join(tmpdir(), 'ha-setup-lab-'));
-  const forwardingBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+  // The host's own setting, read once no lab is up (a lab left running would have changed it).
+  let forwardingBefore = '';
 
   it('lab up brings up 2 booted Debian nodes and writes a valid runbook', async () => {
     await labDown(() => {});
+    forwardingBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
     const r = await cli(['lab', 'up', '--no-download'], cwd);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
