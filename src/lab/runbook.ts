@@ -35,7 +35,9 @@ export function labRunbook(state: LabState, paths: LabPaths): RunbookInput {
       version: versionOf('nginx'),
       prefix: '/usr/local/nginx',
       jobs: 'auto',
-      modules: ['fancyindex', 'lua'],
+      // The pinned lua-nginx-module 0.10.23 matches bookworm's lua-resty-core and LuaJIT2 packages;
+      // trixie ships newer ones (and no libluajit2-5.1-dev), so its lab builds without lua.
+      modules: state.options.distro === 'bookworm' ? ['fancyindex', 'lua'] : ['fancyindex'],
     },
     keepalived: {
       version: versionOf('keepalived'),
@@ -48,8 +50,10 @@ export function labRunbook(state: LabState, paths: LabPaths): RunbookInput {
       mirror: paths.sourcesDir,
       overrides: {
         'ngx-fancyindex': { version: versionOf('ngx-fancyindex') },
-        'lua-nginx-module': { version: versionOf('lua-nginx-module') },
-        ngx_devel_kit: { version: versionOf('ngx_devel_kit') },
+        ...(state.options.distro === 'bookworm' ? {
+          'lua-nginx-module': { version: versionOf('lua-nginx-module') },
+          ngx_devel_kit: { version: versionOf('ngx_devel_kit') },
+        } : {}),
       },
     },
     verify: { failover: true, maxDowntimeMs: 1000 },

@@ -10,6 +10,8 @@ import { sustainedSplitBrain } from '../../src/verify/verify.js';
 import { labAddressing, labPaths, DEFAULT_LAB } from '../../src/lab/config.js';
 import { labRunbook } from '../../src/lab/runbook.js';
 import type { Runbook } from '../../src/runbook/schema.js';
+import { packagesFor } from '../../src/steps/common.js';
+import { assumedFacts } from '../../src/engine/facts.js';
 
 describe('shell quoting', () => {
   it('leaves safe words readable and single-quotes everything else', () => {
@@ -67,5 +69,20 @@ describe('lab addressing and runbook', () => {
     expect(validateRunbook(doc).problems).toEqual([]);
     expect(doc.sources?.mirror).toBe('/x/cache/sources');
     expect(() => labAddressing({ ...DEFAULT_LAB, nodes: 4 }, paths)).toThrow(/2 or 3/);
+  });
+  it('builds lua on bookworm only (the pinned lua module matches bookworm\'s lua-resty-core)', () => {
+    const paths = labPaths({ HA_SETUP_LAB_DIR: '/x/lab', HA_SETUP_CACHE_DIR: '/x/cache' });
+    const a = labAddressing(DEFAULT_LAB, paths);
+    const state = (distro: 'bookworm' | 'trixie') => ({ options: { ...DEFAULT_LAB, distro }, bridge: 'halab0', bridgeIp: a.bridgeIp, prefix: 24, vip: a.vip, forwardingBefore: '0', nodes: a.nodes, createdAt: '' });
+    expect(labRunbook(state('bookworm'), paths).build?.modules).toEqual(['fancyindex', 'lua']);
+    const trixie = labRunbook(state('trixie'), paths);
+    expect(trixie.build?.modules).toEqual(['fancyindex']);
+    expect(validateRunbook(trixie).problems).toEqual([]);
+  });
+  it('uses PCRE2 where PCRE1 is gone (trixie, noble, el9)', () => {
+    expect(packagesFor('build', assumedFacts('debian13'))).toContain('libpcre2-dev');
+    expect(packagesFor('build', assumedFacts('debian13'))).not.toContain('libpcre3-dev');
+    expect(packagesFor('build', assumedFacts('debian12'))).toContain('libpcre3-dev');
+    expect(packagesFor('build', assumedFacts('el9'))).toContain('pcre2-devel');
   });
 });
