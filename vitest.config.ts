@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     // Applies to every project (vitest reads the sequencer from the root config only).
     sequence: { sequencer: LabSequencer },
+    // The JSON results let .ci/run print a plain "N passed, N failed" line.
+    reporters: ['default', ['json', { outputFile: 'test-results.json' }]],
     projects: [
       {
         test: {
