@@ -1,4 +1,4 @@
-import { substituteSecrets } from '../engine/executor.js';
+import { runCommand, substituteSecrets } from '../engine/executor.js';
 import { CommandFailedError } from '../engine/transport.js';
 import { emptyPlan, secretRef, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { parseCidr } from '../net.js';
@@ -61,7 +61,6 @@ export const keepalivedConfigStep: Step = {
       throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}${why}\n(the live configuration was left untouched)`);
     }
     await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
-    const reload = await ctx.t.exec(ctx.plan.commands[0]);
-    if (reload.code !== 0) throw new CommandFailedError(ctx.plan.commands[0], reload.code, reload.stderr);
+    for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);
   },
 };

@@ -1,4 +1,4 @@
-import { substituteSecrets } from '../engine/executor.js';
+import { runCommand, substituteSecrets } from '../engine/executor.js';
 import { CommandFailedError } from '../engine/transport.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
@@ -46,8 +46,7 @@ export const nginxConfigStep: Step = {
     // Test the new configuration in a copy of the conf directory; the live files are replaced only
     // when `nginx -t` accepts it, so a bad config never reaches the running nginx.
     const stage = `${L.nginxHome}/.ha-setup-conf-test`;
-    const prep = await ctx.t.exec(`rm -rf ${shq(stage)} && cp -a ${shq(L.confDir)} ${shq(stage)} && mkdir -p ${shq(`${stage}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`);
-    if (prep.code !== 0) throw new CommandFailedError('stage nginx configuration', prep.code, prep.stderr);
+    await runCommand(ctx, `rm -rf ${shq(stage)} && cp -a ${shq(L.confDir)} ${shq(stage)} && mkdir -p ${shq(`${stage}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`);
     for (const f of ctx.plan.files) {
       const staged = f.path.replace(L.confDir, stage);
       await ctx.t.writeFile(staged, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
@@ -56,9 +55,6 @@ export const nginxConfigStep: Step = {
     const r = await ctx.t.exec(`${test}; rc=$?; rm -rf ${shq(stage)}; exit $rc`, { onLine: ctx.progress });
     if (r.code !== 0) throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(the live configuration was left untouched)`);
     for (const f of ctx.plan.files) await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
-    for (const cmd of ctx.plan.commands) {
-      const c = await ctx.t.exec(cmd, { onLine: ctx.progress });
-      if (c.code !== 0) throw new CommandFailedError(cmd, c.code, c.stderr);
-    }
+    for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);
   },
 };
