@@ -22,12 +22,23 @@ export interface ModuleEntry {
   packages: Record<PackageManager, string[]>;
   patches?: CorePatch[];
   maxNginxBelow?: string;
+  /** Compiler options the module needs; merged into the one --with-cc-opt configure honours. */
+  ccOpt?: string[];
   notes?: string;
+}
+
+export interface GitRef {
+  /** Tag, branch or commit to fetch. */
+  ref: string;
+  /** The commit it must resolve to. */
+  commit: string;
 }
 
 export interface SourceEntry {
   url?: string;
   git?: string;
+  /** For git sources: per version, what to fetch and the commit it is held to. */
+  refs?: Record<string, GitRef>;
   dir: string;
   defaultVersion?: string;
   debian?: { package: string; orig: string };

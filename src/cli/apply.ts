@@ -8,8 +8,9 @@ import { loadSecrets, newRunId, openSession, runbookDir } from '../engine/sessio
 import type { Step } from '../engine/types.js';
 import { join } from 'node:path';
 import { writeHandover } from '../docs/handover.js';
-import { loadRunbook, readSecretsFile, runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
+import { loadRunbook, readSecretsFile, recordPinsInRunbook, runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
 import { replayRunbook } from '../runbook/replay.js';
+import { readSiteFiles } from '../runbook/site-files.js';
 import { version } from './main.js';
 import { runVerify } from './verify.js';
 import { prepareSources } from '../sources/prepare.js';
@@ -25,6 +26,7 @@ export interface ApplyFlags {
   name?: string;
   verify?: boolean;
   limit?: string;
+  trustOnFirstDownload?: boolean;
 }
 
 export function registerApply(program: Command, ctx: CliContext): void {
@@ -38,6 +40,7 @@ export function registerApply(program: Command, ctx: CliContext): void {
     .option('--vip <cidr>', 'replay: the new cluster\'s VIP')
     .option('--name <name>', 'replay: the new runbook\'s name')
     .option('--limit <nodes>', 'work on these nodes only (names or addresses, comma-separated)')
+    .option('--trust-on-first-download', 'accept sources without a pin once: print their sha256 or commit and record it in the runbook')
     .option('--no-verify', 'skip the failover test at the end even when verify.failover is true')
     .action(async (file: string, flags: ApplyFlags) => {
       const target = flags.hosts ? writeReplay(file, flags, ctx) : file;
@@ -50,12 +53,17 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
   const secrets = loadSecrets(runbook, path);
   const runId = newRunId();
   const startedAt = new Date();
-  const sources = await prepareSources(runbook, runbookDir(path), ctx.print);
+  const { sources, learned } = await prepareSources(runbook, runbookDir(path), { log: ctx.print, trustOnFirstDownload: flags.trustOnFirstDownload === true });
+  if (learned.length > 0) {
+    recordPinsInRunbook(path, learned);
+    for (const p of learned) ctx.print(`pinned in ${path}: ${p.id} ${p.version} ${p.sha256 ? `sha256 ${p.sha256}` : `commit ${p.commit}`}`);
+  }
+  const siteFiles = readSiteFiles(runbook, runbookDir(path));
   const only = flags.limit ? limitToIndexes(runbook, flags.limit) : undefined;
   const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, interactive: ctx.interactive, runId, only }, secrets);
   try {
     const base: Omit<ExecuteOptions, 'steps'> = {
-      runbook, runbookPath: path, handles, sources, secrets,
+      runbook, runbookPath: path, handles, sources, secrets, siteFiles,
       concurrency: Math.max(1, Number(flags.concurrency ?? 8)),
       renderer: flags.renderer ?? (ctx.interactive ? 'default' : 'simple'),
       runId,

@@ -7,6 +7,8 @@ import { loadSecrets, newRunId, openSession } from '../engine/session.js';
 import type { StepContext } from '../engine/types.js';
 import { InvalidInputError } from '../errors.js';
 import { loadRunbook } from '../runbook/io.js';
+import { readSiteFiles } from '../runbook/site-files.js';
+import { dirname } from 'node:path';
 import { INSTALL_STEPS } from '../steps/index.js';
 import type { CliContext } from './main.js';
 
@@ -24,14 +26,15 @@ export function registerPlan(program: Command, ctx: CliContext): void {
       const { path, runbook } = loadRunbook(file);
       if (opts.offline) {
         if (!RELEASES.includes(opts.os)) throw new InvalidInputError(`--os ${opts.os}: choose one of ${RELEASES.join(', ')}`);
-        ctx.print(renderPlanText(offlinePlan(runbook, INSTALL_STEPS, opts.os), { fileContents: opts.contents === true }));
+        ctx.print(renderPlanText(offlinePlan(runbook, INSTALL_STEPS, opts.os, readSiteFiles(runbook, dirname(path))), { fileContents: opts.contents === true }));
         ctx.result = 0;
         return;
       }
       const secrets = loadSecrets(runbook, path);
       const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId() }, secrets);
       try {
-        const sources = offlineSources(runbook);
+        const sources = offlineSources(runbook, { useCache: true });
+        const siteFiles = readSiteFiles(runbook, dirname(path));
         const clusterFacts = Object.fromEntries(handles.map((h) => [h.node.name, h.facts]));
         const nodes = [];
         for (const h of handles) {
@@ -39,7 +42,7 @@ export function registerPlan(program: Command, ctx: CliContext): void {
           const rerun = new Set<string>();
           const steps: PlannedStep[] = [];
           for (const step of INSTALL_STEPS.filter((s) => appliesTo(s, h.node))) {
-            const pc = { runbook, node: h.node, cluster: handles.map((x) => x.node), facts: h.facts, sources, clusterFacts };
+            const pc = { runbook, node: h.node, cluster: handles.map((x) => x.node), facts: h.facts, sources, clusterFacts, siteFiles };
             const plan = step.plan(pc);
             let d = decide(step, plan, journal.steps[step.id], rerun);
             if (d.action === 'check') {
@@ -53,7 +56,7 @@ export function registerPlan(program: Command, ctx: CliContext): void {
               steps.push({ step, plan, status: entry ? { label: 'will re-run', why: d.reason } : { label: 'will run' } });
             }
           }
-          nodes.push({ pc: { runbook, node: h.node, cluster: handles.map((x) => x.node), facts: h.facts, sources, clusterFacts }, steps });
+          nodes.push({ pc: { runbook, node: h.node, cluster: handles.map((x) => x.node), facts: h.facts, sources, clusterFacts, siteFiles }, steps });
         }
         ctx.print(renderPlanText(nodes, { fileContents: opts.contents === true }));
         ctx.result = 0;

@@ -6,6 +6,7 @@ import { assumedFacts } from '../engine/facts.js';
 import { readLocalJournal } from '../engine/journal.js';
 import { resolveNodes } from '../engine/nodes.js';
 import { offlineSources } from '../engine/plan-view.js';
+import type { LocalSource } from '../engine/types.js';
 import { runbookDir } from '../engine/session.js';
 import { render } from '../render.js';
 import { secretsPathFor, writeFileAtomic } from '../runbook/io.js';
@@ -30,7 +31,7 @@ export function docsPathFor(runbookPath: string, rb: Runbook): string {
 /** The handover document, from the runbook and the records next to it (no host contact). */
 export function renderHandover(runbookPath: string, rb: Runbook, toolVersion: string): string {
   const records = join(runbookDir(runbookPath), 'records', rb.name);
-  const lastRun = readJson<{ nodes: RunRecordNode[] }>(join(records, 'last-run.json'));
+  const lastRun = readJson<{ nodes: RunRecordNode[]; sources?: LocalSource[] }>(join(records, 'last-run.json'));
   const lastVerify = readJson<VerifyResult>(join(records, 'last-verify.json'));
   const nodes = resolveNodes(rb).map((n, i) => {
     const rec = lastRun?.nodes.find((x) => x.name === n.name);
@@ -55,6 +56,8 @@ export function renderHandover(runbookPath: string, rb: Runbook, toolVersion: st
     nginxCore: nginxCoreVersion(rb.build.flavor, rb.build.version),
     keepalivedVersion: rb.keepalived.install === 'source' ? rb.keepalived.version : 'distribution package',
     modules: selectedModules(rb),
+    // What the last apply really built (resolved commits); before any apply, what the runbook pins.
+    sources: lastRun?.sources ?? Object.values(offlineSources(rb)),
     configureArgs: spec.args.join(' \\\n  '),
     secretsFile: secretsPathFor(runbookPath, rb.name),
   });

@@ -61,6 +61,7 @@ export interface ExecuteOptions {
   handles: NodeHandle[];
   steps: Step[];
   sources: Record<string, LocalSource>;
+  siteFiles?: Record<string, string>;
   secrets: Record<string, string>;
   concurrency: number;
   renderer: 'default' | 'simple' | 'silent';
@@ -120,7 +121,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
     const mine = o.steps.filter((s) => appliesTo(s, h.node));
     for (const [i, step] of mine.entries()) {
       const base = {
-        runbook: o.runbook, node: h.node, cluster: o.handles.map((x) => x.node), facts: h.facts, sources: o.sources,
+        runbook: o.runbook, node: h.node, cluster: o.handles.map((x) => x.node), facts: h.facts, sources: o.sources, siteFiles: o.siteFiles,
         clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
       };
       const started = Date.now();
@@ -204,6 +205,8 @@ export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], start
     runbook: o.runbook.name,
     startedAt: startedAt.toISOString(),
     endedAt: new Date().toISOString(),
+    // What was built: every source with its checksum, and for git sources the exact commit.
+    sources: Object.values(o.sources).map((s) => ({ id: s.id, version: s.version, sha256: s.sha256, ...(s.git ? { git: s.git } : {}) })),
     nodes: outcomes.map((out) => {
       const f = o.handles.find((h) => h.node.name === out.node.name)!.facts;
       return {

@@ -1,7 +1,10 @@
-import { sourceCatalog } from '../catalog.js';
 import type { Runbook } from '../runbook/schema.js';
 import { requiredSources } from '../steps/common.js';
 import { mirrorFileName } from '../sources/mirror.js';
+import { gitArchiveName, sourceCacheDir, sourceSpec } from '../sources/prepare.js';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { assumedFacts, type Facts } from './facts.js';
 import { resolveNodes, appliesTo } from './nodes.js';
 import type { LocalSource, PlanContext, ResolvedNode, Step, StepPlan } from './types.js';
@@ -15,23 +18,35 @@ export interface PlannedStep {
 }
 
 /** Sources as the plan sees them without fetching anything: pinned checksums only. */
-export function offlineSources(rb: Runbook): Record<string, LocalSource> {
+export function offlineSources(rb: Runbook, opts: { useCache?: boolean } = {}): Record<string, LocalSource> {
   const out: Record<string, LocalSource> = {};
   for (const ref of requiredSources(rb)) {
-    const sha = rb.sources.overrides[ref.id]?.sha256 ?? sourceCatalog()[ref.id]?.pins[ref.version] ?? 'unpinned';
-    out[ref.id] = { id: ref.id, version: ref.version, path: `(control machine)/${mirrorFileName(ref)}`, sha256: sha };
+    const spec = sourceSpec(rb, ref);
+    if (spec.kind === 'git') {
+      const commit = spec.commit ?? 'unpinned';
+      // The archive of a pinned commit is in the cache after the first apply: its checksum is what
+      // the nodes recorded, so a connected plan compares like with like.
+      const cached = join(sourceCacheDir(rb), gitArchiveName(ref, commit));
+      const sha256 = opts.useCache && spec.commit && existsSync(cached) ? createHash('sha256').update(readFileSync(cached)).digest('hex') : `git:${commit}`;
+      out[ref.id] = {
+        id: ref.id, version: ref.version, path: `(control machine)/${gitArchiveName(ref, commit)}`, sha256,
+        git: { url: spec.url, fetchedFrom: spec.fetchFrom, ref: spec.ref, commit },
+      };
+    } else {
+      out[ref.id] = { id: ref.id, version: ref.version, path: `(control machine)/${mirrorFileName(ref)}`, sha256: spec.sha256 ?? 'unpinned' };
+    }
   }
   return out;
 }
 
-export function planContexts(rb: Runbook, factsFor: (n: ResolvedNode) => Facts, sources: Record<string, LocalSource>): PlanContext[] {
+export function planContexts(rb: Runbook, factsFor: (n: ResolvedNode) => Facts, sources: Record<string, LocalSource>, siteFiles: Record<string, string> = {}): PlanContext[] {
   const nodes = resolveNodes(rb);
   const clusterFacts = Object.fromEntries(nodes.map((n) => [n.name, factsFor(n)]));
-  return nodes.map((node) => ({ runbook: rb, node, cluster: nodes, facts: clusterFacts[node.name], sources, clusterFacts }));
+  return nodes.map((node) => ({ runbook: rb, node, cluster: nodes, facts: clusterFacts[node.name], sources, clusterFacts, siteFiles }));
 }
 
-export function offlinePlan(rb: Runbook, steps: Step[], release = 'debian12'): Array<{ pc: PlanContext; steps: PlannedStep[] }> {
-  return planContexts(rb, () => assumedFacts(release), offlineSources(rb)).map((pc) => ({
+export function offlinePlan(rb: Runbook, steps: Step[], release = 'debian12', siteFiles: Record<string, string> = {}): Array<{ pc: PlanContext; steps: PlannedStep[] }> {
+  return planContexts(rb, () => assumedFacts(release), offlineSources(rb), siteFiles).map((pc) => ({
     pc,
     steps: steps.filter((s) => appliesTo(s, pc.node)).map((step) => ({ step, plan: step.plan(pc), status: { label: 'will run' as const } })),
   }));

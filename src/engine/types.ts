@@ -44,6 +44,17 @@ export interface LocalSource {
   version: string;
   path: string;
   sha256: string;
+  /** Set for sources cloned from git: what was asked for and what was built (run record, docs). */
+  git?: GitOrigin;
+}
+
+export interface GitOrigin {
+  /** The URL as the catalog or runbook names it. */
+  url: string;
+  /** Where it was really fetched from, after sources.gitRewrite. */
+  fetchedFrom: string;
+  ref: string;
+  commit: string;
 }
 
 export interface PlanContext {
@@ -55,6 +66,8 @@ export interface PlanContext {
   sources: Record<string, LocalSource>;
   /** Facts of every node in this run, by node name (clock skew, peers). */
   clusterFacts: Record<string, Facts>;
+  /** Contents of the runbook's site.include files, read on the control machine (by runbook path). */
+  siteFiles?: Record<string, string>;
 }
 
 export interface StepContext extends PlanContext {

@@ -72,3 +72,17 @@ export function writeSecretsFile(path: string, values: Record<string, string>): 
 export function resolveSecret(envName: string, runbookPath: string, runbookName: string): string | undefined {
   return process.env[envName] ?? readSecretsFile(secretsPathFor(runbookPath, runbookName))[envName];
 }
+
+/**
+ * Write pins learned on first download into the runbook file itself (comments and layout kept), so
+ * every later run and every replay is held to them.
+ */
+export function recordPinsInRunbook(path: string, pins: Array<{ id: string; version: string; sha256?: string; commit?: string }>): void {
+  const doc = parseDocument(readFileSync(path, 'utf8'));
+  for (const p of pins) {
+    doc.setIn(['sources', 'overrides', p.id, 'version'], p.version);
+    if (p.sha256) doc.setIn(['sources', 'overrides', p.id, 'sha256'], p.sha256);
+    if (p.commit) doc.setIn(['sources', 'overrides', p.id, 'commit'], p.commit);
+  }
+  writeFileAtomic(path, doc.toString({ lineWidth: 0 }));
+}

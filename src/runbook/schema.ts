@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { gitRefProblem, gitUrlProblem, isCommit, SOURCE_VERSION } from '../sources/git-syntax.js';
 
 // Runbook v1. Key names are a contract: acceptance tests and users' files rely on them.
 // Every object is strict so a typo such as `vrp:` is an error, never silently ignored.
@@ -27,13 +28,16 @@ const port = (what: string) =>
 
 const envName = z.string().regex(ENV_NAME, 'must be an environment variable name (letters, digits, _; not starting with a digit)');
 
+/** A local path on the control machine: anything but an option-looking or empty string. */
+const localPath = z.string().min(1, 'must not be empty').refine((s) => !s.startsWith('-'), 'must not start with "-"');
+
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 checksum: 64 lowercase hex digits');
 
 export const sshSchema = z.strictObject({
   user: z.string().regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'must be a valid user name').default('root'),
   port: port('ssh port').default(22),
-  identityFile: z.string().min(1).optional(),
-  knownHostsFile: z.string().min(1).optional(),
+  identityFile: localPath.optional(),
+  knownHostsFile: localPath.optional(),
   sudoPasswordEnv: envName.optional(),
 });
 
@@ -69,7 +73,8 @@ export const buildSchema = z.strictObject({
   jobs: z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'jobs must be "auto" or a whole number from 1 to 256' }).default('auto'),
   modules: z.array(MODULE_ID).default([]),
   buildDir: absolutePath.default('/usr/local/src/ha-setup'),
-  configureArgs: z.array(z.string()).default([]),
+  /** Extra ./configure options: each one option, `--name` or `--name=value`. */
+  configureArgs: z.array(z.string().regex(/^--[a-z][a-z0-9_-]*(=.*)?$/s, 'must be one configure option such as --with-http_sub_module or --with-cc-opt=-O2')).default([]),
 });
 
 export const keepalivedSchema = z.strictObject({
@@ -87,30 +92,63 @@ export const keepalivedSchema = z.strictObject({
   }).default({ interval: 1, fall: 2, rise: 2, weight: 0 }),
 });
 
-const upstreamServer = z.string().regex(/^[^;{}\n\r#'"`$\\]+$/, 'must be one nginx server line without ; { } # quotes or $, e.g. "10.0.0.21:8080 weight=4"');
+const upstreamServer = z.string().regex(/^[^;{}\n\r#'"`$\\-][^;{}\n\r#'"`$\\]*$/, 'must be one nginx server line without ; { } # quotes or $, e.g. "10.0.0.21:8080 weight=4"');
+
+/** A file on the control machine, relative to the runbook; its name becomes part of a path on the nodes. */
+const localConfFile = z.string().superRefine((s, ctx) => {
+  const base = s.split('/').pop() ?? '';
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*\.conf$/.test(base)) ctx.addIssue({ code: 'custom', message: `"${s}" must name a .conf file (letters, digits, . _ - in its name)` });
+  else if (s.startsWith('-')) ctx.addIssue({ code: 'custom', message: `"${s}" starts with "-"` });
+});
 
 export const siteSchema = z.strictObject({
   listen: port('listen port').default(80),
   serverName: z.string().regex(/^[A-Za-z0-9_.*~-]+( [A-Za-z0-9_.*~-]+)*$/, 'must be nginx server names separated by spaces').default('_'),
+  /** Your own nginx configuration, files next to the runbook, tested with nginx -t with the rest. */
+  include: z.strictObject({
+    http: z.array(localConfFile).default([]),
+    server: z.array(localConfFile).default([]),
+  }).default({ http: [], server: [] }),
   upstreams: z.array(z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9_]+$/, 'must be letters, digits and _ only'),
     servers: z.array(upstreamServer).min(1, 'an upstream needs at least one server'),
   })).default([]),
 });
 
+const gitUrl = z.string().superRefine((s, ctx) => {
+  const p = gitUrlProblem(s);
+  if (p) ctx.addIssue({ code: 'custom', message: p });
+});
+
+const gitRef = z.string().superRefine((s, ctx) => {
+  const p = gitRefProblem(s);
+  if (p) ctx.addIssue({ code: 'custom', message: p });
+});
+
+const downloadUrl = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http:// or https:// URL without spaces');
+
 export const sourceOverride = z.strictObject({
-  version: z.string().optional(),
-  url: z.string().optional(),
-  path: z.string().optional(),
-  git: z.string().optional(),
-  ref: z.string().optional(),
+  version: z.string().regex(SOURCE_VERSION, 'must be a version label: letters, digits and . _ + - (it becomes part of file names)').optional(),
+  url: downloadUrl.optional(),
+  path: localPath.optional(),
+  /** A git repository instead of a tarball; needs `ref`. */
+  git: gitUrl.optional(),
+  /** Tag, branch or full commit id; a tag or branch should be held to `commit`. */
+  ref: gitRef.optional(),
+  /** The commit `ref` must resolve to (recorded by --trust-on-first-download). */
+  commit: z.string().refine(isCommit, 'must be a full commit id (40 hex digits)').optional(),
   sha256: sha256.optional(),
 });
 
+/** Prefix of a git URL -> its replacement (like git's url.<base>.insteadOf), for air-gapped sites. */
+const gitRewrite = z.record(gitUrl, gitUrl);
+
 export const sourcesSchema = z.strictObject({
   /** Local directory with tarballs named as upstream names them; checked before any download. */
-  mirror: z.string().optional(),
-  cacheDir: z.string().optional(),
+  mirror: localPath.optional(),
+  cacheDir: localPath.optional(),
+  /** Rewrites git URLs before cloning, e.g. { "https://github.com/": "https://git.example.internal/github/" }. */
+  gitRewrite: gitRewrite.default({}),
   /** Per source id (nginx, openresty, keepalived, lua-nginx-module, ...): where to get it and its pin. */
   overrides: z.record(z.string(), sourceOverride).default({}),
 });
@@ -132,14 +170,14 @@ export const verifySchema = z.strictObject({
 
 export const runbookSchema = z.strictObject({
   version: z.literal(1, { error: 'version must be 1 (the only runbook version this ha-setup reads)' }),
-  name: z.string().regex(/^[a-z0-9-]+$/, 'name must be lowercase letters, digits and dashes ([a-z0-9-]+)'),
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'name must be lowercase letters, digits and dashes ([a-z0-9-]+), starting with a letter or digit'),
   ssh: sshSchema.default({ user: 'root', port: 22 }),
   nodes: z.array(nodeSchema),
   vrrp: vrrpSchema,
   build: buildSchema,
   keepalived: keepalivedSchema,
-  site: siteSchema.default({ listen: 80, serverName: '_', upstreams: [] }),
-  sources: sourcesSchema.default({ overrides: {} }),
+  site: siteSchema.default({ listen: 80, serverName: '_', upstreams: [], include: { http: [], server: [] } }),
+  sources: sourcesSchema.default({ overrides: {}, gitRewrite: {} }),
   logging: loggingSchema.default({ keepalivedLog: '/var/log/keepalived.log', facility: 'local0' }),
   firewall: firewallSchema.default({ manage: true }),
   verify: verifySchema.default({ failover: true, maxDowntimeMs: 1000 }),

@@ -1,8 +1,8 @@
 import type { z } from 'zod';
-import { corePatchFor, compareVersions, moduleById, moduleCatalog, nginxCoreVersion } from '../catalog.js';
+import { corePatchFor, compareVersions, moduleById, moduleCatalog, nginxCoreVersion, sourceCatalog } from '../catalog.js';
 import type { Problem } from '../errors.js';
 import { broadcastOf, inSubnet, isDnsName, isIPv4, networkOf, parseCidr, ipToInt } from '../net.js';
-import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, vrrpSchema, type Runbook } from './schema.js';
+import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, sourcesSchema, vrrpSchema, type Runbook } from './schema.js';
 
 export type ValidationResult = { ok: true; runbook: Runbook; problems: [] } | { ok: false; problems: Problem[] };
 
@@ -102,6 +102,7 @@ interface Sections {
   vrrp?: Runbook['vrrp'];
   build?: Runbook['build'];
   keepalived?: Runbook['keepalived'];
+  sources?: Runbook['sources'];
 }
 
 function partialSections(input: unknown): Sections {
@@ -122,13 +123,14 @@ function partialSections(input: unknown): Sections {
     vrrp: pick(vrrpSchema, raw.vrrp),
     build: pick(buildSchema, raw.build),
     keepalived: pick(keepalivedSchema, raw.keepalived),
+    sources: pick(sourcesSchema, raw.sources ?? {}),
   };
 }
 
 export function semanticProblems(s: Sections): Problem[] {
   const out: Problem[] = [];
   const add = (path: string, message: string) => out.push({ path, message });
-  const { nodes, vrrp, build, keepalived } = s;
+  const { nodes, vrrp, build, keepalived, sources } = s;
 
   if (nodes) {
     if (nodes.length < 2) add('nodes', `an HA pair needs at least 2 nodes; found ${nodes.length}`);
@@ -241,6 +243,36 @@ export function semanticProblems(s: Sections): Problem[] {
       if (topFailed >= nextHealthy) {
         add('keepalived.check.weight', `weight ${w} cannot flip the election: with priorities ${top}/${next} the master keeps ${topFailed} >= ${nextHealthy} when its nginx dies, so there is no failover; use weight 0 (a failed check puts the node in FAULT) or a weight larger than ${top - next}`);
       }
+    }
+  }
+  if (sources) out.push(...sourceProblems(sources, build, keepalived));
+  return out;
+}
+
+/** Overrides must name a known source and say where it comes from without contradictions. */
+function sourceProblems(sources: Runbook['sources'], build?: Runbook['build'], keepalived?: Runbook['keepalived']): Problem[] {
+  const out: Problem[] = [];
+  const catalog = sourceCatalog();
+  for (const [id, o] of Object.entries(sources.overrides)) {
+    const path = `sources.overrides.${id}`;
+    const entry = catalog[id];
+    if (!entry) {
+      out.push({ path, message: `unknown source "${id}"; the catalog has: ${Object.keys(catalog).join(', ')}` });
+      continue;
+    }
+    const given = (['url', 'path', 'git'] as const).filter((k) => o[k] !== undefined);
+    if (given.length > 1) out.push({ path, message: `give one of url, path or git, not ${given.join(' and ')}` });
+    if (o.git && !o.ref) out.push({ path: `${path}.ref`, message: 'a git source needs ref: the tag, branch or full commit id to build' });
+    const isGit = o.git !== undefined || (entry.git !== undefined && o.url === undefined && o.path === undefined);
+    if (!isGit && (o.ref !== undefined || o.commit !== undefined)) {
+      out.push({ path, message: `ref and commit apply to git sources; ${id} comes from ${o.path ? 'a local path' : 'a tarball URL'} (set git, or use sha256)` });
+    }
+    if (isGit && o.sha256 !== undefined) {
+      out.push({ path: `${path}.sha256`, message: 'a git source is held to its commit, not a tarball checksum; use commit' });
+    }
+    const coreVersion = id === build?.flavor ? build.version : id === 'keepalived' ? keepalived?.version : undefined;
+    if (coreVersion && o.version && o.version !== coreVersion) {
+      out.push({ path: `${path}.version`, message: `${o.version} differs from the version in use (${coreVersion}); a pin recorded here belongs to ${o.version}: update or remove both` });
     }
   }
   return out;

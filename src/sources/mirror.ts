@@ -105,11 +105,19 @@ async function download(url: string, dest: string): Promise<void> {
 async function fromDebianSource(pkg: string, origName: string, target: string, pin: string, ref: SourceRef): Promise<void> {
   if (!(await commandExists('apt-get'))) throw new Error('apt-get is not available on this machine');
   await ensureDebSrc();
+  // Ask for the Debian version whose upstream part is the one we need: with several suites in
+  // deb-src (bookworm and trixie), a bare `apt-get source pkg` takes the newest, not ours.
+  const shown = await runLocal('apt-cache', ['showsrc', '--', pkg], { allowFailure: true });
+  const versions = [...shown.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]);
+  const upstream = (v: string) => v.replace(/^\d+:/, '').replace(/-[^-]*$/, '');
+  const exact = versions.find((v) => upstream(v) === ref.version);
+  if (!exact) throw new Error(`Debian's source archive has ${pkg} ${versions.map(upstream).join(', ') || '(none)'}, not ${ref.version}`);
   const work = mkdtempSync(join(tmpdir(), 'ha-setup-src-'));
   try {
-    const r = await runLocal('apt-get', ['source', '--download-only', pkg], { cwd: work, allowFailure: true, timeoutMs: 10 * 60_000 });
+    // Only the orig tarball matters; a missing .dsc or diff (a superseded security upload) is not fatal.
+    const r = await runLocal('apt-get', ['source', '--download-only', '--', `${pkg}=${exact}`], { cwd: work, allowFailure: true, timeoutMs: 10 * 60_000 });
     const orig = readdirSync(work).find((f) => f === origName);
-    if (!orig) throw new Error(`apt-get source ${pkg} did not provide ${origName}${r.code !== 0 ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`);
+    if (!orig) throw new Error(`apt-get source ${pkg}=${exact} did not provide ${origName}${r.code !== 0 ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`);
     renameSync(join(work, orig), `${target}.partial`);
     await acceptIfPinned(`${target}.partial`, target, pin, ref);
   } finally {

@@ -30,7 +30,13 @@ export function configureSpec(pc: PlanContext): ConfigureSpec {
     args.push(`--with-ld-opt=-Wl,-rpath,${lj.lib}`);
   }
   if (rb.build.flavor === 'openresty') args.push(`-j${jobs(pc)}`);
-  args.push(...addModules, ...rb.build.configureArgs);
+  // configure keeps only the last --with-cc-opt, so module needs and the operator's own are merged.
+  const ccOpts = [...new Set(modules.flatMap((m) => m.ccOpt ?? []))];
+  const extra = [...rb.build.configureArgs];
+  const userCc = extra.findIndex((a) => a.startsWith('--with-cc-opt='));
+  if (userCc >= 0) ccOpts.push(extra.splice(userCc, 1)[0].slice('--with-cc-opt='.length));
+  if (ccOpts.length > 0) args.push(`--with-cc-opt=${ccOpts.join(' ')}`);
+  args.push(...addModules, ...extra);
   return { dir: L.srcDir(rb.build.flavor), env, args };
 }
 

@@ -1,9 +1,10 @@
 import { runCommand, substituteSecrets } from '../engine/executor.js';
 import { CommandFailedError } from '../engine/transport.js';
-import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
+import { emptyPlan, type PlanContext, type PlannedFile, type Step, type StepPlan } from '../engine/types.js';
+import { InvalidInputError } from '../errors.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { filesMatch, layout, luaPackagePath } from './common.js';
+import { filesMatch, layout, luaPackagePath, probe } from './common.js';
 
 export function nginxConfigFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -22,11 +23,38 @@ export function nginxConfigFiles(pc: PlanContext) {
     serverName: rb.site.serverName,
     nodeName: pc.node.name,
     lua: rb.build.modules.includes('lua'),
+    serverIncludes: rb.site.include.server.length > 0,
   });
   return [
     { path: L.confFile, content: nginxConf, mode: 0o644 },
     { path: L.siteConf, content: site, mode: 0o644 },
+    ...includeFiles(pc),
   ];
+}
+
+/** The operator's own files (site.include): http level in conf.d/, server level in ha-site.d/. */
+export function includeFiles(pc: PlanContext): PlannedFile[] {
+  const rb = pc.runbook;
+  const L = layout(rb);
+  const content = (rel: string) => {
+    const c = pc.siteFiles?.[rel];
+    if (c === undefined) throw new InvalidInputError(`site.include: ${rel} was not read on the control machine`);
+    return c;
+  };
+  const base = (rel: string) => rel.split('/').pop()!;
+  return [
+    ...rb.site.include.http.map((rel) => ({ path: `${L.confDir}/conf.d/${HTTP_PREFIX}${base(rel)}`, content: content(rel), mode: 0o644 })),
+    ...rb.site.include.server.map((rel) => ({ path: `${L.confDir}/${SERVER_DIR}/${base(rel)}`, content: content(rel), mode: 0o644 })),
+  ];
+}
+
+const HTTP_PREFIX = 'site-http-';
+const SERVER_DIR = 'ha-site.d';
+
+/** Removes include files a previous runbook had and this one does not (inside `confDir`). */
+function staleIncludesScript(confDir: string, files: PlannedFile[], liveConfDir: string): string {
+  const keep = files.map((f) => f.path.replace(liveConfDir, confDir));
+  return `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && for f in conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf; do [ -e "$f" ] || continue; case " ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} " in *" $f "*) ;; *) echo "removing $f (no longer in site.include)"; rm -f -- "$f";; esac; done`;
 }
 
 export const nginxConfigStep: Step = {
@@ -40,7 +68,13 @@ export const nginxConfigStep: Step = {
     plan.commands.push(`if systemctl is-active --quiet nginx; then systemctl reload nginx; fi`);
     return plan;
   },
-  check: filesMatch,
+  async check(ctx) {
+    if (!(await filesMatch(ctx))) return false;
+    const L = layout(ctx.runbook);
+    const keep = ctx.plan.files.map((f) => f.path);
+    // Include files removed from the runbook must be gone from the host too.
+    return probe(ctx, `cd ${shq(L.confDir)} && for f in conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf; do [ -e "$f" ] || continue; case ${shq(` ${keep.map((k) => k.slice(L.confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) exit 1;; esac; done`);
+  },
   async run(ctx) {
     const L = layout(ctx.runbook);
     // Test the new configuration in a copy of the conf directory; the live files are replaced only
@@ -51,9 +85,11 @@ export const nginxConfigStep: Step = {
       const staged = f.path.replace(L.confDir, stage);
       await ctx.t.writeFile(staged, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
     }
+    await runCommand(ctx, staleIncludesScript(stage, ctx.plan.files, L.confDir));
     const test = `${shq(L.nginxBinary)} -t -p ${shq(L.nginxHome)} -c ${shq(`${stage}/nginx.conf`)}`;
     const r = await ctx.t.exec(`${test}; rc=$?; rm -rf ${shq(stage)}; exit $rc`, { onLine: ctx.progress });
     if (r.code !== 0) throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(the live configuration was left untouched)`);
+    await runCommand(ctx, staleIncludesScript(L.confDir, ctx.plan.files, L.confDir));
     for (const f of ctx.plan.files) await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
     for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);
   },

@@ -16,12 +16,15 @@ export const sourcesStep: Step = {
     for (const ref of requiredSources(pc.runbook)) {
       const src = pc.sources[ref.id];
       if (!src) throw new RunFailedError(`source ${ref.id} ${ref.version} was not prepared on the control machine`);
-      const remote = `${L.downloads}/${ref.id}-${ref.version}.tar.gz`;
+      // git sources arrive as plain tar (deterministic per commit), tarballs as published.
+      const remote = `${L.downloads}/${ref.id}-${ref.version}${src.path.endsWith('.tar') ? '.tar' : '.tar.gz'}`;
       const dir = L.srcDir(ref.id);
       plan.uploads.push({ local: src.path, remote, sha256: src.sha256, mode: 0o644 });
       // Unpacked under a name of our own (--strip-components) so paths never depend on the tarball's top directory.
       plan.commands.push(`rm -rf ${shq(dir)} && mkdir -p ${shq(dir)} && tar -xf ${shq(remote)} -C ${shq(dir)} --strip-components=1 --no-same-owner && echo ${shq(src.sha256)} > ${shq(marker(dir))}`);
-      plan.notes.push(`${ref.id} ${ref.version} sha256 ${src.sha256}`);
+      plan.notes.push(src.git
+        ? `${ref.id} ${ref.version} git ${src.git.url} ${src.git.ref} = commit ${src.git.commit}`
+        : `${ref.id} ${ref.version} sha256 ${src.sha256}`);
     }
     return plan;
   },

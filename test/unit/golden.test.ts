@@ -35,7 +35,7 @@ describe('golden plans', () => {
   it('puts the upstream-check patch inside the OpenResty bundle', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
     const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: false });
-    expect(text).toMatch(/patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.21\.4 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.20\.1\+\.patch; fi/);
+    expect(text).toMatch(/patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.21\.4 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.16\.1\+\.patch; fi/);
     expect(text).toMatch(/openldap-devel/);
     expect(text).toMatch(/--add-module=\/usr\/local\/src\/ha-setup\/src\/ngx_cache_purge/);
     expect(text).toMatch(/firewall-cmd --permanent --add-rich-rule='rule protocol value="vrrp" accept'/);

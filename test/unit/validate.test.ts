@@ -49,7 +49,7 @@ const badInputs: Array<[string, Mutation, string, RegExp]> = [
   ['module not in catalog', (r) => { r.build.modules.push('geoip3'); }, 'build.modules[4]', /unknown module "geoip3"/],
   ['sticky with current OpenResty', (r) => { r.build.modules = ['sticky']; }, 'build.modules[0]', /does not compile with nginx 1.27.1/],
   ['sticky with nginx 1.23', (r) => { r.build.flavor = 'nginx'; r.build.version = '1.23.0'; r.build.modules = ['sticky']; }, 'build.modules[0]', /does not compile/],
-  ['upstream-check without core patch', (r) => { r.build.flavor = 'nginx'; r.build.version = '1.8.0'; r.build.modules = ['upstream-check']; }, 'build.modules[0]', /needs a core patch and the catalog has none/],
+  ['upstream-check without core patch', (r) => { r.build.flavor = 'nginx'; r.build.version = '1.29.2'; r.build.modules = ['upstream-check']; }, 'build.modules[0]', /needs a core patch and the catalog has none/],
   ['check interval 0', (r) => { r.keepalived.check.interval = 0; }, 'keepalived.check.interval', /at least 1/],
   ['check fall 0', (r) => { r.keepalived.check.fall = 0; }, 'keepalived.check.fall', /at least 1/],
   ['check rise 0', (r) => { r.keepalived.check.rise = 0; }, 'keepalived.check.rise', /at least 1/],
