@@ -1,4 +1,5 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
+import { ensureRunbooksGitignore } from '../runbook/io.js';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import * as p from '@clack/prompts';
@@ -76,6 +77,7 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
   const { files, own } = knownHostsFiles(rb, o.runbookPath);
   const handles: NodeHandle[] = [];
   const sudoPassword = rb.ssh.sudoPasswordEnv ? secrets[rb.ssh.sudoPasswordEnv] : undefined;
+  ensureRunbooksGitignore(runbookDir(o.runbookPath));
   try {
     for (const node of nodes) {
       const logPath = logPathFor(o.runbookPath, o.runId, node);

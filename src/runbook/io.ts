@@ -60,7 +60,19 @@ export function readSecretsFile(path: string): Record<string, string> {
   return out;
 }
 
+/**
+ * Keeps what ha-setup writes next to runbooks out of version control (secrets, logs, run records),
+ * wherever the runbooks folder is. An existing .gitignore is the user's and is left alone.
+ */
+export function ensureRunbooksGitignore(dir: string): void {
+  const file = join(dir, '.gitignore');
+  if (existsSync(file)) return;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(file, '# written by ha-setup: secrets, command logs and run records stay out of version control\n*.secrets\nlogs/\nrecords/\n');
+}
+
 export function writeSecretsFile(path: string, values: Record<string, string>): void {
+  ensureRunbooksGitignore(dirname(resolve(path)));
   const existing = readSecretsFile(path);
   const merged = { ...existing, ...values };
   const body = '# ha-setup secrets: keep out of version control (mode 0600)\n' +

@@ -55,6 +55,9 @@ export const packagesStep: Step = {
       ? 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing'
       : `${pm} install -y $missing`;
     plan.commands.push(`${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`);
+    // yum exits 0 when a name does not exist; ask the package database, so a missing package fails
+    // here by name instead of later in configure.
+    plan.commands.push(`${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "not installed after the install command:$missing (wrong name for this release, or a repository such as EPEL is missing)" >&2; exit 1; fi`);
     const lua = luaRestyCommand(pc);
     if (lua) plan.commands.push(lua);
     if (pc.facts.family === 'el' && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) {

@@ -96,7 +96,7 @@ export function startRemoteProber(host: ProbeHost, vip: string, port: number, in
   const url = `http://${vip}:${port}/ha-health`;
   const script = `rm -f ${stopFile}
 while [ ! -e ${stopFile} ]; do
-  ( t=$(date +%s%3N); if body=$(curl -fsS -m ${timeoutMs / 1000} ${url} 2>/dev/null); then echo "$t OK $body"; else echo "$t FAIL"; fi ) &
+  ( t=$(date +%s%3N); if body=$(curl -fsS -m ${timeoutMs / 1000} -- ${url} 2>/dev/null); then echo "$t OK $body"; else echo "$t FAIL"; fi ) &
   sleep ${intervalMs / 1000}
 done
 wait; rm -f ${stopFile}`;

@@ -188,7 +188,7 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
       probeFrom = others[others.length - 1];
       env.log(`this machine cannot reach http://${vip}:${rb.site.listen}/ha-health (${first.error}); probing from ${probeFrom.node.name} instead`);
     }
-    const r = await probeFrom.t.exec(`curl -fsS -m 2 http://${vip}:${rb.site.listen}/ha-health`, { quiet: true });
+    const r = await probeFrom.t.exec(`curl -fsS -m 2 -- http://${vip}:${rb.site.listen}/ha-health`, { quiet: true });
     first = r.code === 0 ? { ok: true, node: r.stdout.trim() } : { ok: false, error: `curl exit ${r.code}` };
     if (!first.ok) throw new RunFailedError(`http://${vip}:${rb.site.listen}/ha-health answers neither this machine nor ${probeFrom.node.name}`);
   }

@@ -86,3 +86,19 @@ describe('lab addressing and runbook', () => {
     expect(packagesFor('build', assumedFacts('el9'))).toContain('pcre2-devel');
   });
 });
+
+describe('what ha-setup writes next to runbooks stays out of git', () => {
+  it('the secrets file comes with a runbooks/.gitignore for secrets, logs and records; an existing one is kept', async () => {
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { writeSecretsFile } = await import('../../src/runbook/io.js');
+    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-gi-'));
+    writeSecretsFile(join(dir, 'web.secrets'), { HA_VRRP_PASSWORD: 'x' });
+    expect(readFileSync(join(dir, '.gitignore'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['*.secrets', 'logs/', 'records/']));
+    const other = mkdtempSync(join(tmpdir(), 'ha-setup-gi-'));
+    writeFileSync(join(other, '.gitignore'), 'mine\n');
+    writeSecretsFile(join(other, 'web.secrets'), { HA_VRRP_PASSWORD: 'x' });
+    expect(readFileSync(join(other, '.gitignore'), 'utf8')).toBe('mine\n');
+  });
+});
