@@ -83,3 +83,29 @@ export function corePatchFor(mod: ModuleEntry, nginxVersion: string): CorePatch 
     (p) => compareVersions(nginxVersion, p.from) >= 0 && compareVersions(nginxVersion, p.below) < 0,
   );
 }
+
+/** Why a module cannot be built for this flavor and version, or undefined when it can. */
+export function moduleUnavailableReason(mod: ModuleEntry, flavor: Flavor, version: string): string | undefined {
+  const core = nginxCoreVersion(flavor, version);
+  if (!mod.flavors.includes(flavor)) return `not available for the ${flavor} flavor`;
+  if (mod.maxNginxBelow && compareVersions(core, mod.maxNginxBelow) >= 0) {
+    return `does not compile with nginx ${core} (needs nginx < ${mod.maxNginxBelow}${flavor === 'openresty' ? '; every current OpenResty is newer' : ''})`;
+  }
+  if (mod.patches && !corePatchFor(mod, core)) {
+    return `needs a core patch and the catalog has none for nginx ${core}; supported nginx versions: ${mod.patches.map((p) => `${p.from}..<${p.below}`).join(', ')}`;
+  }
+  return undefined;
+}
+
+/** One line for the wizard: where the module comes from and what it needs. */
+export function moduleOrigin(mod: ModuleEntry, flavor: Flavor, pm: PackageManager = 'apt'): string {
+  if (mod.bundledIn.includes(flavor)) return 'bundled with OpenResty';
+  const parts = mod.sources.map((id) => {
+    const s = sourceCatalog()[id];
+    const v = s?.defaultVersion;
+    if (s?.git) return `git ${s.git.replace(/^https:\/\/github\.com\//, '').replace(/\.git$/, '')}${v && s.refs?.[v] ? ` @ ${s.refs[v].commit.slice(0, 7)}` : ''}`;
+    return `tarball ${id}${v ? ` ${v}` : ''}`;
+  });
+  const needs = [...(mod.packages[pm] ?? []).filter((p) => !p.startsWith('lua-resty-')), ...(mod.patches ? ['a core patch'] : [])];
+  return `${parts.join(' + ')}${needs.length ? `; needs ${needs.join(', ')}` : ''}`;
+}

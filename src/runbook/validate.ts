@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { corePatchFor, compareVersions, moduleById, moduleCatalog, nginxCoreVersion, sourceCatalog } from '../catalog.js';
+import { moduleById, moduleCatalog, moduleUnavailableReason, sourceCatalog } from '../catalog.js';
 import type { Problem } from '../errors.js';
 import { broadcastOf, inSubnet, isDnsName, isIPv4, networkOf, parseCidr, ipToInt } from '../net.js';
 import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, sourcesSchema, vrrpSchema, type Runbook } from './schema.js';
@@ -203,7 +203,6 @@ export function semanticProblems(s: Sections): Problem[] {
 
   if (build) {
     const catalogIds = moduleCatalog().map((m) => m.id);
-    const nginxVer = nginxCoreVersion(build.flavor, build.version);
     if (build.flavor === 'openresty' && build.version.split('.').length !== 4) {
       add('build.version', `"${build.version}" is not an OpenResty version; OpenResty versions have four parts, e.g. 1.27.1.2`);
     }
@@ -219,14 +218,8 @@ export function semanticProblems(s: Sections): Problem[] {
         add(`build.modules[${i}]`, `unknown module "${id}"; the catalog has: ${catalogIds.join(', ')}`);
         return;
       }
-      if (!mod.flavors.includes(build.flavor)) add(`build.modules[${i}]`, `module "${id}" is not available for the ${build.flavor} flavor`);
-      if (mod.maxNginxBelow && compareVersions(nginxVer, mod.maxNginxBelow) >= 0) {
-        add(`build.modules[${i}]`, `module "${id}" does not compile with nginx ${nginxVer} (needs nginx < ${mod.maxNginxBelow}${build.flavor === 'openresty' ? '; every current OpenResty is newer' : ''}); remove it or use an older ${build.flavor}`);
-      }
-      if (mod.patches && !corePatchFor(mod, nginxVer)) {
-        const ranges = mod.patches.map((p) => `${p.from}..<${p.below}`).join(', ');
-        add(`build.modules[${i}]`, `module "${id}" needs a core patch and the catalog has none for nginx ${nginxVer}; supported nginx versions: ${ranges}`);
-      }
+      const why = moduleUnavailableReason(mod, build.flavor, build.version);
+      if (why) add(`build.modules[${i}]`, `module "${id}" ${why}${/compile/.test(why) ? `; remove it or use an older ${build.flavor}` : ''}`);
     });
   }
 

@@ -38,6 +38,8 @@ export function layout(rb: Runbook) {
     trackDir: '/etc/keepalived/track',
     trackFile: '/etc/keepalived/track/nginx_down',
     promoteFile: '/etc/keepalived/track/promote',
+    /** 1 = this node gives up the VIP (FAULT) for maintenance; works with nopreempt and without trackNginx. */
+    maintenanceFile: '/etc/keepalived/track/maintenance',
     stateFile: '/run/ha-setup-vrrp-state',
     rsyslogDropIn: '/etc/rsyslog.d/01-ha-setup-keepalived.conf',
     logrotate: '/etc/logrotate.d/ha-setup-keepalived',
@@ -73,6 +75,8 @@ export function nginxVersion(rb: Runbook): string {
 }
 
 interface PackageTable {
+  /** Tools the preflight's network probes need (tcpdump for VRRP adverts, arping for the VIP). */
+  preflight: Record<string, string[]>;
   build: Record<string, string[]>;
   keepalived: Record<string, string[]>;
   runtime: Record<string, string[]>;

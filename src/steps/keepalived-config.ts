@@ -19,6 +19,7 @@ export function keepalivedConf(pc: PlanContext): string {
     trackFile: L.trackFile,
     trackNginx: rb.keepalived.trackNginx,
     promoteFile: L.promoteFile,
+    maintenanceFile: L.maintenanceFile,
     instance: `VI_${rb.name.replace(/-/g, '_').toUpperCase()}`,
     interface: pc.node.interface,
     vrid: rb.vrrp.virtualRouterId,

@@ -1,8 +1,8 @@
 import { RunFailedError } from '../errors.js';
 import { emptyPlan, type Step, type StepContext, type StepPlan } from '../engine/types.js';
 import { inSubnet, parseCidr } from '../net.js';
-import { shq } from '../shell.js';
-import { layout } from './common.js';
+import { shq, shqAll } from '../shell.js';
+import { layout, packagesFor } from './common.js';
 
 const MIN_FREE_MB = 1024;
 const MAX_SKEW_MS = 5000;
@@ -45,6 +45,8 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   const ourKeepalived = await ctx.t.exec(`systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${vrid}`)} ${shq(L.keepalivedConf)}`, { quiet: true });
   if (ourKeepalived.code === 0) return problems;
 
+  await ensureProbeTools(ctx);
+
   // The VIP must not answer unless a node of this cluster holds it (known from every node's facts).
   const heldByCluster = Object.values(ctx.clusterFacts).some((f) => Object.values(f.interfaces).flat().some((a) => a.split('/')[0] === cidr.address));
   if (!heldByCluster && addrs) {
@@ -69,6 +71,21 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     if (foreign.length > 0) problems.push(`VRID ${vrid} is already advertised on ${iface} by ${foreign.join(', ')}; choose another vrrp.virtualRouterId`);
   }
   return problems;
+}
+
+/**
+ * tcpdump and arping make the VRID and VIP checks real; without them they could only warn. Installed
+ * when missing (small diagnostic packages); if that fails, the checks below warn as before.
+ */
+async function ensureProbeTools(ctx: StepContext): Promise<void> {
+  const pkgs = packagesFor('preflight', ctx.facts);
+  if (pkgs.length === 0) return;
+  const pm = ctx.facts.packageManager;
+  const install = pm === 'apt'
+    ? `export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1; }`
+    : `${pm} install -y ${shqAll(pkgs)} >/dev/null 2>&1`;
+  const r = await ctx.t.exec(`if command -v tcpdump >/dev/null && command -v arping >/dev/null; then exit 0; fi\n${install}\ncommand -v tcpdump >/dev/null && command -v arping >/dev/null`, { quiet: true });
+  if (r.code !== 0) ctx.warn(`could not install ${pkgs.join(' ')} for the network checks`);
 }
 
 export class PreflightError extends RunFailedError {}

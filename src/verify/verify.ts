@@ -111,8 +111,9 @@ async function restore(env: Env, scenario: Scenario, holder: NodeHandle): Promis
 async function plannedMove(env: Env, holder: NodeHandle, target: NodeHandle): Promise<void> {
   const L = layout(env.rb);
   if (!env.rb.vrrp.preempt) {
-    // Without preemption a higher priority does not take over: fault the holder briefly instead.
-    await exec(holder, `echo 1 > ${shq(L.trackFile)}`);
+    // Without preemption a higher priority does not take over: the holder steps down (FAULT) through
+    // its maintenance track file, which exists whether or not keepalived tracks nginx.
+    await exec(holder, `echo 1 > ${shq(L.maintenanceFile)}`);
     return;
   }
   const boost = Math.min(254 - target.node.priority, Math.max(0, holder.node.priority - target.node.priority + 10));
@@ -121,7 +122,7 @@ async function plannedMove(env: Env, holder: NodeHandle, target: NodeHandle): Pr
 
 export async function clearPromotions(env: Env): Promise<void> {
   const L = layout(env.rb);
-  await Promise.all(env.handles.map((h) => exec(h, `echo 0 > ${shq(L.promoteFile)}; if systemctl is-active --quiet nginx; then echo 0 > ${shq(L.trackFile)}; fi`)));
+  await Promise.all(env.handles.map((h) => exec(h, `echo 0 > ${shq(L.promoteFile)}; echo 0 > ${shq(L.maintenanceFile)}; if systemctl is-active --quiet nginx; then echo 0 > ${shq(L.trackFile)}; fi`)));
 }
 
 async function waitFor(cond: () => Promise<boolean>, budgetMs: number): Promise<boolean> {
@@ -261,5 +262,8 @@ export async function plannedFailover(env: Env, targetName?: string): Promise<{ 
   await plannedMove(env, holder, target);
   const ok = await waitFor(async () => (await vrrpViews(env.handles, env.rb)).find((v) => v.holdsVip)?.node === target.node.name, 15_000);
   if (!ok) throw new RunFailedError(`the VIP did not move to ${target.node.name} within 15 s`);
+  // Without preemption the old holder need not stay in FAULT: back to BACKUP, it stays a standby for
+  // the new holder and does not take the VIP back.
+  if (!env.rb.vrrp.preempt) await exec(holder, `echo 0 > ${shq(layout(env.rb).maintenanceFile)}`);
   return { from: holder.node.name, to: target.node.name };
 }

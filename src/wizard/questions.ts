@@ -1,4 +1,4 @@
-import { moduleCatalog } from '../catalog.js';
+import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
 import { isDnsName, isIPv4, parseCidr } from '../net.js';
 import { interfaceName, absolutePath } from '../runbook/schema.js';
 
@@ -24,6 +24,8 @@ export interface Question {
   /** undefined = required: a non-interactive run without it fails naming the flag. */
   default?: (a: Answers) => string | string[] | boolean | undefined;
   validate?: (value: string, a: Answers) => string | undefined;
+  /** A line shown before the question (e.g. which choices are not offered and why). */
+  note?: (a: Answers) => string | undefined;
   /** Skipped (and left undefined) when this returns false. */
   when?: (a: Answers) => boolean;
 }
@@ -156,9 +158,14 @@ export const questions: Question[] = [
   },
   {
     id: 'modules', flag: '--modules <list>', kind: 'multiselect', message: 'Third-party modules', help: `modules, comma-separated: ${moduleCatalog().map((m) => m.id).join(', ')}`,
-    choices: (a) => moduleCatalog().filter((m) => m.flavors.includes(a.flavor as 'nginx')).map((m) => ({
-      value: m.id, label: `${m.id}: ${m.title}`, hint: m.bundledIn.includes(a.flavor as 'nginx') ? 'bundled' : m.description,
+    // Only what can build for the chosen flavor and version is offered; the rest is named with why.
+    choices: (a) => moduleCatalog().filter((m) => !moduleUnavailableReason(m, a.flavor as Flavor, String(a.version))).map((m) => ({
+      value: m.id, label: `${m.id}: ${m.title}`, hint: moduleOrigin(m, a.flavor as Flavor),
     })),
+    note: (a) => {
+      const out = moduleCatalog().map((m) => [m.id, moduleUnavailableReason(m, a.flavor as Flavor, String(a.version))]).filter(([, why]) => why);
+      return out.length ? `not offered for ${a.flavor} ${a.version}: ${out.map(([id, why]) => `${id} (${why})`).join('; ')}` : undefined;
+    },
     default: () => [],
     validate: (v) => {
       const ids = moduleCatalog().map((m) => m.id);

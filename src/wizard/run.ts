@@ -66,6 +66,8 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
 
 async function ask(q: Question, a: Answers, def: Answers[string], opts: WizardOptions): Promise<Answers[string]> {
   const io = { input: opts.input, output: opts.output };
+  const note = q.note?.(a);
+  if (note) p.log.info(note, { output: opts.output });
   let value: unknown;
   if (q.kind === 'text') {
     const d = def === undefined ? undefined : String(def);

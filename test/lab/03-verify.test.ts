@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
@@ -135,5 +136,31 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     } finally {
       await Promise.all([0, 1].map((i) => lab.ssh(i, 'iptables -P INPUT ACCEPT; iptables -F INPUT')));
     }
+  });
+
+  it('planned failover works without preemption and without the nginx track file, and moves back', async () => {
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.vrrp.preempt = false;
+    doc.keepalived.trackNginx = false;
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const applied = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(applied.code, applied.err).toBe(0);
+    const conf = await lab.ssh(0, 'cat /etc/keepalived/keepalived.conf');
+    expect(conf.stdout).toContain('nopreempt');
+    expect(conf.stdout).not.toContain('vrrp_track_file nginx_down');
+    expect(conf.stdout).toContain('vrrp_track_file ha_maintenance');
+
+    const r = await cli(['verify', lab.runbookPath, '--scenario', 'planned']);
+    expect(r.code, r.out + r.err).toBe(0);
+    const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
+    expect(res.failover).toMatchObject({ moved: true, from: 'node1', to: 'node2', splitBrain: false });
+    // nopreempt: the VIP stays on node2 after the test; node1 is a healthy standby again.
+    const back = await cli(['failover', lab.runbookPath, '--to', 'node1']);
+    expect(back.code, back.err).toBe(0);
+    expect(back.out).toMatch(/the VIP moved from node2 to node1/);
+    const standby = await lab.ssh(1, 'cat /etc/keepalived/track/maintenance');
+    expect(standby.stdout.trim()).toBe('0');
+    const health = await fetch('http://10.213.0.100/ha-health', { signal: AbortSignal.timeout(3000) });
+    expect((await health.text()).trim()).toBe('node1');
   });
 });

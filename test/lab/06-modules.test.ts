@@ -31,6 +31,8 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
         'set -e',
         'export DEBIAN_FRONTEND=noninteractive',
         'apt-get update -q >/dev/null',
+        // A node as customers have them: without the tools preflight's network checks need.
+        'apt-get remove -y -q tcpdump iputils-arping >/dev/null',
         i === 1
           ? `printf '%s\\n' 'slapd slapd/internal/adminpw password labadmin' 'slapd slapd/internal/generated_adminpw password labadmin' 'slapd slapd/password1 password labadmin' 'slapd slapd/password2 password labadmin' 'slapd slapd/domain string ha.lab' 'slapd shared/organization string ha-lab' | debconf-set-selections
              apt-get install -y -q --no-install-recommends python3 slapd ldap-utils >/dev/null`
@@ -68,6 +70,9 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(ranSteps(lab.runbookPath).node1).toEqual(expect.arrayContaining(['sources', 'patch', 'configure', 'build', 'install']));
+    // Preflight installed tcpdump and arping itself, so the VIP and VRID checks ran for real.
+    expect(r.out).not.toMatch(/could not (install|check|listen)/);
+    for (const i of [0, 1]) expect((await lab.ssh(i, 'command -v tcpdump && command -v arping')).code).toBe(0);
     const record = JSON.parse(readFileSync(join(lab.runbookPath, '..', 'records', 'lab', 'last-run.json'), 'utf8'));
     const gitSources = record.sources.filter((s: { git?: unknown }) => s.git);
     expect(gitSources.map((s: { id: string }) => s.id).sort()).toEqual(

@@ -228,3 +228,22 @@ describe('wizard through clack', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 });
+
+describe('module question', () => {
+  it('offers only modules that build for the flavor and version, says where each comes from, and names the rest with why', async () => {
+    const { questions: QUESTIONS } = await import('../../src/wizard/questions.js');
+    const q = QUESTIONS.find((x: { id: string }) => x.id === 'modules')!;
+    const openresty = { flavor: 'openresty', version: '1.27.1.2' };
+    const ids = q.choices!(openresty).map((c: { value: string }) => c.value);
+    expect(ids).not.toContain('sticky');
+    expect(ids).toEqual(expect.arrayContaining(['lua', 'upstream-check', 'auth-ldap', 'cache-purge', 'vts']));
+    expect(q.note!(openresty)).toMatch(/sticky \(does not compile with nginx 1\.27\.1/);
+    const hints = Object.fromEntries(q.choices!(openresty).map((c: { value: string; hint?: string }) => [c.value, c.hint]));
+    expect(hints.lua).toBe('bundled with OpenResty');
+    expect(hints['upstream-check']).toMatch(/^git yaoweibin\/nginx_upstream_check_module @ e538034; needs patch, a core patch$/);
+    expect(hints['auth-ldap']).toMatch(/needs libldap2-dev/);
+    const nginx = { flavor: 'nginx', version: '1.22.1' };
+    expect(q.choices!(nginx).map((c: { value: string }) => c.value)).toContain('sticky');
+    expect(q.note!(nginx)).toBeUndefined();
+  });
+});
