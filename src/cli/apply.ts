@@ -53,15 +53,18 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
   const secrets = loadSecrets(runbook, path);
   const runId = newRunId();
   const startedAt = new Date();
-  const { sources, learned } = await prepareSources(runbook, runbookDir(path), { log: ctx.print, trustOnFirstDownload: flags.trustOnFirstDownload === true });
-  if (learned.length > 0) {
-    recordPinsInRunbook(path, learned);
-    for (const p of learned) ctx.print(`pinned in ${path}: ${p.id} ${p.version} ${p.sha256 ? `sha256 ${p.sha256}` : `commit ${p.commit}`}`);
-  }
   const siteFiles = readSiteFiles(runbook, runbookDir(path));
   const only = flags.limit ? limitToIndexes(runbook, flags.limit) : undefined;
   const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, interactive: ctx.interactive, runId, only }, secrets);
   try {
+    // Sources after connecting: which ones are needed can depend on the nodes' OS family.
+    const { sources, learned } = await prepareSources(runbook, runbookDir(path), {
+      log: ctx.print, trustOnFirstDownload: flags.trustOnFirstDownload === true, families: [...new Set(handles.map((h) => h.facts.family))],
+    });
+    if (learned.length > 0) {
+      recordPinsInRunbook(path, learned);
+      for (const p of learned) ctx.print(`pinned in ${path}: ${p.id} ${p.version} ${p.sha256 ? `sha256 ${p.sha256}` : `commit ${p.commit}`}`);
+    }
     const base: Omit<ExecuteOptions, 'steps'> = {
       runbook, runbookPath: path, handles, sources, secrets, siteFiles,
       concurrency: Math.max(1, Number(flags.concurrency ?? 8)),

@@ -33,7 +33,7 @@ export function registerPlan(program: Command, ctx: CliContext): void {
       const secrets = loadSecrets(runbook, path);
       const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId() }, secrets);
       try {
-        const sources = offlineSources(runbook, { useCache: true });
+        const sources = offlineSources(runbook, { useCache: true, families: handles.map((h) => h.facts.family) });
         const siteFiles = readSiteFiles(runbook, dirname(path));
         const clusterFacts = Object.fromEntries(handles.map((h) => [h.node.name, h.facts]));
         const nodes = [];

@@ -44,7 +44,7 @@ export function renderHandover(runbookPath: string, rb: Runbook, toolVersion: st
   const release = nodes.find((n) => n.release)?.release ?? 'debian12';
   const node0 = resolveNodes(rb)[0];
   const facts = assumedFacts(release);
-  const spec = configureSpec({ runbook: rb, node: node0, cluster: resolveNodes(rb), facts, sources: offlineSources(rb), clusterFacts: {} });
+  const spec = configureSpec({ runbook: rb, node: node0, cluster: resolveNodes(rb), facts, sources: offlineSources(rb, { families: [facts.family] }), clusterFacts: {} });
   const rel = relative(process.cwd(), runbookPath) || basename(runbookPath);
   return render('handover.md.njk', {
     rb, nodes, lastVerify: lastVerify ?? null,

@@ -18,9 +18,10 @@ export interface PlannedStep {
 }
 
 /** Sources as the plan sees them without fetching anything: pinned checksums only. */
-export function offlineSources(rb: Runbook, opts: { useCache?: boolean } = {}): Record<string, LocalSource> {
+export function offlineSources(rb: Runbook, opts: { useCache?: boolean; families?: string[] } = {}): Record<string, LocalSource> {
   const out: Record<string, LocalSource> = {};
-  for (const ref of requiredSources(rb)) {
+  const refs = [requiredSources(rb), ...(opts.families ?? []).map((f) => requiredSources(rb, f))].flat();
+  for (const ref of refs) {
     const spec = sourceSpec(rb, ref);
     if (spec.kind === 'git') {
       const commit = spec.commit ?? 'unpinned';
@@ -46,7 +47,7 @@ export function planContexts(rb: Runbook, factsFor: (n: ResolvedNode) => Facts, 
 }
 
 export function offlinePlan(rb: Runbook, steps: Step[], release = 'debian12', siteFiles: Record<string, string> = {}): Array<{ pc: PlanContext; steps: PlannedStep[] }> {
-  return planContexts(rb, () => assumedFacts(release), offlineSources(rb), siteFiles).map((pc) => ({
+  return planContexts(rb, () => assumedFacts(release), offlineSources(rb, { families: [assumedFacts(release).family] }), siteFiles).map((pc) => ({
     pc,
     steps: steps.filter((s) => appliesTo(s, pc.node)).map((step) => ({ step, plan: step.plan(pc), status: { label: 'will run' as const } })),
   }));

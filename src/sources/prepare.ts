@@ -56,6 +56,8 @@ export interface LearnedPin {
 
 export interface PrepareOptions {
   log?: (line: string) => void;
+  /** OS families of the nodes (from their facts): some sources are needed by one family only. */
+  families?: string[];
   /** Accept a source without a pin once, and report what it was so the runbook can be held to it. */
   trustOnFirstDownload?: boolean;
 }
@@ -71,12 +73,14 @@ export interface PreparedSources {
  * Nodes never download anything.
  */
 export async function prepareSources(rb: Runbook, runbookDir: string, opts: PrepareOptions = {}): Promise<PreparedSources> {
+  const refs = [requiredSources(rb), ...(opts.families ?? []).map((f) => requiredSources(rb, f))].flat()
+    .filter((r, i, all) => all.findIndex((x) => x.id === r.id) === i);
   const log = opts.log ?? (() => {});
   const out: Record<string, LocalSource> = {};
   const learned: LearnedPin[] = [];
   const cache = sourceCacheDir(rb);
   mkdirSync(cache, { recursive: true });
-  for (const ref of requiredSources(rb)) {
+  for (const ref of refs) {
     const spec = sourceSpec(rb, ref);
     if (spec.kind === 'git') {
       const src = await prepareGit(spec, cache, opts, log);

@@ -60,13 +60,28 @@ export function shippedModules(rb: Runbook): ModuleEntry[] {
   return selectedModules(rb).filter((m) => !m.bundledIn.includes(rb.build.flavor));
 }
 
-/** Source ids and versions the plan needs: the core, keepalived (from source) and module sources. */
-export function requiredSources(rb: Runbook): Array<{ id: string; version: string }> {
+/**
+ * Lua libraries lua-nginx-module needs (it refuses to start without resty.core). Debian ships them
+ * as packages (unpacked by the packages step); elsewhere they are sources like any module, pinned to
+ * the commits matching the pinned lua-nginx-module 0.10.23.
+ */
+export const LUA_RESTY_SOURCES = ['lua-resty-core', 'lua-resty-lrucache'];
+
+export function needsLuaRestySources(rb: Runbook, family: string | undefined): boolean {
+  return rb.build.flavor === 'nginx' && rb.build.modules.includes('lua') && family !== undefined && family !== 'debian';
+}
+
+/**
+ * Source ids and versions the plan needs: the core, keepalived (from source) and module sources; on
+ * a node of `family` also what only that family needs (without a family: what every node needs).
+ */
+export function requiredSources(rb: Runbook, family?: string): Array<{ id: string; version: string }> {
   const overrides = rb.sources.overrides;
   const version = (id: string, fallback?: string) => overrides[id]?.version ?? fallback ?? sourceCatalog()[id]?.defaultVersion ?? '';
   const out: Array<{ id: string; version: string }> = [{ id: rb.build.flavor, version: rb.build.version }];
   if (rb.keepalived.install === 'source') out.push({ id: 'keepalived', version: rb.keepalived.version });
   for (const m of shippedModules(rb)) for (const s of m.sources) out.push({ id: s, version: version(s) });
+  if (needsLuaRestySources(rb, family)) for (const s of LUA_RESTY_SOURCES) out.push({ id: s, version: version(s) });
   return out;
 }
 
@@ -95,6 +110,7 @@ export function packagesFor(group: keyof PackageTable, f: Facts): string[] {
 }
 
 export function luajitPaths(f: Facts): { lib: string; inc: string } {
+  // EPEL 8/9 ship LuaJIT 2.1 (what lua-nginx-module needs); EPEL 7's 2.0 is refused by preflight.
   if (f.family === 'el') return { lib: '/usr/lib64', inc: '/usr/include/luajit-2.1' };
   const triplet = f.arch === 'aarch64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
   return { lib: `/usr/lib/${triplet}`, inc: '/usr/include/luajit-2.1' };

@@ -1,7 +1,7 @@
 import { emptyPlan, type Step, type StepPlan } from '../engine/types.js';
 import { shq } from '../shell.js';
 import { buildId } from './build.js';
-import { layout, probe } from './common.js';
+import { layout, LUA_RESTY_SOURCES, needsLuaRestySources, probe } from './common.js';
 import { configureSpec } from './configure.js';
 
 const installedMarker = (home: string) => `${home}/.ha-setup-installed`;
@@ -19,6 +19,11 @@ export const installStep: Step = {
     // starts it again (it depends on this step).
     plan.commands.push(`if systemctl is-active --quiet nginx 2>/dev/null; then echo 'stopping nginx before installing the new binary'; systemctl stop nginx; fi
 if pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null; then echo ${shq(`nginx from ${L.nginxBinary} is running outside systemd; stop it first`)} >&2; exit 1; fi`);
+    if (needsLuaRestySources(pc.runbook, pc.facts.family)) {
+      // resty.core and resty.lrucache as plain Lua files on lua_package_path (Debian: packages step).
+      const lib = `${L.luaDir}/lib`;
+      plan.commands.push(`mkdir -p ${shq(lib)} && ${LUA_RESTY_SOURCES.map((id) => `cp -a ${shq(`${L.srcDir(id)}/lib/.`)} ${shq(lib)}/`).join(' && ')}`);
+    }
     plan.commands.push(`cd ${shq(dir)} && make install && ${shq(L.nginxBinary)} -V && echo ${shq(buildId(pc))} > ${shq(installedMarker(L.nginxHome))}`);
     return plan;
   },

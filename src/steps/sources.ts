@@ -13,7 +13,7 @@ export const sourcesStep: Step = {
   plan(pc): StepPlan {
     const plan = emptyPlan();
     const L = layout(pc.runbook);
-    for (const ref of requiredSources(pc.runbook)) {
+    for (const ref of requiredSources(pc.runbook, pc.facts.family)) {
       const src = pc.sources[ref.id];
       if (!src) throw new RunFailedError(`source ${ref.id} ${ref.version} was not prepared on the control machine`);
       // git sources arrive as plain tar (deterministic per commit), tarballs as published.
@@ -30,7 +30,7 @@ export const sourcesStep: Step = {
   },
   async check(ctx) {
     const L = layout(ctx.runbook);
-    const tests = requiredSources(ctx.runbook).map((ref) =>
+    const tests = requiredSources(ctx.runbook, ctx.facts.family).map((ref) =>
       `[ "$(cat ${shq(marker(L.srcDir(ref.id)))} 2>/dev/null)" = ${shq(ctx.sources[ref.id]?.sha256 ?? 'missing')} ]`);
     return probe(ctx, tests.join(' && ') || 'true');
   },

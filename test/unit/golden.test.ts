@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { offlinePlan, renderPlanText } from '../../src/engine/plan-view.js';
 import { loadRunbook } from '../../src/runbook/io.js';
 import { INSTALL_STEPS } from '../../src/steps/index.js';
+import { assumedFacts } from '../../src/engine/facts.js';
 
 // Every rendered file and command list, per OS family and flavor. Regenerate after an intended
 // change with: UPDATE_GOLDEN=1 npx vitest run test/unit/golden.test.ts (and review the diff).
@@ -53,6 +54,17 @@ describe('golden plans', () => {
     expect(text).toMatch(/nopreempt/);
     expect(text).toMatch(/unicast_src_ip 10\.10\.0\.11\n.*unicast_peer \{\n.*10\.10\.0\.12\n/);
   });
+
+  it('on EL, lua-resty-core and lrucache are pinned sources copied to where lua_package_path points', () => {
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+    const el = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: true });
+    expect(el).toMatch(/lua-resty-core 0\.1\.25 git .* = commit 0173d96c9eb77b513b989b765716fd2498f09dd9/);
+    expect(el).toMatch(/cp -a \/usr\/local\/src\/ha-setup\/src\/lua-resty-core\/lib\/\. \/usr\/local\/share\/ha-setup\/lua\/lib\//);
+    expect(el).toMatch(/lua_package_path "\/usr\/local\/share\/ha-setup\/lua\/lib\/\?\.lua;;"/);
+    // Debian unpacks the distribution's packages instead; no extra sources there.
+    const deb = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'debian12'), { fileContents: false });
+    expect(deb).not.toMatch(/lua-resty-core 0\.1\.25 git/);
+  });
 });
 
 describe('firewall commands per firewall kind', () => {
@@ -80,5 +92,21 @@ describe('firewall commands per firewall kind', () => {
   it('no active firewall: nothing to do', async () => {
     const { firewallCommands } = await import('../../src/steps/firewall.js');
     expect(firewallCommands(pcFor('none'))).toEqual({ apply: [], verify: [] });
+  });
+});
+
+describe('preflight on an EL 7 node', () => {
+  it('refuses lua on the nginx flavor (EPEL 7 has LuaJIT 2.0) before anything changes', async () => {
+    const { preflightProblems } = await import('../../src/steps/preflight.js');
+    const { resolveNodes } = await import('../../src/engine/nodes.js');
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+    const nodes = resolveNodes(runbook);
+    const facts = { ...assumedFacts('el7'), interfaces: { [nodes[0].interface]: [`${nodes[0].host}/24`] } };
+    const quietHost = { exec: async () => ({ code: 0, stdout: '', stderr: '' }) };
+    const problems = await preflightProblems({
+      runbook, node: nodes[0], cluster: nodes, facts, sources: {}, clusterFacts: { [nodes[0].name]: facts },
+      t: quietHost as never, plan: { files: [], uploads: [], commands: [], notes: [] }, progress: () => {}, secrets: {}, warn: () => {},
+    });
+    expect(problems.join('\n')).toMatch(/EPEL 7 ships 2\.0; use the openresty flavor/);
   });
 });
