@@ -4,6 +4,8 @@ import { resolveNodes } from '../engine/nodes.js';
 import type { Runbook } from '../runbook/schema.js';
 import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
+import type { Journal } from '../engine/journal.js';
+import { clusterServing, rollDisruptive, RollStoppedError, type RollEvent } from '../engine/roll.js';
 import { loadSecrets, newRunId, openSession, runbookDir } from '../engine/session.js';
 import type { Step } from '../engine/types.js';
 import { join } from 'node:path';
@@ -74,8 +76,22 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
     // Preflight on every node first: one report for the whole cluster, nothing changed yet.
     const pre = await executeSteps({ ...base, steps: [PREFLIGHT] });
     if (pre.some((o) => !o.ok)) throw failureReport('preflight failed; nothing was changed', pre, path);
-    const outcomes = await executeSteps({ ...base, steps });
-    const record = writeRunRecord({ ...base, steps }, outcomes, startedAt);
+    // A serving cluster is changed without dropping requests: everything that does not disrupt
+    // traffic runs on all nodes at once, then the disruptive rest rolls one node at a time.
+    const serving = await clusterServing(base);
+    const rerun = new Map<string, Set<string>>();
+    const journals = new Map<string, Journal>();
+    let outcomes = await executeSteps({ ...base, steps, stopBeforeDisruptive: serving, rerun, journals });
+    let roll: RollEvent[] = [];
+    if (serving && outcomes.every((o) => o.ok) && outcomes.some((o) => o.pendingDisruptive)) {
+      try {
+        ({ outcomes, events: roll } = await rollDisruptive({ ...base, steps, rerun, journals }, outcomes, ctx.print));
+      } catch (e) {
+        writeRunRecord({ ...base, steps }, outcomes, startedAt, { serving, roll: e instanceof RollStoppedError ? 'stopped' : 'failed' });
+        throw e;
+      }
+    }
+    const record = writeRunRecord({ ...base, steps }, outcomes, startedAt, { serving, roll });
     for (const o of outcomes) {
       const ran = o.steps.filter((s) => s.action === 'ran').map((s) => s.id);
       ctx.print(`${o.node.name}: ${o.ok ? 'ok' : 'FAILED'}; ran ${ran.length} step(s)${ran.length ? ` (${ran.join(', ')})` : ''}, ${o.steps.filter((s) => s.action === 'skipped').length} already done`);
@@ -95,8 +111,13 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
         throw new RunFailedError(`after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly one should)`, details);
       }
       ctx.print(`VIP ${runbook.vrrp.vip} is held by ${holder}`);
-      if (runbook.verify.failover && flags.verify !== false) {
-        const result = await runVerify(path, runbook, handles, 'nginx-crash', ctx);
+      // Verification never hurts a serving cluster: nothing changed, no test; a change to a serving
+      // cluster, the zero-loss planned failover; a first install, the crash test.
+      const changed = outcomes.some((o) => o.steps.some((s) => s.action === 'ran'));
+      const scenario = !changed ? undefined : serving ? 'planned' : 'nginx-crash';
+      if (runbook.verify.failover && flags.verify !== false && !scenario) ctx.print('nothing changed on any node: no failover test');
+      if (runbook.verify.failover && flags.verify !== false && scenario) {
+        const result = await runVerify(path, runbook, handles, scenario, ctx);
         if (!result.passed) {
           ctx.print(`docs: ${writeHandover(path, runbook, version())}`);
           throw new RunFailedError('the cluster is installed but the failover test failed', result.problems);

@@ -22,6 +22,8 @@ export interface NodeOutcome {
   node: ResolvedNode;
   ok: boolean;
   steps: StepOutcome[];
+  /** With stopBeforeDisruptive: the disruptive step this node stopped before (it has work left). */
+  pendingDisruptive?: string;
   failure?: StepFailure;
   warnings: string[];
   logPath: string;
@@ -66,6 +68,16 @@ export interface ExecuteOptions {
   concurrency: number;
   renderer: 'default' | 'simple' | 'silent';
   runId: string;
+  /** Stop a node before the first disruptive step that would run (the roll continues it alone). */
+  stopBeforeDisruptive?: boolean;
+  /** Steps that ran per node, kept across calls so a dependent step still knows its dependency ran. */
+  rerun?: Map<string, Set<string>>;
+  /** Each node's journal as this run left it, kept across calls (the facts hold the one read at connect). */
+  journals?: Map<string, Journal>;
+}
+
+export function isDisruptive(step: Step, pc: Parameters<Step['plan']>[0]): boolean {
+  return typeof step.disruptive === 'function' ? step.disruptive(pc) : step.disruptive === true;
 }
 
 export function localJournalPath(runbookPath: string, rb: Runbook, node: ResolvedNode): string {
@@ -115,9 +127,11 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   const nodeTask = (h: NodeHandle) => async (_ctx: unknown, task: ListrTaskWrapper<any, any, any>) => {
     const outcome: NodeOutcome = { node: h.node, ok: true, steps: [], warnings: [], logPath: h.logPath };
     outcomes.set(h.node.name, outcome);
-    const journal: Journal = parseJournal(h.facts.journal, o.runbook.name);
+    const journal: Journal = o.journals?.get(h.node.name) ?? parseJournal(h.facts.journal, o.runbook.name);
+    o.journals?.set(h.node.name, journal);
     const localJournal = localJournalPath(o.runbookPath, o.runbook, h.node);
-    const rerun = new Set<string>();
+    const rerun = o.rerun?.get(h.node.name) ?? new Set<string>();
+    o.rerun?.set(h.node.name, rerun);
     const mine = o.steps.filter((s) => appliesTo(s, h.node));
     for (const [i, step] of mine.entries()) {
       const base = {
@@ -138,6 +152,11 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           warn: (message) => { outcome.warnings.push(`${step.id}: ${message}`); },
         };
         const entry = journal.steps[step.id] as RecordedEntry | undefined;
+        // Already ran in this apply (before a roll continued this node): done.
+        if (rerun.has(step.id) && !step.always) {
+          outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
+          continue;
+        }
         let d = decide(step, plan, entry, rerun);
         if (d.action === 'check') {
           d = (await step.check(ctx)) ? { action: 'skip', reason: 'done' } : { action: 'run', reason: 'the host no longer matches (check failed)' };
@@ -145,6 +164,10 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
         if (d.action === 'skip') {
           outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
           continue;
+        }
+        if (o.stopBeforeDisruptive && isDisruptive(step, base)) {
+          outcome.pendingDisruptive = step.id;
+          break;
         }
         task.output = `${step.id}: running (${d.reason})`;
         const record: RecordedEntry = {
@@ -197,7 +220,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   return o.handles.map((h) => outcomes.get(h.node.name) ?? { node: h.node, ok: false, steps: [], warnings: [], logPath: h.logPath });
 }
 
-export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], startedAt: Date): string {
+export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], startedAt: Date, extra: Record<string, unknown> = {}): string {
   const dir = join(runbookDir(o.runbookPath), 'records', o.runbook.name);
   mkdirSync(dir, { recursive: true });
   const record = {
@@ -207,6 +230,7 @@ export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], start
     endedAt: new Date().toISOString(),
     // What was built: every source with its checksum, and for git sources the exact commit.
     sources: Object.values(o.sources).map((s) => ({ id: s.id, version: s.version, sha256: s.sha256, ...(s.git ? { git: s.git } : {}) })),
+    ...extra,
     nodes: outcomes.map((out) => {
       const f = o.handles.find((h) => h.node.name === out.node.name)!.facts;
       return {

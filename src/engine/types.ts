@@ -96,6 +96,12 @@ export interface Step {
   run?(ctx: StepContext): Promise<void>;
   /** Runs always (never skipped by the journal), e.g. preflight. */
   always?: boolean;
+  /**
+   * Running it on a serving node interrupts traffic there (stops or restarts nginx or keepalived,
+   * replaces what they run). The engine, not the step, decides the order: on a serving cluster such
+   * steps run one node at a time, the VIP moved away from a node first.
+   */
+  disruptive?: boolean | ((pc: PlanContext) => boolean);
 }
 
 export const emptyPlan = (): StepPlan => ({ files: [], uploads: [], commands: [], notes: [] });

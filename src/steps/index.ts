@@ -12,7 +12,7 @@ import { nginxServiceStep } from './nginx-service.js';
 import { packagesStep } from './packages.js';
 import { patchStep } from './patch.js';
 import { preflightStep } from './preflight.js';
-import { sourcesStep } from './sources.js';
+import { keepalivedSourcesStep, sourcesStep } from './sources.js';
 import { startStep } from './start.js';
 
 /** Runs on every node before anything else; any problem stops the whole apply with one report. */
@@ -28,6 +28,7 @@ export const INSTALL_STEPS: Step[] = [
   installStep,
   nginxConfigStep,
   nginxServiceStep,
+  keepalivedSourcesStep,
   keepalivedBuildStep,
   healthCheckStep,
   keepalivedConfigStep,

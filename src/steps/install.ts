@@ -11,6 +11,7 @@ export const installStep: Step = {
   title: 'Install into the prefix (make install)',
   appliesTo: 'all',
   dependsOn: ['build'],
+  disruptive: true,
   plan(pc): StepPlan {
     const plan = emptyPlan();
     const L = layout(pc.runbook);

@@ -18,7 +18,9 @@ export const keepalivedBuildStep: Step = {
   id: 'keepalived-build',
   title: 'keepalived from source (or the OS package) and its unit',
   appliesTo: 'all',
-  dependsOn: ['packages', 'sources'],
+  // Not 'packages': a module's build packages must not rebuild keepalived (its check still catches a broken install).
+  dependsOn: ['keepalived-sources'],
+  disruptive: (pc) => pc.runbook.keepalived.install === 'package',
   plan(pc): StepPlan {
     const rb = pc.runbook;
     const L = layout(rb);

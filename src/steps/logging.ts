@@ -18,6 +18,7 @@ export const loggingStep: Step = {
   title: 'keepalived logs to its own file (rsyslog local0, logrotate)',
   appliesTo: 'all',
   dependsOn: [],
+  disruptive: true,
   plan(pc): StepPlan {
     const plan = emptyPlan();
     plan.files.push(...loggingFiles(pc));

@@ -22,6 +22,7 @@ export const nginxServiceStep: Step = {
   title: 'systemd unit for nginx, enable and (re)start',
   appliesTo: 'all',
   dependsOn: ['install'],
+  disruptive: true,
   plan(pc): StepPlan {
     const L = layout(pc.runbook);
     const plan = emptyPlan();

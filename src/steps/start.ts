@@ -6,6 +6,7 @@ export const startStep: Step = {
   title: 'Enable and start keepalived',
   appliesTo: 'all',
   dependsOn: ['keepalived-build'],
+  disruptive: true,
   plan(): StepPlan {
     const plan = emptyPlan();
     plan.commands.push('systemctl daemon-reload && systemctl enable keepalived && systemctl restart keepalived && sleep 0.5 && systemctl is-active keepalived');

@@ -33,7 +33,7 @@ export interface VerifyResult {
   states: VrrpView[];
 }
 
-interface Env {
+export interface Env {
   rb: Runbook;
   runbookPath: string;
   handles: NodeHandle[];

@@ -1,0 +1,115 @@
+import { RunFailedError } from '../errors.js';
+import { shq } from '../shell.js';
+import { layout } from '../steps/common.js';
+import { clearPromotions, plannedFailover } from '../verify/verify.js';
+import { vrrpViews, waitForSingleHolder } from './cluster.js';
+import { executeSteps, type ExecuteOptions, type NodeOutcome } from './executor.js';
+import type { NodeHandle } from './session.js';
+
+/** One line of what the roll did, kept in the run record and printed by apply. */
+export interface RollEvent {
+  at: string;
+  node: string;
+  what: string;
+  /** Who held the VIP right after this event. */
+  vipHolder?: string;
+}
+
+export class RollStoppedError extends RunFailedError {}
+
+/**
+ * The order a roll takes: nodes that do not hold the VIP first (lowest priority first, so the best
+ * standby is touched as late as possible), the VIP holder last. Pure.
+ */
+export function rollOrder(pending: Array<{ name: string; priority: number }>, holder: string | undefined): string[] {
+  const others = pending.filter((n) => n.name !== holder).sort((a, b) => a.priority - b.priority).map((n) => n.name);
+  return pending.some((n) => n.name === holder) ? [...others, holder!] : others;
+}
+
+/** A node is healthy again when nginx answers /ha-health with its name and keepalived is BACKUP or MASTER. */
+export async function healthGate(h: NodeHandle, o: Pick<ExecuteOptions, 'runbook'>, budgetMs = 20_000): Promise<{ ok: boolean; detail: string }> {
+  const rb = o.runbook;
+  const L = layout(rb);
+  const script = `body=$(curl -fsS -m 2 -- ${shq(`http://127.0.0.1:${rb.site.listen}/ha-health`)} 2>&1); echo "nginx: $body"; ` +
+    `systemctl is-active keepalived | sed 's/^/keepalived: /'; echo "vrrp: $(cat ${shq(L.stateFile)} 2>/dev/null || echo unknown)"`;
+  const deadline = Date.now() + budgetMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const r = await h.t.exec(script, { quiet: true });
+    last = r.stdout.trim().replace(/\n/g, ', ');
+    const nginxOk = r.stdout.includes(`nginx: ${h.node.name}`);
+    const kaOk = /keepalived: active/.test(r.stdout) && /vrrp: (BACKUP|MASTER)/.test(r.stdout);
+    if (nginxOk && kaOk) return { ok: true, detail: last };
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  return { ok: false, detail: last };
+}
+
+/**
+ * Finish the nodes that stopped before a disruptive step, one at a time: the VIP is moved away from
+ * a node before anything disruptive runs there, and each node must pass its health gate before the
+ * next one starts. At the end the VIP goes back where the priorities put it.
+ */
+export async function rollDisruptive(o: ExecuteOptions, first: NodeOutcome[], log: (l: string) => void): Promise<{ outcomes: NodeOutcome[]; events: RollEvent[] }> {
+  const events: RollEvent[] = [];
+  const event = (node: string, what: string, vipHolder?: string) => {
+    events.push({ at: new Date().toISOString(), node, what, vipHolder });
+    log(`roll: ${node}: ${what}${vipHolder ? ` (VIP on ${vipHolder})` : ''}`);
+  };
+  const env = { rb: o.runbook, runbookPath: o.runbookPath, handles: o.handles, log };
+  const pending = first.filter((x) => x.pendingDisruptive);
+  const holderAtStart = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+  const order = rollOrder(pending.map((x) => ({ name: x.node.name, priority: x.node.priority })), holderAtStart);
+  log(`roll: disruptive steps run one node at a time: ${order.join(' -> ')} (VIP on ${holderAtStart ?? 'no node'})`);
+  const merged = new Map(first.map((x) => [x.node.name, x]));
+
+  for (const name of order) {
+    const h = o.handles.find((x) => x.node.name === name)!;
+    const holder = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+    if (holder === name) {
+      const moved = await plannedFailover(env);
+      event(name, `VIP moved away before ${merged.get(name)!.pendingDisruptive}: ${moved.from} -> ${moved.to}`, moved.to);
+    }
+    const [second] = await executeSteps({ ...o, handles: [h], stopBeforeDisruptive: false });
+    merged.set(name, mergeOutcomes(merged.get(name)!, second));
+    if (!second.ok) {
+      const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+      event(name, 'failed; roll stopped', serving);
+      throw new RollStoppedError(`the roll stopped at ${name}: step ${second.failure?.stepId ?? '?'} failed; the cluster keeps serving from ${serving ?? 'no node'}`, [
+        ...(second.failure ? second.failure.report(o.runbookPath) : []),
+        `nodes not rolled yet: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
+      ]);
+    }
+    const gate = await healthGate(h, o);
+    event(name, `health gate ${gate.ok ? 'passed' : 'FAILED'}: ${gate.detail}`, (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node);
+    if (!gate.ok) {
+      throw new RollStoppedError(`the roll stopped at ${name}: it did not come back healthy within 20 s; the other nodes were not touched`, [
+        `gate: ${gate.detail}`,
+        `fix ${name} (logs: ${h.logPath}), then run apply again: it resumes with ${name}`,
+      ]);
+    }
+  }
+  if (order.length > 0) {
+    // Back to the priorities' choice (the promote boost is cleared; preemption moves the VIP home).
+    await clearPromotions(env);
+    const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000);
+    event('cluster', 'roll finished; promotions cleared', holder);
+  }
+  return { outcomes: first.map((x) => merged.get(x.node.name)!), events };
+}
+
+/** The node's steps as one list: what ran before the roll stays "ran", the rest as the roll saw it. */
+function mergeOutcomes(a: NodeOutcome, b: NodeOutcome): NodeOutcome {
+  const before = new Map(a.steps.filter((s) => s.action === 'ran').map((s) => [s.id, s]));
+  const steps = b.steps.map((s) => before.get(s.id) ?? s);
+  return { ...b, steps, warnings: [...a.warnings, ...b.warnings], pendingDisruptive: undefined };
+}
+
+/** The cluster serves when a node holds the VIP and nginx and keepalived run there. */
+export async function clusterServing(o: Pick<ExecuteOptions, 'handles' | 'runbook'>): Promise<boolean> {
+  const views = await vrrpViews(o.handles, o.runbook);
+  const holder = views.find((v) => v.holdsVip);
+  if (!holder) return false;
+  const h = o.handles.find((x) => x.node.name === holder.node)!;
+  return (await h.t.exec('systemctl is-active --quiet nginx && systemctl is-active --quiet keepalived', { quiet: true })).code === 0;
+}
