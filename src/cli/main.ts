@@ -53,13 +53,23 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   };
 
   const program = new Command('ha-setup')
-    .description('Highly available OpenResty/nginx behind a keepalived VIP: wizard, runbook, resumable SSH install, measured failover.')
+    .description('Highly available OpenResty/nginx behind a keepalived VIP: wizard, runbook, resumable SSH install, measured failover.\nWithout a command (at a terminal) it starts the wizard, like `ha-setup init`.')
     .version(version(), '-V, --version')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ writeOut: stdout, writeErr: stderr })
+    .usage('[command] [options]   (no command, at a terminal: the wizard)')
     .argument('[command]')
-    .action(async (unknown: string | undefined) => {
+    .argument('[args...]')
+    .action(async (unknown: string | undefined, rest: string[]) => {
+      // `ha-setup help <command>` is `ha-setup <command> --help`.
+      if (unknown === 'help') {
+        const target = rest[0] ? program.commands.find((c) => c.name() === rest[0]) : undefined;
+        if (rest[0] && !target) throw unknownCommand(rest[0], program.commands.map((c) => c.name()));
+        (target ?? program).outputHelp();
+        ctx.result = 0;
+        return;
+      }
       if (unknown !== undefined) throw unknownCommand(unknown, program.commands.map((c) => c.name()));
       // No subcommand: the wizard when a person is at a terminal.
       if (!ctx.interactive) {

@@ -19,14 +19,17 @@ export function registerPlan(program: Command, ctx: CliContext): void {
     .description('dry run: per node, each step with its status and the exact commands and files; changes nothing')
     .argument('<runbook>', 'runbook file')
     .option('--offline', 'never connect: assume a fresh host of --os')
-    .option('--os <release>', `with --offline: ${RELEASES.join(', ')}`, 'debian12')
+    .option('--os <release>', `with --offline: ${RELEASES.join(', ')} (default debian12)`)
     .option('--contents', 'print the full content of every file')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
-    .action(async (file: string, opts: { offline?: boolean; os: string; contents?: boolean; acceptNewHostKeys?: boolean }) => {
+    .action(async (file: string, opts: { offline?: boolean; os?: string; contents?: boolean; acceptNewHostKeys?: boolean }) => {
+      // --os describes hosts that are not asked; connected, the hosts say what they are.
+      if (opts.os !== undefined && !opts.offline) throw new InvalidInputError('--os only applies with --offline (connected, each node reports its own OS)', ['ha-setup plan <runbook> --offline --os el9']);
       const { path, runbook } = loadRunbook(file);
       if (opts.offline) {
-        if (!RELEASES.includes(opts.os)) throw new InvalidInputError(`--os ${opts.os}: choose one of ${RELEASES.join(', ')}`);
-        ctx.print(renderPlanText(offlinePlan(runbook, INSTALL_STEPS, opts.os, readSiteFiles(runbook, dirname(path))), { fileContents: opts.contents === true }));
+        const os = opts.os ?? 'debian12';
+        if (!RELEASES.includes(os)) throw new InvalidInputError(`--os ${os}: choose one of ${RELEASES.join(', ')}`);
+        ctx.print(renderPlanText(offlinePlan(runbook, INSTALL_STEPS, os, readSiteFiles(runbook, dirname(path))), { fileContents: opts.contents === true }));
         ctx.result = 0;
         return;
       }

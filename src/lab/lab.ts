@@ -398,6 +398,11 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
     rmSync(paths.stateFile, { force: true });
     removed++;
   }
+  // nspawn's own helper processes can outlive the one we waited for by a moment; a script that runs
+  // `lab up` or checks for leftovers right after must not race them (bounded wait).
+  const deadline = Date.now() + 10_000;
+  while ((labNspawnPids().length > 0 || labContainerInits().length > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of [...labNspawnPids(), ...labContainerInits()]) safeKill(pid, 'SIGKILL');
   if (!opts.quiet) log(removed > 0 ? 'lab removed' : 'no lab was up');
   return removed;
 }

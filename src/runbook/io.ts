@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, chmodSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseDocument, stringify } from 'yaml';
 import { InvalidInputError, RunbookInvalidError } from '../errors.js';
@@ -13,7 +13,10 @@ export interface LoadedRunbook {
 export function parseRunbookYaml(text: string, source: string): unknown {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new RunbookInvalidError(source, doc.errors.map((e) => ({ path: '(yaml)', message: e.message.split('\n')[0] })));
+    // The first error is the real one; the ones after it are usually its echoes.
+    const first = doc.errors[0];
+    const [headline, ...excerpt] = first.message.split('\n');
+    throw new RunbookInvalidError(source, [{ path: '(yaml)', message: [headline.replace(/:$/, ''), ...excerpt.filter((l) => l.trim() !== '')].join('\n    ') }]);
   }
   return doc.toJS();
 }
@@ -22,7 +25,14 @@ export function parseRunbookYaml(text: string, source: string): unknown {
 export function loadRunbook(path: string): LoadedRunbook {
   const abs = resolve(path);
   if (!existsSync(abs)) throw new InvalidInputError(`runbook ${path} does not exist`, ['create one with `ha-setup init` (or `ha-setup lab up` for the local lab)']);
-  const raw = parseRunbookYaml(readFileSync(abs, 'utf8'), path);
+  if (!statSync(abs).isFile()) throw new InvalidInputError(`runbook ${path} is not a file`, ['give the runbook file itself, e.g. runbooks/web-ha.yaml']);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (e) {
+    throw new InvalidInputError(`cannot read runbook ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const raw = parseRunbookYaml(text, path);
   const result = validateRunbook(raw);
   if (!result.ok) throw new RunbookInvalidError(path, result.problems);
   return { path: abs, runbook: result.runbook };

@@ -29,7 +29,7 @@ export function validateRunbook(input: unknown): ValidationResult {
 
   const parsed = runbookSchema.safeParse(input);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(...describeIssue(issue, secretKeys));
+    for (const issue of parsed.error.issues) problems.push(...describeIssue(issue, secretKeys, input));
   }
   // Cross-field rules run on whatever sections parsed, so one bad field does not hide the others.
   const sections = parsed.success ? parsed.data : partialSections(input);
@@ -60,7 +60,19 @@ function findLiteralSecrets(value: unknown, path: PropertyKey[]): PropertyKey[][
   return [];
 }
 
-function describeIssue(issue: z.core.$ZodIssue, secretKeys: Set<string>): Problem[] {
+/** The value at `path` in the raw input, and whether the key is there at all. */
+function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): { present: boolean; value?: unknown } {
+  let cur: unknown = input;
+  for (const part of path) {
+    if (cur === null || typeof cur !== 'object' || !(part in (cur as object))) return { present: false };
+    cur = (cur as Record<PropertyKey, unknown>)[part];
+  }
+  return { present: true, value: cur };
+}
+
+const shown = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'a list' : v === null ? 'null' : typeof v === 'object' ? 'a mapping' : String(v));
+
+function describeIssue(issue: z.core.$ZodIssue, secretKeys: Set<string>, input: unknown): Problem[] {
   if (issue.code === 'unrecognized_keys') {
     const allowed = allowedKeysAt(issue.path);
     return issue.keys
@@ -70,8 +82,11 @@ function describeIssue(issue: z.core.$ZodIssue, secretKeys: Set<string>): Proble
         message: `unknown key${allowed ? `; allowed here: ${allowed.join(', ')}` : ''}`,
       }));
   }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return [{ path: formatPath(issue.path), message: `is required (${issue.message.replace(/^Invalid input: /, '')})` }];
+  if (issue.code === 'invalid_type') {
+    const at = valueAt(input, issue.path);
+    const what = issue.message.replace(/^Invalid input: /, '');
+    if (!at.present || at.value === undefined) return [{ path: formatPath(issue.path), message: `is required (${what})` }];
+    return [{ path: formatPath(issue.path), message: `${what}, got ${shown(at.value)}` }];
   }
   return [{ path: formatPath(issue.path), message: issue.message }];
 }

@@ -126,6 +126,41 @@ describe('CLI surface', () => {
     expect(r.err).toMatch(/vrrp\.virtualRouterId: virtualRouterId must be from 1 to 255/);
     expect(r.err).toMatch(/vrp: unknown key/);
   });
+
+  it('first-hour error paths: clean messages and exit 2, never a stack trace', async () => {
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const dir = tmp();
+    const valid = readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8');
+    const cases: Array<[string[], RegExp]> = [];
+    // a directory, a missing file
+    mkdirSync(join(dir, 'adir'));
+    cases.push([['validate', join(dir, 'adir')], /runbook .*adir is not a file/]);
+    cases.push([['validate', join(dir, 'missing.yaml')], /does not exist/]);
+    // YAML syntax: the first error with its excerpt, not a cascade
+    writeFileSync(join(dir, 'syntax.yaml'), 'version: 1\nname: x\n  bad: [\nnodes: 3\n');
+    cases.push([['validate', join(dir, 'syntax.yaml')], /\(1 problem\)\n {2}\(yaml\): Nested mappings are not allowed in compact mappings at line 2, column 7\n {4}name: x\n/]);
+    // a wrong type names what it got
+    writeFileSync(join(dir, 'type.yaml'), valid.replace('virtualRouterId: 51', 'virtualRouterId: fifty-one'));
+    cases.push([['validate', join(dir, 'type.yaml')], /vrrp\.virtualRouterId: virtualRouterId must be a whole number from 1 to 255, got "fifty-one"/]);
+    // an unknown key does not hide the other problems
+    writeFileSync(join(dir, 'both.yaml'), valid.replace('virtualRouterId: 51', 'virtual_router_id: 51').replace('priority: 90', 'priority: 900'));
+    cases.push([['validate', join(dir, 'both.yaml')], /nodes\[1\]\.priority: priority must be from 1 to 254[\s\S]*vrrp\.virtual_router_id: unknown key/]);
+    // --os without --offline, a mistyped command with arguments, help for an unknown command
+    cases.push([['plan', join(dir, 'type.yaml'), '--os', 'el9'], /--os only applies with --offline/]);
+    cases.push([['aply', 'runbooks/x.yaml'], /unknown command 'aply'\n {2}did you mean 'apply'\?/]);
+    cases.push([['help', 'nope'], /unknown command 'nope'/]);
+    for (const [argv, expected] of cases) {
+      const r = await run(argv, dir);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toMatch(expected);
+      expect(r.err).not.toMatch(/internal error|\n\s+at /);
+    }
+    const h = await run(['help', 'apply'], dir);
+    expect(h.code).toBe(0);
+    expect(h.out).toMatch(/Usage: ha-setup apply/);
+    const top = await run(['--help'], dir);
+    expect(top.out).toMatch(/no command, at a terminal: the wizard/);
+  });
 });
 
 describe('runbook YAML', () => {
