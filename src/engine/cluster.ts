@@ -25,16 +25,19 @@ export async function vrrpViews(handles: NodeHandle[], rb: Runbook): Promise<Vrr
 }
 
 /** Polls until exactly one node holds the VIP; returns its name, or undefined after the budget. */
-export async function waitForSingleHolder(handles: NodeHandle[], rb: Runbook, budgetMs = 10_000): Promise<{ holder?: string; views: VrrpView[] }> {
+/** Wait until exactly one node holds the VIP (and, with `expected`, that it is that node). */
+export async function waitForSingleHolder(handles: NodeHandle[], rb: Runbook, budgetMs = 10_000, expected?: string): Promise<{ holder?: string; views: VrrpView[] }> {
   const deadline = Date.now() + budgetMs;
   let views: VrrpView[] = [];
+  let last: string | undefined;
   while (Date.now() < deadline) {
     views = await vrrpViews(handles, rb);
     const holders = views.filter((v) => v.holdsVip);
-    if (holders.length === 1) return { holder: holders[0].node, views };
+    last = holders.length === 1 ? holders[0].node : undefined;
+    if (last && (!expected || last === expected)) return { holder: last, views };
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { views };
+  return { holder: last, views };
 }
 
 export async function keepalivedLogTail(h: NodeHandle, rb: Runbook, lines = 10): Promise<string[]> {

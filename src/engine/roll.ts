@@ -92,7 +92,9 @@ export async function rollDisruptive(o: ExecuteOptions, first: NodeOutcome[], lo
   if (order.length > 0) {
     // Back to the priorities' choice (the promote boost is cleared; preemption moves the VIP home).
     await clearPromotions(env);
-    const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000);
+    // With preemption the highest priority takes the VIP back; wait for that, not the first poll.
+    const home = o.runbook.vrrp.preempt ? [...o.handles].sort((a, b) => b.node.priority - a.node.priority)[0]?.node.name : undefined;
+    const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000, home);
     event('cluster', 'roll finished; promotions cleared', holder);
   }
   return { outcomes: first.map((x) => merged.get(x.node.name)!), events };
