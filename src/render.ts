@@ -1,5 +1,6 @@
 import nunjucks from 'nunjucks';
 import { templatesDir } from './paths.js';
+import { shq } from './shell.js';
 
 // One nunjucks environment: templates are files in src/templates, never strings in steps.
 // No autoescape (these are config files, not HTML); undefined variables are errors.
@@ -9,6 +10,8 @@ const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templatesDir,
   trimBlocks: true,
   lstripBlocks: true,
 });
+// Shell templates quote every value with the one quoting function the commands use.
+env.addFilter('shq', (v: unknown) => shq(String(v)));
 
 export const MANAGED = 'Managed by ha-setup: changes here are overwritten by the next `ha-setup apply`.';
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidInputError, RunFailedError } from '../errors.js';
 import { vrrpViews } from '../engine/cluster.js';
+import { rollbackNginx } from '../engine/rollback.js';
 import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
 import { labPaths } from '../lab/config.js';
 import { readState } from '../lab/lab.js';
@@ -80,6 +81,20 @@ export function registerVerify(program: Command, ctx: CliContext): void {
         plannedFailover({ rb, runbookPath: path, handles, log: ctx.print }, opts.to));
       ctx.print(moved.from === moved.to ? `${moved.to} already holds the VIP` : `the VIP moved from ${moved.from} to ${moved.to}; it is now safe to stop nginx or keepalived on ${moved.from}`);
       ctx.print(`to move it back later: ha-setup failover ${file} --to ${moved.from}`);
+      ctx.result = 0;
+    });
+
+  program.command('rollback')
+    .description('bring the previous nginx build back (sbin/nginx.old), one node at a time with the VIP moved away first, by hot upgrade')
+    .argument('<runbook>', 'runbook file')
+    .option('--limit <nodes>', 'only these nodes (comma-separated names or addresses)')
+    .option('--accept-new-host-keys', 'trust and record host keys not seen before')
+    .action(async (file: string, opts: { limit?: string; acceptNewHostKeys?: boolean }) => {
+      const only = opts.limit?.split(',').map((x) => x.trim()).filter(Boolean);
+      await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
+        rollbackNginx({ runbook: rb, runbookPath: path, handles }, ctx.print, only));
+      ctx.print('rolled back: the previous nginx build serves on every node named above');
+      ctx.print(`the runbook still describes the newer build: change it before the next \`ha-setup apply ${file}\`, which would install that build again`);
       ctx.result = 0;
     });
 

@@ -50,42 +50,39 @@ export async function healthGate(h: NodeHandle, o: Pick<ExecuteOptions, 'runbook
  * a node before anything disruptive runs there, and each node must pass its health gate before the
  * next one starts. At the end the VIP goes back where the priorities put it.
  */
-export async function rollDisruptive(o: ExecuteOptions, first: NodeOutcome[], log: (l: string) => void): Promise<{ outcomes: NodeOutcome[]; events: RollEvent[] }> {
-  const events: RollEvent[] = [];
-  const event = (node: string, what: string, vipHolder?: string) => {
-    events.push({ at: new Date().toISOString(), node, what, vipHolder });
-    log(`roll: ${node}: ${what}${vipHolder ? ` (VIP on ${vipHolder})` : ''}`);
-  };
-  const env = { rb: o.runbook, runbookPath: o.runbookPath, handles: o.handles, log };
-  const pending = first.filter((x) => x.pendingDisruptive);
-  const holderAtStart = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
-  const order = rollOrder(pending.map((x) => ({ name: x.node.name, priority: x.node.priority })), holderAtStart);
-  log(`roll: disruptive steps run one node at a time: ${order.join(' -> ')} (VIP on ${holderAtStart ?? 'no node'})`);
-  const merged = new Map(first.map((x) => [x.node.name, x]));
+export interface RollEnv {
+  handles: NodeHandle[];
+  runbook: ExecuteOptions['runbook'];
+  runbookPath: string;
+}
 
+/**
+ * Do `work` on the named nodes one at a time, in that order: the VIP is moved away from a node
+ * before its work starts (when another node can take it), each node must pass its health gate
+ * before the next starts, and at the end the VIP goes back where the priorities put it. `work`
+ * throws to stop the roll; the nodes after it are not touched.
+ */
+export async function rollNodes(o: RollEnv, order: string[], what: (node: string) => string, work: (h: NodeHandle) => Promise<void>,
+  event: (node: string, what: string, vipHolder?: string) => void, log: (l: string) => void): Promise<void> {
+  const env = { rb: o.runbook, runbookPath: o.runbookPath, handles: o.handles, log };
+  const holderNow = async () => (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
   for (const name of order) {
     const h = o.handles.find((x) => x.node.name === name)!;
-    const holder = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
-    if (holder === name) {
-      const moved = await plannedFailover(env);
-      event(name, `VIP moved away before ${merged.get(name)!.pendingDisruptive}: ${moved.from} -> ${moved.to}`, moved.to);
+    if ((await holderNow()) === name) {
+      if (o.handles.length > 1) {
+        const moved = await plannedFailover(env);
+        event(name, `VIP moved away before ${what(name)}: ${moved.from} -> ${moved.to}`, moved.to);
+      } else {
+        event(name, `single node: ${what(name)} in place (nginx hot upgrade keeps connections)`, name);
+      }
     }
-    const [second] = await executeSteps({ ...o, handles: [h], stopBeforeDisruptive: false });
-    merged.set(name, mergeOutcomes(merged.get(name)!, second));
-    if (!second.ok) {
-      const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
-      event(name, 'failed; roll stopped', serving);
-      throw new RollStoppedError(`the roll stopped at ${name}: step ${second.failure?.stepId ?? '?'} failed; the cluster keeps serving from ${serving ?? 'no node'}`, [
-        ...(second.failure ? second.failure.report(o.runbookPath) : []),
-        `nodes not rolled yet: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
-      ]);
-    }
+    await work(h);
     const gate = await healthGate(h, o);
-    event(name, `health gate ${gate.ok ? 'passed' : 'FAILED'}: ${gate.detail}`, (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node);
+    event(name, `health gate ${gate.ok ? 'passed' : 'FAILED'}: ${gate.detail}`, await holderNow());
     if (!gate.ok) {
       throw new RollStoppedError(`the roll stopped at ${name}: it did not come back healthy within 20 s; the other nodes were not touched`, [
         `gate: ${gate.detail}`,
-        `fix ${name} (logs: ${h.logPath}), then run apply again: it resumes with ${name}`,
+        `fix ${name} (logs: ${h.logPath}), then run the command again: it resumes with ${name}`,
       ]);
     }
   }
@@ -97,6 +94,43 @@ export async function rollDisruptive(o: ExecuteOptions, first: NodeOutcome[], lo
     const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000, home);
     event('cluster', 'roll finished; promotions cleared', holder);
   }
+}
+
+export function rollEventLog(log: (l: string) => void): { events: RollEvent[]; event: (node: string, what: string, vipHolder?: string) => void } {
+  const events: RollEvent[] = [];
+  return {
+    events,
+    event: (node, what, vipHolder) => {
+      events.push({ at: new Date().toISOString(), node, what, vipHolder });
+      log(`roll: ${node}: ${what}${vipHolder ? ` (VIP on ${vipHolder})` : ''}`);
+    },
+  };
+}
+
+/**
+ * Finish the nodes that stopped before a disruptive step, one at a time (rollNodes): nodes without
+ * the VIP first, the holder last after the VIP moved away.
+ */
+export async function rollDisruptive(o: ExecuteOptions, first: NodeOutcome[], log: (l: string) => void): Promise<{ outcomes: NodeOutcome[]; events: RollEvent[] }> {
+  const { events, event } = rollEventLog(log);
+  const pending = first.filter((x) => x.pendingDisruptive);
+  const holderAtStart = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+  const order = rollOrder(pending.map((x) => ({ name: x.node.name, priority: x.node.priority })), holderAtStart);
+  log(`roll: disruptive steps run one node at a time: ${order.join(' -> ')} (VIP on ${holderAtStart ?? 'no node'})`);
+  const merged = new Map(first.map((x) => [x.node.name, x]));
+  await rollNodes(o, order, (name) => merged.get(name)!.pendingDisruptive!, async (h) => {
+    const name = h.node.name;
+    const [second] = await executeSteps({ ...o, handles: [h], stopBeforeDisruptive: false });
+    merged.set(name, mergeOutcomes(merged.get(name)!, second));
+    if (!second.ok) {
+      const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+      event(name, 'failed; roll stopped', serving);
+      throw new RollStoppedError(`the roll stopped at ${name}: step ${second.failure?.stepId ?? '?'} failed; the cluster keeps serving from ${serving ?? 'no node'}`, [
+        ...(second.failure ? second.failure.report(o.runbookPath) : []),
+        `nodes not rolled yet: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
+      ]);
+    }
+  }, event, log);
   return { outcomes: first.map((x) => merged.get(x.node.name)!), events };
 }
 

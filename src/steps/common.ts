@@ -44,6 +44,9 @@ export function layout(rb: Runbook) {
     rsyslogDropIn: '/etc/rsyslog.d/01-ha-setup-keepalived.conf',
     logrotate: '/etc/logrotate.d/ha-setup-keepalived',
     luaDir: '/usr/local/share/ha-setup/lua',
+    /** nginx's USR2/WINCH/QUIT binary upgrade with rollback, used by install and `ha-setup rollback`. */
+    upgradeScript: '/usr/local/share/ha-setup/nginx-upgrade.sh',
+    installedMarker: `${nginxHome}/.ha-setup-installed`,
   };
 }
 

@@ -19,7 +19,7 @@ export function nginxUnit(pc: PlanContext): string {
 
 export const nginxServiceStep: Step = {
   id: 'nginx-service',
-  title: 'systemd unit for nginx, enable and (re)start',
+  title: 'systemd unit for nginx, enable and start',
   appliesTo: 'all',
   dependsOn: ['install'],
   disruptive: true,
@@ -28,7 +28,14 @@ export const nginxServiceStep: Step = {
     const plan = emptyPlan();
     plan.files.push({ path: L.nginxUnit, content: nginxUnit(pc), mode: 0o644 });
     plan.commands.push(`install -d -m 0755 -o root -g root ${shq(L.keepalivedDir)} ${shq(L.trackDir)}`);
-    plan.commands.push('systemctl daemon-reload && systemctl enable nginx && systemctl restart nginx && systemctl is-active nginx');
+    // A running nginx is restarted only when its unit changed (limits, paths): a new binary was
+    // already hot-upgraded by install, and configuration is reloaded by nginx-config.
+    plan.commands.push(`unit_changed=$(systemctl show -p NeedDaemonReload --value nginx 2>/dev/null || true)
+systemctl daemon-reload && systemctl enable nginx
+if ! systemctl is-active --quiet nginx; then systemctl start nginx
+elif [ "$unit_changed" = yes ]; then echo 'the nginx unit changed: restarting nginx'; systemctl restart nginx
+else echo 'nginx runs with an unchanged unit: no restart'; fi
+systemctl is-active nginx`);
     return plan;
   },
   async check(ctx) {

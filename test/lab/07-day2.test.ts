@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -13,15 +13,27 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
   const masterPid = (i: number) => lab.ssh(i, 'cat /usr/local/nginx/logs/nginx.pid').then((r) => r.stdout.trim());
 
   /** Runs apply with a 20 ms prober through the VIP; returns the result, the failed requests and where the VIP was. */
-  async function applyUnderLoad(extra: string[] = []) {
+  async function applyUnderLoad(extra: string[] = [], command = 'apply') {
     const prober = startProber(lab.state.vip, 80, 20, 500);
+    // node2 straight, not through the VIP: it rolls first while node1 holds the VIP, so only the
+    // hot upgrade keeps its requests from failing.
+    const direct = startProber(lab.state.nodes[1].ip, 80, 20, 500);
     const started = Date.now();
-    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', ...extra]);
+    const r = await cli([command, lab.runbookPath, ...(command === 'apply' ? ['--renderer', 'silent'] : []), ...extra]);
     const samples = await prober.stop();
+    const directSamples = await direct.stop();
     const failed = samples.filter((s) => !s.ok);
-    console.log(`apply ${extra.join(' ')}: ${Date.now() - started} ms, ${samples.length} requests, ${failed.length} failed`);
-    return { r, failed, samples, holders: [...new Set(samples.filter((s) => s.ok).map((s) => s.node))] };
+    const failedDirect = directSamples.filter((s) => !s.ok);
+    console.log(`${command} ${extra.join(' ')}: ${Date.now() - started} ms; VIP: ${samples.length} requests, ${failed.length} failed; node2 direct: ${directSamples.length} requests, ${failedDirect.length} failed`);
+    return { r, failed, failedDirect, samples, holders: [...new Set(samples.filter((s) => s.ok).map((s) => s.node))] };
   }
+  /** Everything apply logged for a node on this machine (runbooks/logs/<run>/<node>.log). */
+  const nodeLogs = (node: string) => {
+    const dir = join(lab.runbookPath, '..', 'logs');
+    return readdirSync(dir).map((run) => join(dir, run, `${node}.log`)).filter((f) => existsSync(f)).map((f) => readFileSync(f, 'utf8')).join('\n');
+  };
+  const systemdMainPid = (i: number) => lab.ssh(i, 'systemctl show -p MainPID --value nginx').then((r) => r.stdout.trim());
+  const nginxV = (i: number) => lab.ssh(i, '/usr/local/nginx/sbin/nginx -V 2>&1').then((r) => r.stdout);
 
   beforeAll(async () => {
     // Whatever the previous suite left (or a fresh lab): converge to the lab runbook first.
@@ -42,12 +54,14 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
   });
 
   it('removing a module rebuilds nginx only, rolls node2 then node1 with the VIP moved away first: 0 failed requests', async () => {
+    const pidsBefore = [await masterPid(0), await masterPid(1)];
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
     doc.build.modules = doc.build.modules.filter((m: string) => m !== 'fancyindex');
     writeFileSync(lab.runbookPath, stringify(doc));
-    const { r, failed, holders } = await applyUnderLoad(['--no-verify']);
+    const { r, failed, failedDirect, holders } = await applyUnderLoad(['--no-verify']);
     expect(r.code, r.out + r.err).toBe(0);
     expect(failed).toHaveLength(0);
+    expect(failedDirect).toHaveLength(0);
     expect(r.out).toMatch(/roll: disruptive steps run one node at a time: node2 -> node1 \(VIP on node1\)/);
     expect(r.out).toMatch(/roll: node2: health gate passed/);
     expect(r.out).toMatch(/roll: node1: VIP moved away before install: node1 -> node2/);
@@ -59,10 +73,42 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
       expect(ran[node]).not.toContain('keepalived-build');
       expect(ran[node]).not.toContain('start');
     }
-    for (const i of [0, 1]) expect((await lab.ssh(i, '/usr/local/nginx/sbin/nginx -V 2>&1')).stdout).not.toContain('ngx-fancyindex');
+    for (const i of [0, 1]) {
+      expect(await nginxV(i)).not.toContain('ngx-fancyindex');
+      // Hot upgrade, not a restart: a new master, tracked by systemd, the old binary kept.
+      const pid = await masterPid(i);
+      expect(pid).not.toBe(pidsBefore[i]);
+      expect(await systemdMainPid(i)).toBe(pid);
+      expect((await lab.ssh(i, 'systemctl is-active nginx; /usr/local/nginx/sbin/nginx.old -V 2>&1 | grep -c ngx-fancyindex')).stdout.trim().split('\n')).toEqual(['active', '1']);
+      expect(nodeLogs(`node${i + 1}`)).toContain(`hot upgrade: done: master ${pid} serves with the new binary; systemd MainPID ${pid}`);
+    }
     const record = JSON.parse(readFileSync(join(lab.runbookPath, '..', 'records', 'lab', 'last-run.json'), 'utf8'));
     expect(record.serving).toBe(true);
     expect(record.roll.map((e: { node: string }) => e.node)).toEqual(['node2', 'node1', 'node1', 'cluster']);
+  });
+
+  it('rollback brings the previous build back node by node and apply installs the runbook\'s build again: 0 failed requests', async () => {
+    const back = await applyUnderLoad([], 'rollback');
+    expect(back.r.code, back.r.out + back.r.err).toBe(0);
+    expect(back.failed).toHaveLength(0);
+    expect(back.failedDirect).toHaveLength(0);
+    expect(back.r.out).toMatch(/rollback: one node at a time: node2 -> node1/);
+    expect(back.r.out).toMatch(/roll: cluster: roll finished; promotions cleared \(VIP on node1\)/);
+    for (const i of [0, 1]) {
+      expect(await nginxV(i)).toContain('ngx-fancyindex');
+      expect(await systemdMainPid(i)).toBe(await masterPid(i));
+    }
+    // The runbook still says "no fancyindex": apply installs that build again (no rebuild), rolling.
+    const forward = await applyUnderLoad(['--no-verify']);
+    expect(forward.r.code, forward.r.out + forward.r.err).toBe(0);
+    expect(forward.failed).toHaveLength(0);
+    expect(forward.failedDirect).toHaveLength(0);
+    const ran = ranSteps(lab.runbookPath);
+    for (const node of ['node1', 'node2'] as const) {
+      expect(ran[node]).toContain('install');
+      expect(ran[node]).not.toContain('build');
+    }
+    for (const i of [0, 1]) expect(await nginxV(i)).not.toContain('ngx-fancyindex');
   });
 
   it('a config-only change reloads nginx: only nginx-config runs, same master PID, 0 failed requests', async () => {
@@ -88,5 +134,25 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     expect(r.out).toMatch(/scenario planned: PASSED/);
     expect(r.out).not.toMatch(/nginx-crash/);
     expect(failed).toHaveLength(0);
+  });
+
+  it('a new binary that refuses the config stops the roll at the first node: the old binary serves there, exit 1, 0 failed requests', async () => {
+    const pidsBefore = [await masterPid(0), await masterPid(1)];
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    // nginx.conf says "gzip on": a build without the gzip module refuses it.
+    doc.build.configureArgs = ['--without-http_gzip_module'];
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const { r, failed, failedDirect, holders } = await applyUnderLoad(['--no-verify']);
+    expect(r.code).toBe(1);
+    expect(failed).toHaveLength(0);
+    expect(failedDirect).toHaveLength(0);
+    expect(holders).toEqual(['node1']);
+    expect(r.err).toMatch(/the roll stopped at node2: step install failed; the cluster keeps serving from node1/);
+    expect(r.out + r.err).toMatch(/the new binary refuses .*nginx\.conf; master \d+ keeps serving with the old binary/);
+    expect(r.err).toMatch(/nodes not rolled yet: node1/);
+    // node2: same master, the working binary back on disk, the failed one kept for inspection.
+    expect([await masterPid(0), await masterPid(1)]).toEqual(pidsBefore);
+    expect((await lab.ssh(1, '/usr/local/nginx/sbin/nginx -t -q && /usr/local/nginx/sbin/nginx -V 2>&1 | grep -c without-http_gzip_module; ls /usr/local/nginx/sbin/nginx.failed')).stdout.trim().split('\n')).toEqual(['0', '/usr/local/nginx/sbin/nginx.failed']);
+    expect(ranSteps(lab.runbookPath).node1).not.toContain('install');
   });
 });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -100,5 +101,38 @@ describe('what ha-setup writes next to runbooks stays out of git', () => {
     writeFileSync(join(other, '.gitignore'), 'mine\n');
     writeSecretsFile(join(other, 'web.secrets'), { HA_VRRP_PASSWORD: 'x' });
     expect(readFileSync(join(other, '.gitignore'), 'utf8')).toBe('mine\n');
+  });
+});
+
+describe('nginx hot upgrade and rollback scripts', () => {
+  const paths = labPaths({ HA_SETUP_LAB_DIR: '/x/lab', HA_SETUP_CACHE_DIR: '/x/cache' });
+  const a = labAddressing(DEFAULT_LAB, paths);
+  const state = { options: DEFAULT_LAB, bridge: 'halab0', bridgeIp: a.bridgeIp, prefix: 24, vip: a.vip, forwardingBefore: '0', nodes: a.nodes, createdAt: '' };
+  const rb = (prefix: string) => {
+    const doc = labRunbook(state, paths);
+    doc.build = { ...doc.build, prefix } as typeof doc.build;
+    const v = validateRunbook(doc);
+    expect(v.problems).toEqual([]);
+    return v.runbook as Runbook;
+  };
+  const shellAccepts = (script: string) => execFileSync('sh', ['-n', '-c', script], { encoding: 'utf8' });
+
+  it('render to shell that parses, with every path quoted', async () => {
+    const { rollbackScript } = await import('../../src/engine/rollback.js');
+    const { upgradeScriptFile } = await import('../../src/steps/install.js');
+    const { assumedFacts: facts } = await import('../../src/engine/facts.js');
+    for (const prefix of ['/usr/local/nginx', '/opt/edge_nginx-1.26']) {
+      const runbook = rb(prefix);
+      const upgrade = upgradeScriptFile({ runbook, node: { name: 'n1', host: '10.0.0.1', role: 'master', priority: 100 } as never, cluster: [], facts: facts('debian12'), sources: {}, clusterFacts: {} } as never).content;
+      const rollback = rollbackScript(runbook);
+      shellAccepts(upgrade);
+      shellAccepts(rollback);
+      expect(upgrade).toContain(`BIN=${shq(`${prefix}/sbin/nginx`)}\n`);
+      expect(rollback).toContain(shq(`${prefix}/sbin/nginx.old`));
+      // USR2, then WINCH, then QUIT to the old master, in that order; HUP only on the rollback path.
+      const order = ['kill -USR2 "$old"', 'kill -WINCH "$old"', 'kill -HUP "$old"', 'kill -QUIT "$old"'].map((k) => upgrade.indexOf(k));
+      expect(order.every((i) => i > 0)).toBe(true);
+      expect([...order].sort((x, y) => x - y)).toEqual(order);
+    }
   });
 });
