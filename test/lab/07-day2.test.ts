@@ -125,6 +125,26 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     expect((await lab.ssh(0, 'grep -c "server_name day2.example" /usr/local/nginx/conf/conf.d/ha-site.conf')).stdout.trim()).toBe('1');
   });
 
+  it('a keepalived setting change (advert interval, check timing) reloads keepalived: same keepalived PID, VIP stays, 0 failed requests', async () => {
+    const kaPid = (i: number) => lab.ssh(i, 'systemctl show -p MainPID --value keepalived').then((r) => r.stdout.trim());
+    const before = [await kaPid(0), await kaPid(1)];
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.vrrp.advertInt = 2;
+    doc.keepalived.check = { ...(doc.keepalived.check ?? {}), interval: 2, fall: 3 };
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const { r, failed, holders } = await applyUnderLoad(['--no-verify']);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(failed).toHaveLength(0);
+    expect(holders).toEqual(['node1']);
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['keepalived-config'], node2: ['keepalived-config'] });
+    expect([await kaPid(0), await kaPid(1)]).toEqual(before);
+    for (const i of [0, 1]) {
+      expect((await lab.ssh(i, 'grep -E "advert_int|interval|fall" /etc/keepalived/keepalived.conf')).stdout).toMatch(/advert_int 2[\s\S]*interval 2[\s\S]*fall 3/);
+      // keepalived itself says it re-read the file (SIGHUP), in its own log.
+      expect((await lab.ssh(i, 'grep -c "Reloading" /var/log/keepalived.log')).stdout.trim()).not.toBe('0');
+    }
+  });
+
   it('a change to a serving cluster is verified with the zero-loss planned failover, never a crash', async () => {
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
     doc.site.serverName = '_';
