@@ -7,7 +7,7 @@ import { runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from
 import { validateRunbook } from '../runbook/validate.js';
 import { answersFromNodeSpecs, generateVrrpPassword, runbookFromAnswers, VRRP_PASSWORD_ENV } from '../wizard/build.js';
 import { questions, type Answers } from '../wizard/questions.js';
-import { resolveAnswers } from '../wizard/run.js';
+import { questionsFor, resolveAnswers, warnProblem } from '../wizard/run.js';
 import type { CliContext } from './main.js';
 
 const camel = (flag: string) => flag.replace(/^--(no-)?/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -16,7 +16,7 @@ export function registerInit(program: Command, ctx: CliContext): Command {
   const cmd = program.command('init').description('guided wizard: ask for the cluster and write runbooks/<name>.yaml');
   for (const q of questions) cmd.option(q.flag, q.help);
   cmd.option('--node <host:role:priority>', 'a node, repeatable (instead of --hosts/--master/--priorities)', (v: string, prev: string[] = []) => [...prev, v]);
-  cmd.option('--out <path>', 'where to write the runbook (default runbooks/<name>.yaml)');
+  cmd.option('--out <path>', 'where to write the runbook (default runbooks/<name>.yaml; - for stdout)');
   cmd.option('-y, --yes', 'take the defaults for every question not given as a flag');
   cmd.option('--force', 'overwrite an existing runbook file');
   cmd.action(async (opts: Record<string, unknown>) => {
@@ -48,14 +48,39 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     Object.assign(given, answers);
   }
   given.detectedIdentity = detectIdentityFile();
-  const answers = await resolveAnswers(given, { yes: opts.yes === true, interactive: ctx.interactive, input: ctx.input, output: ctx.output });
+  const toStdout = opts.out === '-';
+  // With --out - stdout carries only the runbook: the questions go to stderr.
+  const wizard = { yes: opts.yes === true, interactive: ctx.interactive, input: ctx.input, output: ctx.output ?? (toStdout ? process.stderr : undefined) };
+  const outFor = (name: string) => resolve(ctx.cwd, (opts.out as string | undefined) ?? join('runbooks', `${name}.yaml`));
+  // At a terminal an existing runbook is caught right after the name question, not at the end.
+  const existing = !toStdout && opts.force !== true && ctx.interactive ? (name: string) => existsSync(outFor(name)) ? outFor(name) : undefined : undefined;
+  let answers = await resolveAnswers(given, { ...wizard, existing });
   delete answers.detectedIdentity;
-  const doc = runbookFromAnswers(answers);
-  const result = validateRunbook(doc);
+  const overwrite = answers.overwrite === true;
+  let doc = runbookFromAnswers(answers);
+  let result = validateRunbook(doc);
+  // A problem only the whole runbook shows: at a terminal, back to the question that decides it
+  // (the other answers are kept), never an exit that throws them away.
+  for (let round = 0; !result.ok && ctx.interactive && round < 5; round++) {
+    const redo = withDependents(questionsFor(result.problems.map((x) => x.path)));
+    if (redo.length === 0) break;
+    for (const x of result.problems) warnProblem(`${x.path}: ${x.message}`, wizard.output);
+    const keep = Object.fromEntries(Object.entries(answers).filter(([k]) => !redo.includes(k)));
+    answers = await resolveAnswers(keep, { ...wizard, yes: false, existing: redo.includes('name') ? existing : undefined });
+    doc = runbookFromAnswers(answers);
+    result = validateRunbook(doc);
+  }
   if (!result.ok) throw new RunbookInvalidError('the answers', result.problems);
 
+  if (toStdout) {
+    ctx.print(runbookToYaml(doc).trimEnd());
+    if (doc.vrrp.auth && !process.env[VRRP_PASSWORD_ENV]) {
+      ctx.printError(`VRRP password: not generated (no file written); export ${VRRP_PASSWORD_ENV}=... or put it into runbooks/${doc.name}.secrets (mode 0600) before apply`);
+    }
+    return 0;
+  }
   const out = resolve(ctx.cwd, (opts.out as string | undefined) ?? join('runbooks', `${doc.name}.yaml`));
-  if (existsSync(out) && opts.force !== true) {
+  if (existsSync(out) && opts.force !== true && !overwrite && answers.overwrite !== true) {
     throw new InvalidInputError(`${out} already exists`, ['pass --force to overwrite it, or --out to write elsewhere']);
   }
   if (doc.vrrp.auth) {
@@ -67,6 +92,16 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   ctx.print(`wrote ${out}`);
   ctx.print(`next: ha-setup validate ${out} && ha-setup apply ${out}`);
   return 0;
+}
+
+/** Questions whose answers (or defaults) follow from an earlier one are asked again with it. */
+const DEPENDENTS: Record<string, string[]> = {
+  hosts: ['master', 'priorities', 'vip'], master: ['priorities'], flavor: ['buildVersion', 'modules', 'prefix'], buildVersion: ['modules'], vrrpVersion: ['advertInt'],
+};
+function withDependents(ids: string[]): string[] {
+  const out = new Set(ids);
+  for (const id of ids) for (const d of DEPENDENTS[id] ?? []) out.add(d);
+  return [...out];
 }
 
 /** Default key: IdentityFile of `Host *` in ~/.ssh/config, else a standard key file, else the agent. */

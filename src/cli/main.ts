@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import chalk from 'chalk';
 import { Command, CommanderError } from 'commander';
 import { CancelledError, HaSetupError, InvalidInputError } from '../errors.js';
 import { packageRoot } from '../paths.js';
@@ -40,6 +41,12 @@ export function version(): string {
 
 /** The one exit point: every command's errors end here as a message and an exit code. */
 export async function main(argv: string[], opts: MainOptions = {}): Promise<number> {
+  // NO_COLOR (https://no-color.org) and --no-color anywhere on the line turn colour off for every
+  // line we print; chalk alone ignores NO_COLOR at a terminal. clack and listr2 read both themselves.
+  if (argv.includes('--no-color') || (process.env.NO_COLOR ?? '') !== '') {
+    chalk.level = 0;
+    argv = argv.filter((a) => a !== '--no-color');
+  }
   const stdout = opts.stdout ?? ((s: string) => process.stdout.write(s));
   const stderr = opts.stderr ?? ((s: string) => process.stderr.write(s));
   const ctx: CliContext = {
@@ -59,6 +66,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .exitOverride()
     .configureOutput({ writeOut: stdout, writeErr: stderr })
     .usage('[command] [options]   (no command, at a terminal: the wizard)')
+    .option('--no-color', 'no colour in the output (also: NO_COLOR=1)')
     .argument('[command]')
     .argument('[args...]')
     .action(async (unknown: string | undefined, rest: string[]) => {

@@ -1,5 +1,5 @@
 import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
-import { isDnsName, isIPv4, parseCidr } from '../net.js';
+import { inSubnet, isDnsName, isIPv4, parseCidr } from '../net.js';
 import { interfaceName, absolutePath } from '../runbook/schema.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
@@ -85,6 +85,12 @@ export const questions: Question[] = [
       if (p.length !== n) return `give ${n} priorities, one per node`;
       if (p.some((x) => intIn(1, 254, 'priority')(x))) return 'priorities are whole numbers from 1 to 254';
       if (new Set(p).size !== p.length) return 'priorities must be unique';
+      // Checked here, not after the last question: the chosen master must win the election.
+      const hosts = splitList(String(a.hosts ?? ''));
+      const m = hosts.indexOf(String(a.master ?? ''));
+      if (m >= 0 && p.some((x, i) => i !== m && Number(x) >= Number(p[m]))) {
+        return `the master ${hosts[m]} (node ${m + 1}) must have the highest priority; it has ${p[m]}`;
+      }
       return undefined;
     },
   },
@@ -105,7 +111,10 @@ export const questions: Question[] = [
     validate: (v, a) => {
       const c = parseCidr(v);
       if (!c) return 'write the VIP in CIDR form, e.g. 192.168.56.200/24';
-      if (splitList(String(a.hosts ?? '')).includes(c.address)) return 'the VIP must not be a node address';
+      const hosts = splitList(String(a.hosts ?? ''));
+      if (hosts.includes(c.address)) return 'the VIP must not be a node address';
+      const outside = hosts.filter((h) => isIPv4(h) && !inSubnet(h, c));
+      if (outside.length > 0) return `${outside.join(', ')} ${outside.length === 1 ? 'is' : 'are'} not in ${c.address}/${c.prefix}: the VIP must share the nodes' subnet (check the prefix length)`;
       return undefined;
     },
   },

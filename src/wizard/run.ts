@@ -10,6 +10,32 @@ export interface WizardOptions {
   interactive: boolean;
   input?: Readable;
   output?: Writable;
+  /** The runbook file a name would overwrite, if one exists (asked right after the name question). */
+  existing?: (name: string) => string | undefined;
+}
+
+/** Which question decides a runbook field: a problem found by the whole-runbook check goes back there. */
+const QUESTION_FOR_PATH: Array<[RegExp, string]> = [
+  [/^name/, 'name'],
+  [/^nodes\[\d+\]\.priority/, 'priorities'],
+  [/^nodes\[\d+\]\.role/, 'master'],
+  [/^nodes/, 'hosts'],
+  [/^ssh\.user/, 'sshUser'], [/^ssh\.port/, 'sshPort'], [/^ssh\.identityFile/, 'identityFile'],
+  [/^vrrp\.vip/, 'vip'], [/^vrrp\.interface/, 'interface'], [/^vrrp\.virtualRouterId/, 'vrid'],
+  [/^vrrp\.version|^vrrp\.auth/, 'vrrpVersion'], [/^vrrp\.advertInt/, 'advertInt'], [/^vrrp\.unicast/, 'unicast'], [/^vrrp\.preempt/, 'preempt'],
+  [/^build\.flavor/, 'flavor'], [/^build\.version/, 'buildVersion'], [/^build\.modules/, 'modules'], [/^build\.prefix/, 'prefix'],
+  [/^keepalived\.version/, 'keepalivedVersion'], [/^keepalived\.prefix/, 'keepalivedPrefix'],
+  [/^keepalived\.check\.interval/, 'checkInterval'], [/^keepalived\.check\.fall/, 'checkFall'], [/^keepalived\.check\.rise/, 'checkRise'], [/^keepalived\.check\.weight/, 'checkWeight'],
+  [/^site\.listen/, 'listen'], [/^site\.upstream/, 'upstream'], [/^verify\.maxDowntimeMs/, 'maxDowntimeMs'], [/^verify/, 'failover'],
+];
+
+export function questionsFor(paths: string[]): string[] {
+  const ids = paths.map((path) => QUESTION_FOR_PATH.find(([re]) => re.test(path))?.[1]).filter((x): x is string => Boolean(x));
+  return [...new Set(ids)];
+}
+
+export function warnProblem(message: string, output?: Writable): void {
+  p.log.warn(message, { output });
 }
 
 const flagName = (q: Question) => q.flag.split(' ')[0];
@@ -27,13 +53,19 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
 
   for (const q of questions) {
     if (q.when && !q.when(a)) continue;
+    await resolveOne(q);
+    // However the name was given (flag, default, prompt): at a terminal, an existing file is asked about now.
+    if (q.id === 'name' && opts.existing && opts.interactive && !errors.length) await confirmNewFile(q, a, opts);
+  }
+
+  async function resolveOne(q: Question): Promise<void> {
     const fromFlag = given[q.id];
     if (fromFlag !== undefined) {
       const asText = Array.isArray(fromFlag) ? fromFlag.join(',') : String(fromFlag);
       const problem = q.kind === 'confirm' ? undefined : q.validate?.(asText, a);
       if (problem) errors.push(`${flagName(q)} ${asText}: ${problem}`);
       a[q.id] = q.kind === 'multiselect' && !Array.isArray(fromFlag) ? splitList(asText) : fromFlag;
-      continue;
+      return;
     }
     const def = q.default?.(a);
     if (!opts.interactive) {
@@ -42,11 +74,11 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
         if (!opts.yes) defaulted.push(flagName(q));
         a[q.id] = def;
       }
-      continue;
+      return;
     }
     if (opts.yes && def !== undefined) {
       a[q.id] = def;
-      continue;
+      return;
     }
     a[q.id] = await ask(q, a, def, opts);
   }
@@ -62,6 +94,23 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
     throw new InvalidInputError('no terminal to ask in; pass --yes to take the defaults or give these flags', defaulted);
   }
   return a;
+}
+
+/** The name points at an existing runbook: overwrite it (said once, here) or pick another name. */
+async function confirmNewFile(q: Question, a: Answers, opts: WizardOptions): Promise<void> {
+  for (let file = opts.existing!(String(a.name)); file; file = opts.existing!(String(a.name))) {
+    const choice = await p.select({
+      input: opts.input, output: opts.output, message: `${file} already exists`,
+      options: [{ value: 'rename', label: 'use another name' }, { value: 'overwrite', label: 'overwrite it when the wizard is done' }],
+      initialValue: 'rename',
+    });
+    if (p.isCancel(choice)) throw new CancelledError('wizard cancelled; nothing was written');
+    if (choice === 'overwrite') {
+      a.overwrite = true;
+      return;
+    }
+    a.name = await ask(q, a, undefined, opts);
+  }
 }
 
 async function ask(q: Question, a: Answers, def: Answers[string], opts: WizardOptions): Promise<Answers[string]> {

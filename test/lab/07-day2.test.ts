@@ -139,7 +139,8 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['keepalived-config'], node2: ['keepalived-config'] });
     expect([await kaPid(0), await kaPid(1)]).toEqual(before);
     for (const i of [0, 1]) {
-      expect((await lab.ssh(i, 'grep -E "advert_int|interval|fall" /etc/keepalived/keepalived.conf')).stdout).toMatch(/advert_int 2[\s\S]*interval 2[\s\S]*fall 3/);
+      const conf = (await lab.ssh(i, 'cat /etc/keepalived/keepalived.conf')).stdout;
+      for (const line of [/^\s*advert_int 2$/m, /^\s*interval 2$/m, /^\s*fall 3$/m]) expect(conf).toMatch(line);
       // keepalived itself says it re-read the file (SIGHUP), in its own log.
       expect((await lab.ssh(i, 'grep -c "Reloading" /var/log/keepalived.log')).stdout.trim()).not.toBe('0');
     }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,5 +22,14 @@ describe('npm package', () => {
     // Templates and data files ship with the package: validate needs the module catalog.
     const version = execFileSync('npx', ['ha-setup', '--version'], { cwd: app, encoding: 'utf8' });
     expect(version.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    // What a publishable package carries: the licence, the example runbooks (valid as shipped),
+    // source maps whose sources are inside them (src/*.ts is not shipped).
+    const pkg = join(app, 'node_modules', 'ha-setup');
+    expect(readdirSync(pkg)).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'CHANGELOG.md']));
+    const examples = readdirSync(join(pkg, 'runbooks')).filter((f) => f.startsWith('example-'));
+    expect(examples.length).toBeGreaterThanOrEqual(3);
+    for (const ex of examples) execFileSync('npx', ['ha-setup', 'validate', join(pkg, 'runbooks', ex)], { cwd: app, encoding: 'utf8' });
+    const map = JSON.parse(readFileSync(join(pkg, 'dist', 'cli', 'main.js.map'), 'utf8'));
+    expect(map.sourcesContent?.[0]).toMatch(/export async function main/);
   }, 300_000);
 });

@@ -39,6 +39,18 @@ describe('wizard through flags', () => {
     expect(v.code).toBe(0);
   });
 
+  it('--out - writes the runbook to stdout only, and no file', async () => {
+    const { readdirSync } = await import('node:fs');
+    const dir = tmp();
+    const r = await run(['init', ...required, '--vrrp-version', '2', '--out', '-', '--yes'], dir);
+    expect(r.code, r.err).toBe(0);
+    const doc = parse(r.out);
+    expect(validateRunbook(doc).ok).toBe(true);
+    expect(doc.vrrp.auth).toEqual({ passwordEnv: 'HA_VRRP_PASSWORD' });
+    expect(r.err).toMatch(/VRRP password: not generated/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it('takes --node specs, VRRPv2 with a generated password kept out of the runbook', async () => {
     const dir = tmp();
     const r = await run(['init', '--node', '10.0.0.11:backup:90', '--node', '10.0.0.12:master:100', '--vip', '10.0.0.100/24',
@@ -161,6 +173,54 @@ describe('CLI surface', () => {
     const top = await run(['--help'], dir);
     expect(top.out).toMatch(/no command, at a terminal: the wizard/);
   });
+
+  it('validate --json: the same problems as data, exit codes unchanged', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const dir = tmp();
+    const bad = join(dir, 'bad.yaml');
+    const valid = readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8');
+    writeFileSync(bad, valid.replace('virtualRouterId: 51', 'virtualRouterId: 0'));
+    const good = join(dir, 'good.yaml');
+    writeFileSync(good, valid);
+    const b = await run(['validate', bad, '--json'], dir);
+    expect(b.code).toBe(2);
+    const out = JSON.parse(b.out);
+    expect(out.valid).toBe(false);
+    expect(out.problems).toEqual([{ path: 'vrrp.virtualRouterId', message: expect.stringMatching(/from 1 to 255/) }]);
+    const g = await run(['validate', good, '--json'], dir);
+    expect(g.code).toBe(0);
+    expect(JSON.parse(g.out)).toMatchObject({ valid: true, problems: [] });
+    const m = await run(['validate', join(dir, 'missing.yaml'), '--json'], dir);
+    expect(m.code).toBe(2);
+    expect(JSON.parse(m.out).problems[0]).toMatchObject({ path: '(file)', message: expect.stringMatching(/does not exist/) });
+  });
+
+  it('--no-color and NO_COLOR take the colour off every line', async () => {
+    const chalk = (await import('chalk')).default;
+    const { writeFileSync } = await import('node:fs');
+    const dir = tmp();
+    const file = join(dir, 'type.yaml');
+    writeFileSync(file, readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8').replace('virtualRouterId: 51', 'virtualRouterId: 0'));
+    const saved = { level: chalk.level, env: process.env.NO_COLOR };
+    try {
+      chalk.level = 1;
+      const coloured = await run(['validate', file], dir);
+      expect(coloured.err).toContain('\x1b[');
+      chalk.level = 1;
+      const flag = await run(['validate', file, '--no-color'], dir);
+      expect(flag.code).toBe(2);
+      expect(flag.err).toMatch(/virtualRouterId/);
+      expect(flag.err).not.toContain('\x1b[');
+      chalk.level = 1;
+      process.env.NO_COLOR = '1';
+      const env = await run(['validate', file], dir);
+      expect(env.err).not.toContain('\x1b[');
+    } finally {
+      chalk.level = saved.level;
+      if (saved.env === undefined) delete process.env.NO_COLOR;
+      else process.env.NO_COLOR = saved.env;
+    }
+  });
 });
 
 describe('runbook YAML', () => {
@@ -183,8 +243,10 @@ class Terminal {
   input = new PassThrough();
   output = new PassThrough();
   screen = '';
+  /** Everything ever shown (screen is cleared at each answer). */
+  transcript = '';
   constructor() {
-    this.output.on('data', (d) => { this.screen += d.toString(); });
+    this.output.on('data', (d) => { this.screen += d.toString(); this.transcript += d.toString(); });
     (this.input as any).isTTY = false;
   }
   async answer(prompt: string, keys: string): Promise<void> {
@@ -250,6 +312,67 @@ describe('wizard through clack', () => {
     await term.answer('CIDR form', `/24${ENTER}`);
     expect(await done).toBe(0);
     expect(parse(readFileSync(join(dir, 'runbooks', 'x.yaml'), 'utf8')).vrrp.vip).toBe('10.0.0.100/24');
+  });
+
+  it('checks combinations at the question that decides them: master priority, VIP subnet', async () => {
+    const dir = tmp();
+    const term = new Terminal();
+    const done = main(['init', '--name', 'x', '--hosts', '10.0.0.11,10.0.0.12', '--master', '10.0.0.12', '--interface', 'eth0', '--yes'],
+      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    // --yes takes the default priorities (which follow the master); the VIP has no default.
+    await term.answer('Virtual IP', `10.1.0.100/24${ENTER}`);
+    await term.answer('10.0.0.11, 10.0.0.12 are not in 10.1.0.100/24', `\u0015${ENTER}`);
+    await term.answer('an answer is required', `10.0.0.100/24${ENTER}`);
+    expect(await done).toBe(0);
+    const doc = parse(readFileSync(join(dir, 'runbooks', 'x.yaml'), 'utf8'));
+    expect(doc.vrrp.vip).toBe('10.0.0.100/24');
+    expect(doc.nodes.map((n: { priority: number }) => n.priority)).toEqual([90, 100]);
+
+    const { questions: QUESTIONS } = await import('../../src/wizard/questions.js');
+    const prio = QUESTIONS.find((q) => q.id === 'priorities')!;
+    expect(prio.validate!('100,90', { hosts: '10.0.0.11,10.0.0.12', master: '10.0.0.12' })).toMatch(/the master 10\.0\.0\.12 \(node 2\) must have the highest priority; it has 90/);
+    expect(prio.validate!('90,100', { hosts: '10.0.0.11,10.0.0.12', master: '10.0.0.12' })).toBeUndefined();
+    expect(prio.validate!('100,90', { hosts: '10.0.0.11,10.0.0.12', master: 'none' })).toBeUndefined();
+  });
+
+  it('an existing runbook is caught right after the name question: another name, or overwrite', async () => {
+    const dir = tmp();
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    mkdirSync(join(dir, 'runbooks'));
+    writeFileSync(join(dir, 'runbooks', 'taken.yaml'), 'keep me\n');
+    const flags = ['--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0', '--yes'];
+    let term = new Terminal();
+    let done = main(['init', ...flags.slice(0, -1)], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    await term.answer('Cluster name', `taken${ENTER}`);
+    await term.answer('taken.yaml already exists', ENTER); // use another name
+    await term.answer('Cluster name', `fresh${ENTER}`);
+    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Advertisement interval', 'unicast', 'preempt', 'What to build', 'Version to build', 'Third-party modules',
+      'Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted']) {
+      await term.answer(q, ENTER);
+    }
+    expect(await done).toBe(0);
+    expect(readFileSync(join(dir, 'runbooks', 'taken.yaml'), 'utf8')).toBe('keep me\n');
+    expect(existsSync(join(dir, 'runbooks', 'fresh.yaml'))).toBe(true);
+    // Overwrite, chosen at the question, is honoured at the end without --force.
+    term = new Terminal();
+    done = main(['init', '--name', 'taken', ...flags], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    await term.answer('taken.yaml already exists', `${DOWN}${ENTER}`);
+    expect(await done).toBe(0);
+    expect(validateRunbook(parse(readFileSync(join(dir, 'runbooks', 'taken.yaml'), 'utf8'))).ok).toBe(true);
+  });
+
+  it('a problem only the whole runbook shows goes back to its question; the other answers are kept', async () => {
+    const dir = tmp();
+    const term = new Terminal();
+    // Weight 5 with priorities 100/90 passes its own question but cannot flip the election.
+    const done = main(['init', '--name', 'w', '--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0', '--check-weight', '5', '--listen', '8080', '--yes'],
+      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    await term.answer('Check weight', `\u0015-20${ENTER}`);
+    expect(await done).toBe(0);
+    expect(term.transcript).toMatch(/keepalived\.check\.weight: weight 5 cannot flip the election/);
+    const doc = parse(readFileSync(join(dir, 'runbooks', 'w.yaml'), 'utf8'));
+    expect(doc.keepalived.check.weight).toBe(-20);
+    expect(doc.site.listen).toBe(8080);
   });
 
   it('Ctrl-C exits 130 and leaves no file', async () => {
