@@ -147,7 +147,7 @@ function writeReplay(file: string, flags: ApplyFlags, ctx: CliContext): string {
   return out;
 }
 
-function limitToIndexes(rb: Runbook, limit: string): number[] {
+export function limitToIndexes(rb: Runbook, limit: string): number[] {
   const wanted = limit.split(',').map((x) => x.trim()).filter(Boolean);
   const nodes = resolveNodes(rb);
   const unknown = wanted.filter((w) => !nodes.some((n) => n.name === w || n.host === w));

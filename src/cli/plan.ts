@@ -1,16 +1,22 @@
 import type { Command } from 'commander';
 import { decide } from '../engine/decide.js';
 import { appliesTo } from '../engine/nodes.js';
-import { offlinePlan, offlineSources, renderPlanText, type PlannedStep } from '../engine/plan-view.js';
+import chalk from 'chalk';
+import { offlinePlan, offlineSources, planJson, renderPlanReview, type PlannedStep, type StepStatus } from '../engine/plan-view.js';
+import { limitToIndexes } from './apply.js';
+import { resolveNodes } from '../engine/nodes.js';
 import { parseJournal } from '../engine/journal.js';
 import { loadSecrets, newRunId, openSession } from '../engine/session.js';
-import type { StepContext } from '../engine/types.js';
+import type { PlanContext, StepContext } from '../engine/types.js';
 import { InvalidInputError } from '../errors.js';
 import { loadRunbook } from '../runbook/io.js';
 import { readSiteFiles } from '../runbook/site-files.js';
 import { dirname } from 'node:path';
 import { INSTALL_STEPS } from '../steps/index.js';
 import type { CliContext } from './main.js';
+
+// chalk is off without a terminal, with --no-color and with NO_COLOR.
+const statusColour = (label: StepStatus['label'], text: string) => (label === 'done' ? chalk.dim(text) : label === 'will re-run' ? chalk.yellow(text) : chalk.cyan(text));
 
 const RELEASES = ['debian12', 'debian13', 'ubuntu22', 'ubuntu24', 'el7', 'el8', 'el9'];
 
@@ -20,21 +26,29 @@ export function registerPlan(program: Command, ctx: CliContext): void {
     .argument('<runbook>', 'runbook file')
     .option('--offline', 'never connect: assume a fresh host of --os')
     .option('--os <release>', `with --offline: ${RELEASES.join(', ')} (default debian12)`)
-    .option('--contents', 'print the full content of every file')
+    .option('--contents', 'print the full content of every file (default: the key values of each)')
+    .option('--limit <nodes>', 'these nodes only (names or addresses, comma-separated)')
+    .option('--json', 'machine-readable plan on stdout')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
-    .action(async (file: string, opts: { offline?: boolean; os?: string; contents?: boolean; acceptNewHostKeys?: boolean }) => {
+    .action(async (file: string, opts: { offline?: boolean; os?: string; contents?: boolean; limit?: string; json?: boolean; acceptNewHostKeys?: boolean }) => {
       // --os describes hosts that are not asked; connected, the hosts say what they are.
       if (opts.os !== undefined && !opts.offline) throw new InvalidInputError('--os only applies with --offline (connected, each node reports its own OS)', ['ha-setup plan <runbook> --offline --os el9']);
       const { path, runbook } = loadRunbook(file);
+      const only = opts.limit ? limitToIndexes(runbook, opts.limit) : undefined;
+      const show = (nodes: Array<{ pc: PlanContext; steps: PlannedStep[] }>, osSource: 'observed' | 'assumed') => {
+        if (opts.json) ctx.print(JSON.stringify(planJson(nodes, osSource, file), null, 2));
+        else ctx.print(renderPlanReview(nodes, { fileContents: opts.contents === true, osSource, runbookPath: file, colour: statusColour, width: process.stdout.columns || 120 }));
+      };
       if (opts.offline) {
         const os = opts.os ?? 'debian12';
         if (!RELEASES.includes(os)) throw new InvalidInputError(`--os ${os}: choose one of ${RELEASES.join(', ')}`);
-        ctx.print(renderPlanText(offlinePlan(runbook, INSTALL_STEPS, os, readSiteFiles(runbook, dirname(path))), { fileContents: opts.contents === true }));
+        const wanted = only ? new Set(resolveNodes(runbook).filter((n) => only.includes(n.index)).map((n) => n.name)) : undefined;
+        show(offlinePlan(runbook, INSTALL_STEPS, os, readSiteFiles(runbook, dirname(path))).filter((n) => !wanted || wanted.has(n.pc.node.name)), 'assumed');
         ctx.result = 0;
         return;
       }
       const secrets = loadSecrets(runbook, path);
-      const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId() }, secrets);
+      const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId(), only }, secrets);
       try {
         const sources = offlineSources(runbook, { useCache: true, families: handles.map((h) => h.facts.family) });
         const siteFiles = readSiteFiles(runbook, dirname(path));
@@ -61,7 +75,7 @@ export function registerPlan(program: Command, ctx: CliContext): void {
           }
           nodes.push({ pc: { runbook, node: h.node, cluster: handles.map((x) => x.node), facts: h.facts, sources, clusterFacts, siteFiles }, steps });
         }
-        ctx.print(renderPlanText(nodes, { fileContents: opts.contents === true }));
+        show(nodes, 'observed');
         ctx.result = 0;
       } finally {
         await Promise.all(handles.map((h) => h.t.close()));

@@ -74,3 +74,155 @@ export function renderPlanText(nodes: Array<{ pc: PlanContext; steps: PlannedSte
   }
   return out.join('\n');
 }
+
+export interface PlanReviewOptions {
+  fileContents: boolean;
+  /** Where the OS of each node came from: the host itself, or --offline --os. */
+  osSource: 'observed' | 'assumed';
+  runbookPath: string;
+  /** Terminal colour for the status labels. */
+  colour?: (label: StepStatus['label'], text: string) => string;
+  width?: number;
+}
+
+/** Directives a reviewer checks in each kind of file, shown by default (the whole file with --contents). */
+const KEY_LINES: Array<[RegExp, RegExp]> = [
+  [/keepalived\.conf$/, /^\s*(state|interface|virtual_router_id|priority|advert_int|nopreempt|unicast_src_ip|version|vrrp_version|\d+\.\d+\.\d+\.\d+\/\d+ dev)\b.*$|^\s*\d+\.\d+\.\d+\.\d+\s*$/],
+  [/\/conf\/(nginx\.conf|conf\.d\/[^/]+\.conf)$/, /^\s*(listen|server_name|server\s+\S+|upstream\s+\S+|proxy_pass|worker_processes|include)\b.*$/],
+  [/\.service$/, /^\s*(Type|PIDFile|ExecStart|ExecReload|LimitNOFILE|Restart)=.*$/],
+];
+
+export function keyValues(path: string, content: string): string[] {
+  const rule = KEY_LINES.find(([file]) => file.test(path));
+  if (!rule) return [];
+  return [...new Set(content.split('\n').filter((l) => rule[1].test(l) && !l.trim().startsWith('#')).map((l) => l.trim().replace(/;$/, '')))];
+}
+
+/**
+ * Wrap a long shell line at spaces outside quotes with a backslash continuation: the wrapped text
+ * is still the same command when pasted.
+ */
+export function wrapCommand(line: string, width: number): string[] {
+  if (line.length <= width) return [line];
+  const out: string[] = [];
+  let rest = line;
+  while (rest.length > width) {
+    let quote = '';
+    let cut = -1;
+    for (let i = 0; i < Math.min(rest.length, width); i++) {
+      const ch = rest[i];
+      if (quote) { if (ch === quote) quote = ''; continue; }
+      if (ch === "'" || ch === '"') quote = ch;
+      else if (ch === ' ' && i > 20) cut = i;
+    }
+    if (cut < 0) break;
+    out.push(`${rest.slice(0, cut)} \\`);
+    rest = `    ${rest.slice(cut + 1)}`;
+  }
+  out.push(rest);
+  return out;
+}
+
+function wrapText(text: string, width: number): string[] {
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      out.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  out.push(line);
+  return out;
+}
+
+function stepBody(plan: StepPlan, opts: PlanReviewOptions): string[] {
+  const width = (opts.width ?? 120) - 5;
+  const out: string[] = [];
+  for (const n of plan.notes) out.push(...wrapText(n, width).map((l, i) => `   #${i ? '   ' : ' '}${l}`));
+  // The full checksum is in the notes above; the upload line names it.
+  for (const u of plan.uploads) out.push(`   upload ${u.remote} (${u.sha256.startsWith('git:') ? u.sha256.slice(0, 16) : `sha256 ${u.sha256.slice(0, 12)}`}…)`);
+  for (const f of plan.files) {
+    out.push(`   file ${f.path} (mode ${f.mode.toString(8)}${f.owner ? `, owner ${f.owner}` : ''})`);
+    if (opts.fileContents) out.push(indent(f.content.trimEnd(), '   | '));
+    else for (const k of keyValues(f.path, f.content)) out.push(`   = ${k}`);
+  }
+  for (const c of plan.commands) for (const l of c.split('\n')) out.push(...wrapCommand(l, width).map((w, i) => `   ${i ? ' ' : '$'} ${w}`));
+  return out;
+}
+
+/** Sources a reviewer must notice: no pin means apply refuses them (or trusts them on first download). */
+export function planWarnings(nodes: Array<{ pc: PlanContext }>): string[] {
+  const warnings: string[] = [];
+  const sources = nodes[0]?.pc.sources ?? {};
+  for (const s of Object.values(sources)) {
+    if (s.sha256 === 'unpinned' || s.git?.commit === 'unpinned') {
+      const spec = sourceSpec(nodes[0].pc.runbook, { id: s.id, version: s.version } as Parameters<typeof sourceSpec>[1]);
+      warnings.push(`source ${s.id} ${s.version} has no pin (${spec.kind === 'git' ? `git ${spec.url}` : spec.url ?? 'no URL'}): apply refuses it unless --trust-on-first-download`);
+    }
+  }
+  return warnings;
+}
+
+/**
+ * `ha-setup plan` as a document to review before apply: a header (runbook, nodes, where their OS
+ * came from), a summary per node, warnings, then each step once when it is the same on every node
+ * and per node where it differs, with the key values of every file.
+ */
+export function renderPlanReview(nodes: Array<{ pc: PlanContext; steps: PlannedStep[] }>, opts: PlanReviewOptions): string {
+  const colour = opts.colour ?? ((_l, t) => t);
+  const rb = nodes[0]?.pc.runbook;
+  const out: string[] = [];
+  if (!rb) return 'no nodes selected\n';
+  out.push(`plan for ${opts.runbookPath} (runbook "${rb.name}", ${rb.build.flavor} ${rb.build.version}, keepalived ${rb.keepalived.version}, VIP ${rb.vrrp.vip} on ${rb.vrrp.interface}, VRID ${rb.vrrp.virtualRouterId})`);
+  for (const { pc } of nodes) {
+    out.push(`  ${pc.node.name.padEnd(10)} ${pc.node.host.padEnd(15)} ${pc.node.role.padEnd(6)} priority ${String(pc.node.priority).padEnd(4)} ${pc.facts.release} (${opts.osSource === 'observed' ? 'observed on the host' : 'assumed: --offline'})`);
+  }
+  const count = (steps: PlannedStep[], label: StepStatus['label']) => steps.filter((s) => s.status.label === label).length;
+  out.push('summary:');
+  for (const { pc, steps } of nodes) {
+    const rerun = steps.filter((s) => s.status.label === 'will re-run').map((s) => `${s.step.id} (${s.status.why})`);
+    out.push(`  ${pc.node.name}: ${count(steps, 'will run')} will run, ${count(steps, 'done')} done, ${count(steps, 'will re-run')} will re-run${rerun.length ? `: ${rerun.join('; ')}` : ''}`);
+  }
+  const warnings = planWarnings(nodes);
+  for (const w of warnings) out.push(`warning: ${w}`);
+  out.push('');
+  const ids = [...new Set(nodes.flatMap((n) => n.steps.map((s) => s.step.id)))];
+  for (const id of ids) {
+    const variants = new Map<string, { names: string[]; s: PlannedStep }>();
+    for (const n of nodes) {
+      const s = n.steps.find((x) => x.step.id === id);
+      if (!s) continue;
+      const key = JSON.stringify([s.status, stepBody(s.plan, opts)]);
+      const v = variants.get(key) ?? { names: [], s };
+      v.names.push(n.pc.node.name);
+      variants.set(key, v);
+    }
+    const all = variants.size === 1 && [...variants.values()][0].names.length === nodes.length;
+    for (const { names, s } of variants.values()) {
+      const where = all ? (nodes.length > 1 ? 'every node' : names[0]) : names.join(', ');
+      out.push(`-- ${colour(s.status.label, `[${s.status.label}]`)} ${s.step.id}: ${s.step.title} [${where}]${s.status.why ? ` (because ${s.status.why})` : ''}`);
+      out.push(...stepBody(s.plan, opts));
+    }
+  }
+  out.push('');
+  return out.join('\n');
+}
+
+/** `plan --json`: the same facts for a machine. */
+export function planJson(nodes: Array<{ pc: PlanContext; steps: PlannedStep[] }>, osSource: 'observed' | 'assumed', runbookPath: string): unknown {
+  return {
+    runbook: runbookPath,
+    name: nodes[0]?.pc.runbook.name,
+    warnings: planWarnings(nodes),
+    nodes: nodes.map(({ pc, steps }) => ({
+      name: pc.node.name, host: pc.node.host, role: pc.node.role, priority: pc.node.priority, os: pc.facts.release, osSource,
+      steps: steps.map(({ step, plan, status }) => ({
+        id: step.id, title: step.title, status: status.label, why: status.why ?? null,
+        commands: plan.commands, notes: plan.notes,
+        uploads: plan.uploads.map((u) => ({ remote: u.remote, sha256: u.sha256 })),
+        files: plan.files.map((f) => ({ path: f.path, mode: f.mode.toString(8), sha256: createHash('sha256').update(f.content).digest('hex'), keyValues: keyValues(f.path, f.content) })),
+      })),
+    })),
+  };
+}

@@ -67,7 +67,13 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     const r = await cli(['plan', lab.runbookPath]);
     expect(r.code, r.err).toBe(0);
     expect(r.out).not.toMatch(/\[will/);
-    expect(r.out.match(/\[done\]/g)).toHaveLength(ALL.length * 2);
+    // Identical on both nodes: each step once, the summary per node, the OS as the host reported it.
+    expect(r.out.match(/\[done\]/g)).toHaveLength(ALL.length);
+    for (const node of ['node1', 'node2']) expect(r.out).toContain(`  ${node}: 0 will run, ${ALL.length} done, 0 will re-run`);
+    expect(r.out).toMatch(/node1 +10\.213\.0\.11 +master +priority 100 +debian12 \(observed on the host\)/);
+    const json = JSON.parse((await cli(['plan', lab.runbookPath, '--json', '--limit', 'node2'])).out);
+    expect(json.nodes.map((n: { name: string }) => n.name)).toEqual(['node2']);
+    expect(json.nodes[0].steps.every((s: { status: string }) => s.status === 'done')).toBe(true);
   });
 
   it('changed input re-runs exactly the dependent steps', async () => {

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { offlinePlan, renderPlanText } from '../../src/engine/plan-view.js';
+import { offlinePlan, planJson, renderPlanReview, renderPlanText, wrapCommand } from '../../src/engine/plan-view.js';
 import { loadRunbook } from '../../src/runbook/io.js';
 import { INSTALL_STEPS } from '../../src/steps/index.js';
 import { assumedFacts } from '../../src/engine/facts.js';
@@ -32,6 +32,55 @@ describe('golden plans', () => {
       });
     }
   }
+
+  // What `ha-setup plan` prints for a reviewer (the goldens above hold every file and command).
+  for (const release of releases) {
+    it(`plan review of the nginx example on ${release}`, () => {
+      const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+      const text = renderPlanReview(offlinePlan(runbook, INSTALL_STEPS, release), { fileContents: false, osSource: 'assumed', runbookPath: runbooks.nginx, width: 120 });
+      const golden = join(goldenDir, `plan-review.nginx.${release}.txt`);
+      if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
+        if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
+        writeFileSync(golden, text);
+      }
+      expect(text).toBe(readFileSync(golden, 'utf8'));
+    });
+  }
+
+  it('plan review: a header, a summary, each identical step once, per-node differences, key values, no line past 120 columns outside file contents', () => {
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+    const nodes = offlinePlan(runbook, INSTALL_STEPS, 'el9');
+    const text = renderPlanReview(nodes, { fileContents: false, osSource: 'assumed', runbookPath: 'x.yaml', width: 120 });
+    expect(text).toMatch(/^plan for x\.yaml \(runbook "/);
+    expect(text).toMatch(/el9 \(assumed: --offline\)/);
+    expect(text).toContain(`summary:\n  ${nodes[0].pc.node.name}: ${nodes[0].steps.length} will run, 0 done, 0 will re-run`);
+    expect(text.match(/-- \[will run\] packages: .*\[every node\]/g)).toHaveLength(1);
+    // keepalived.conf differs per node (priority): one block per node, with its key values.
+    const ka = [...text.matchAll(/-- \[will run\] keepalived-config: .*\[(\S+)\]/g)].map((m) => m[1]);
+    expect(ka).toEqual(nodes.map((n) => n.pc.node.name));
+    expect(text).toMatch(new RegExp(`= priority ${nodes[0].pc.node.priority}\\n`));
+    expect(text).toMatch(/= virtual_router_id \d+/);
+    // Only a quoted string too long to break may pass the width (breaking it would change the command).
+    for (const line of text.split('\n').filter((l) => l.length > 120)) expect(line, line).toMatch(/(['"])[^'"]{80,}\1/);
+    const json = planJson(nodes, 'assumed', 'x.yaml') as { nodes: Array<{ steps: Array<{ id: string; files: Array<{ keyValues: string[] }> }> }> };
+    expect(json.nodes[0].steps.find((s) => s.id === 'keepalived-config')!.files[0].keyValues).toContain(`priority ${nodes[0].pc.node.priority}`);
+  });
+
+  it('plan review warns about unpinned sources with their URL', () => {
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+    const unpinned = { ...runbook, keepalived: { ...runbook.keepalived, version: '2.2.8' } };
+    const text = renderPlanReview(offlinePlan(unpinned, INSTALL_STEPS, 'debian12'), { fileContents: false, osSource: 'assumed', runbookPath: 'x.yaml' });
+    expect(text).toMatch(/warning: source keepalived 2\.2\.8 has no pin \(https:\/\/www\.keepalived\.org\/software\/keepalived-2\.2\.8\.tar\.gz\): apply refuses it unless --trust-on-first-download/);
+  });
+
+  it('wraps long commands only at spaces outside quotes, as a backslash continuation', () => {
+    const cmd = `echo 'a b c d e f g h i j k l m n o p q r s t u v w x y z' && printf '%s\\n' one two three four five six seven eight nine ten eleven`;
+    const lines = wrapCommand(cmd, 60);
+    expect(lines.length).toBeGreaterThan(1);
+    expect(lines.slice(0, -1).every((l) => l.endsWith(' \\'))).toBe(true);
+    expect(lines[0]).toContain("'a b c d e f g h i j k l m n o p q r s t u v w x y z'");
+    expect(lines.map((l) => l.replace(/ \\$/, '').trim()).join(' ')).toBe(cmd);
+  });
 
   it('puts the upstream-check patch inside the OpenResty bundle', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));

@@ -195,6 +195,23 @@ describe('CLI surface', () => {
     expect(JSON.parse(m.out).problems[0]).toMatchObject({ path: '(file)', message: expect.stringMatching(/does not exist/) });
   });
 
+  it('plan --offline: review document by default, --json and --limit', async () => {
+    const dir = tmp();
+    const example = join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml');
+    const text = await run(['plan', example, '--offline', '--os', 'el9'], dir);
+    expect(text.code, text.err).toBe(0);
+    expect(text.out).toMatch(/^plan for .*example-nginx-lua\.yaml \(runbook "edge-nginx"/);
+    expect(text.out).toMatch(/-- \[will run\] packages: .*\[every node\]/);
+    const json = await run(['plan', example, '--offline', '--json', '--limit', 'edge2'], dir);
+    expect(json.code, json.err).toBe(0);
+    const doc = JSON.parse(json.out);
+    expect(doc.nodes.map((n: { name: string; osSource: string }) => [n.name, n.osSource])).toEqual([['edge2', 'assumed']]);
+    expect(doc.nodes[0].steps.map((s: { id: string }) => s.id)).toContain('keepalived-config');
+    const bad = await run(['plan', example, '--offline', '--limit', 'nope'], dir);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--limit: no node nope/);
+  });
+
   it('--no-color and NO_COLOR take the colour off every line', async () => {
     const chalk = (await import('chalk')).default;
     const { writeFileSync } = await import('node:fs');
