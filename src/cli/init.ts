@@ -1,13 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { InvalidInputError, RunbookInvalidError } from '../errors.js';
+import { CancelledError, InvalidInputError, RunbookInvalidError } from '../errors.js';
 import { runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
 import { validateRunbook } from '../runbook/validate.js';
 import { answersFromNodeSpecs, generateVrrpPassword, runbookFromAnswers, VRRP_PASSWORD_ENV } from '../wizard/build.js';
 import { questions, type Answers } from '../wizard/questions.js';
-import { questionsFor, resolveAnswers, warnProblem } from '../wizard/run.js';
+import { confirmSummary, questionsFor, resolveAnswers, warnProblem } from '../wizard/run.js';
 import type { CliContext } from './main.js';
 
 const camel = (flag: string) => flag.replace(/^--(no-)?/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -48,6 +48,7 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     Object.assign(given, answers);
   }
   given.detectedIdentity = detectIdentityFile();
+  given.detectedUser = sshConfigDefaults().user;
   const toStdout = opts.out === '-';
   // With --out - stdout carries only the runbook: the questions go to stderr.
   const wizard = { yes: opts.yes === true, interactive: ctx.interactive, input: ctx.input, output: ctx.output ?? (toStdout ? process.stderr : undefined) };
@@ -56,6 +57,7 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   const existing = !toStdout && opts.force !== true && ctx.interactive ? (name: string) => existsSync(outFor(name)) ? outFor(name) : undefined : undefined;
   let answers = await resolveAnswers(given, { ...wizard, existing });
   delete answers.detectedIdentity;
+  delete answers.detectedUser;
   const overwrite = answers.overwrite === true;
   let doc = runbookFromAnswers(answers);
   let result = validateRunbook(doc);
@@ -88,10 +90,44 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     if (!process.env[VRRP_PASSWORD_ENV]) writeSecretsFile(secrets, { [VRRP_PASSWORD_ENV]: generateVrrpPassword() });
     ctx.print(`VRRP password: ${process.env[VRRP_PASSWORD_ENV] ? `taken from $${VRRP_PASSWORD_ENV} at apply time` : `generated into ${secrets} (mode 0600, git-ignored)`}`);
   }
+  // At a terminal without --yes: what will be written, confirmed before writing.
+  if (ctx.interactive && opts.yes !== true) {
+    const ok = await confirmSummary(summaryLines(doc), relative(ctx.cwd, out) || out, wizard);
+    if (!ok) throw new CancelledError('not written; run the wizard again (flags keep answers: ha-setup init --help)');
+  }
+  const key = doc.ssh?.identityFile;
+  if (key && !existsSync(key.replace(/^~(?=\/)/, homedir()))) {
+    ctx.printError(`warning: the SSH key ${key} does not exist on this machine; apply connects with it (leave it empty to use the SSH agent)`);
+  }
   writeFileAtomic(out, runbookToYaml(doc));
-  ctx.print(`wrote ${out}`);
-  ctx.print(`next: ha-setup validate ${out} && ha-setup apply ${out}`);
+  const shown = relative(ctx.cwd, out).startsWith('..') ? out : relative(ctx.cwd, out);
+  const cmd = invocation();
+  ctx.print(`wrote ${shown}`);
+  ctx.print('next:');
+  ctx.print(`  ${cmd} validate ${shown}    # no host contact`);
+  ctx.print(`  ${cmd} plan ${shown}        # read-only: what will run on each node`);
+  ctx.print(`  ${cmd} apply ${shown}       # install, then the measured failover test`);
   return 0;
+}
+
+export function summaryLines(doc: ReturnType<typeof runbookFromAnswers>): string[] {
+  const v = doc.vrrp;
+  return [
+    ...doc.nodes.map((n) => `node      ${n.host} ${n.role}, priority ${n.priority}`),
+    `VIP       ${v.vip} on ${v.interface}, VRID ${v.virtualRouterId}, VRRPv${v.version}${v.unicast ? ' unicast' : ''}${v.preempt === false ? ', nopreempt' : ''}`,
+    `build     ${doc.build?.flavor} ${doc.build?.version} in ${doc.build?.prefix}${doc.build?.modules?.length ? ` with ${doc.build.modules.join(', ')}` : ''}`,
+    `keepalived ${doc.keepalived?.version} in ${doc.keepalived?.prefix}`,
+    `ssh       user ${doc.ssh?.user}, port ${doc.ssh?.port}${doc.ssh?.identityFile ? `, key ${doc.ssh.identityFile}` : ', SSH agent'}`,
+    `site      port ${doc.site?.listen}${doc.site?.upstreams?.length ? `, upstreams ${doc.site.upstreams.map((u) => `${u.name}: ${u.servers.join(', ')}`).join('; ')}` : ''}`,
+  ];
+}
+
+/** How the user started ha-setup, so the next steps can be pasted as they are. */
+export function invocation(env = process.env, argv1 = process.argv[1] ?? ''): string {
+  if (env.npm_command === 'exec') return 'npx ha-setup';
+  // A checkout (bin/ha-setup.js outside node_modules): `node bin/ha-setup.js`; installed: on PATH.
+  if (/bin[\\/]ha-setup(\.js)?$/.test(argv1) && !argv1.includes('node_modules')) return `node ${relative(process.cwd(), argv1) || argv1}`;
+  return 'ha-setup';
 }
 
 /** Questions whose answers (or defaults) follow from an earlier one are asked again with it. */
@@ -104,18 +140,29 @@ function withDependents(ids: string[]): string[] {
   return [...out];
 }
 
-/** Default key: IdentityFile of `Host *` in ~/.ssh/config, else a standard key file, else the agent. */
-export function detectIdentityFile(home = homedir()): string {
+/** `User` and `IdentityFile` that ~/.ssh/config applies to every host (before any Host line, or under `Host *`). */
+export function sshConfigDefaults(home = homedir()): { user?: string; identityFile?: string } {
   const cfg = join(home, '.ssh', 'config');
-  if (existsSync(cfg)) {
-    let inStar = false;
-    for (const line of readFileSync(cfg, 'utf8').split('\n')) {
-      const m = /^\s*(\w+)\s+(.+?)\s*$/.exec(line);
-      if (!m) continue;
-      if (m[1].toLowerCase() === 'host') inStar = m[2].split(/\s+/).includes('*');
-      else if (inStar && m[1].toLowerCase() === 'identityfile') return m[2];
-    }
+  const out: { user?: string; identityFile?: string } = {};
+  if (!existsSync(cfg)) return out;
+  let applies = true;
+  for (const line of readFileSync(cfg, 'utf8').split('\n')) {
+    const m = /^\s*(\w+)(?:\s*=\s*|\s+)(.+?)\s*$/.exec(line);
+    if (!m || line.trim().startsWith('#')) continue;
+    const key = m[1].toLowerCase();
+    // ssh takes the first value it meets for each option.
+    if (key === 'host') applies = m[2].split(/\s+/).includes('*');
+    else if (key === 'match') applies = false;
+    else if (applies && key === 'user') out.user ??= m[2];
+    else if (applies && key === 'identityfile') out.identityFile ??= m[2];
   }
+  return out;
+}
+
+/** Default key: IdentityFile for every host in ~/.ssh/config, else the agent, else a standard key file. */
+export function detectIdentityFile(home = homedir()): string {
+  const fromConfig = sshConfigDefaults(home).identityFile;
+  if (fromConfig) return fromConfig;
   if (process.env.SSH_AUTH_SOCK) return '';
   for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) if (existsSync(join(home, '.ssh', f))) return `~/.ssh/${f}`;
   return '';

@@ -13,6 +13,7 @@ import { registerApply } from './apply.js';
 import { registerPlan } from './plan.js';
 import { registerVerify } from './verify.js';
 import { registerDocs } from './docs.js';
+import { registerCompletion } from './completion.js';
 
 export interface CliContext {
   cwd: string;
@@ -96,6 +97,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   registerVerify(program, ctx);
   registerDocs(program, ctx);
   registerLab(program, ctx);
+  registerCompletion(program, ctx);
 
   // Every subcommand inherits the same error behaviour and output.
   for (const c of program.commands) applyErrorBehaviour(c, stdout, stderr);

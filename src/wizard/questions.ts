@@ -95,8 +95,8 @@ export const questions: Question[] = [
     },
   },
   {
-    id: 'sshUser', flag: '--ssh-user <user>', kind: 'text', message: 'SSH user', help: 'SSH user for every node (default root; non-root uses sudo -n)',
-    default: () => 'root', validate: (v) => (/^[a-z_][a-z0-9_.-]*$/i.test(v) ? undefined : 'not a valid user name'),
+    id: 'sshUser', flag: '--ssh-user <user>', kind: 'text', message: 'SSH user', help: 'SSH user for every node (default: User for every host in ~/.ssh/config, else root; non-root uses sudo -n)',
+    default: (a) => (typeof a.detectedUser === 'string' && a.detectedUser ? a.detectedUser : 'root'), validate: (v) => (/^[a-z_][a-z0-9_.-]*$/i.test(v) ? undefined : 'not a valid user name'),
   },
   {
     id: 'sshPort', flag: '--ssh-port <port>', kind: 'text', message: 'SSH port', help: 'SSH port (default 22)',

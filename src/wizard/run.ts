@@ -47,6 +47,10 @@ const flagName = (q: Question) => q.flag.split(' ')[0];
  */
 export async function resolveAnswers(given: Answers, opts: WizardOptions): Promise<Answers> {
   const a: Answers = { ...given };
+  const toAsk = questions.filter((q) => given[q.id] === undefined).length;
+  if (opts.interactive && !opts.yes && toAsk > 0) {
+    p.intro(`ha-setup: up to ${toAsk} questions, then a summary to confirm; Enter takes the default shown, Ctrl-C cancels and writes nothing`, { output: opts.output });
+  }
   const errors: string[] = [];
   const missing: string[] = [];
   const defaulted: string[] = [];
@@ -94,6 +98,14 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
     throw new InvalidInputError('no terminal to ask in; pass --yes to take the defaults or give these flags', defaulted);
   }
   return a;
+}
+
+/** At a terminal: the runbook's key facts, then write it or not. */
+export async function confirmSummary(lines: string[], file: string, opts: WizardOptions): Promise<boolean> {
+  p.note(lines.join('\n'), 'summary', { output: opts.output });
+  const ok = await p.confirm({ input: opts.input, output: opts.output, message: `Write ${file}?`, initialValue: true });
+  if (p.isCancel(ok)) throw new CancelledError('wizard cancelled; nothing was written');
+  return ok === true;
 }
 
 /** The name points at an existing runbook: overwrite it (said once, here) or pick another name. */

@@ -39,6 +39,31 @@ describe('wizard through flags', () => {
     expect(v.code).toBe(0);
   });
 
+  it('prefills the SSH user and key from ~/.ssh/config, warns about a key file that does not exist, next steps as invoked', async () => {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const { sshConfigDefaults, invocation } = await import('../../src/cli/init.js');
+    const home = tmp();
+    mkdirSync(join(home, '.ssh'));
+    writeFileSync(join(home, '.ssh', 'config'), 'User deploy\nHost bastion\n  User jump\n  IdentityFile ~/.ssh/jump\nHost *\n  IdentityFile ~/.ssh/deploy_ed25519\n  User other\n');
+    expect(sshConfigDefaults(home)).toEqual({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      const dir = tmp();
+      const r = await run(['init', ...required, '--yes'], dir);
+      expect(r.code, r.err).toBe(0);
+      const doc = parse(readFileSync(join(dir, 'runbooks', 'web-ha.yaml'), 'utf8'));
+      expect(doc.ssh).toMatchObject({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
+      expect(r.err).toMatch(/warning: the SSH key ~\/\.ssh\/deploy_ed25519 does not exist on this machine/);
+      expect(r.out).toMatch(/next:\n {2}\S.* validate runbooks\/web-ha\.yaml .*\n {2}\S.* plan runbooks\/web-ha\.yaml .*\n {2}\S.* apply runbooks\/web-ha\.yaml/);
+    } finally {
+      process.env.HOME = saved;
+    }
+    expect(invocation({ npm_command: 'exec' }, '/x/node_modules/.bin/ha-setup')).toBe('npx ha-setup');
+    expect(invocation({}, '/usr/lib/node_modules/ha-setup/bin/ha-setup.js')).toBe('ha-setup');
+    expect(invocation({}, join(process.cwd(), 'bin', 'ha-setup.js'))).toBe(`node ${join('bin', 'ha-setup.js')}`);
+  });
+
   it('--out - writes the runbook to stdout only, and no file', async () => {
     const { readdirSync } = await import('node:fs');
     const dir = tmp();
@@ -212,6 +237,25 @@ describe('CLI surface', () => {
     expect(bad.err).toMatch(/--limit: no node nope/);
   });
 
+  it('completion bash: commands, lab subcommands and each command\'s flags, from the command table', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    const dir = tmp();
+    const r = await run(['completion', 'bash'], dir);
+    expect(r.code, r.err).toBe(0);
+    const script = join(dir, 'ha-setup.bash');
+    writeFileSync(script, r.out);
+    const complete = (...line: string[]) => execFileSync('bash', ['-c', `source ${script}; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; _ha_setup; echo "\${COMPREPLY[*]}"`], { cwd: dir, encoding: 'utf8' }).trim();
+    expect(complete('ha-setup', 'ap')).toBe('apply');
+    expect(complete('ha-setup', 'ro')).toBe('rollback');
+    expect(complete('ha-setup', 'apply', 'x.yaml', '--li')).toBe('--limit');
+    expect(complete('ha-setup', 'plan', 'x.yaml', '--j')).toBe('--json');
+    expect(complete('ha-setup', 'lab', 'd')).toBe('demo down');
+    expect(complete('ha-setup', 'lab', 'up', '--di')).toBe('--distro');
+    expect((await run(['completion', 'zsh'], dir)).out).toMatch(/bashcompinit[\s\S]*complete -o filenames -F _ha_setup ha-setup/);
+    expect((await run(['completion', 'fish'], dir)).code).toBe(2);
+  });
+
   it('--no-color and NO_COLOR take the colour off every line', async () => {
     const chalk = (await import('chalk')).default;
     const { writeFileSync } = await import('node:fs');
@@ -311,7 +355,13 @@ describe('wizard through clack', () => {
     for (const q of ['Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted']) {
       await term.answer(q, ENTER);
     }
+    await term.answer('Write runbooks/edge-ha.yaml?', ENTER);
     expect(await done).toBe(0);
+    // The frame: what it will ask and how to cancel first, the key facts before writing.
+    expect(term.transcript).toMatch(/up to \d+ questions, then a summary to confirm; .*Ctrl-C cancels and writes nothing/);
+    expect(term.transcript).toMatch(/node +10\.0\.0\.11 backup, priority 90/);
+    expect(term.transcript).toMatch(/node +10\.0\.0\.12 master, priority 100/);
+    expect(term.transcript).toMatch(/VIP +10\.0\.0\.100\/24 on eth0, VRID 100/);
     const doc = parse(readFileSync(join(dir, 'runbooks', 'edge-ha.yaml'), 'utf8'));
     expect(validateRunbook(doc).ok).toBe(true);
     expect(doc.nodes).toEqual([
@@ -364,7 +414,7 @@ describe('wizard through clack', () => {
     await term.answer('taken.yaml already exists', ENTER); // use another name
     await term.answer('Cluster name', `fresh${ENTER}`);
     for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Advertisement interval', 'unicast', 'preempt', 'What to build', 'Version to build', 'Third-party modules',
-      'Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted']) {
+      'Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted', 'Write runbooks/fresh.yaml?']) {
       await term.answer(q, ENTER);
     }
     expect(await done).toBe(0);
@@ -390,6 +440,20 @@ describe('wizard through clack', () => {
     const doc = parse(readFileSync(join(dir, 'runbooks', 'w.yaml'), 'utf8'));
     expect(doc.keepalived.check.weight).toBe(-20);
     expect(doc.site.listen).toBe(8080);
+  });
+
+  it('answering no at the summary writes nothing', async () => {
+    const dir = tmp();
+    const term = new Terminal();
+    const done = main(['init', '--name', 'n', '--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0'],
+      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Advertisement interval', 'unicast', 'preempt', 'What to build', 'Version to build', 'Third-party modules',
+      'Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted']) {
+      await term.answer(q, ENTER);
+    }
+    await term.answer('Write runbooks/n.yaml?', `${DOWN}${ENTER}`);
+    expect(await done).toBe(130);
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('Ctrl-C exits 130 and leaves no file', async () => {
