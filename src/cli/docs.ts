@@ -1,3 +1,4 @@
+import { basename, relative } from 'node:path';
 import type { Command } from 'commander';
 import { writeHandover } from '../docs/handover.js';
 import { loadRunbook } from '../runbook/io.js';
@@ -9,7 +10,9 @@ export function registerDocs(program: Command, ctx: CliContext): void {
     .argument('<runbook>', 'runbook file')
     .action((file: string) => {
       const { path, runbook } = loadRunbook(file);
-      ctx.print(`wrote ${writeHandover(path, runbook, version())}`);
+      const written = writeHandover(path, runbook, version());
+      const rel = relative(ctx.cwd, written);
+      ctx.print(`wrote ${rel.startsWith('..') ? basename(written) + ` (next to ${basename(path)})` : rel}`);
       ctx.result = 0;
     });
 }

@@ -5,6 +5,7 @@ import chalk from 'chalk';
 import { Command, CommanderError } from 'commander';
 import { CancelledError, HaSetupError, InvalidInputError } from '../errors.js';
 import { packageRoot } from '../paths.js';
+import { remoteTrace } from '../engine/transport.js';
 import { registerInit, runInit } from './init.js';
 import { formatError } from './output.js';
 import { registerValidate } from './validate.js';
@@ -48,6 +49,10 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     chalk.level = 0;
     argv = argv.filter((a) => a !== '--no-color');
   }
+  // Global like --no-color: the remote commands as they run, on stderr (the log file has them always).
+  remoteTrace.level = argv.includes('--debug') ? 2 : argv.includes('--verbose') ? 1 : 0;
+  remoteTrace.sink = (l) => stderr(`${l}\n`);
+  argv = argv.filter((a) => a !== '--verbose' && a !== '--debug');
   const stdout = opts.stdout ?? ((s: string) => process.stdout.write(s));
   const stderr = opts.stderr ?? ((s: string) => process.stderr.write(s));
   const ctx: CliContext = {
@@ -68,6 +73,8 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .configureOutput({ writeOut: stdout, writeErr: stderr })
     .usage('[command] [options]   (no command, at a terminal: the wizard)')
     .option('--no-color', 'no colour in the output (also: NO_COLOR=1)')
+    .option('--verbose', 'print each remote command as it runs (any command, on stderr)')
+    .option('--debug', 'like --verbose, plus read-only probes and remote output')
     .argument('[command]')
     .argument('[args...]')
     .action(async (unknown: string | undefined, rest: string[]) => {

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { nginxCoreVersion } from '../catalog.js';
 import { localJournalPath } from '../engine/executor.js';
 import { assumedFacts } from '../engine/facts.js';
@@ -45,13 +45,16 @@ export function renderHandover(runbookPath: string, rb: Runbook, toolVersion: st
   const node0 = resolveNodes(rb)[0];
   const facts = assumedFacts(release);
   const spec = configureSpec({ runbook: rb, node: node0, cluster: resolveNodes(rb), facts, sources: offlineSources(rb, { families: [facts.family] }), clusterFacts: {} });
+  // The document travels (wiki, ticket): no path of this machine in it. Inside the working
+  // directory the path as typed from there; otherwise the file name, which sits next to the document.
   const rel = relative(process.cwd(), runbookPath) || basename(runbookPath);
+  const runbookFile = rel.startsWith('..') || isAbsolute(rel) ? basename(runbookPath) : rel;
   return render('handover.md.njk', {
     rb, nodes, lastVerify: lastVerify ?? null,
     L: layout(rb),
     toolVersion,
     generatedAt: new Date().toISOString(),
-    runbookFile: rel.startsWith('..') ? runbookPath : rel,
+    runbookFile,
     flavorTitle: rb.build.flavor === 'openresty' ? 'OpenResty' : 'nginx',
     nginxCore: nginxCoreVersion(rb.build.flavor, rb.build.version),
     keepalivedVersion: rb.keepalived.install === 'source' ? rb.keepalived.version : 'distribution package',
@@ -59,7 +62,7 @@ export function renderHandover(runbookPath: string, rb: Runbook, toolVersion: st
     // What the last apply really built (resolved commits); before any apply, what the runbook pins.
     sources: lastRun?.sources ?? Object.values(offlineSources(rb)),
     configureArgs: spec.args.join(' \\\n  '),
-    secretsFile: secretsPathFor(runbookPath, rb.name),
+    secretsFile: join(dirname(runbookFile), basename(secretsPathFor(runbookPath, rb.name))),
   });
 }
 

@@ -9,6 +9,9 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
+/** `--verbose` / `--debug`: remote commands (and with debug, read-only probes and output) as they run. */
+export const remoteTrace: { level: 0 | 1 | 2; sink: (line: string) => void } = { level: 0, sink: (l) => process.stderr.write(`${l}\n`) };
+
 export interface ExecOptions {
   stdin?: string;
   /** Called with each complete output line (stdout and stderr), for progress display. */
@@ -174,12 +177,14 @@ export class SshTransport implements Transport {
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
     SshTransport.roundTrips++;
     if (!opts.quiet) this.log(`$ ${script}\n`);
+    if (remoteTrace.level >= (opts.quiet ? 2 : 1)) for (const l of script.split('\n')) remoteTrace.sink(`[${this.label}] $ ${l}`);
     let stdin = opts.stdin;
     if (this.user !== 'root' && this.sudoPassword !== undefined) stdin = `${this.sudoPassword}\n${stdin ?? ''}`;
     let partial = '';
     const onChunk = (chunk: Buffer) => {
       const text = chunk.toString();
       if (!opts.quiet) this.log(text);
+      if (remoteTrace.level >= 2) for (const l of text.split('\n').filter(Boolean)) remoteTrace.sink(`[${this.label}]   ${l}`);
       partial += text;
       const lines = partial.split('\n');
       partial = lines.pop() ?? '';

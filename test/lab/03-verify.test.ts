@@ -80,6 +80,12 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       .toEqual([['node1', true, 'MASTER', 'active', 'active'], ['node2', false, 'BACKUP', 'active', 'active']]);
     expect(s.nodes[0].nginxVersion).toMatch(/nginx\/1\.22\.1/);
     expect(s.lastVerify.passed).toBeTypeOf('boolean');
+    // --debug shows the remote commands (read-only probes included) on stderr; without it, none.
+    expect(r.err).not.toMatch(/\] \$ /);
+    const dbg = await cli(['status', lab.runbookPath, '--json', '--debug']);
+    expect(dbg.code, dbg.err).toBe(0);
+    expect(dbg.err).toMatch(/^\[10\.213\.0\.11[^\]]*\] \$ systemctl is-active nginx/m);
+    expect(JSON.parse(dbg.out).nodes).toHaveLength(2);
   });
 
   it('docs writes the handover with every section and the executed commands', async () => {
@@ -91,6 +97,8 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     for (const section of ['## Summary', '## Topology', '## Hosts', '## VRRP', '## Build', '## File locations', '## Day-2 operations',
       '## Last verification', '## Troubleshooting', '## Commands executed per node']) expect(md).toContain(section);
     expect(md).toMatch(/```mermaid\nflowchart TB/);
+    // The document travels: no path of this machine in it.
+    expect(md).not.toContain(join(lab.runbookPath, '..'));
     expect(md).toMatch(/\| node1 \| master \| 100 \| 10\.213\.0\.11 \| host0 \| debian 12 \|/);
     expect(md).toMatch(/client-observed downtime \| \d+ ms/);
     for (const fault of ['VRID collision', 'protocol 112', 'Multicast blocked', 'auth_pass longer than 8', 'Script security', 'vrrp_strict']) expect(md).toContain(fault);

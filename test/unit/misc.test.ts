@@ -136,3 +136,20 @@ describe('nginx hot upgrade and rollback scripts', () => {
     }
   });
 });
+
+describe('handover document', () => {
+  it('names the runbook without this machine\'s paths, so it can travel', async () => {
+    const { mkdtempSync, copyFileSync, mkdirSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { renderHandover } = await import('../../src/docs/handover.js');
+    const { loadRunbook } = await import('../../src/runbook/io.js');
+    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-docs-'));
+    mkdirSync(join(dir, 'runbooks'));
+    const file = join(dir, 'runbooks', 'edge.yaml');
+    copyFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'), file);
+    const { path, runbook } = loadRunbook(file);
+    const md = renderHandover(path, runbook, '0.0.0');
+    expect(md).not.toContain(dir);
+    expect(md).toContain('ha-setup docs edge.yaml');
+  });
+});
