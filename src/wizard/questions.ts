@@ -28,6 +28,8 @@ export interface Question {
   note?: (a: Answers) => string | undefined;
   /** Skipped (and left undefined) when this returns false. */
   when?: (a: Answers) => boolean;
+  /** Tuning: asked only after "customize" is answered yes; otherwise its default is taken quietly. */
+  tuning?: boolean;
 }
 
 const zodMessage = (schema: { safeParse: (v: unknown) => { success: boolean; error?: { issues: { message: string }[] } } }) =>
@@ -135,7 +137,11 @@ export const questions: Question[] = [
     default: () => '3', validate: (v) => (v === '2' || v === '3' ? undefined : 'VRRP version is 2 or 3'),
   },
   {
-    id: 'advertInt', flag: '--advert-int <seconds>', kind: 'text', message: 'Advertisement interval (seconds)', help: 'advert interval: v2 whole seconds 1..255, v3 0.01..40.95 (default 1 for v2, 0.1 for v3)',
+    id: 'customize', flag: '--customize', kind: 'confirm', message: 'Customize tuning (advert interval, versions, prefixes, health-check timing, failover limit)?',
+    help: 'ask the tuning questions too (default: their defaults)', default: () => false,
+  },
+  {
+    id: 'advertInt', tuning: true, flag: '--advert-int <seconds>', kind: 'text', message: 'Advertisement interval (seconds)', help: 'advert interval: v2 whole seconds 1..255, v3 0.01..40.95 (default 1 for v2, 0.1 for v3)',
     default: (a) => (a.vrrpVersion === '2' ? '1' : '0.1'),
     validate: (v, a) => {
       const n = Number(v);
@@ -161,7 +167,7 @@ export const questions: Question[] = [
     default: () => 'openresty', validate: (v) => (v === 'openresty' || v === 'nginx' ? undefined : 'flavor is openresty or nginx'),
   },
   {
-    id: 'buildVersion', flag: '--build-version <version>', kind: 'text', message: 'Version to build', help: 'OpenResty/nginx version (default 1.27.1.2 / 1.26.3)',
+    id: 'buildVersion', tuning: true, flag: '--build-version <version>', kind: 'text', message: 'Version to build', help: 'OpenResty/nginx version (default 1.27.1.2 / 1.26.3)',
     default: (a) => DEFAULT_VERSIONS[(a.flavor as 'openresty' | 'nginx') ?? 'openresty'],
     validate: (v, a) => (a.flavor === 'nginx' ? /^\d+\.\d+\.\d+$/ : /^\d+\.\d+\.\d+\.\d+$/).test(v) ? undefined : `not a ${a.flavor} version`,
   },
@@ -183,31 +189,31 @@ export const questions: Question[] = [
     },
   },
   {
-    id: 'prefix', flag: '--prefix <path>', kind: 'text', message: 'Install prefix', help: 'install prefix (default /usr/local/openresty or /usr/local/nginx)',
+    id: 'prefix', tuning: true, flag: '--prefix <path>', kind: 'text', message: 'Install prefix', help: 'install prefix (default /usr/local/openresty or /usr/local/nginx)',
     default: (a) => (a.flavor === 'nginx' ? '/usr/local/nginx' : '/usr/local/openresty'), validate: zodMessage(absolutePath),
   },
   {
-    id: 'keepalivedVersion', flag: '--keepalived-version <version>', kind: 'text', message: 'keepalived version (built from source)', help: 'keepalived version (default 2.3.4)',
+    id: 'keepalivedVersion', tuning: true, flag: '--keepalived-version <version>', kind: 'text', message: 'keepalived version (built from source)', help: 'keepalived version (default 2.3.4)',
     default: () => '2.3.4', validate: (v) => (/^\d+\.\d+\.\d+$/.test(v) ? undefined : 'keepalived versions look like 2.3.4'),
   },
   {
-    id: 'keepalivedPrefix', flag: '--keepalived-prefix <path>', kind: 'text', message: 'keepalived prefix', help: 'keepalived prefix (default /usr/local/keepalived)',
+    id: 'keepalivedPrefix', tuning: true, flag: '--keepalived-prefix <path>', kind: 'text', message: 'keepalived prefix', help: 'keepalived prefix (default /usr/local/keepalived)',
     default: () => '/usr/local/keepalived', validate: zodMessage(absolutePath),
   },
   {
-    id: 'checkInterval', flag: '--check-interval <seconds>', kind: 'text', message: 'Health check interval (seconds)', help: 'health check interval in seconds (default 1)',
+    id: 'checkInterval', tuning: true, flag: '--check-interval <seconds>', kind: 'text', message: 'Health check interval (seconds)', help: 'health check interval in seconds (default 1)',
     default: () => '1', validate: intIn(1, 3600, 'interval'),
   },
   {
-    id: 'checkFall', flag: '--check-fall <n>', kind: 'text', message: 'Failed checks before FAULT', help: 'failed checks before the node gives up the VIP (default 2)',
+    id: 'checkFall', tuning: true, flag: '--check-fall <n>', kind: 'text', message: 'Failed checks before FAULT', help: 'failed checks before the node gives up the VIP (default 2)',
     default: () => '2', validate: intIn(1, 100, 'fall'),
   },
   {
-    id: 'checkRise', flag: '--check-rise <n>', kind: 'text', message: 'Good checks before recovery', help: 'good checks before the node is healthy again (default 2)',
+    id: 'checkRise', tuning: true, flag: '--check-rise <n>', kind: 'text', message: 'Good checks before recovery', help: 'good checks before the node is healthy again (default 2)',
     default: () => '2', validate: intIn(1, 100, 'rise'),
   },
   {
-    id: 'checkWeight', flag: '--check-weight <n>', kind: 'text', message: 'Check weight (0: a failed check means FAULT)', help: 'vrrp_script weight -253..253 (default 0)',
+    id: 'checkWeight', tuning: true, flag: '--check-weight <n>', kind: 'text', message: 'Check weight (0: a failed check means FAULT)', help: 'vrrp_script weight -253..253 (default 0)',
     default: () => '0', validate: intIn(-253, 253, 'weight'),
   },
   {
@@ -224,7 +230,7 @@ export const questions: Question[] = [
     default: () => true,
   },
   {
-    id: 'maxDowntimeMs', flag: '--max-downtime-ms <ms>', kind: 'text', message: 'Maximum accepted failover downtime (ms)', help: 'failover test fails above this downtime (default 1000)',
+    id: 'maxDowntimeMs', tuning: true, flag: '--max-downtime-ms <ms>', kind: 'text', message: 'Maximum accepted failover downtime (ms)', help: 'failover test fails above this downtime (default 1000)',
     default: () => '1000', validate: intIn(1, 600000, 'maxDowntimeMs'),
     when: (a) => a.failover !== false,
   },

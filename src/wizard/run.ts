@@ -10,6 +10,8 @@ export interface WizardOptions {
   interactive: boolean;
   input?: Readable;
   output?: Writable;
+  /** Questions to prompt even when they are tuning questions and "customize" is no (going back to them). */
+  ask?: string[];
   /** The runbook file a name would overwrite, if one exists (asked right after the name question). */
   existing?: (name: string) => string | undefined;
 }
@@ -72,6 +74,10 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
       return;
     }
     const def = q.default?.(a);
+    if (q.tuning && a.customize !== true && !opts.ask?.includes(q.id) && def !== undefined) {
+      a[q.id] = def;
+      return;
+    }
     if (!opts.interactive) {
       if (def === undefined) missing.push(`${flagName(q)}  (${q.help})`);
       else {

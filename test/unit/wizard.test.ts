@@ -346,6 +346,7 @@ describe('wizard through clack', () => {
     await term.answer('Network interface', `eth0${ENTER}`);
     await term.answer('virtual router id', ENTER);
     await term.answer('VRRP version', ENTER);
+    await term.answer('Customize tuning', `${DOWN}${ENTER}`); // yes: every question
     await term.answer('Advertisement interval', ENTER);
     await term.answer('unicast', ENTER);
     await term.answer('preempt', ENTER);
@@ -413,8 +414,8 @@ describe('wizard through clack', () => {
     await term.answer('Cluster name', `taken${ENTER}`);
     await term.answer('taken.yaml already exists', ENTER); // use another name
     await term.answer('Cluster name', `fresh${ENTER}`);
-    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Advertisement interval', 'unicast', 'preempt', 'What to build', 'Version to build', 'Third-party modules',
-      'Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted', 'Write runbooks/fresh.yaml?']) {
+    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Customize tuning', 'unicast', 'preempt', 'What to build', 'Third-party modules',
+      'Site listen port', 'Upstream servers', 'failover test', 'Write runbooks/fresh.yaml?']) {
       await term.answer(q, ENTER);
     }
     expect(await done).toBe(0);
@@ -447,8 +448,8 @@ describe('wizard through clack', () => {
     const term = new Terminal();
     const done = main(['init', '--name', 'n', '--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0'],
       { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
-    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Advertisement interval', 'unicast', 'preempt', 'What to build', 'Version to build', 'Third-party modules',
-      'Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted']) {
+    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Customize tuning', 'unicast', 'preempt', 'What to build', 'Third-party modules',
+      'Site listen port', 'Upstream servers', 'failover test']) {
       await term.answer(q, ENTER);
     }
     await term.answer('Write runbooks/n.yaml?', `${DOWN}${ENTER}`);
