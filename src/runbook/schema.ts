@@ -101,6 +101,12 @@ const localConfFile = z.string().superRefine((s, ctx) => {
   else if (s.startsWith('-')) ctx.addIssue({ code: 'custom', message: `"${s}" starts with "-"` });
 });
 
+/** A directory of Lua modules on the control machine, relative to the runbook. */
+const localLuaDir = z.string().superRefine((s, ctx) => {
+  if (s.startsWith('-')) ctx.addIssue({ code: 'custom', message: `"${s}" starts with "-"` });
+  else if (!/^[A-Za-z0-9_./-]+$/.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" must be a directory path of letters, digits and . _ - /` });
+});
+
 export const siteSchema = z.strictObject({
   listen: port('listen port').default(80),
   serverName: z.string().regex(/^[A-Za-z0-9_.*~-]+( [A-Za-z0-9_.*~-]+)*$/, 'must be nginx server names separated by spaces').default('_'),
@@ -108,7 +114,9 @@ export const siteSchema = z.strictObject({
   include: z.strictObject({
     http: z.array(localConfFile).default([]),
     server: z.array(localConfFile).default([]),
-  }).default({ http: [], server: [] }),
+    /** Directories of your Lua modules (`require "x.y"` finds x/y.lua); needs lua (nginx) or OpenResty. */
+    lua: z.array(localLuaDir).default([]),
+  }).default({ http: [], server: [], lua: [] }),
   upstreams: z.array(z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9_]+$/, 'must be letters, digits and _ only'),
     servers: z.array(upstreamServer).min(1, 'an upstream needs at least one server'),
@@ -176,7 +184,7 @@ export const runbookSchema = z.strictObject({
   vrrp: vrrpSchema,
   build: buildSchema,
   keepalived: keepalivedSchema,
-  site: siteSchema.default({ listen: 80, serverName: '_', upstreams: [], include: { http: [], server: [] } }),
+  site: siteSchema.default({ listen: 80, serverName: '_', upstreams: [], include: { http: [], server: [], lua: [] } }),
   sources: sourcesSchema.default({ overrides: {}, gitRewrite: {} }),
   logging: loggingSchema.default({ keepalivedLog: '/var/log/keepalived.log', facility: 'local0' }),
   firewall: firewallSchema.default({ manage: true }),

@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { moduleById, moduleCatalog, moduleUnavailableReason, sourceCatalog } from '../catalog.js';
 import type { Problem } from '../errors.js';
 import { broadcastOf, inSubnet, isDnsName, isIPv4, networkOf, parseCidr, ipToInt } from '../net.js';
-import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, sourcesSchema, vrrpSchema, type Runbook } from './schema.js';
+import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, siteSchema, sourcesSchema, vrrpSchema, type Runbook } from './schema.js';
 
 export type ValidationResult = { ok: true; runbook: Runbook; problems: [] } | { ok: false; problems: Problem[] };
 
@@ -118,6 +118,7 @@ interface Sections {
   build?: Runbook['build'];
   keepalived?: Runbook['keepalived'];
   sources?: Runbook['sources'];
+  site?: Runbook['site'];
 }
 
 function partialSections(input: unknown): Sections {
@@ -139,13 +140,17 @@ function partialSections(input: unknown): Sections {
     build: pick(buildSchema, raw.build),
     keepalived: pick(keepalivedSchema, raw.keepalived),
     sources: pick(sourcesSchema, raw.sources ?? {}),
+    site: pick(siteSchema, raw.site ?? {}),
   };
 }
 
 export function semanticProblems(s: Sections): Problem[] {
   const out: Problem[] = [];
   const add = (path: string, message: string) => out.push({ path, message });
-  const { nodes, vrrp, build, keepalived, sources } = s;
+  const { nodes, vrrp, build, keepalived, sources, site } = s;
+  if (site && build && site.include.lua.length > 0 && build.flavor === 'nginx' && !build.modules.includes('lua')) {
+    add('site.include.lua', 'Lua modules need the lua module on the nginx flavor: add "lua" to build.modules (OpenResty has it built in)');
+  }
 
   if (nodes) {
     if (nodes.length < 2) add('nodes', `an HA pair needs at least 2 nodes; found ${nodes.length}`);

@@ -121,9 +121,13 @@ export function luajitPaths(f: Facts): { lib: string; inc: string } {
 
 export function luaPackagePath(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
-  if (!rb.build.modules.includes('lua') || rb.build.flavor === 'openresty') return undefined;
-  const dir = layout(rb).luaDir;
-  return pc.facts.family === 'debian' ? `${dir}/usr/share/lua/5.1/?.lua;;` : `${dir}/lib/?.lua;;`;
+  const L = layout(rb);
+  // The operator's Lua (site.include.lua) first, so its modules are found before anything else.
+  const site = rb.site.include.lua.length > 0 ? `${L.confDir}/ha-lua/?.lua;${L.confDir}/ha-lua/?/init.lua;` : '';
+  if (rb.build.flavor === 'openresty') return site ? `${site};` : undefined;
+  if (!rb.build.modules.includes('lua')) return undefined;
+  const dir = L.luaDir;
+  return site + (pc.facts.family === 'debian' ? `${dir}/usr/share/lua/5.1/?.lua;;` : `${dir}/lib/?.lua;;`);
 }
 
 /** Shell check that every planned file on the host has exactly the planned content. */

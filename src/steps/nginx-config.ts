@@ -42,19 +42,32 @@ export function includeFiles(pc: PlanContext): PlannedFile[] {
     return c;
   };
   const base = (rel: string) => rel.split('/').pop()!;
+  // Lua modules live under the conf directory too: they are staged and tested with it.
+  const lua = rb.site.include.lua.flatMap((dir) => {
+    const prefix = `${dir.replace(/\/+$/, '')}/`;
+    return Object.entries(pc.siteFiles ?? {}).filter(([k]) => k.startsWith(prefix))
+      .map(([k, c]) => ({ path: `${L.confDir}/${LUA_DIR}/${k.slice(prefix.length)}`, content: c, mode: 0o644 }));
+  });
+  if (rb.site.include.lua.length > 0 && lua.length === 0) throw new InvalidInputError('site.include.lua: the Lua files were not read on the control machine');
   return [
     ...rb.site.include.http.map((rel) => ({ path: `${L.confDir}/conf.d/${HTTP_PREFIX}${base(rel)}`, content: content(rel), mode: 0o644 })),
     ...rb.site.include.server.map((rel) => ({ path: `${L.confDir}/${SERVER_DIR}/${base(rel)}`, content: content(rel), mode: 0o644 })),
+    ...lua,
   ];
 }
 
 const HTTP_PREFIX = 'site-http-';
 const SERVER_DIR = 'ha-site.d';
+/** site.include.lua, on lua_package_path (see luaPackagePath). */
+export const LUA_DIR = 'ha-lua';
+
+/** Every include file on the host, relative to the conf directory (one per line), for the stale checks. */
+const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null; find ${LUA_DIR} -type f 2>/dev/null; }`;
 
 /** Removes include files a previous runbook had and this one does not (inside `confDir`). */
 function staleIncludesScript(confDir: string, files: PlannedFile[], liveConfDir: string): string {
   const keep = files.map((f) => f.path.replace(liveConfDir, confDir));
-  return `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && for f in conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf; do [ -e "$f" ] || continue; case " ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} " in *" $f "*) ;; *) echo "removing $f (no longer in site.include)"; rm -f -- "$f";; esac; done`;
+  return `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && ${INCLUDED_NOW} | while IFS= read -r f; do case ${shq(` ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) echo "removing $f (no longer in site.include)"; rm -f -- "$f";; esac; done`;
 }
 
 export const nginxConfigStep: Step = {
@@ -73,7 +86,7 @@ export const nginxConfigStep: Step = {
     const L = layout(ctx.runbook);
     const keep = ctx.plan.files.map((f) => f.path);
     // Include files removed from the runbook must be gone from the host too.
-    return probe(ctx, `cd ${shq(L.confDir)} && for f in conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf; do [ -e "$f" ] || continue; case ${shq(` ${keep.map((k) => k.slice(L.confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) exit 1;; esac; done`);
+    return probe(ctx, `cd ${shq(L.confDir)} && ${INCLUDED_NOW} | { while IFS= read -r f; do case ${shq(` ${keep.map((k) => k.slice(L.confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) exit 1;; esac; done; }`);
   },
   async run(ctx) {
     const L = layout(ctx.runbook);

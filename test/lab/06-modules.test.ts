@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -174,6 +174,29 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
   });
 
+  it('your own Lua modules (site.include.lua) load through lua_package_path; a change to one is a reload, not a restart', async () => {
+    const dir = join(lab.runbookPath, '..');
+    mkdirSync(join(dir, 'lua', 'lab'), { recursive: true });
+    const greet = (word: string) => `local M = {}\nfunction M.hello(node) return "${word} from " .. node end\nreturn M\n`;
+    writeFileSync(join(dir, 'lua', 'lab', 'greet.lua'), greet('hello'));
+    writeFileSync(join(dir, 'lua-test.conf'), 'location = /lua-mod {\n    default_type text/plain;\n    content_by_lua_block { ngx.say(require("lab.greet").hello(ngx.var.hostname)) }\n}\n');
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.site.include = { http: ['modules-test.conf'], server: ['lua-test.conf'], lua: ['lua'] };
+    writeFileSync(lab.runbookPath, stringify(doc));
+    let r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
+    expect((await lab.ssh(0, 'curl -sS -m 3 http://127.0.0.1/lua-mod')).stdout.trim()).toBe('hello from node1');
+    expect((await lab.ssh(1, 'ls /usr/local/nginx/conf/ha-lua/lab/')).stdout.trim()).toBe('greet.lua');
+    const pid = (await lab.ssh(0, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim();
+    writeFileSync(join(dir, 'lua', 'lab', 'greet.lua'), greet('hi'));
+    r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
+    expect((await lab.ssh(1, 'curl -sS -m 3 http://127.0.0.1/lua-mod')).stdout.trim()).toBe('hi from node2');
+    expect((await lab.ssh(0, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()).toBe(pid);
+  });
+
   it('removing the include file from the runbook removes it from the nodes (config step only)', async () => {
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
     doc.site.include = { http: [] };
@@ -181,8 +204,8 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(r.code, r.err).toBe(0);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
-    const gone = await lab.ssh(0, 'ls /usr/local/nginx/conf/conf.d/');
-    expect(gone.stdout.trim()).toBe('ha-site.conf');
+    const gone = await lab.ssh(0, 'ls /usr/local/nginx/conf/conf.d/; find /usr/local/nginx/conf/ha-lua /usr/local/nginx/conf/ha-site.d -type f | wc -l');
+    expect(gone.stdout.trim()).toBe('ha-site.conf\n0');
     const port = await lab.ssh(0, "curl -sS -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/headers");
     expect(port.stdout.trim()).not.toBe('200');
   });

@@ -173,7 +173,8 @@ describe('property: no runbook string can start an option', () => {
         'ngx-fancyindex': { path: './fancy.tar.gz' },
       },
     };
-    r.site.include = { http: ['http.conf'], server: ['server.conf'] };
+    r.site.include = { http: ['http.conf'], server: ['server.conf'], lua: ['lua'] };
+    if (r.build.flavor === 'nginx' && !r.build.modules.includes('lua')) r.build.modules.push('lua');
     r.build.configureArgs = ['--with-http_sub_module'];
     return r;
   };

@@ -153,3 +153,49 @@ describe('handover document', () => {
     expect(md).toContain('ha-setup docs edge.yaml');
   });
 });
+
+describe('site.include.lua: your Lua modules shipped with the config', () => {
+  it('validates, reads every .lua below each directory, places them on lua_package_path, and refuses what cannot work', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { readSiteFiles } = await import('../../src/runbook/site-files.js');
+    const { offlinePlan } = await import('../../src/engine/plan-view.js');
+    const { INSTALL_STEPS } = await import('../../src/steps/index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-lua-'));
+    mkdirSync(join(dir, 'lua', 'gw'), { recursive: true });
+    writeFileSync(join(dir, 'lua', 'gw', 'route.lua'), 'return { pick = function() return "a" end }\n');
+    writeFileSync(join(dir, 'lua', 'hello.lua'), 'return "hi"\n');
+    writeFileSync(join(dir, 'lua', 'README.md'), 'not Lua\n');
+    const doc = parse(readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'), 'utf8'));
+    doc.site = { ...(doc.site ?? {}), include: { lua: ['lua'] } };
+    const v = validateRunbook(doc);
+    expect(v.problems).toEqual([]);
+    const rb = v.runbook as Runbook;
+    const files = readSiteFiles(rb, dir);
+    expect(Object.keys(files).sort()).toEqual(['lua/gw/route.lua', 'lua/hello.lua']);
+    const [node] = offlinePlan(rb, INSTALL_STEPS, 'debian12', files);
+    const cfg = node.steps.find((s) => s.step.id === 'nginx-config')!.plan;
+    const paths = cfg.files.map((f) => f.path);
+    expect(paths).toEqual(expect.arrayContaining(['/usr/local/nginx/conf/ha-lua/gw/route.lua', '/usr/local/nginx/conf/ha-lua/hello.lua']));
+    const nginxConf = cfg.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
+    expect(nginxConf).toContain('lua_package_path "/usr/local/nginx/conf/ha-lua/?.lua;/usr/local/nginx/conf/ha-lua/?/init.lua;/usr/local/share/ha-setup/lua/usr/share/lua/5.1/?.lua;;";');
+
+    // OpenResty: only ours in front of its own defaults.
+    const or = validateRunbook({ ...doc, build: { flavor: 'openresty', version: '1.27.1.2', prefix: '/usr/local/openresty', modules: [] } });
+    expect(or.problems).toEqual([]);
+    const orConf = offlinePlan(or.runbook as Runbook, INSTALL_STEPS, 'debian12', files)[0].steps.find((s) => s.step.id === 'nginx-config')!.plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
+    expect(orConf).toContain('lua_package_path "/usr/local/openresty/nginx/conf/ha-lua/?.lua;/usr/local/openresty/nginx/conf/ha-lua/?/init.lua;;";');
+
+    // The nginx flavor without the lua module cannot load them.
+    const noLua = validateRunbook({ ...doc, build: { ...doc.build, modules: ['fancyindex'] } });
+    expect(noLua.problems).toEqual([{ path: 'site.include.lua', message: expect.stringMatching(/add "lua" to build\.modules/) }]);
+    // A missing or empty directory, the same module in two directories: named at the field.
+    mkdirSync(join(dir, 'empty'));
+    mkdirSync(join(dir, 'other'));
+    writeFileSync(join(dir, 'other', 'hello.lua'), 'return "again"\n');
+    const withDirs = (dirs: string[]) => ({ ...rb, site: { ...rb.site, include: { ...rb.site.include, lua: dirs } } });
+    expect(() => readSiteFiles(withDirs(['nope']), dir)).toThrow(/site\.include\.lua\[0\]: nope is not a directory/);
+    expect(() => readSiteFiles(withDirs(['empty']), dir)).toThrow(/site\.include\.lua\[0\]: empty has no \.lua files/);
+    expect(() => readSiteFiles(withDirs(['lua', 'other']), dir)).toThrow(/site\.include\.lua\[1\]: hello\.lua is also in lua/);
+  });
+});
