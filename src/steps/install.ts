@@ -43,7 +43,7 @@ export const installStep: Step = {
 rm -f -- ${shq(keep)}
 if [ -x ${shq(bin)} ] && ! cmp -s -- ${shq(bin)} "$new"; then cp -p -- ${shq(bin)} ${shq(keep)} && { cat -- ${shq(L.installedMarker)} 2>/dev/null || echo unknown; } > ${shq(`${L.installedMarker}.old`)}
 elif [ -f ${shq(`${bin}.old`)} ]; then cp -p -- ${shq(`${bin}.old`)} ${shq(keep)}; fi
-cd ${shq(dir)} && make install
+cd ${shq(dir)} && make install || { echo 'make install failed' >&2; exit 1; }
 if [ -f ${shq(keep)} ]; then mv -f -- ${shq(keep)} ${shq(`${bin}.old`)}; fi`);
     plan.commands.push(`${shq(bin)} -V`);
     // A running nginx moves to the new binary without dropping a connection; a stopped one is

@@ -61,11 +61,19 @@ const SERVER_DIR = 'ha-site.d';
 /** site.include.lua, on lua_package_path (see luaPackagePath). */
 export const LUA_DIR = 'ha-lua';
 
-/** Every include file on the host, relative to the conf directory (one per line), for the stale checks. */
-const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null; find ${LUA_DIR} -type f 2>/dev/null; }`;
+/**
+ * Every include file on the host, relative to the conf directory (one per line), for the stale checks.
+ * Remote scripts run under `set -euo pipefail`: finding nothing must not fail the listing.
+ */
+const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} -type f 2>/dev/null || true; }`;
+
+/** Exits 1 when the conf directory (the current one) holds an include file not in `keep` (paths relative to it). */
+export function staleIncludesProbe(confDir: string, keep: string[]): string {
+  return `cd ${shq(confDir)} && ${INCLUDED_NOW} | { while IFS= read -r f; do case ${shq(` ${keep.join(' ')} `)} in *" $f "*) ;; *) exit 1;; esac; done; }`;
+}
 
 /** Removes include files a previous runbook had and this one does not (inside `confDir`). */
-function staleIncludesScript(confDir: string, files: PlannedFile[], liveConfDir: string): string {
+export function staleIncludesScript(confDir: string, files: PlannedFile[], liveConfDir: string): string {
   const keep = files.map((f) => f.path.replace(liveConfDir, confDir));
   return `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && ${INCLUDED_NOW} | while IFS= read -r f; do case ${shq(` ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) echo "removing $f (no longer in site.include)"; rm -f -- "$f";; esac; done`;
 }
@@ -86,7 +94,7 @@ export const nginxConfigStep: Step = {
     const L = layout(ctx.runbook);
     const keep = ctx.plan.files.map((f) => f.path);
     // Include files removed from the runbook must be gone from the host too.
-    return probe(ctx, `cd ${shq(L.confDir)} && ${INCLUDED_NOW} | { while IFS= read -r f; do case ${shq(` ${keep.map((k) => k.slice(L.confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) exit 1;; esac; done; }`);
+    return probe(ctx, staleIncludesProbe(L.confDir, keep.map((k) => k.slice(L.confDir.length + 1))));
   },
   async run(ctx) {
     const L = layout(ctx.runbook);
