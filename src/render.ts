@@ -12,6 +12,12 @@ const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templatesDir,
 });
 // Shell templates quote every value with the one quoting function the commands use.
 env.addFilter('shq', (v: unknown) => shq(String(v)));
+// Lua templates render every string through this: a double-quoted Lua literal, nothing unescaped.
+env.addFilter('luastr', (v: unknown) => luaString(String(v)));
+
+export function luaString(s: string): string {
+  return `"${[...Buffer.from(s, 'utf8')].map((b) => (b === 0x22 || b === 0x5c ? `\\${String.fromCharCode(b)}` : b < 0x20 || b > 0x7e ? `\\${String(b).padStart(3, '0')}` : String.fromCharCode(b))).join('')}"`;
+}
 
 export const MANAGED = 'Managed by ha-setup: changes here are overwritten by the next `ha-setup apply`.';
 

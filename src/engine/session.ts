@@ -1,3 +1,4 @@
+import { gatewaySecretNames } from '../steps/gateway.js';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { ensureRunbooksGitignore } from '../runbook/io.js';
 import { homedir } from 'node:os';
@@ -52,7 +53,8 @@ export function logPathFor(runbookPath: string, runId: string, node: ResolvedNod
 /** Secret values the run needs, by environment variable name: from the environment or the secrets file. */
 export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, string> {
   const out: Record<string, string> = {};
-  const names = [rb.vrrp.auth?.passwordEnv, rb.ssh.sudoPasswordEnv].filter((n): n is string => Boolean(n));
+  const tokens = gatewaySecretNames(rb);
+  const names = [rb.vrrp.auth?.passwordEnv, rb.ssh.sudoPasswordEnv, ...tokens].filter((n): n is string => Boolean(n));
   for (const name of names) {
     const v = resolveSecret(name, runbookPath, rb.name);
     if (v === undefined) {
@@ -61,6 +63,10 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
     }
     if (name === rb.vrrp.auth?.passwordEnv && v.length > 8) {
       throw new InvalidInputError(`${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured differently would not agree`, ['use at most 8 characters']);
+    }
+    // A Consul token goes into a Lua string and an HTTP header: only the characters tokens are made of.
+    if (tokens.includes(name) && !/^[A-Za-z0-9._~+/=-]{1,256}$/.test(v)) {
+      throw new InvalidInputError(`${name} is not a Consul ACL token (letters, digits and - . _ ~ + / = only)`, ['check the value; Consul tokens are UUIDs']);
     }
     out[name] = v;
   }

@@ -107,6 +107,32 @@ const localLuaDir = z.string().superRefine((s, ctx) => {
   else if (!/^[A-Za-z0-9_./-]+$/.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" must be a directory path of letters, digits and . _ - /` });
 });
 
+/** Consul's HTTP API: the nodes poll it from nginx (cosockets), so an IPv4 address, not a name. */
+export const consulAddress = z.string().superRefine((s, ctx) => {
+  const m = /^http:\/\/(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d{1,5}))?$/.exec(s);
+  if (!m) ctx.addIssue({ code: 'custom', message: 'must be http://<IPv4>[:port] of a Consul agent, e.g. http://10.0.0.5:8500 (nginx resolves no names here)' });
+  else if (m.slice(1, 5).some((o) => Number(o) > 255)) ctx.addIssue({ code: 'custom', message: 'has an address octet above 255' });
+  else if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) ctx.addIssue({ code: 'custom', message: 'has a port outside 1..65535' });
+});
+
+const consulDiscovery = z.strictObject({
+  address: consulAddress,
+  service: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'must be a Consul service name (letters, digits, _ . -)'),
+  /** Seconds between polls of /v1/health/service/<service>?passing. */
+  interval: z.number({ error: 'interval must be a number of seconds from 0.2 to 60' }).min(0.2, 'interval must be at least 0.2 seconds').max(60, 'interval must be at most 60 seconds').default(1),
+  /** The ACL token, read from this environment variable (or the runbook's .secrets file) at apply time. */
+  tokenEnv: envName.optional(),
+});
+
+/** Active health check of discovered peers, from nginx: what Consul has not noticed yet. */
+const activeCheck = z.strictObject({
+  /** GET this path on every peer; an answer below 500 is healthy. */
+  path: z.string().regex(/^\/[A-Za-z0-9_.~%\/?=&-]*$/, 'must be a URL path starting with / (letters, digits and _ . ~ % / ? = & -)').default('/'),
+  interval: z.number({ error: 'interval must be a number of seconds from 0.2 to 60' }).min(0.2, 'interval must be at least 0.2 seconds').max(60, 'interval must be at most 60 seconds').default(1),
+  fall: z.number().int('fall must be a whole number from 1 to 10').min(1, 'fall must be from 1 to 10').max(10, 'fall must be from 1 to 10').default(2),
+  rise: z.number().int('rise must be a whole number from 1 to 10').min(1, 'rise must be from 1 to 10').max(10, 'rise must be from 1 to 10').default(2),
+});
+
 export const siteSchema = z.strictObject({
   listen: port('listen port').default(80),
   serverName: z.string().regex(/^[A-Za-z0-9_.*~-]+( [A-Za-z0-9_.*~-]+)*$/, 'must be nginx server names separated by spaces').default('_'),
@@ -119,7 +145,10 @@ export const siteSchema = z.strictObject({
   }).default({ http: [], server: [], lua: [] }),
   upstreams: z.array(z.strictObject({
     name: z.string().regex(/^[A-Za-z0-9_]+$/, 'must be letters, digits and _ only'),
+    /** The servers; with discovery, the seed list used until Consul first answers. */
     servers: z.array(upstreamServer).min(1, 'an upstream needs at least one server'),
+    /** Peers from Consul, changed without a reload (balancer_by_lua); needs lua (nginx) or OpenResty. */
+    discovery: z.strictObject({ consul: consulDiscovery, check: activeCheck.optional() }).optional(),
   })).default([]),
 });
 

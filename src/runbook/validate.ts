@@ -148,6 +148,18 @@ export function semanticProblems(s: Sections): Problem[] {
   const out: Problem[] = [];
   const add = (path: string, message: string) => out.push({ path, message });
   const { nodes, vrrp, build, keepalived, sources, site } = s;
+  if (site && build && build.flavor === 'nginx' && !build.modules.includes('lua')) {
+    site.upstreams.forEach((u, i) => {
+      if (u.discovery) add(`site.upstreams[${i}].discovery`, 'Consul discovery runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)');
+    });
+  }
+  if (site) {
+    const names = new Set<string>();
+    site.upstreams.forEach((u, i) => {
+      if (names.has(u.name)) add(`site.upstreams[${i}].name`, `"${u.name}" is already the name of another upstream`);
+      names.add(u.name);
+    });
+  }
   if (site && build && site.include.lua.length > 0 && build.flavor === 'nginx' && !build.modules.includes('lua')) {
     add('site.include.lua', 'Lua modules need the lua module on the nginx flavor: add "lua" to build.modules (OpenResty has it built in)');
   }

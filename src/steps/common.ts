@@ -123,11 +123,25 @@ export function luaPackagePath(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
   const L = layout(rb);
   // The operator's Lua (site.include.lua) first, so its modules are found before anything else.
-  const site = rb.site.include.lua.length > 0 ? `${L.confDir}/ha-lua/?.lua;${L.confDir}/ha-lua/?/init.lua;` : '';
+  // $prefix (nginx's -p) rather than the absolute conf dir: nginx-config tests the staged copy in a
+  // prefix of its own, and its Lua must be the staged one.
+  const site = (rb.site.include.lua.length > 0 ? '$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;' : '')
+    + (rb.site.upstreams.some((u) => u.discovery) ? '$prefix/conf/ha-gateway/?.lua;' : '');
   if (rb.build.flavor === 'openresty') return site ? `${site};` : undefined;
   if (!rb.build.modules.includes('lua')) return undefined;
   const dir = L.luaDir;
   return site + (pc.facts.family === 'debian' ? `${dir}/usr/share/lua/5.1/?.lua;;` : `${dir}/lib/?.lua;;`);
+}
+
+/**
+ * lua_package_cpath for the gateway on the nginx flavor: Debian's lua-cjson unpacked next to
+ * lua-resty-core (OpenResty bundles cjson).
+ */
+export function luaPackageCpath(pc: PlanContext): string | undefined {
+  const rb = pc.runbook;
+  if (rb.build.flavor !== 'nginx' || !rb.site.upstreams.some((u) => u.discovery)) return undefined;
+  const triplet = pc.facts.arch === 'aarch64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  return `${layout(rb).luaDir}/usr/lib/${triplet}/lua/5.1/?.so;;`;
 }
 
 /** Shell check that every planned file on the host has exactly the planned content. */

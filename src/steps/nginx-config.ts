@@ -4,7 +4,8 @@ import { emptyPlan, type PlanContext, type PlannedFile, type Step, type StepPlan
 import { InvalidInputError } from '../errors.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { filesMatch, layout, luaPackagePath, probe } from './common.js';
+import { filesMatch, layout, luaPackageCpath, luaPackagePath, probe } from './common.js';
+import { GATEWAY_DIR, gatewayEnabled, gatewayFiles } from './gateway.js';
 
 export function nginxConfigFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -16,6 +17,8 @@ export function nginxConfigFiles(pc: PlanContext) {
     pidFile: L.pidFile,
     logDir: L.logDir,
     luaPackagePath: luaPackagePath(pc) ?? '',
+    luaPackageCpath: luaPackageCpath(pc) ?? '',
+    gateway: gatewayEnabled(rb),
   });
   const site = render('site.conf.njk', {
     upstreams: rb.site.upstreams,
@@ -24,11 +27,13 @@ export function nginxConfigFiles(pc: PlanContext) {
     nodeName: pc.node.name,
     lua: rb.build.modules.includes('lua'),
     serverIncludes: rb.site.include.server.length > 0,
+    gateway: gatewayEnabled(rb),
   });
   return [
     { path: L.confFile, content: nginxConf, mode: 0o644 },
     { path: L.siteConf, content: site, mode: 0o644 },
     ...includeFiles(pc),
+    ...gatewayFiles(pc),
   ];
 }
 
@@ -65,7 +70,7 @@ export const LUA_DIR = 'ha-lua';
  * Every include file on the host, relative to the conf directory (one per line), for the stale checks.
  * Remote scripts run under `set -euo pipefail`: finding nothing must not fail the listing.
  */
-const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} -type f 2>/dev/null || true; }`;
+const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} ${GATEWAY_DIR} -type f 2>/dev/null || true; }`;
 
 /** Exits 1 when the conf directory (the current one) holds an include file not in `keep` (paths relative to it). */
 export function staleIncludesProbe(confDir: string, keep: string[]): string {
@@ -99,15 +104,17 @@ export const nginxConfigStep: Step = {
   async run(ctx) {
     const L = layout(ctx.runbook);
     // Test the new configuration in a copy of the conf directory; the live files are replaced only
-    // when `nginx -t` accepts it, so a bad config never reaches the running nginx.
+    // when `nginx -t` accepts it, so a bad config never reaches the running nginx. The copy sits in a
+    // prefix of its own, so `$prefix` paths (lua_package_path) resolve to the staged Lua files too.
     const stage = `${L.nginxHome}/.ha-setup-conf-test`;
-    await runCommand(ctx, `rm -rf ${shq(stage)} && cp -a ${shq(L.confDir)} ${shq(stage)} && mkdir -p ${shq(`${stage}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`);
+    const stageConf = `${stage}/conf`;
+    await runCommand(ctx, `rm -rf ${shq(stage)} && mkdir -p ${shq(`${stage}/logs`)} && cp -a ${shq(L.confDir)} ${shq(stageConf)} && mkdir -p ${shq(`${stageConf}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`);
     for (const f of ctx.plan.files) {
-      const staged = f.path.replace(L.confDir, stage);
+      const staged = f.path.replace(L.confDir, stageConf);
       await ctx.t.writeFile(staged, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
     }
-    await runCommand(ctx, staleIncludesScript(stage, ctx.plan.files, L.confDir));
-    const test = `${shq(L.nginxBinary)} -t -p ${shq(L.nginxHome)} -c ${shq(`${stage}/nginx.conf`)}`;
+    await runCommand(ctx, staleIncludesScript(stageConf, ctx.plan.files, L.confDir));
+    const test = `${shq(L.nginxBinary)} -t -p ${shq(`${stage}/`)} -c ${shq(`${stageConf}/nginx.conf`)}`;
     const r = await ctx.t.exec(`${test}; rc=$?; rm -rf ${shq(stage)}; exit $rc`, { onLine: ctx.progress });
     if (r.code !== 0) throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(the live configuration was left untouched)`);
     await runCommand(ctx, staleIncludesScript(L.confDir, ctx.plan.files, L.confDir));

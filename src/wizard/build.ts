@@ -42,9 +42,22 @@ export function runbookFromAnswers(a: Answers): RunbookInput {
     },
     site: {
       listen: Number(a.listen),
-      upstreams: upstreamServers.length > 0 ? [{ name: 'app', servers: upstreamServers }] : [],
+      upstreams: upstreamServers.length > 0 ? [{ name: 'app', servers: upstreamServers, ...discoveryFromAnswers(a) }] : [],
     },
     verify: { failover: a.failover !== false, maxDowntimeMs: Number(a.maxDowntimeMs ?? 1000) },
+  };
+}
+
+function discoveryFromAnswers(a: Answers) {
+  const address = String(a.consul ?? '').trim();
+  if (!address) return {};
+  const tokenEnv = String(a.consulTokenEnv ?? '').trim();
+  const path = String(a.peerCheckPath ?? '').trim();
+  return {
+    discovery: {
+      consul: { address, service: String(a.consulService ?? 'app'), interval: 1, ...(tokenEnv ? { tokenEnv } : {}) },
+      ...(path ? { check: { path } } : {}),
+    },
   };
 }
 

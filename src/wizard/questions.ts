@@ -1,6 +1,6 @@
 import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
 import { inSubnet, isDnsName, isIPv4, parseCidr } from '../net.js';
-import { interfaceName, absolutePath } from '../runbook/schema.js';
+import { interfaceName, absolutePath, consulAddress } from '../runbook/schema.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
 // computed from earlier answers, and a validator shared by the prompt and the flag path.
@@ -224,6 +224,37 @@ export const questions: Question[] = [
     id: 'upstream', flag: '--upstream <servers>', kind: 'text', message: 'Upstream servers for the site (comma-separated host:port; empty for none)', help: 'upstream servers, comma-separated host:port (default none)',
     default: () => '',
     validate: (v) => (splitList(v).every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s)) ? undefined : 'give host:port entries separated by commas'),
+  },
+  {
+    id: 'consul', flag: '--consul <url>', kind: 'text',
+    message: 'Consul agent for the upstream peers (http://IPv4:port; empty for the static servers above)',
+    help: 'take the upstream peers from Consul, e.g. http://10.0.0.5:8500 (default none)',
+    default: () => '',
+    when: (a) => splitList(String(a.upstream ?? '')).length > 0,
+    validate: (v, a) => {
+      if (v.trim() === '') return undefined;
+      const problem = zodMessage(consulAddress)(v.trim());
+      if (problem) return problem;
+      const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
+      return a.flavor === 'nginx' && !modules.includes('lua') ? 'Consul discovery runs in nginx\'s Lua: add lua to the modules (or use OpenResty), or leave this empty' : undefined;
+    },
+  },
+  {
+    id: 'consulService', flag: '--consul-service <name>', kind: 'text', message: 'Consul service name of the upstream', help: 'Consul service whose passing instances are the peers (default app)',
+    default: () => 'app', when: (a) => String(a.consul ?? '').trim() !== '',
+    validate: (v) => (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(v) ? undefined : 'must be a Consul service name (letters, digits, _ . -)'),
+  },
+  {
+    id: 'consulTokenEnv', tuning: true, flag: '--consul-token-env <NAME>', kind: 'text', message: 'Environment variable holding the Consul ACL token (empty: no ACLs)',
+    help: 'Consul ACL token read from this variable at apply time (default none)',
+    default: () => '', when: (a) => String(a.consul ?? '').trim() !== '',
+    validate: (v) => (v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name'),
+  },
+  {
+    id: 'peerCheckPath', flag: '--peer-check <path>', kind: 'text', message: 'Active health check of the peers: GET this path (empty: Consul\'s checks only)',
+    help: 'path nginx requests on every discovered peer; below HTTP 500 is healthy (default /)',
+    default: () => '/', when: (a) => String(a.consul ?? '').trim() !== '',
+    validate: (v) => (v === '' || /^\/[A-Za-z0-9_.~%\/?=&-]*$/.test(v) ? undefined : 'must be a URL path starting with /'),
   },
   {
     id: 'failover', flag: '--no-failover', kind: 'confirm', message: 'Run the measured failover test at the end of apply?', help: 'skip the failover test at the end of apply',

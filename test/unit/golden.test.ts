@@ -33,6 +33,20 @@ describe('golden plans', () => {
     }
   }
 
+  // The gateway (Consul discovery): the nginx flavor takes lua-cjson from the archive, so Debian family only.
+  for (const release of ['debian12', 'ubuntu22']) {
+    it(`gateway on ${release}`, () => {
+      const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', 'runbooks/example-gateway.yaml'));
+      const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, release), { fileContents: true });
+      const golden = join(goldenDir, `gateway.${release}.txt`);
+      if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
+        if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
+        writeFileSync(golden, text);
+      }
+      expect(text).toBe(readFileSync(golden, 'utf8'));
+    });
+  }
+
   // What `ha-setup plan` prints for a reviewer (the goldens above hold every file and command).
   for (const release of releases) {
     it(`plan review of the nginx example on ${release}`, () => {

@@ -178,13 +178,14 @@ describe('site.include.lua: your Lua modules shipped with the config', () => {
     const paths = cfg.files.map((f) => f.path);
     expect(paths).toEqual(expect.arrayContaining(['/usr/local/nginx/conf/ha-lua/gw/route.lua', '/usr/local/nginx/conf/ha-lua/hello.lua']));
     const nginxConf = cfg.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
-    expect(nginxConf).toContain('lua_package_path "/usr/local/nginx/conf/ha-lua/?.lua;/usr/local/nginx/conf/ha-lua/?/init.lua;/usr/local/share/ha-setup/lua/usr/share/lua/5.1/?.lua;;";');
+    // $prefix: the staged copy nginx-config tests sits in a prefix of its own, with its own Lua.
+    expect(nginxConf).toContain('lua_package_path "$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;/usr/local/share/ha-setup/lua/usr/share/lua/5.1/?.lua;;";');
 
     // OpenResty: only ours in front of its own defaults.
     const or = validateRunbook({ ...doc, build: { flavor: 'openresty', version: '1.27.1.2', prefix: '/usr/local/openresty', modules: [] } });
     expect(or.problems).toEqual([]);
     const orConf = offlinePlan(or.runbook as Runbook, INSTALL_STEPS, 'debian12', files)[0].steps.find((s) => s.step.id === 'nginx-config')!.plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
-    expect(orConf).toContain('lua_package_path "/usr/local/openresty/nginx/conf/ha-lua/?.lua;/usr/local/openresty/nginx/conf/ha-lua/?/init.lua;;";');
+    expect(orConf).toContain('lua_package_path "$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;;";');
 
     // The nginx flavor without the lua module cannot load them.
     const noLua = validateRunbook({ ...doc, build: { ...doc.build, modules: ['fancyindex'] } });

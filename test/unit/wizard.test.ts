@@ -76,6 +76,22 @@ describe('wizard through flags', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('an upstream from Consul through flags: discovery with the active check; refused on nginx without lua, naming the flag', async () => {
+    const dir = tmp();
+    const r = await run(['init', ...required, '--flavor', 'nginx', '--modules', 'lua', '--upstream', '10.0.0.21:8080',
+      '--consul', 'http://10.0.0.5:8500', '--consul-service', 'web', '--out', '-', '--yes'], dir);
+    expect(r.code, r.err).toBe(0);
+    const doc = parse(r.out);
+    expect(validateRunbook(doc).ok).toBe(true);
+    expect(doc.site.upstreams).toEqual([{ name: 'app', servers: ['10.0.0.21:8080'], discovery: { consul: { address: 'http://10.0.0.5:8500', service: 'web', interval: 1 }, check: { path: '/' } } }]);
+    const noLua = await run(['init', ...required, '--flavor', 'nginx', '--modules', 'fancyindex', '--upstream', '10.0.0.21:8080', '--consul', 'http://10.0.0.5:8500', '--yes'], tmp());
+    expect(noLua.code).toBe(2);
+    expect(noLua.err).toMatch(/--consul.*add lua to the modules/);
+    const bad = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--consul', 'consul.local:8500', '--yes'], tmp());
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--consul.*http:\/\/<IPv4>/);
+  });
+
   it('takes --node specs, VRRPv2 with a generated password kept out of the runbook', async () => {
     const dir = tmp();
     const r = await run(['init', '--node', '10.0.0.11:backup:90', '--node', '10.0.0.12:master:100', '--vip', '10.0.0.100/24',

@@ -1,0 +1,40 @@
+-- A small HTTP/1.0 GET over nginx cosockets (non-blocking; never LuaSocket inside nginx), enough
+-- for Consul's HTTP API: one request per connection, body read to Content-Length or to close.
+local _M = {}
+
+function _M.get(host, port, path, headers, timeout_ms)
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(timeout_ms, timeout_ms, timeout_ms)
+  local ok, err = sock:connect(host, port)
+  if not ok then return nil, "connect to " .. host .. ":" .. port .. " failed: " .. tostring(err) end
+  local req = { "GET ", path, " HTTP/1.0\r\nHost: ", host, ":", port, "\r\nAccept: application/json\r\n" }
+  for k, v in pairs(headers or {}) do req[#req + 1] = k .. ": " .. v .. "\r\n" end
+  req[#req + 1] = "\r\n"
+  ok, err = sock:send(table.concat(req))
+  if not ok then sock:close(); return nil, "send to " .. host .. ":" .. port .. " failed: " .. tostring(err) end
+  local line
+  line, err = sock:receive("*l")
+  if not line then sock:close(); return nil, "no answer from " .. host .. ":" .. port .. ": " .. tostring(err) end
+  local status = tonumber(line:match("^HTTP/1%.%d (%d%d%d)"))
+  if not status then sock:close(); return nil, "not an HTTP answer: " .. line:sub(1, 80) end
+  local res = { status = status, headers = {} }
+  local length
+  while true do
+    line, err = sock:receive("*l")
+    if not line then sock:close(); return nil, "headers cut short: " .. tostring(err) end
+    if line == "" then break end
+    local name, value = line:match("^([^:]+):%s*(.*)$")
+    if name then
+      res.headers[name:lower()] = value
+      if name:lower() == "content-length" then length = tonumber(value) end
+    end
+  end
+  local body
+  if length then body, err = sock:receive(length) else body, err = sock:receive("*a") end
+  sock:close()
+  if not body then return nil, "body cut short: " .. tostring(err) end
+  res.body = body
+  return res
+end
+
+return _M

@@ -1,0 +1,128 @@
+-- Peer lists for ha-setup's gateway: parsing Consul's health answer, the compact form kept in the
+-- shared dict, and the round-robin walk the balancer uses. Pure Lua (no ngx), tested on its own.
+local _M = {}
+
+local MAX_WEIGHT = 100
+
+local function ipv4(s)
+  if type(s) ~= "string" then return false end
+  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return false end
+  for _, o in ipairs({ a, b, c, d }) do
+    if tonumber(o) > 255 or (#o > 1 and o:sub(1, 1) == "0") then return false end
+  end
+  return true
+end
+_M.ipv4 = ipv4
+
+local function valid_port(p)
+  return type(p) == "number" and p >= 1 and p <= 65535 and p % 1 == 0
+end
+
+-- A decoded /v1/health/service/<name>?passing answer -> list of { host, port, weight } sorted by
+-- host:port, and the reasons entries were skipped. nil and an error when the answer is not a list.
+function _M.from_consul(entries)
+  if type(entries) ~= "table" then return nil, "the answer is not a JSON list" end
+  local out, skipped, seen = {}, {}, {}
+  for i, e in ipairs(entries) do
+    local svc = type(e) == "table" and e.Service or nil
+    if type(svc) ~= "table" then
+      skipped[#skipped + 1] = "entry " .. i .. " has no Service"
+    else
+      local host = svc.Address
+      if host == nil or host == "" then
+        -- Consul leaves Service.Address empty when the service uses its node's address.
+        host = type(e.Node) == "table" and e.Node.Address or nil
+      end
+      local weight = 1
+      if type(svc.Weights) == "table" and type(svc.Weights.Passing) == "number" then
+        weight = math.floor(svc.Weights.Passing)
+      end
+      if not ipv4(host) then
+        skipped[#skipped + 1] = "entry " .. i .. ": address " .. tostring(host) .. " is not an IPv4 address"
+      elseif not valid_port(svc.Port) then
+        skipped[#skipped + 1] = "entry " .. i .. ": port " .. tostring(svc.Port) .. " is not a port"
+      elseif weight < 1 then
+        skipped[#skipped + 1] = "entry " .. i .. ": weight " .. weight .. " takes it out of rotation"
+      else
+        local key = host .. ":" .. svc.Port
+        if not seen[key] then
+          seen[key] = true
+          out[#out + 1] = { host = host, port = svc.Port, weight = math.min(weight, MAX_WEIGHT) }
+        end
+      end
+    end
+  end
+  table.sort(out, function(x, y) return x.host .. ":" .. x.port < y.host .. ":" .. y.port end)
+  return out, skipped
+end
+
+-- "host:port weight=N" server lines of the runbook (the seed list) -> peers; others are skipped.
+function _M.from_servers(lines)
+  local out = {}
+  for _, line in ipairs(lines) do
+    local host, port = line:match("^(%d+%.%d+%.%d+%.%d+):(%d+)")
+    local weight = tonumber(line:match("weight=(%d+)") or "1")
+    if host and ipv4(host) and valid_port(tonumber(port)) and not line:match("%sdown") and not line:match("%sbackup") then
+      out[#out + 1] = { host = host, port = tonumber(port), weight = math.max(1, math.min(weight, MAX_WEIGHT)) }
+    end
+  end
+  return out
+end
+
+function _M.encode(list)
+  local parts = {}
+  for i, p in ipairs(list) do parts[i] = p.host .. ":" .. p.port .. ":" .. p.weight end
+  return table.concat(parts, ",")
+end
+
+function _M.decode(s)
+  local out = {}
+  if type(s) ~= "string" then return out end
+  for host, port, weight in s:gmatch("([%d.]+):(%d+):(%d+)") do
+    out[#out + 1] = { host = host, port = tonumber(port), weight = tonumber(weight) }
+  end
+  return out
+end
+
+-- The peers not marked down by the active health check; all of them when every one is down (a
+-- health check that fails everywhere is more likely wrong than every backend).
+function _M.healthy(list, is_down)
+  local out = {}
+  for _, p in ipairs(list) do
+    if not is_down(p.host .. ":" .. p.port) then out[#out + 1] = p end
+  end
+  if #out == 0 then return list, true end
+  return out, false
+end
+
+-- Every peer repeated by its weight, interleaved (a, b, a, b, a) so weights spread over time.
+function _M.rotation(list)
+  local out, left, any = {}, {}, true
+  for i, p in ipairs(list) do left[i] = p.weight end
+  while any do
+    any = false
+    for i, p in ipairs(list) do
+      if left[i] > 0 then
+        out[#out + 1] = p
+        left[i] = left[i] - 1
+        any = true
+      end
+    end
+  end
+  return out
+end
+
+-- The peer for the n-th request (n from 1) and, on a retry, the next one not yet tried.
+-- `tried` maps "host:port" to true; returns nil when every peer was tried.
+function _M.pick(rotation, n, tried)
+  local len = #rotation
+  if len == 0 then return nil end
+  for k = 0, len - 1 do
+    local p = rotation[((n - 1 + k) % len) + 1]
+    if not (tried and tried[p.host .. ":" .. p.port]) then return p, n + k end
+  end
+  return nil
+end
+
+return _M

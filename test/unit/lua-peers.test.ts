@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+// @ts-expect-error fengari ships no types
+import fengari from 'fengari';
+
+// The gateway's pure Lua (peer lists) run in a real Lua VM (fengari, Lua 5.3 in JavaScript): the
+// module uses nothing beyond what Lua 5.1/LuaJIT and 5.3 share.
+const { lua, lauxlib, lualib, to_luastring, to_jsstring } = fengari;
+const peersSource = readFileSync(join(import.meta.dirname, '..', '..', 'src', 'lua', 'ha_gateway', 'peers.lua'), 'utf8');
+
+/** Runs a Lua chunk with `peers` in scope; it must return a string. */
+function run(chunk: string): string {
+  const L = lauxlib.luaL_newstate();
+  lualib.luaL_openlibs(L);
+  const code = `local peers = (function() ${peersSource} end)()\n${chunk}`;
+  if (lauxlib.luaL_loadstring(L, to_luastring(code)) !== lua.LUA_OK || lua.lua_pcall(L, 0, 1, 0) !== lua.LUA_OK) {
+    throw new Error(to_jsstring(lua.lua_tostring(L, -1)));
+  }
+  return to_jsstring(lua.lua_tostring(L, -1));
+}
+
+describe('gateway peer lists (Lua)', () => {
+  it('reads Consul health entries: service address, else the node address, weights, sorted, deduplicated', () => {
+    expect(run(`
+      local list, skipped = peers.from_consul({
+        { Node = { Address = "10.0.0.9" }, Service = { Address = "10.0.0.2", Port = 8080, Weights = { Passing = 3 } } },
+        { Node = { Address = "10.0.0.1" }, Service = { Address = "", Port = 8080 } },
+        { Node = { Address = "10.0.0.1" }, Service = { Port = 8080 } },
+      })
+      return peers.encode(list) .. " | " .. #skipped`)).toBe('10.0.0.1:8080:1,10.0.0.2:8080:3 | 0');
+  });
+
+  it('skips entries it cannot use and says why; a non-list answer is an error', () => {
+    expect(run(`
+      local list, skipped = peers.from_consul({
+        { Service = { Address = "app.internal", Port = 80 } },
+        { Service = { Address = "10.0.0.300", Port = 80 } },
+        { Service = { Address = "10.0.0.3", Port = 70000 } },
+        { Service = { Address = "10.0.0.4", Port = 80, Weights = { Passing = 0 } } },
+        { Node = {} },
+        { Service = { Address = "10.0.0.5", Port = 80 } },
+      })
+      return peers.encode(list) .. " | " .. table.concat(skipped, "; ")`)).toBe(
+      '10.0.0.5:80:1 | entry 1: address app.internal is not an IPv4 address; entry 2: address 10.0.0.300 is not an IPv4 address; '
+      + 'entry 3: port 70000 is not a port; entry 4: weight 0 takes it out of rotation; entry 5 has no Service');
+    expect(run('local l, err = peers.from_consul("x"); return tostring(l) .. " " .. err')).toBe('nil the answer is not a JSON list');
+    expect(run('local l = peers.from_consul({}); return tostring(#l)')).toBe('0');
+  });
+
+  it('seeds from the runbook server lines, leaving out backup and down servers', () => {
+    expect(run('return peers.encode(peers.from_servers({ "10.0.0.1:80", "10.0.0.2:81 weight=5", "10.0.0.3:80 backup", "10.0.0.4:80 down", "app:80" }))'))
+      .toBe('10.0.0.1:80:1,10.0.0.2:81:5');
+  });
+
+  it('encode and decode round-trip', () => {
+    expect(run('return peers.encode(peers.decode("10.0.0.1:80:1,10.0.0.2:8080:7"))')).toBe('10.0.0.1:80:1,10.0.0.2:8080:7');
+    expect(run('return tostring(#peers.decode(nil))')).toBe('0');
+  });
+
+  it('rotation spreads weights (a b a b a), pick walks it round robin and skips tried peers on a retry', () => {
+    expect(run(`
+      local r = peers.rotation(peers.decode("10.0.0.1:80:3,10.0.0.2:80:2"))
+      local out = {}
+      for _, p in ipairs(r) do out[#out + 1] = p.host:sub(-1) end
+      return table.concat(out)`)).toBe('12121');
+    expect(run(`
+      local r = peers.rotation(peers.decode("10.0.0.1:80:1,10.0.0.2:80:1,10.0.0.3:80:1"))
+      local out = {}
+      for n = 1, 4 do out[#out + 1] = peers.pick(r, n).host:sub(-1) end
+      local tried = { ["10.0.0.2:80"] = true, ["10.0.0.3:80"] = true }
+      local p, at = peers.pick(r, 2, tried)
+      out[#out + 1] = p.host:sub(-1) .. "@" .. at
+      tried["10.0.0.1:80"] = true
+      out[#out + 1] = tostring(peers.pick(r, 1, tried))
+      return table.concat(out, " ")`)).toBe('1 2 3 1 1@4 nil');
+    expect(run('return tostring(peers.pick({}, 1))')).toBe('nil');
+  });
+
+  it('healthy leaves out peers marked down, and falls back to all when every one is down', () => {
+    expect(run(`
+      local list = peers.decode("10.0.0.1:80:1,10.0.0.2:80:1")
+      local some, all1 = peers.healthy(list, function(a) return a == "10.0.0.1:80" end)
+      local every, all2 = peers.healthy(list, function() return true end)
+      return peers.encode(some) .. " " .. tostring(all1) .. " | " .. peers.encode(every) .. " " .. tostring(all2)`))
+      .toBe('10.0.0.2:80:1 false | 10.0.0.1:80:1,10.0.0.2:80:1 true');
+  });
+});
