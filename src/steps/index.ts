@@ -2,6 +2,7 @@ import type { Step } from '../engine/types.js';
 import { buildStep } from './build.js';
 import { configureStep } from './configure.js';
 import { firewallStep } from './firewall.js';
+import { gatewayLibsStep } from './gateway-libs.js';
 import { healthCheckStep } from './health-check.js';
 import { installStep } from './install.js';
 import { keepalivedBuildStep } from './keepalived-build.js';
@@ -26,6 +27,7 @@ export const INSTALL_STEPS: Step[] = [
   configureStep,
   buildStep,
   installStep,
+  gatewayLibsStep,
   nginxConfigStep,
   nginxServiceStep,
   keepalivedSourcesStep,

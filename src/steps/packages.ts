@@ -1,4 +1,4 @@
-import { packagesFor, layout, luaPackageCpath, selectedModules, probe } from './common.js';
+import { packagesFor, layout, selectedModules, probe } from './common.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { shq, shqAll } from '../shell.js';
 
@@ -27,34 +27,15 @@ function missingScript(pc: PlanContext, pkgs: string[]): string {
   return `missing=""; for p in ${shqAll(pkgs)}; do ${q} || missing="$missing $p"; done`;
 }
 
-/**
- * Lua libraries as plain files unpacked from the distribution's packages into luaDir, each with the
- * file that shows it is there: lua-resty-core and lua-resty-lrucache for the lua module, lua-cjson
- * for the gateway (OpenResty bundles all three).
- */
-function luaDebs(pc: PlanContext): Array<{ pkg: string; marker: string }> {
-  const rb = pc.runbook;
-  if (rb.build.flavor !== 'nginx' || !rb.build.modules.includes('lua') || pc.facts.packageManager !== 'apt') return [];
-  const dir = layout(rb).luaDir;
-  const out = [
-    { pkg: 'lua-resty-core', marker: `${dir}/usr/share/lua/5.1/resty/core.lua` },
-    { pkg: 'lua-resty-lrucache', marker: `${dir}/usr/share/lua/5.1/resty/lrucache.lua` },
-  ];
-  const cpath = luaPackageCpath(pc);
-  if (cpath) out.push({ pkg: 'lua-cjson', marker: cpath.replace('?.so;;', 'cjson.so') });
-  return out;
-}
-
+/** lua-resty-core and lua-resty-lrucache as plain files unpacked from the distribution's packages. */
 function luaRestyCommand(pc: PlanContext): string | undefined {
-  const debs = luaDebs(pc);
-  if (debs.length === 0) return undefined;
-  const dir = layout(pc.runbook).luaDir;
+  const rb = pc.runbook;
+  if (rb.build.flavor !== 'nginx' || !rb.build.modules.includes('lua') || pc.facts.packageManager !== 'apt') return undefined;
+  const dir = layout(rb).luaDir;
   return [
-    `need=""`,
-    ...debs.map((d) => `[ -e ${shq(d.marker)} ] || need="$need ${d.pkg}"`),
-    `if [ -n "$need" ]; then`,
+    `if [ ! -f ${shq(`${dir}/usr/share/lua/5.1/resty/core.lua`)} ]; then`,
     `  work=$(mktemp -d); cd "$work"`,
-    `  apt-get download $need`,
+    `  apt-get download lua-resty-core lua-resty-lrucache`,
     `  mkdir -p ${shq(dir)}; for deb in ./*.deb; do dpkg-deb -x "$deb" ${shq(dir)}; done`,
     `  cd /; rm -rf "$work"`,
     `fi`,
@@ -87,8 +68,7 @@ export const packagesStep: Step = {
   },
   async check(ctx) {
     const pkgs = packageList(ctx);
-    const debs = luaDebs(ctx);
-    const lua = debs.length > 0 ? debs.map((d) => `[ -e ${shq(d.marker)} ]`).join(' && ') : 'true';
+    const lua = luaRestyCommand(ctx) ? `[ -f ${shq(`${layout(ctx.runbook).luaDir}/usr/share/lua/5.1/resty/core.lua`)} ]` : 'true';
     return probe(ctx, `${missingScript(ctx, pkgs)}\n[ -z "$missing" ] && ${lua}`);
   },
 };

@@ -5,7 +5,7 @@ import { parse, stringify } from 'yaml';
 import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
-const ALL = ['packages', 'sources', 'patch', 'configure', 'build', 'install', 'nginx-config', 'nginx-service', 'keepalived-sources',
+const ALL = ['packages', 'sources', 'patch', 'configure', 'build', 'install', 'gateway-libs', 'nginx-config', 'nginx-service', 'keepalived-sources',
   'keepalived-build', 'health-check', 'keepalived-config', 'logging', 'firewall', 'start'];
 
 // The whole install plan, for real: 2 bookworm nodes, nginx 1.22.1 with fancyindex and lua (+ ndk),

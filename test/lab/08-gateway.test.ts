@@ -113,8 +113,8 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     writeFileSync(lab.runbookPath, stringify(doc));
     r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(r.code, r.out + r.err).toBe(0);
-    // lua-cjson is unpacked by packages; the rest is configuration, reloaded.
-    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['packages', 'nginx-config'], node2: ['packages', 'nginx-config'] });
+    // lua-cjson is unpacked (gateway-libs, never a rebuild); the rest is configuration, reloaded.
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['gateway-libs', 'nginx-config'], node2: ['gateway-libs', 'nginx-config'] });
   });
 
   it('traffic through the VIP reaches every instance Consul lists; the status page shows them', async () => {

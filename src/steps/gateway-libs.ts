@@ -1,0 +1,43 @@
+import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
+import { shq } from '../shell.js';
+import { layout, luaPackageCpath, probe } from './common.js';
+
+/**
+ * lua-cjson for the gateway on the nginx flavor: files unpacked from Debian's package next to
+ * lua-resty-core (an installed package would pull in the distribution's nginx). A step of its own,
+ * not part of `packages`: turning the gateway on must not rebuild nginx (configure depends on packages).
+ */
+function cjsonSo(pc: PlanContext): string | undefined {
+  const cpath = luaPackageCpath(pc);
+  return cpath && pc.facts.packageManager === 'apt' ? cpath.replace('?.so;;', 'cjson.so') : undefined;
+}
+
+export const gatewayLibsStep: Step = {
+  id: 'gateway-libs',
+  title: 'Lua libraries the gateway needs (lua-cjson, nginx flavor)',
+  appliesTo: 'all',
+  dependsOn: [],
+  plan(pc): StepPlan {
+    const plan = emptyPlan();
+    const so = cjsonSo(pc);
+    if (!so) {
+      plan.notes.push(pc.runbook.build.flavor === 'openresty' ? 'OpenResty bundles cjson' : 'no Consul discovery in this runbook: nothing to do');
+      return plan;
+    }
+    const dir = layout(pc.runbook).luaDir;
+    plan.commands.push([
+      `if [ ! -e ${shq(so)} ]; then`,
+      `  work=$(mktemp -d); cd "$work"`,
+      `  apt-get download lua-cjson`,
+      `  mkdir -p ${shq(dir)}; for deb in ./*.deb; do dpkg-deb -x "$deb" ${shq(dir)}; done`,
+      `  cd /; rm -rf "$work"`,
+      `fi`,
+      `[ -e ${shq(so)} ]`,
+    ].join('\n'));
+    return plan;
+  },
+  async check(ctx) {
+    const so = cjsonSo(ctx);
+    return so ? probe(ctx, `[ -e ${shq(so)} ]`) : true;
+  },
+};
