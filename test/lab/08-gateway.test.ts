@@ -204,9 +204,12 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     }
   });
 
-  it('a second apply changes nothing', async () => {
+  it('a second apply changes nothing; the JSON access log names the upstream and the peer of each request', async () => {
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(r.code, r.err).toBe(0);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
+    // The access log is buffered (flush=5s); the apply above took longer than that.
+    const log = await lab.ssh(0, `grep -c '"upstream":"gw","upstream_addr":"${n1}:9101"' /usr/local/nginx/logs/access.log`);
+    expect(Number(log.stdout.trim())).toBeGreaterThan(0);
   });
 });
