@@ -135,12 +135,14 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
       stoppedAt = elapsed();
       await lab.ssh(1, 'systemctl stop lab-gw@9102');
     });
+    // Requests that met the stopped instance were retried on another peer: none failed.
     expect(s.filter((x) => !x.ok)).toEqual([]);
-    const last = Math.max(...s.filter((x) => x.backend === `${n2}:9102`).map((x) => x.sentAt));
-    console.log(`9102 stopped at ${stoppedAt} ms; its last answer was to a request sent at ${last} ms`);
-    // Consul's check runs every 1 s, the poll every 0.5 s: well inside 4 s nothing reaches it.
-    expect(last).toBeLessThan(stoppedAt + 4000);
+    console.log(`9102 stopped at ${stoppedAt} ms of ${s.length} requests`);
     expect(served(s.filter((x) => x.sentAt > stoppedAt + 4000))).toEqual([`${n1}:9101`, `${n1}:9103`]);
+    // Consul's check runs every 1 s and the poll every 0.5 s: both nodes dropped it from their list.
+    for (const i of [0, 1]) {
+      expect((await status(i)).upstreams.gw.peers.map((p: { address: string }) => p.address)).toEqual([`${n1}:9101`, `${n1}:9103`]);
+    }
     expect(await masterPids()).toEqual(pids);
   });
 
