@@ -29,6 +29,9 @@ describe('npm package', () => {
     const examples = readdirSync(join(pkg, 'runbooks')).filter((f) => f.startsWith('example-'));
     expect(examples.length).toBeGreaterThanOrEqual(3);
     for (const ex of examples) execFileSync('npx', ['ha-setup', 'validate', join(pkg, 'runbooks', ex)], { cwd: app, encoding: 'utf8' });
+    // The gateway's Lua ships with the package: its plan lists every module file.
+    const gw = execFileSync('npx', ['ha-setup', 'plan', join(pkg, 'runbooks', 'example-gateway.yaml'), '--offline', '--os', 'debian12'], { cwd: app, encoding: 'utf8' });
+    expect(gw).toContain('file /usr/local/nginx/conf/ha-gateway/ha_gateway/balancer.lua');
     const map = JSON.parse(readFileSync(join(pkg, 'dist', 'cli', 'main.js.map'), 'utf8'));
     expect(map.sourcesContent?.[0]).toMatch(/export async function main/);
   }, 300_000);
