@@ -164,7 +164,8 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     for (const i of [0, 1]) expect((await status(i)).upstreams.gw.error).toMatch(/Consul unreachable/);
     await lab.ssh(0, 'systemctl start lab-consul; for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done');
     await lab.ssh(1, 'systemctl start lab-gw@9102');
-    for (let k = 0; k < 30 && !(await passing()).includes(9102); k++) await sleep(500);
+    for (let k = 0; k < 40 && (await passing()).length < 4; k++) await sleep(500);
+    expect(await passing()).toEqual([9101, 9102, 9103, 9104]);
     await sleep(1500);
     const st = await status(0);
     expect(st.upstreams.gw.error).toBeUndefined();
