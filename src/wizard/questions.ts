@@ -28,6 +28,8 @@ export interface Question {
   note?: (a: Answers) => string | undefined;
   /** Skipped (and left undefined) when this returns false. */
   when?: (a: Answers) => boolean;
+  /** Why its flag makes no sense when `when` is false (an error then, not a silently dropped flag). */
+  notApplicable?: string;
   /** Tuning: asked only after "customize" is answered yes; otherwise its default is taken quietly. */
   tuning?: boolean;
 }
@@ -231,6 +233,7 @@ export const questions: Question[] = [
     help: 'take the upstream peers from Consul, e.g. http://10.0.0.5:8500 (default none)',
     default: () => '',
     when: (a) => splitList(String(a.upstream ?? '')).length > 0,
+    notApplicable: 'needs --upstream (the servers Consul replaces; they stay the seed list)',
     validate: (v, a) => {
       if (v.trim() === '') return undefined;
       const problem = zodMessage(consulAddress)(v.trim());
@@ -241,19 +244,19 @@ export const questions: Question[] = [
   },
   {
     id: 'consulService', flag: '--consul-service <name>', kind: 'text', message: 'Consul service name of the upstream', help: 'Consul service whose passing instances are the peers (default app)',
-    default: () => 'app', when: (a) => String(a.consul ?? '').trim() !== '',
+    default: () => 'app', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
     validate: (v) => (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(v) ? undefined : 'must be a Consul service name (letters, digits, _ . -)'),
   },
   {
     id: 'consulTokenEnv', tuning: true, flag: '--consul-token-env <NAME>', kind: 'text', message: 'Environment variable holding the Consul ACL token (empty: no ACLs)',
     help: 'Consul ACL token read from this variable at apply time (default none)',
-    default: () => '', when: (a) => String(a.consul ?? '').trim() !== '',
+    default: () => '', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
     validate: (v) => (v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name'),
   },
   {
     id: 'peerCheckPath', flag: '--peer-check <path>', kind: 'text', message: 'Active health check of the peers: GET this path (empty: Consul\'s checks only)',
     help: 'path nginx requests on every discovered peer; below HTTP 500 is healthy (default /)',
-    default: () => '/', when: (a) => String(a.consul ?? '').trim() !== '',
+    default: () => '/', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
     validate: (v) => (v === '' || /^\/[A-Za-z0-9_.~%\/?=&-]*$/.test(v) ? undefined : 'must be a URL path starting with /'),
   },
   {

@@ -58,7 +58,11 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
   const defaulted: string[] = [];
 
   for (const q of questions) {
-    if (q.when && !q.when(a)) continue;
+    if (q.when && !q.when(a)) {
+      // A flag for a question the other answers rule out would be dropped silently: say so instead.
+      if (given[q.id] !== undefined && q.notApplicable) errors.push(`${flagName(q)}: ${q.notApplicable}`);
+      continue;
+    }
     await resolveOne(q);
     // However the name was given (flag, default, prompt): at a terminal, an existing file is asked about now.
     if (q.id === 'name' && opts.existing && opts.interactive && !errors.length) await confirmNewFile(q, a, opts);

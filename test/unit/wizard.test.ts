@@ -90,6 +90,9 @@ describe('wizard through flags', () => {
     const bad = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--consul', 'consul.local:8500', '--yes'], tmp());
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--consul.*http:\/\/<IPv4>/);
+    const alone = await run(['init', ...required, '--consul', 'http://10.0.0.5:8500', '--yes'], tmp());
+    expect(alone.code).toBe(2);
+    expect(alone.err).toMatch(/--consul: needs --upstream/);
   });
 
   it('takes --node specs, VRRPv2 with a generated password kept out of the runbook', async () => {
