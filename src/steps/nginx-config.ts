@@ -68,9 +68,10 @@ export const LUA_DIR = 'ha-lua';
 
 /**
  * Every include file on the host, relative to the conf directory (one per line), for the stale checks.
- * Remote scripts run under `set -euo pipefail`: finding nothing must not fail the listing.
+ * Remote scripts run under `set -euo pipefail`: finding nothing must not fail the listing. Only
+ * .conf and .lua files count: the timestamped .bak copies writeFile keeps are left alone.
  */
-const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} ${GATEWAY_DIR} -type f 2>/dev/null || true; }`;
+const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} ${GATEWAY_DIR} -type f -name '*.lua' 2>/dev/null || true; }`;
 
 /** Exits 1 when the conf directory (the current one) holds an include file not in `keep` (paths relative to it). */
 export function staleIncludesProbe(confDir: string, keep: string[]): string {
