@@ -89,12 +89,16 @@ export class SshTransport implements Transport {
   /** SSH round trips (exec calls) made by all transports: the engine benchmark prints it. */
   static roundTrips = 0;
 
+  private reconnecting: Promise<void> | undefined;
+
   private constructor(
-    private readonly ssh: NodeSSH,
+    private ssh: NodeSSH,
     readonly label: string,
     private readonly user: string,
     private readonly sudoPassword: string | undefined,
     private readonly log: (text: string) => void,
+    /** Opens a new connection to the same host, accepting only the key it presented the first time. */
+    private readonly reopen: () => Promise<NodeSSH>,
   ) {}
 
   static async connect(o: ConnectOptions): Promise<SshTransport> {
@@ -111,15 +115,18 @@ export class SshTransport implements Transport {
     let presented: Buffer | undefined;
     const ssh = new NodeSSH();
     const algorithms = preferredHostKeyAlgorithms(o.knownHostsFiles, host, port);
+    const base = {
+      host, port, username: user,
+      privateKey: keyFile ? readFileSync(keyFile, 'utf8') : undefined,
+      agent: keyFile ? undefined : agent,
+      readyTimeout: o.readyTimeoutMs ?? 20_000,
+      keepaliveInterval: 5_000,
+      keepaliveCountMax: 3,
+      ...(algorithms ? { algorithms: { serverHostKey: algorithms as never } } : {}),
+    };
     try {
       await ssh.connect({
-        host, port, username: user,
-        privateKey: keyFile ? readFileSync(keyFile, 'utf8') : undefined,
-        agent: keyFile ? undefined : agent,
-        readyTimeout: o.readyTimeoutMs ?? 20_000,
-        keepaliveInterval: 5_000,
-        keepaliveCountMax: 3,
-        ...(algorithms ? { algorithms: { serverHostKey: algorithms as never } } : {}),
+        ...base,
         hostVerifier: ((key: Buffer, verify: (ok: boolean) => void) => {
           presented = key;
           verdict = verifyHostKey(o.knownHostsFiles, host, port, key);
@@ -152,9 +159,38 @@ export class SshTransport implements Transport {
         keyFile ? `key: ${keyFile}` : agent ? 'key: from the SSH agent' : 'no key file and no SSH agent (set ssh.identityFile)',
       ]);
     }
-    const t = new SshTransport(ssh, host, user, o.sudoPassword, o.log);
+    guardConnection(ssh);
+    const reopen = async (): Promise<NodeSSH> => {
+      const again = new NodeSSH();
+      await again.connect({ ...base, hostVerifier: ((key: Buffer) => presented !== undefined && key.equals(presented)) as never });
+      guardConnection(again);
+      return again;
+    };
+    const t = new SshTransport(ssh, host, user, o.sudoPassword, o.log, reopen);
     if (user !== 'root') await t.checkSudo();
     return t;
+  }
+
+  /**
+   * The live connection; one that dropped (a node that was down or rebooted, keepalive timeout)
+   * is opened again before the next command. Commands are never re-sent: one that was running
+   * when the connection dropped fails with ConnectError.
+   */
+  private async connection(): Promise<NodeSSH> {
+    if (this.ssh.isConnected()) return this.ssh;
+    this.reconnecting ??= (async () => {
+      this.ssh.dispose();
+      this.ssh = await this.reopen();
+      this.log(`# reconnected to ${this.label}\n`);
+    })().finally(() => {
+      this.reconnecting = undefined;
+    });
+    try {
+      await this.reconnecting;
+    } catch (e) {
+      throw new ConnectError(`lost the connection to ${this.label} and could not connect again: ${(e as Error).message}`);
+    }
+    return this.ssh;
   }
 
   private async checkSudo(): Promise<void> {
@@ -197,8 +233,11 @@ export class SshTransport implements Transport {
         opts.onStdout?.(chunk.toString());
         onChunk(chunk);
       };
-      r = await this.ssh.execCommand(this.wrap(script), { stdin, onStdout, onStderr: onChunk, noTrim: true });
+      const run = async () => (await this.connection()).execCommand(this.wrap(script), { stdin, onStdout, onStderr: onChunk, noTrim: true });
+      // The connection can drop between the check and the call; then the command never started.
+      r = await run().catch((e: Error) => (notConnected(e) ? run() : Promise.reject(e)));
     } catch (e) {
+      if (e instanceof ConnectError) throw e;
       throw new ConnectError(`lost the connection to ${this.label}: ${(e as Error).message}`);
     }
     if (r.code === null) throw new ConnectError(`lost the connection to ${this.label} (the command was ended by ${r.signal ?? 'a closed channel'})`);
@@ -206,7 +245,7 @@ export class SshTransport implements Transport {
   }
 
   private async sftpPut(data: Buffer, remote: string): Promise<void> {
-    const sftp = await this.ssh.requestSFTP();
+    const sftp = await (await this.connection()).requestSFTP();
     try {
       await new Promise<void>((resolve, reject) => sftp.writeFile(remote, data, { mode: 0o600 }, (err: Error | null | undefined) => (err ? reject(err) : resolve())));
     } finally {
@@ -242,6 +281,19 @@ export class SshTransport implements Transport {
   async close(): Promise<void> {
     this.ssh.dispose();
   }
+}
+
+/**
+ * node-ssh stops listening for errors once connected: a keepalive timeout (a node that went
+ * down) would be an uncaught exception. The connection closes after the error; the next
+ * command connects again.
+ */
+function guardConnection(ssh: NodeSSH): void {
+  ssh.connection?.on('error', () => {});
+}
+
+function notConnected(e: unknown): boolean {
+  return e instanceof Error && /Not connected to server/.test(e.message);
 }
 
 function keyTypeName(key: Buffer): string {
