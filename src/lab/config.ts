@@ -8,7 +8,7 @@ export const LAB_BRIDGE = 'halab0';
 export const LAB_DISTROS = ['bookworm', 'trixie'] as const;
 export type LabDistro = (typeof LAB_DISTROS)[number];
 /** Bump when the base image customisation changes, so stale cached tarballs are not reused. */
-export const BASE_IMAGE_REVISION = 3;
+export const BASE_IMAGE_REVISION = 4;
 /** A non-root user with passwordless sudo exists on every lab node (tests the sudo path). */
 export const LAB_SUDO_USER = 'hauser';
 
@@ -35,6 +35,8 @@ export interface LabPaths {
   knownHosts: string;
   cacheDir: string;
   sourcesDir: string;
+  /** Compiler cache shared by every node of every lab (undefined: off, HA_SETUP_LAB_CCACHE=0). */
+  ccacheDir: string | undefined;
 }
 
 export function labPaths(env: NodeJS.ProcessEnv = process.env): LabPaths {
@@ -48,6 +50,7 @@ export function labPaths(env: NodeJS.ProcessEnv = process.env): LabPaths {
     knownHosts: join(stateDir, 'known_hosts'),
     cacheDir: join(cacheDir, 'lab'),
     sourcesDir: join(cacheDir, 'sources'),
+    ccacheDir: env.HA_SETUP_LAB_CCACHE === '0' ? undefined : join(cacheDir, 'ccache'),
   };
 }
 

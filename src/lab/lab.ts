@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, openSync, closeSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, openSync, closeSync, renameSync, symlinkSync } from 'node:fs';
 import { platform } from 'node:os';
 import { join } from 'node:path';
 import { InvalidInputError, RunFailedError, UnsupportedEnvironmentError } from '../errors.js';
@@ -132,7 +132,7 @@ async function ensureBaseImage(opts: LabOptions, paths: LabPaths, log: Log): Pro
   rmSync(build, { recursive: true, force: true });
   log(`building the ${opts.distro} base image with debootstrap (about a minute, cached in ${paths.cacheDir})`);
   const include = ['systemd', 'systemd-sysv', 'dbus', 'openssh-server', 'iproute2', 'procps', 'sudo', 'curl', 'ca-certificates',
-    'tcpdump', 'psmisc', 'less', 'xz-utils', 'rsyslog', 'logrotate', 'iputils-ping', 'iputils-arping'];
+    'tcpdump', 'psmisc', 'less', 'xz-utils', 'rsyslog', 'logrotate', 'iputils-ping', 'iputils-arping', 'ccache'];
   await runLocal('debootstrap', ['--variant=minbase', `--include=${include.join(',')}`, opts.distro, build, 'http://deb.debian.org/debian'], { timeoutMs: 20 * 60_000 });
   // networkd gives the node its static address; the per-lab sudo user exercises the non-root path.
   await runLocal('systemctl', [`--root=${build}`, 'enable', 'systemd-networkd.service']);
@@ -161,6 +161,7 @@ async function prepareNode(node: LabNode, tarball: string, addr: { bridgeIp: str
   rmSync(join(etc, 'resolv.conf'), { force: true });
   writeFileSync(join(etc, 'resolv.conf'), hostNameservers());
   await runLocal('ssh-keygen', ['-A', '-f', node.dir]);
+  if (paths.ccacheDir) useCompilerCache(node.dir);
   const pub = readFileSync(join(paths.key + '.pub'), 'utf8');
   for (const [home, owner] of [['root', '0:0'], [join('home', LAB_SUDO_USER), LAB_SUDO_USER]] as const) {
     const sshDir = join(node.dir, home, '.ssh');
@@ -170,6 +171,23 @@ async function prepareNode(node: LabNode, tarball: string, addr: { bridgeIp: str
   }
   const hostKey = readFileSync(join(etc, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
   return `${node.ip} ${hostKey}`;
+}
+
+export const LAB_CCACHE_MOUNT = '/var/cache/ha-setup-ccache';
+
+/**
+ * Lab nodes compile through ccache (masquerading as cc/gcc in /usr/local/bin, ahead of /usr/bin
+ * in PATH), with one cache on the host shared by all nodes and all labs: the same nginx or
+ * keepalived build on a new lab is a cache hit. What ha-setup runs on the node is unchanged.
+ */
+function useCompilerCache(root: string): void {
+  writeFileSync(join(root, 'etc', 'ccache.conf'), `cache_dir = ${LAB_CCACHE_MOUNT}\nmax_size = 4G\n# builds of the same sources in another directory still hit\nhash_dir = false\n`);
+  const bin = join(root, 'usr', 'local', 'bin');
+  mkdirSync(bin, { recursive: true });
+  for (const name of ['cc', 'gcc', 'c++', 'g++']) {
+    rmSync(join(bin, name), { force: true });
+    symlinkSync('/usr/bin/ccache', join(bin, name));
+  }
 }
 
 function hostNameservers(): string {
@@ -239,11 +257,13 @@ async function bridgeExists(bridge: string): Promise<boolean> {
 // ---------------------------------------------------------------- boot and wait
 
 function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
+  if (paths.ccacheDir) mkdirSync(paths.ccacheDir, { recursive: true });
   const logFile = join(paths.stateDir, `${node.name}.console.log`);
   const fd = openSync(logFile, 'a');
   // --register=no and --keep-unit are required on hosts without a usable system bus.
   const child = spawn('systemd-nspawn', ['--boot', '--register=no', '--keep-unit', `--network-bridge=${bridge}`, `--machine=${node.machine}`,
-    `--hostname=${node.name}`, `--setenv=${LAB_ENV_MARK}=${node.name}`, '--directory', node.dir], { detached: true, stdio: ['ignore', fd, fd] });
+    `--hostname=${node.name}`, `--setenv=${LAB_ENV_MARK}=${node.name}`,
+    ...(paths.ccacheDir ? [`--bind=${paths.ccacheDir}:${LAB_CCACHE_MOUNT}`] : []), '--directory', node.dir], { detached: true, stdio: ['ignore', fd, fd] });
   child.unref();
   closeSync(fd);
   if (!child.pid) throw new RunFailedError(`could not start systemd-nspawn for ${node.name}`);

@@ -91,6 +91,23 @@ describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => 
     expect(r.stdout.split('\n').slice(0, 2)).toEqual(['hauser', '0']);
   });
 
+  it('nodes compile through the compiler cache they share: what node1 compiled is a hit on node2', async () => {
+    const state = readState(paths)!;
+    // A source nothing else compiles, so the first compile is a miss whatever the cache holds.
+    const src = `int ha_setup_lab_probe_${Date.now()}(void) { return 42; }`;
+    const compile = `echo ${JSON.stringify(src)} > /tmp/probe.c && ccache -z >/dev/null && cc -c /tmp/probe.c -o /tmp/probe.o && ccache --print-stats`;
+    // build-essential is not in the base image (apply installs it); the probe needs a compiler.
+    for (const node of state.nodes) {
+      const gcc = await labSsh(paths, node.ip, 'command -v x86_64-linux-gnu-gcc-12 >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends gcc) >/dev/null 2>&1; readlink /usr/local/bin/cc', { timeoutMs: 300_000 });
+      expect(gcc.stdout.trim()).toBe('/usr/bin/ccache');
+    }
+    const stat = (out: string, key: string) => Number(new RegExp(`^${key}\\t(\\d+)$`, 'm').exec(out)?.[1]);
+    const first = await labSsh(paths, state.nodes[0].ip, compile);
+    expect(stat(first.stdout, 'cache_miss')).toBe(1);
+    const second = await labSsh(paths, state.nodes[1].ip, compile);
+    expect(stat(second.stdout, 'direct_cache_hit') + stat(second.stdout, 'preprocessed_cache_hit')).toBe(1);
+  });
+
   it('lab up again on a live lab changes nothing', async () => {
     const before = readFileSync(paths.stateFile, 'utf8');
     const r = await cli(['lab', 'up', '--no-download'], cwd);

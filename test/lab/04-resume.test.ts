@@ -52,7 +52,11 @@ describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-ro
       if (Date.now() > deadline) throw new Error(`build never started:\n${output.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
-    await new Promise((r) => setTimeout(r, 3000));
+    // Cut it while make runs (lab builds are mostly compiler-cache hits, so they are short).
+    while ((await lab.ssh(0, 'pgrep -x make')).code !== 0) {
+      if (Date.now() > deadline) throw new Error(`make never ran:\n${output.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
     // Cut the session from the node (as a dropped link or a dead laptop would), and the build with it.
     await lab.ssh(0, "pkill -KILL -f 'sshd: root@notty' ; pkill -KILL make ; true");
     const code = await exited;
