@@ -118,7 +118,7 @@ export function summaryLines(doc: ReturnType<typeof runbookFromAnswers>): string
     `build     ${doc.build?.flavor} ${doc.build?.version} in ${doc.build?.prefix}${doc.build?.modules?.length ? ` with ${doc.build.modules.join(', ')}` : ''}`,
     `keepalived ${doc.keepalived?.version} in ${doc.keepalived?.prefix}`,
     `ssh       user ${doc.ssh?.user}, port ${doc.ssh?.port}${doc.ssh?.identityFile ? `, key ${doc.ssh.identityFile}` : ', SSH agent'}`,
-    `site      port ${doc.site?.listen}${doc.site?.upstreams?.length ? `, upstreams ${doc.site.upstreams.map((u) => `${u.name}: ${u.discovery ? `Consul ${u.discovery.consul.address} service ${u.discovery.consul.service} (seed ${u.servers.join(', ')})` : u.servers.join(', ')}`).join('; ')}` : ''}`,
+    `site      port ${doc.site?.listen}${doc.site?.upstreams?.length ? `, upstreams ${doc.site.upstreams.map((u) => `${u.name}: ${u.discovery ? `Consul ${u.discovery.consul.address} service ${u.discovery.consul.service} (seed ${u.servers.join(', ')})` : u.servers.join(', ')}`).join('; ')}` : ''}${doc.site?.gray ? `; gray release ${doc.site.gray.stable} -> ${doc.site.gray.canary} by rules in Redis ${doc.site.gray.redis.address}` : ''}`,
   ];
 }
 

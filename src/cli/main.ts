@@ -15,6 +15,7 @@ import { registerPlan } from './plan.js';
 import { registerVerify } from './verify.js';
 import { registerDocs } from './docs.js';
 import { registerCompletion } from './completion.js';
+import { registerGray } from './gray.js';
 
 export interface CliContext {
   cwd: string;
@@ -103,6 +104,7 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   registerApply(program, ctx);
   registerVerify(program, ctx);
   registerDocs(program, ctx);
+  registerGray(program, ctx);
   registerLab(program, ctx);
   registerCompletion(program, ctx);
 

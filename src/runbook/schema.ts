@@ -133,6 +133,36 @@ const activeCheck = z.strictObject({
   rise: z.number().int('rise must be a whole number from 1 to 10').min(1, 'rise must be from 1 to 10').max(10, 'rise must be from 1 to 10').default(2),
 });
 
+/** Redis as the nodes reach it (from nginx, cosockets): an IPv4 address, port 6379 unless given. */
+export const redisAddress = z.string().superRefine((s, ctx) => {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d{1,5}))?$/.exec(s);
+  if (!m) ctx.addIssue({ code: 'custom', message: 'must be <IPv4>[:port] of a Redis server, e.g. 10.0.0.7:6379 (nginx resolves no names here)' });
+  else if (m.slice(1, 5).some((o) => Number(o) > 255)) ctx.addIssue({ code: 'custom', message: 'has an address octet above 255' });
+  else if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) ctx.addIssue({ code: 'custom', message: 'has a port outside 1..65535' });
+});
+
+const upstreamName = z.string().regex(/^[A-Za-z0-9_]+$/, 'must be letters, digits and _ only');
+
+/** Gray release: rules in Redis send chosen clients to the canary upstream (see `ha-setup gray`). */
+export const grayRelease = z.strictObject({
+  redis: z.strictObject({
+    address: redisAddress,
+    db: z.number({ error: 'db must be a whole number from 0 to 15' }).int('db must be a whole number from 0 to 15').min(0, 'db must be from 0 to 15').max(15, 'db must be from 0 to 15').default(0),
+    /** The Redis password (requirepass), read from this environment variable or the .secrets file. */
+    passwordEnv: envName.optional(),
+  }),
+  /** Redis keys: <key>:ips, <key>:values (sets) and <key>:percent. */
+  key: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be up to 64 letters, digits and _ . : -').default('ha-setup:gray'),
+  stable: upstreamName,
+  canary: upstreamName,
+  /** A request header whose value, when it is in <key>:values, sends the request to canary. */
+  header: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/, 'must be an HTTP header name (letters, digits and -)').default('X-Gray'),
+  /** A cookie matched like the header; with one, the percentage hashes the cookie instead of the client IP. */
+  cookie: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a cookie name of letters, digits and _').optional(),
+  /** Seconds between reads of the rules from Redis. */
+  refresh: z.number({ error: 'refresh must be a number of seconds from 0.2 to 60' }).min(0.2, 'refresh must be at least 0.2 seconds').max(60, 'refresh must be at most 60 seconds').default(1),
+});
+
 export const siteSchema = z.strictObject({
   listen: port('listen port').default(80),
   serverName: z.string().regex(/^[A-Za-z0-9_.*~-]+( [A-Za-z0-9_.*~-]+)*$/, 'must be nginx server names separated by spaces').default('_'),
@@ -144,12 +174,14 @@ export const siteSchema = z.strictObject({
     lua: z.array(localLuaDir).default([]),
   }).default({ http: [], server: [], lua: [] }),
   upstreams: z.array(z.strictObject({
-    name: z.string().regex(/^[A-Za-z0-9_]+$/, 'must be letters, digits and _ only'),
+    name: upstreamName,
     /** The servers; with discovery, the seed list used until Consul first answers. */
     servers: z.array(upstreamServer).min(1, 'an upstream needs at least one server'),
     /** Peers from Consul, changed without a reload (balancer_by_lua); needs lua (nginx) or OpenResty. */
     discovery: z.strictObject({ consul: consulDiscovery, check: activeCheck.optional() }).optional(),
   })).default([]),
+  /** Gray release from Redis between two of the upstreams; needs lua (nginx) or OpenResty. */
+  gray: grayRelease.optional(),
 });
 
 const gitUrl = z.string().superRefine((s, ctx) => {

@@ -160,6 +160,17 @@ export function semanticProblems(s: Sections): Problem[] {
       names.add(u.name);
     });
   }
+  if (site?.gray) {
+    const g = site.gray;
+    const names = site.upstreams.map((u) => u.name);
+    const known = names.length ? `one of ${names.join(', ')}` : 'none is defined';
+    if (!names.includes(g.stable)) add('site.gray.stable', `"${g.stable}" is not an upstream in site.upstreams (${known})`);
+    if (!names.includes(g.canary)) add('site.gray.canary', `"${g.canary}" is not an upstream in site.upstreams (${known})`);
+    if (g.stable === g.canary) add('site.gray.canary', 'must be another upstream than site.gray.stable');
+    if (build && build.flavor === 'nginx' && !build.modules.includes('lua')) {
+      add('site.gray', 'gray release runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)');
+    }
+  }
   if (site && build && site.include.lua.length > 0 && build.flavor === 'nginx' && !build.modules.includes('lua')) {
     add('site.include.lua', 'Lua modules need the lua module on the nginx flavor: add "lua" to build.modules (OpenResty has it built in)');
   }

@@ -119,6 +119,11 @@ export function luajitPaths(f: Facts): { lib: string; inc: string } {
   return { lib: `/usr/lib/${triplet}`, inc: '/usr/include/luajit-2.1' };
 }
 
+/** ha-setup's gateway Lua runs when an upstream comes from Consul or the site has a gray release. */
+export function gatewayEnabled(rb: Runbook): boolean {
+  return rb.site.upstreams.some((u) => u.discovery) || rb.site.gray !== undefined;
+}
+
 export function luaPackagePath(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
   const L = layout(rb);
@@ -126,7 +131,7 @@ export function luaPackagePath(pc: PlanContext): string | undefined {
   // $prefix (nginx's -p) rather than the absolute conf dir: nginx-config tests the staged copy in a
   // prefix of its own, and its Lua must be the staged one.
   const site = (rb.site.include.lua.length > 0 ? '$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;' : '')
-    + (rb.site.upstreams.some((u) => u.discovery) ? '$prefix/conf/ha-gateway/?.lua;' : '');
+    + (gatewayEnabled(rb) ? '$prefix/conf/ha-gateway/?.lua;' : '');
   if (rb.build.flavor === 'openresty') return site ? `${site};` : undefined;
   if (!rb.build.modules.includes('lua')) return undefined;
   const dir = L.luaDir;
@@ -139,7 +144,7 @@ export function luaPackagePath(pc: PlanContext): string | undefined {
  */
 export function luaPackageCpath(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
-  if (rb.build.flavor !== 'nginx' || !rb.site.upstreams.some((u) => u.discovery)) return undefined;
+  if (rb.build.flavor !== 'nginx' || !gatewayEnabled(rb)) return undefined;
   const triplet = pc.facts.arch === 'aarch64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
   return `${layout(rb).luaDir}/usr/lib/${triplet}/lua/5.1/?.so;;`;
 }

@@ -5,7 +5,9 @@ import { InvalidInputError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { render } from '../render.js';
 import type { Runbook } from '../runbook/schema.js';
-import { layout } from './common.js';
+import { gatewayEnabled, layout } from './common.js';
+
+export { gatewayEnabled };
 
 /** ha-setup's own Lua (src/lua/ha_gateway/*.lua), shipped under the conf dir like the operator's. */
 export const GATEWAY_DIR = 'ha-gateway';
@@ -15,13 +17,33 @@ export function discoveredUpstreams(rb: Runbook) {
   return rb.site.upstreams.filter((u) => u.discovery);
 }
 
-export function gatewayEnabled(rb: Runbook): boolean {
-  return discoveredUpstreams(rb).length > 0;
+/** Secret names the gateway needs at apply time (Consul tokens, the gray release's Redis password). */
+export function gatewaySecretNames(rb: Runbook): string[] {
+  return [...new Set([...discoveredUpstreams(rb).map((u) => u.discovery!.consul.tokenEnv), rb.site.gray?.redis.passwordEnv]
+    .filter((n): n is string => Boolean(n)))];
 }
 
-/** Secret names the gateway needs at apply time (Consul tokens). */
-export function gatewaySecretNames(rb: Runbook): string[] {
-  return [...new Set(discoveredUpstreams(rb).map((u) => u.discovery!.consul.tokenEnv).filter((n): n is string => Boolean(n)))];
+/** The gray release's part of the gateway's config.lua (undefined without site.gray). */
+export function grayConfig(rb: Runbook) {
+  const g = rb.site.gray;
+  if (!g) return undefined;
+  const [host, port] = g.redis.address.split(':');
+  return {
+    host,
+    port: Number(port ?? 6379),
+    db: g.redis.db,
+    // Substituted at apply time; never in the runbook, the plan or the records.
+    password: g.redis.passwordEnv ? `@@secret:${g.redis.passwordEnv}@@` : '',
+    // A read of three keys on a LAN takes milliseconds; a dead Redis must not hold the timer long.
+    timeoutMs: Math.max(200, Math.min(2000, Math.round(g.refresh * 1000))),
+    key: g.key,
+    stable: g.stable,
+    canary: g.canary,
+    // As nginx names the variable: $http_x_gray.
+    header: g.header.toLowerCase().replace(/-/g, '_'),
+    cookie: g.cookie,
+    refresh: g.refresh,
+  };
 }
 
 /** The gateway's Lua modules and its rendered configuration, under conf/ha-gateway/. */
@@ -30,12 +52,14 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
   if (!gatewayEnabled(rb)) return [];
   if (rb.build.flavor === 'nginx' && pc.facts.packageManager !== 'apt') {
     const i = rb.site.upstreams.findIndex((u) => u.discovery);
-    throw new InvalidInputError(`site.upstreams[${i}].discovery: on ${pc.facts.release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes`);
+    const field = i >= 0 ? `site.upstreams[${i}].discovery` : 'site.gray';
+    throw new InvalidInputError(`${field}: on ${pc.facts.release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes`);
   }
   const dir = `${layout(rb).confDir}/${GATEWAY_DIR}/ha_gateway`;
   const modules = readdirSync(luaSourceDir).filter((f) => f.endsWith('.lua')).sort()
     .map((f) => ({ path: `${dir}/${f}`, content: readFileSync(join(luaSourceDir, f), 'utf8'), mode: 0o644 }));
   const config = render('ha-gateway-config.lua.njk', {
+    gray: grayConfig(rb),
     upstreams: discoveredUpstreams(rb).map((u) => {
       const c = u.discovery!.consul;
       const [host, port] = c.address.replace(/^http:\/\//, '').split(':');
@@ -56,6 +80,6 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
       };
     }),
   });
-  // The token is in here: root only (nginx's master reads it in init_by_lua, before dropping privileges).
+  // Tokens and the Redis password are in here: root only (nginx's master reads it in init_by_lua, before dropping privileges).
   return [...modules, { path: `${dir}/config.lua`, content: config, mode: 0o600 }];
 }

@@ -19,6 +19,7 @@ export function nginxConfigFiles(pc: PlanContext) {
     luaPackagePath: luaPackagePath(pc) ?? '',
     luaPackageCpath: luaPackageCpath(pc) ?? '',
     gateway: gatewayEnabled(rb),
+    gray: rb.site.gray !== undefined,
   });
   const site = render('site.conf.njk', {
     upstreams: rb.site.upstreams,
@@ -28,6 +29,7 @@ export function nginxConfigFiles(pc: PlanContext) {
     lua: rb.build.modules.includes('lua'),
     serverIncludes: rb.site.include.server.length > 0,
     gateway: gatewayEnabled(rb),
+    gray: rb.site.gray,
   });
   return [
     { path: L.confFile, content: nginxConf, mode: 0o644 },

@@ -42,10 +42,22 @@ export function runbookFromAnswers(a: Answers): RunbookInput {
     },
     site: {
       listen: Number(a.listen),
-      upstreams: upstreamServers.length > 0 ? [{ name: 'app', servers: upstreamServers, ...discoveryFromAnswers(a) }] : [],
+      upstreams: upstreamServers.length > 0 ? [{ name: 'app', servers: upstreamServers, ...discoveryFromAnswers(a) }, ...canaryUpstream(a)] : [],
+      ...grayFromAnswers(a),
     },
     verify: { failover: a.failover !== false, maxDowntimeMs: Number(a.maxDowntimeMs ?? 1000) },
   };
+}
+
+function canaryUpstream(a: Answers) {
+  const servers = splitList(String(a.grayCanary ?? ''));
+  return servers.length > 0 ? [{ name: 'canary', servers }] : [];
+}
+
+function grayFromAnswers(a: Answers) {
+  if (splitList(String(a.grayCanary ?? '')).length === 0) return {};
+  const passwordEnv = String(a.grayPasswordEnv ?? '').trim();
+  return { gray: { redis: { address: String(a.grayRedis).trim(), ...(passwordEnv ? { passwordEnv } : {}) }, stable: 'app', canary: 'canary' } };
 }
 
 function discoveryFromAnswers(a: Answers) {

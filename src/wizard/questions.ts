@@ -1,6 +1,6 @@
 import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
 import { inSubnet, isDnsName, isIPv4, parseCidr } from '../net.js';
-import { interfaceName, absolutePath, consulAddress } from '../runbook/schema.js';
+import { interfaceName, absolutePath, consulAddress, redisAddress } from '../runbook/schema.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
 // computed from earlier answers, and a validator shared by the prompt and the flag path.
@@ -258,6 +258,32 @@ export const questions: Question[] = [
     help: 'path nginx requests on every discovered peer; below HTTP 500 is healthy (default /)',
     default: () => '/', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
     validate: (v) => (v === '' || /^\/[A-Za-z0-9_.~%\/?=&-]*$/.test(v) ? undefined : 'must be a URL path starting with /'),
+  },
+  {
+    id: 'grayCanary', flag: '--gray-canary <servers>', kind: 'text',
+    message: 'Gray release: canary servers (comma-separated host:port; empty for none)',
+    help: 'servers of a canary upstream "canary" that rules in Redis send chosen clients to (default none)',
+    default: () => '',
+    when: (a) => splitList(String(a.upstream ?? '')).length > 0,
+    notApplicable: 'needs --upstream (the stable servers)',
+    validate: (v, a) => {
+      if (v.trim() === '') return undefined;
+      if (!splitList(v).every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s))) return 'give host:port entries separated by commas';
+      const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
+      return a.flavor === 'nginx' && !modules.includes('lua') ? 'gray release runs in nginx\'s Lua: add lua to the modules (or use OpenResty), or leave this empty' : undefined;
+    },
+  },
+  {
+    id: 'grayRedis', flag: '--gray-redis <host:port>', kind: 'text', message: 'Redis holding the gray release rules (IPv4:port)',
+    help: 'Redis the nodes read the gray release rules from, e.g. 10.0.0.7:6379',
+    when: (a) => String(a.grayCanary ?? '').trim() !== '', notApplicable: 'needs --gray-canary',
+    validate: (v) => zodMessage(redisAddress)(v.trim()),
+  },
+  {
+    id: 'grayPasswordEnv', tuning: true, flag: '--gray-redis-password-env <NAME>', kind: 'text', message: 'Environment variable holding the Redis password (empty: none)',
+    help: 'Redis password (requirepass) read from this variable at apply time (default none)',
+    default: () => '', when: (a) => String(a.grayCanary ?? '').trim() !== '', notApplicable: 'needs --gray-canary',
+    validate: (v) => (v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name'),
   },
   {
     id: 'failover', flag: '--no-failover', kind: 'confirm', message: 'Run the measured failover test at the end of apply?', help: 'skip the failover test at the end of apply',

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,13 +13,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Sample { sentAt: number; ok: boolean; backend?: string; error?: string }
 
 /** A client through the VIP: a request every intervalMs for durationMs (each its own connection). */
-async function load(host: string, durationMs: number, during?: (elapsed: () => number) => Promise<void>, intervalMs = 20): Promise<Sample[]> {
+async function load(host: string, durationMs: number, during?: (elapsed: () => number) => Promise<void>, intervalMs = 20, headers: Record<string, string> = {}): Promise<Sample[]> {
   const t0 = Date.now();
   const samples: Sample[] = [];
   const pending: Promise<void>[] = [];
   const one = () => new Promise<void>((resolve) => {
     const sentAt = Date.now() - t0;
-    const req = http.get({ host, port: 80, path: '/gw', agent: false, timeout: 3000 }, (res) => {
+    const req = http.get({ host, port: 80, path: '/gw', agent: false, timeout: 3000, headers }, (res) => {
       let body = '';
       res.on('data', (d) => { body += d; });
       res.on('end', () => {
@@ -39,6 +40,35 @@ async function load(host: string, durationMs: number, during?: (elapsed: () => n
 }
 
 const served = (s: Sample[]) => [...new Set(s.filter((x) => x.ok).map((x) => x.backend))].sort();
+
+/** One request through the VIP: which backend answered ("ip:port"), or throws. */
+function backendOf(host: string, headers: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host, port: 80, path: '/gw', agent: false, timeout: 3000, headers }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(body.split(' ')[1]) : reject(new Error(`HTTP ${res.statusCode}: ${body}`))));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** lab-gw@<port>.service on both nodes: the fixture backend answering "backend <ip>:<port> ...". */
+async function installBackends(lab: Lab): Promise<void> {
+  const backend = readFileSync(join(fixtures, 'backend.py'), 'utf8');
+  await Promise.all([0, 1].map(async (i) => {
+    const ip = lab.state.nodes[i].ip;
+    const x = await lab.ssh(i, [
+      'set -e', 'export DEBIAN_FRONTEND=noninteractive',
+      'command -v python3 >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends python3 >/dev/null; }',
+      `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
+      `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} %%i\\n' > /etc/systemd/system/lab-gw@.service`,
+      'systemctl daemon-reload',
+    ].join('\n'));
+    expect(x.code, x.stderr).toBe(0);
+  }));
+}
 
 // The Consul + OpenResty article's gateway on the lab: a real Consul (Debian bullseye's 1.8.7 on
 // node1, its state on disk), backends as systemd units on both nodes, a client through the VIP.
@@ -62,18 +92,7 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     expect(r.code, r.err).toBe(0);
 
     // Backends: lab-gw@<port>.service on each node answering "backend <ip>:<port> ...".
-    const backend = readFileSync(join(fixtures, 'backend.py'), 'utf8');
-    await Promise.all([0, 1].map(async (i) => {
-      const ip = lab.state.nodes[i].ip;
-      const x = await lab.ssh(i, [
-        'set -e', 'export DEBIAN_FRONTEND=noninteractive',
-        'command -v python3 >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends python3 >/dev/null; }',
-        `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
-        `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} %%i\\n' > /etc/systemd/system/lab-gw@.service`,
-        'systemctl daemon-reload',
-      ].join('\n'));
-      expect(x.code, x.stderr).toBe(0);
-    }));
+    await installBackends(lab);
     for (const [i, port] of [[0, 9101], [1, 9102], [0, 9103], [1, 9104]] as const) {
       expect((await lab.ssh(i, `systemctl restart lab-gw@${port}`)).code).toBe(0);
     }
@@ -214,5 +233,165 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     // The access log is buffered (flush=5s); the apply above took longer than that.
     const log = await lab.ssh(0, `grep -c '"upstream":"gw","upstream_addr":"${n1}:9101"' /usr/local/nginx/logs/access.log`);
     expect(Number(log.stdout.trim())).toBeGreaterThan(0);
+  });
+});
+
+// The OpenResty gateway article's gray release on the lab: a real Redis (Debian's redis-server on
+// node1, with a password), a stable upstream on both nodes, a canary on node2, a client through the VIP.
+describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rules changed without a reload', () => {
+  const PASSWORD = 'lab-gr4y!pw';
+  const CANARY = 9105;
+  let lab: Lab;
+  let n1: string;
+  let n2: string;
+  const gray = (...args: string[]) => cli(['gray', lab.runbookPath, ...args]);
+  const status = async (node: number) => JSON.parse((await lab.ssh(node, 'curl -sS -m 3 http://127.0.0.1/ha-gateway/status')).stdout);
+  const masterPids = async () => Promise.all([0, 1].map(async (i) => (await lab.ssh(i, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()));
+  /** Waits until both nodes' status pages show `percent` and `ips` in force (the rules are polled). */
+  const inForce = async (want: { ips?: string[]; values?: string[]; percent?: number }) => {
+    for (let k = 0; k < 30; k++) {
+      const all = await Promise.all([0, 1].map(status));
+      // An empty list may come back as {} (lua-cjson without array_mt).
+      const list = (x: unknown) => (Array.isArray(x) ? x.join() : '');
+      if (all.every((st) => st.gray.rules && (want.ips ?? []).join() === list(st.gray.rules.ips) && (want.values ?? []).join() === list(st.gray.rules.values) && (want.percent ?? 0) === st.gray.rules.percent)) return;
+      await sleep(200);
+    }
+    throw new Error(`rules ${JSON.stringify(want)} never in force: ${JSON.stringify((await status(0)).gray)}`);
+  };
+
+  beforeAll(async () => {
+    process.env.LAB_GRAY_PW = PASSWORD;
+    lab = await withLab();
+    [n1, n2] = lab.state.nodes.map((n) => n.ip);
+    await installBackends(lab);
+    for (const [i, port] of [[0, 9101], [1, 9102], [1, CANARY]] as const) {
+      expect((await lab.ssh(i, `systemctl restart lab-gw@${port}`)).code).toBe(0);
+    }
+    // Debian's redis-server, run by a unit of ours on 6380 (the package's own stays on 127.0.0.1:6379).
+    const redis = await lab.ssh(0, [
+      'set -e', 'export DEBIAN_FRONTEND=noninteractive',
+      'command -v redis-server >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends redis-server >/dev/null; }',
+      `printf '[Service]\\nExecStart=/usr/bin/redis-server --bind 0.0.0.0 --port 6380 --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis.service`,
+      'systemctl daemon-reload; systemctl restart lab-redis',
+      `for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+      `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 flushdb; redis-server --version`,
+    ].join('\n'));
+    expect(redis.code, redis.stderr).toBe(0);
+
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.site.upstreams = [{ name: 'stable', servers: [`${n1}:9101`, `${n2}:9102`] }, { name: 'canary', servers: [`${n2}:${CANARY}`] }];
+    doc.site.gray = { redis: { address: `${n1}:6380`, db: 3, passwordEnv: 'LAB_GRAY_PW' }, stable: 'stable', canary: 'canary', cookie: 'gray_user', refresh: 0.5 };
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const pids = await masterPids();
+    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.out + r.err).toBe(0);
+    // Configuration only (lua-cjson when this suite runs alone), reloaded: the masters stay.
+    for (const steps of Object.values(ranSteps(lab.runbookPath))) {
+      expect(steps).toContain('nginx-config');
+      expect(steps.filter((s) => s !== 'nginx-config' && s !== 'gateway-libs')).toEqual([]);
+    }
+    expect(await masterPids()).toEqual(pids);
+  });
+
+  it('no rules: every request goes to stable; the status page shows the empty rule set, no error', async () => {
+    await inForce({});
+    const s = await load(lab.state.vip, 1500);
+    expect(s.filter((x) => !x.ok)).toEqual([]);
+    expect(served(s)).toEqual([`${n1}:9101`, `${n2}:9102`]);
+    const st = (await status(0)).gray;
+    expect(st).toMatchObject({ redis: `${n1}:6380/3`, stable: 'stable', canary: 'canary' });
+    expect(st.error).toBeUndefined();
+  });
+
+  it('add-ip of this client sends its requests to the canary without a reload or a failed request; remove-ip brings it back', async () => {
+    const pids = await masterPids();
+    let addedAt = 0;
+    const s = await load(lab.state.vip, 4000, async (elapsed) => {
+      await sleep(500);
+      const r = await gray('add-ip', `${lab.state.bridgeIp}/32`);
+      expect(r.code, r.err).toBe(0);
+      addedAt = elapsed();
+    });
+    expect(s.filter((x) => !x.ok)).toEqual([]);
+    expect(served(s.filter((x) => x.sentAt < 400))).toEqual([`${n1}:9101`, `${n2}:9102`]);
+    // Polled every 0.5 s: a second later every request is the canary's.
+    expect(served(s.filter((x) => x.sentAt > addedAt + 1200))).toEqual([`${n2}:${CANARY}`]);
+    const out = await gray('status', '--json');
+    expect(JSON.parse(out.out)).toMatchObject({ ips: [`${lab.state.bridgeIp}/32`], values: [], percent: 0 });
+    expect((await gray('remove-ip', `${lab.state.bridgeIp}/32`)).code).toBe(0);
+    await inForce({});
+    expect(await backendOf(lab.state.vip)).not.toBe(`${n2}:${CANARY}`);
+    expect(await masterPids()).toEqual(pids);
+  });
+
+  it('a value in the set sends requests with that header or cookie to the canary, and only those', async () => {
+    expect((await gray('add-value', 'tester1')).code).toBe(0);
+    await inForce({ values: ['tester1'] });
+    expect(await backendOf(lab.state.vip, { 'X-Gray': 'tester1' })).toBe(`${n2}:${CANARY}`);
+    expect(await backendOf(lab.state.vip, { Cookie: 'a=1; gray_user=tester1' })).toBe(`${n2}:${CANARY}`);
+    expect(await backendOf(lab.state.vip, { 'X-Gray': 'tester2' })).not.toBe(`${n2}:${CANARY}`);
+    expect(await backendOf(lab.state.vip, { Cookie: 'gray_user=tester11' })).not.toBe(`${n2}:${CANARY}`);
+    expect((await gray('remove-value', 'tester1')).code).toBe(0);
+  });
+
+  it('percent: a share of the clients (by cookie) goes to the canary, each client always to the same side', async () => {
+    expect((await gray('percent', '30')).code).toBe(0);
+    await inForce({ percent: 30 });
+    const users = Array.from({ length: 60 }, (_, i) => `user${i}`);
+    const first = await Promise.all(users.map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })));
+    const again = await Promise.all(users.map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })));
+    const onCanary = (xs: string[]) => xs.map((b) => b === `${n2}:${CANARY}`);
+    expect(onCanary(again)).toEqual(onCanary(first));
+    const share = onCanary(first).filter(Boolean).length;
+    console.log(`percent 30: ${share} of ${users.length} clients on the canary`);
+    // A hash, not a coin: 60 clients at 30% land well inside these bounds (and never at 0 or all).
+    expect(share).toBeGreaterThan(6);
+    expect(share).toBeLessThan(36);
+  });
+
+  it('Redis down: everything goes to stable with no failed request, the status page says why; Redis back: the rules apply again', async () => {
+    expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
+    await inForce({ ips: [lab.state.bridgeIp], percent: 30 });
+    expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
+    let stoppedAt = 0;
+    const s = await load(lab.state.vip, 3000, async (elapsed) => {
+      await sleep(300);
+      await lab.ssh(0, 'systemctl stop lab-redis');
+      stoppedAt = elapsed();
+    });
+    expect(s.filter((x) => !x.ok)).toEqual([]);
+    expect(served(s.filter((x) => x.sentAt > stoppedAt + 1200))).toEqual([`${n1}:9101`, `${n2}:9102`]);
+    for (const i of [0, 1]) {
+      const st = (await status(i)).gray;
+      expect(st.error).toMatch(/Redis/);
+      expect(st.rules).toBeNull();
+    }
+    const cliDown = await gray('status');
+    expect(cliDown.code).toBe(1);
+    expect(cliDown.err).toMatch(/Redis at .*:6380/);
+    await lab.ssh(0, `systemctl start lab-redis; for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`);
+    // This Redis keeps nothing on disk: the operator puts the rules back.
+    expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
+    await inForce({ ips: [lab.state.bridgeIp] });
+    expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
+    expect((await status(0)).gray.error).toBeUndefined();
+  });
+
+  it('the access log says why a request went to the canary; the Redis password is in no file written locally', async () => {
+    // The access log is buffered (flush=5s).
+    await sleep(5500);
+    await backendOf(lab.state.vip);
+    const log = await lab.ssh(0, `grep -c '"upstream":"canary","upstream_addr":"${n2}:${CANARY}".*"gray":"ip ${lab.state.bridgeIp}' /usr/local/nginx/logs/access.log; grep -c '"gray":"-"' /usr/local/nginx/logs/access.log`);
+    const [canary, stable] = log.stdout.trim().split('\n').map(Number);
+    expect(canary).toBeGreaterThan(0);
+    expect(stable).toBeGreaterThan(0);
+    // Runbook, records, command logs, handover docs: grep exits 1 when no file holds it.
+    const grep = spawnSync('grep', ['-rlF', '--', PASSWORD, join(lab.runbookPath, '..')], { encoding: 'utf8' });
+    expect(grep.stdout).toBe('');
+    expect(grep.status).toBe(1);
+    // On the node the password is in the gateway's config.lua only, readable by root alone.
+    const mode = await lab.ssh(0, 'stat -c %a /usr/local/nginx/conf/ha-gateway/ha_gateway/config.lua');
+    expect(mode.stdout.trim()).toBe('600');
+    expect((await gray('clear')).code).toBe(0);
   });
 });

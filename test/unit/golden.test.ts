@@ -47,6 +47,20 @@ describe('golden plans', () => {
     });
   }
 
+  // Gray release from Redis on OpenResty (cjson bundled, so EL too).
+  for (const release of ['debian12', 'el9']) {
+    it(`gray release on ${release}`, () => {
+      const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', 'runbooks/example-gray.yaml'));
+      const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, release), { fileContents: true });
+      const golden = join(goldenDir, `gray.${release}.txt`);
+      if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
+        if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
+        writeFileSync(golden, text);
+      }
+      expect(text).toBe(readFileSync(golden, 'utf8'));
+    });
+  }
+
   // What `ha-setup plan` prints for a reviewer (the goldens above hold every file and command).
   for (const release of releases) {
     it(`plan review of the nginx example on ${release}`, () => {

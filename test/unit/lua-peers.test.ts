@@ -1,24 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-// @ts-expect-error fengari ships no types
-import fengari from 'fengari';
-
-// The gateway's pure Lua (peer lists) run in a real Lua VM (fengari, Lua 5.3 in JavaScript): the
-// module uses nothing beyond what Lua 5.1/LuaJIT and 5.3 share.
-const { lua, lauxlib, lualib, to_luastring, to_jsstring } = fengari;
-const peersSource = readFileSync(join(import.meta.dirname, '..', '..', 'src', 'lua', 'ha_gateway', 'peers.lua'), 'utf8');
+import { luaModuleRunner } from '../helpers/lua-vm.js';
 
 /** Runs a Lua chunk with `peers` in scope; it must return a string. */
-function run(chunk: string): string {
-  const L = lauxlib.luaL_newstate();
-  lualib.luaL_openlibs(L);
-  const code = `local peers = (function() ${peersSource} end)()\n${chunk}`;
-  if (lauxlib.luaL_loadstring(L, to_luastring(code)) !== lua.LUA_OK || lua.lua_pcall(L, 0, 1, 0) !== lua.LUA_OK) {
-    throw new Error(to_jsstring(lua.lua_tostring(L, -1)));
-  }
-  return to_jsstring(lua.lua_tostring(L, -1));
-}
+const run = luaModuleRunner('peers');
 
 describe('gateway peer lists (Lua)', () => {
   it('reads Consul health entries: service address, else the node address, weights, sorted, deduplicated', () => {

@@ -95,6 +95,28 @@ describe('wizard through flags', () => {
     expect(alone.err).toMatch(/--consul: needs --upstream/);
   });
 
+  it('gray release through flags: a canary upstream and site.gray; refused without lua, without Redis, or alone', async () => {
+    const r = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080',
+      '--gray-redis', '10.0.0.7:6379', '--gray-redis-password-env', 'GRAY_PW', '--out', '-', '--yes'], tmp());
+    expect(r.code, r.err).toBe(0);
+    const doc = parse(r.out);
+    expect(validateRunbook(doc).ok).toBe(true);
+    expect(doc.site.upstreams).toEqual([{ name: 'app', servers: ['10.0.0.21:8080'] }, { name: 'canary', servers: ['10.0.0.31:8080'] }]);
+    expect(doc.site.gray).toEqual({ redis: { address: '10.0.0.7:6379', passwordEnv: 'GRAY_PW' }, stable: 'app', canary: 'canary' });
+    const noLua = await run(['init', ...required, '--flavor', 'nginx', '--modules', 'fancyindex', '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080', '--gray-redis', '10.0.0.7:6379', '--yes'], tmp());
+    expect(noLua.code).toBe(2);
+    expect(noLua.err).toMatch(/--gray-canary.*add lua to the modules/);
+    const noRedis = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080', '--yes'], tmp());
+    expect(noRedis.code).toBe(2);
+    expect(noRedis.err).toMatch(/answers are missing[\s\S]*--gray-redis/);
+    const badRedis = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080', '--gray-redis', 'redis.local', '--yes'], tmp());
+    expect(badRedis.code).toBe(2);
+    expect(badRedis.err).toMatch(/--gray-redis.*<IPv4>\[:port\]/);
+    const alone = await run(['init', ...required, '--gray-canary', '10.0.0.31:8080', '--yes'], tmp());
+    expect(alone.code).toBe(2);
+    expect(alone.err).toMatch(/--gray-canary: needs --upstream/);
+  });
+
   it('takes --node specs, VRRPv2 with a generated password kept out of the runbook', async () => {
     const dir = tmp();
     const r = await run(['init', '--node', '10.0.0.11:backup:90', '--node', '10.0.0.12:master:100', '--vip', '10.0.0.100/24',

@@ -1,0 +1,107 @@
+-- Gray release from Redis: chosen clients go to the canary upstream, everyone else to stable.
+-- Worker 0 reads the rules from Redis every `refresh` seconds into the shared dict (Redis is never
+-- asked per request); every worker compiles them once per version and routes in access_by_lua.
+-- Redis unreachable or refusing: no rules, everything goes to stable, and the error is logged
+-- once and shown on /ha-gateway/status.
+local cjson = require "cjson.safe"
+local redis = require "ha_gateway.redis"
+local gray_rules = require "ha_gateway.gray_rules"
+
+local _M = {}
+local config
+local compiled, compiled_version
+
+local function dict() return ngx.shared.ha_gateway end
+
+function _M.config() return config end
+
+function _M.init(cfg)
+  config = cfg
+end
+
+local function failed(msg)
+  local d = dict()
+  local previous = d:get("gray:error")
+  d:set("gray:error", msg)
+  d:set("gray:error_at", ngx.now())
+  -- Rules nobody can refresh are not trusted: stable for everyone until Redis answers again.
+  if d:get("gray:rules") ~= nil then
+    d:delete("gray:rules")
+    d:incr("gray:version", 1, 0)
+  end
+  if previous ~= msg then
+    ngx.log(ngx.ERR, "ha-gateway: gray release: ", msg, "; all traffic goes to ", config.stable)
+  end
+end
+
+function _M.poll_once()
+  local k = config.key
+  local replies, err = redis.pipeline(config.redis, {
+    { "SMEMBERS", k .. ":ips" }, { "SMEMBERS", k .. ":values" }, { "GET", k .. ":percent" },
+  })
+  if not replies then return failed(err) end
+  -- Sets come back in any order: sorted, an unchanged rule set encodes the same every time.
+  for i = 1, 2 do
+    if type(replies[i]) ~= "table" then return failed("Redis answered SMEMBERS with a non-list (is the key another type?)") end
+    table.sort(replies[i])
+  end
+  local percent = replies[3]
+  if percent == ngx.null then percent = nil end
+  local rules, skipped = gray_rules.compile(replies[1], replies[2], percent)
+  if #skipped > 0 then
+    ngx.log(ngx.WARN, "ha-gateway: gray release: skipped ", table.concat(skipped, "; "))
+  end
+  local encoded = cjson.encode({ ips = replies[1], values = replies[2], percent = rules.percent })
+  local d = dict()
+  if d:get("gray:rules") ~= encoded then
+    d:set("gray:rules", encoded)
+    d:incr("gray:version", 1, 0)
+    ngx.log(ngx.NOTICE, "ha-gateway: gray release rules now ", encoded)
+  end
+  d:set("gray:ok_at", ngx.now())
+  if d:get("gray:error") then
+    d:delete("gray:error")
+    ngx.log(ngx.NOTICE, "ha-gateway: gray release: Redis answers again")
+  end
+end
+
+local function tick(premature)
+  if premature or ngx.worker.exiting() then return end
+  local ok, err = pcall(_M.poll_once)
+  if not ok then failed("poll failed: " .. tostring(err)) end
+end
+
+function _M.start()
+  if not config or ngx.worker.id() ~= 0 then return end
+  ngx.timer.at(0, tick)
+  local ok, err = ngx.timer.every(config.refresh, tick)
+  if not ok then ngx.log(ngx.ERR, "ha-gateway: cannot start the gray release timer: ", err) end
+end
+
+-- This worker's compiled rules, rebuilt when the shared version moves.
+function _M.rules()
+  local d = dict()
+  local version = d:get("gray:version") or 0
+  if version ~= compiled_version then
+    local raw = d:get("gray:rules")
+    local decoded = raw and cjson.decode(raw)
+    compiled = decoded and (gray_rules.compile(decoded.ips, decoded.values, tostring(decoded.percent))) or nil
+    compiled_version = version
+  end
+  return compiled
+end
+
+-- access_by_lua of the site: sets $ha_upstream (stable or canary) and $ha_gray (why) for
+-- proxy_pass and the access log.
+function _M.route()
+  local header = config.header and ngx.var["http_" .. config.header] or nil
+  local cookie = config.cookie and ngx.var["cookie_" .. config.cookie] or nil
+  local client = ngx.var.remote_addr
+  local key = cookie or client
+  local bucket = ngx.crc32_long(key) % 100
+  local canary, why = gray_rules.decide(_M.rules(), client, header, cookie, bucket)
+  ngx.var.ha_upstream = canary and config.canary or config.stable
+  ngx.var.ha_gray = canary and why or "-"
+end
+
+return _M

@@ -1,0 +1,149 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { encodeCommand, parseReply } from '../../src/gray/redis.js';
+import { grayCommands, grayKeys } from '../../src/gray/rules.js';
+import { validateRunbook } from '../../src/runbook/validate.js';
+import { loadSecrets } from '../../src/engine/session.js';
+import { InvalidInputError } from '../../src/errors.js';
+import { luaModuleRunner } from '../helpers/lua-vm.js';
+
+// gray_rules.lua in a real Lua VM; no bit operators there (CIDRs by division, in floats).
+const lua_ = luaModuleRunner('gray_rules');
+
+/** decide() for each case "ip|header|cookie|bucket" under the rules, as "canary:why" or "stable". */
+function decisions(ips: string[], values: string[], percent: string, cases: string[]): string[] {
+  const list = (xs: string[]) => `{ ${xs.map((x) => JSON.stringify(x)).join(', ')} }`;
+  const out = lua_(`
+    local rules = gray_rules.compile(${list(ips)}, ${list(values)}, ${JSON.stringify(percent)})
+    local out = {}
+    for _, c in ipairs(${list(cases)}) do
+      local ip, h, ck, b = c:match("^([^|]*)|([^|]*)|([^|]*)|([^|]*)$")
+      local function opt(s) if s == "" then return nil end return s end
+      local canary, why = gray_rules.decide(rules, ip, opt(h), opt(ck), tonumber(b))
+      out[#out + 1] = canary and ("canary:" .. why) or "stable"
+    end
+    return table.concat(out, ",")`);
+  return out.split(',');
+}
+
+describe('gray release rules (Lua)', () => {
+  it('client addresses and CIDRs send to canary; others stay stable', () => {
+    expect(decisions(['10.1.2.3', '192.168.0.0/16', '172.16.0.0/12'], [], '', [
+      '10.1.2.3|||50', '10.1.2.4|||50', '192.168.255.1|||50', '192.169.0.1|||50', '172.31.255.255|||50', '172.32.0.0|||50',
+    ])).toEqual(['canary:ip 10.1.2.3', 'stable', 'canary:ip 192.168.0.0/16', 'stable', 'canary:ip 172.16.0.0/12', 'stable']);
+  });
+
+  it('/0 takes everyone, /32 one address; the header or cookie value matches exactly', () => {
+    expect(decisions(['0.0.0.0/0'], [], '', ['203.0.113.9|||99'])).toEqual(['canary:ip 0.0.0.0/0']);
+    expect(decisions(['10.0.0.1/32'], ['tester1'], '', ['10.0.0.1|||0', '10.0.0.2|tester1||0', '10.0.0.2||tester1|0', '10.0.0.2|tester|tester11|0']))
+      .toEqual(['canary:ip 10.0.0.1/32', 'canary:header', 'canary:cookie', 'stable']);
+  });
+
+  it('the percentage takes the clients whose bucket is below it, the rest stays stable; 0 and no key take nobody', () => {
+    expect(decisions([], [], '10', ['10.0.0.1|||0', '10.0.0.1|||9', '10.0.0.1|||10', '10.0.0.1|||99']))
+      .toEqual(['canary:percent 10', 'canary:percent 10', 'stable', 'stable']);
+    expect(decisions([], [], '0', ['10.0.0.1|||0'])).toEqual(['stable']);
+    expect(decisions([], [], '100', ['10.0.0.1|||99'])).toEqual(['canary:percent 100']);
+  });
+
+  it('entries edited by hand into Redis that are not valid are skipped with a reason, the rest still applies', () => {
+    expect(lua_(`
+      local rules, skipped = gray_rules.compile({ "10.0.0.300", "10.0.0.0/33", "010.0.0.1", "x", "10.9.0.0/16" }, { "a b", "ok-1" }, "150")
+      local d = gray_rules.describe(rules)
+      return table.concat(d.ips, " ") .. " | " .. table.concat(d.values, " ") .. " | " .. d.percent .. " | " .. #skipped`))
+      .toBe('10.9.0.0/16 | ok-1 | 0 | 6');
+  });
+
+  it('no rules (Redis not answering) means stable for everyone', () => {
+    expect(lua_(`local c, why = gray_rules.decide(nil, "10.0.0.1", "tester1", nil, 0); return tostring(c) .. " " .. why`)).toBe('false no rules');
+  });
+});
+
+describe('Redis protocol (control machine side)', () => {
+  it('encodes commands as bulk strings (spaces and UTF-8 need no escaping)', () => {
+    expect(encodeCommand(['SADD', 'k:ips', '10.0.0.0/8'])).toBe('*3\r\n$4\r\nSADD\r\n$5\r\nk:ips\r\n$10\r\n10.0.0.0/8\r\n');
+    expect(encodeCommand(['SET', 'k', 'é'])).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\né\r\n');
+  });
+
+  it('parses every reply kind and waits for a whole reply', () => {
+    const buf = Buffer.from('+OK\r\n:3\r\n$-1\r\n*2\r\n$3\r\na b\r\n$0\r\n\r\n-WRONGPASS no\r\n');
+    const got: unknown[] = [];
+    let pos = 0;
+    for (let r = parseReply(buf, pos); r; r = parseReply(buf, pos)) { got.push(r.reply); pos = r.end; }
+    expect(got).toEqual(['OK', 3, null, ['a b', ''], { error: 'WRONGPASS no' }]);
+    expect(parseReply(Buffer.from('*2\r\n$3\r\nabc\r\n$3\r\nab'))).toBeUndefined();
+    expect(parseReply(Buffer.from('$5\r\nab'))).toBeUndefined();
+  });
+});
+
+describe('ha-setup gray actions', () => {
+  const keys = grayKeys('ha-setup:gray');
+  it('build the Redis commands for valid values', () => {
+    expect(grayCommands(keys, 'add-ip', '10.1.0.0/16')).toEqual([['SADD', 'ha-setup:gray:ips', '10.1.0.0/16']]);
+    expect(grayCommands(keys, 'remove-value', 'tester1')).toEqual([['SREM', 'ha-setup:gray:values', 'tester1']]);
+    expect(grayCommands(keys, 'percent', '05')).toEqual([['SET', 'ha-setup:gray:percent', '5']]);
+    expect(grayCommands(keys, 'clear', undefined)).toEqual([['DEL', 'ha-setup:gray:ips', 'ha-setup:gray:values', 'ha-setup:gray:percent']]);
+    expect(grayCommands(keys, 'status', undefined)).toEqual([]);
+  });
+
+  it('refuse values the nodes would skip, naming the action', () => {
+    const refused = (action: Parameters<typeof grayCommands>[1], v?: string) => {
+      try { grayCommands(keys, action, v); } catch (e) { expect(e).toBeInstanceOf(InvalidInputError); return (e as Error).message; }
+      throw new Error(`${action} ${v} was accepted`);
+    };
+    expect(refused('add-ip', '10.0.0.256')).toMatch(/^add-ip: .*octet/);
+    expect(refused('add-ip', '10.0.0.0/33')).toMatch(/prefix length/);
+    expect(refused('add-ip', 'fe80::1')).toMatch(/not an IPv4/);
+    expect(refused('add-value', 'a"b')).toMatch(/^add-value: /);
+    expect(refused('percent', '101')).toMatch(/0 to 100/);
+    expect(refused('percent', '-1')).toMatch(/0 to 100/);
+    expect(refused('add-ip')).toMatch(/needs/);
+    expect(refused('clear', 'x')).toMatch(/takes no value/);
+  });
+});
+
+describe('site.gray in the runbook', () => {
+  const example = () => parse(readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-gray.yaml'), 'utf8'));
+
+  it('the example is valid; canary and stable must be two upstreams of the site', () => {
+    expect(validateRunbook(example()).problems).toEqual([]);
+    const unknown = example();
+    unknown.site.gray.canary = 'nope';
+    expect(validateRunbook(unknown).problems).toEqual([{ path: 'site.gray.canary', message: '"nope" is not an upstream in site.upstreams (one of app, app_canary)' }]);
+    const same = example();
+    same.site.gray.canary = 'app';
+    expect(validateRunbook(same).problems.map((p) => p.path)).toEqual(['site.gray.canary']);
+  });
+
+  it('refuses a Redis name, an nginx build without lua, a header with spaces', () => {
+    const name = example();
+    name.site.gray.redis.address = 'redis.internal:6379';
+    expect(validateRunbook(name).problems.map((p) => p.path)).toEqual(['site.gray.redis.address']);
+    const noLua = example();
+    noLua.build = { flavor: 'nginx', version: '1.22.1', prefix: '/usr/local/nginx', modules: ['fancyindex'] };
+    expect(validateRunbook(noLua).problems.map((p) => p.path)).toEqual(['site.gray']);
+    const header = example();
+    header.site.gray.header = 'X Gray';
+    expect(validateRunbook(header).problems.map((p) => p.path)).toEqual(['site.gray.header']);
+  });
+
+  it('the Redis password is a secret: required at apply time, and one with a quote is refused (it goes into a Lua string)', () => {
+    const v = validateRunbook(example());
+    if (!v.ok) throw new Error('example invalid');
+    const rb = v.runbook;
+    const file = join(import.meta.dirname, 'no-such-dir', 'gray.yaml');
+    const env = process.env;
+    try {
+      process.env = { ...env, GRAY_REDIS_PASSWORD: undefined };
+      expect(() => loadSecrets(rb, file)).toThrow(/GRAY_REDIS_PASSWORD is not set/);
+      process.env = { ...env, GRAY_REDIS_PASSWORD: 'a"b' };
+      expect(() => loadSecrets(rb, file)).toThrow(/Redis password.*printable/);
+      process.env = { ...env, GRAY_REDIS_PASSWORD: 's3cret!' };
+      expect(loadSecrets(rb, file)).toEqual({ GRAY_REDIS_PASSWORD: 's3cret!' });
+    } finally {
+      process.env = env;
+    }
+  });
+});
