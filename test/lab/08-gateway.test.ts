@@ -70,6 +70,27 @@ async function installBackends(lab: Lab): Promise<void> {
   }));
 }
 
+/** Consul 1.8.7 from Debian bullseye, unpacked (not installed), one server on node1 with its data on disk. */
+async function startConsul(lab: Lab): Promise<void> {
+  const n1 = lab.state.nodes[0].ip;
+  const consul = await lab.ssh(0, [
+    'set -e',
+    'if [ ! -x /opt/consul/usr/bin/consul ]; then',
+    '  mkdir -p /tmp/bullseye/lists/partial /opt/consul; cd /tmp/bullseye',
+    '  echo "deb http://deb.debian.org/debian bullseye main" > sources.list',
+    '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=/tmp/bullseye/lists"',
+    '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1',
+    '  dpkg-deb -x consul_*.deb /opt/consul',
+    'fi',
+    `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn\\n' > /etc/systemd/system/lab-consul.service`,
+    'systemctl daemon-reload; systemctl is-active --quiet lab-consul || systemctl restart lab-consul',
+    'for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
+    '/opt/consul/usr/bin/consul version | head -1',
+  ].join('\n'));
+  expect(consul.code, consul.stderr).toBe(0);
+  expect(consul.stdout).toContain('Consul v1.8.7');
+}
+
 // The Consul + OpenResty article's gateway on the lab: a real Consul (Debian bullseye's 1.8.7 on
 // node1, its state on disk), backends as systemd units on both nodes, a client through the VIP.
 describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, without a reload', () => {
@@ -97,23 +118,7 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
       expect((await lab.ssh(i, `systemctl restart lab-gw@${port}`)).code).toBe(0);
     }
 
-    // Consul 1.8.7 from Debian bullseye, unpacked (not installed), one server with its data on disk.
-    const consul = await lab.ssh(0, [
-      'set -e',
-      'if [ ! -x /opt/consul/usr/bin/consul ]; then',
-      '  mkdir -p /tmp/bullseye/lists/partial /opt/consul; cd /tmp/bullseye',
-      '  echo "deb http://deb.debian.org/debian bullseye main" > sources.list',
-      '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=/tmp/bullseye/lists"',
-      '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1',
-      '  dpkg-deb -x consul_*.deb /opt/consul',
-      'fi',
-      `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn\\n' > /etc/systemd/system/lab-consul.service`,
-      'systemctl daemon-reload; systemctl restart lab-consul',
-      'for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
-      '/opt/consul/usr/bin/consul version | head -1',
-    ].join('\n'));
-    expect(consul.code, consul.stderr).toBe(0);
-    expect(consul.stdout).toContain('Consul v1.8.7');
+    await startConsul(lab);
     await register(9101, n1);
     await register(9102, n2);
     await register(9103, n1);
@@ -277,9 +282,18 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
       `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 flushdb; redis-server --version`,
     ].join('\n'));
     expect(redis.code, redis.stderr).toBe(0);
+    // Stable's peers come from Consul, so gray release and discovery work together.
+    await startConsul(lab);
+    for (const [ip, port] of [[n1, 9101], [n2, 9102]] as const) {
+      const body = JSON.stringify({ ID: `gray-stable-${port}`, Name: 'gray-stable', Address: ip, Port: port, Check: { HTTP: `http://${ip}:${port}/health`, Interval: '1s', Timeout: '1s' } });
+      expect((await lab.ssh(0, `curl -sS -f -X PUT --data '${body}' http://${n1}:8500/v1/agent/service/register`)).code).toBe(0);
+    }
 
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-    doc.site.upstreams = [{ name: 'stable', servers: [`${n1}:9101`, `${n2}:9102`] }, { name: 'canary', servers: [`${n2}:${CANARY}`] }];
+    doc.site.upstreams = [
+      { name: 'stable', servers: [`${n1}:9101`], discovery: { consul: { address: `http://${n1}:8500`, service: 'gray-stable', interval: 0.5 } } },
+      { name: 'canary', servers: [`${n2}:${CANARY}`] },
+    ];
     doc.site.gray = { redis: { address: `${n1}:6380`, db: 3, passwordEnv: 'LAB_GRAY_PW' }, stable: 'stable', canary: 'canary', cookie: 'gray_user', refresh: 0.5 };
     writeFileSync(lab.runbookPath, stringify(doc));
     const pids = await masterPids();
@@ -293,8 +307,10 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     expect(await masterPids()).toEqual(pids);
   });
 
-  it('no rules: every request goes to stable; the status page shows the empty rule set, no error', async () => {
+  it('no rules: every request goes to stable (its peers from Consul); the status page shows the empty rule set, no error', async () => {
     await inForce({});
+    for (let k = 0; k < 30 && (await status(0)).upstreams.stable.peers.length < 2; k++) await sleep(200);
+    expect((await status(0)).upstreams.stable.source).toBe('consul');
     const s = await load(lab.state.vip, 1500);
     expect(s.filter((x) => !x.ok)).toEqual([]);
     expect(served(s)).toEqual([`${n1}:9101`, `${n2}:9102`]);
@@ -334,24 +350,52 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     expect((await gray('remove-value', 'tester1')).code).toBe(0);
   });
 
-  it('percent: a share of the clients (by cookie) goes to the canary, each client always to the same side', async () => {
-    expect((await gray('percent', '30')).code).toBe(0);
-    await inForce({ percent: 30 });
-    const users = Array.from({ length: 60 }, (_, i) => `user${i}`);
-    const first = await Promise.all(users.map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })));
-    const again = await Promise.all(users.map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })));
-    const onCanary = (xs: string[]) => xs.map((b) => b === `${n2}:${CANARY}`);
-    expect(onCanary(again)).toEqual(onCanary(first));
-    const share = onCanary(first).filter(Boolean).length;
-    console.log(`percent 30: ${share} of ${users.length} clients on the canary`);
-    // A hash, not a coin: 60 clients at 30% land well inside these bounds (and never at 0 or all).
-    expect(share).toBeGreaterThan(6);
-    expect(share).toBeLessThan(36);
+  it('percent 20: 15-25 % of 1,000 requests from different clients (by cookie) go to the canary, each client always to the same side', async () => {
+    expect((await gray('percent', '20')).code).toBe(0);
+    await inForce({ percent: 20 });
+    const users = Array.from({ length: 1000 }, (_, i) => `user${i}`);
+    const sides = async () => {
+      const out: boolean[] = [];
+      for (let i = 0; i < users.length; i += 50) {
+        const batch = await Promise.all(users.slice(i, i + 50).map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })));
+        out.push(...batch.map((b) => b === `${n2}:${CANARY}`));
+      }
+      return out;
+    };
+    const first = await sides();
+    const share = first.filter(Boolean).length;
+    console.log(`percent 20: ${share} of ${users.length} clients on the canary`);
+    expect(share).toBeGreaterThanOrEqual(150);
+    expect(share).toBeLessThanOrEqual(250);
+    // Stable hashing: asked again, every client lands where it did.
+    expect(await sides()).toEqual(first);
+  });
+
+  it('failover of the pair with gray release and Consul discovery active: the new VIP holder routes the same way', async () => {
+    expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
+    await inForce({ ips: [lab.state.bridgeIp], percent: 20 });
+    const s = await load(lab.state.vip, 7000, async () => {
+      await sleep(1000);
+      await lab.ssh(0, 'systemctl stop nginx');
+    });
+    try {
+      const after = s.filter((x) => x.sentAt > 5000);
+      expect(after.length).toBeGreaterThan(0);
+      expect(after.filter((x) => !x.ok)).toEqual([]);
+      expect(served(after)).toEqual([`${n2}:${CANARY}`]);
+      expect((await lab.ssh(1, `ip -4 addr show | grep -c ' ${lab.state.vip}/'`)).stdout.trim()).toBe('1');
+      expect(await backendOf(lab.state.vip, { 'X-Gray': 'nobody' })).toBe(`${n2}:${CANARY}`);
+    } finally {
+      await lab.ssh(0, 'systemctl start nginx');
+      await sleep(3000);
+    }
+    expect((await gray('remove-ip', lab.state.bridgeIp)).code).toBe(0);
+    await inForce({ percent: 20 });
   });
 
   it('Redis down: everything goes to stable with no failed request, the status page says why; Redis back: the rules apply again', async () => {
     expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
-    await inForce({ ips: [lab.state.bridgeIp], percent: 30 });
+    await inForce({ ips: [lab.state.bridgeIp], percent: 20 });
     expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
     let stoppedAt = 0;
     const s = await load(lab.state.vip, 3000, async (elapsed) => {
