@@ -239,6 +239,49 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     const log = await lab.ssh(0, `grep -c '"upstream":"gw","upstream_addr":"${n1}:9101"' /usr/local/nginx/logs/access.log`);
     expect(Number(log.stdout.trim())).toBeGreaterThan(0);
   });
+
+  it('Consul with ACLs (default deny): without a token the list stays and the status page says why; with tokenEnv the peers come back', async () => {
+    const TOKEN = '6f1c2a4e-8d3b-4c5f-9a7e-1b2c3d4e5f60';
+    const acl = `acl { enabled = true\n default_policy = "deny"\n tokens { master = "${TOKEN}" } }`;
+    const unit = (extra: string) => `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn${extra}\\n' > /etc/systemd/system/lab-consul.service; systemctl daemon-reload; systemctl restart lab-consul; for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done`;
+    try {
+      expect((await lab.ssh(0, `printf '${acl}\\n' > /etc/lab-consul-acl.hcl; ${unit(' -config-file /etc/lab-consul-acl.hcl')}`)).code).toBe(0);
+      // A new leader sets the ACL system up first: until then reads may still be answered.
+      let anonymous = '';
+      for (let k = 0; k < 40 && anonymous !== '[]'; k++) {
+        anonymous = (await lab.ssh(0, `curl -sS http://${n1}:8500/v1/health/service/app?passing=1`)).stdout.trim();
+        if (anonymous !== '[]') await sleep(250);
+      }
+      expect(anonymous).toBe('[]');
+      for (let k = 0; k < 20 && !(await status(0)).upstreams.gw.error; k++) await sleep(250);
+      const denied = (await status(0)).upstreams.gw;
+      expect(denied.error).toMatch(/no passing instance|HTTP 403/);
+      expect(denied.peers.length).toBe(4);
+
+      process.env.LAB_CONSUL_TOKEN = TOKEN;
+      const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+      doc.site.upstreams[0].discovery.consul.tokenEnv = 'LAB_CONSUL_TOKEN';
+      writeFileSync(lab.runbookPath, stringify(doc));
+      const pids = await masterPids();
+      const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+      expect(r.code, r.err).toBe(0);
+      expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
+      expect(await masterPids()).toEqual(pids);
+      // Anonymous reads see nothing (above): peers back on both nodes means nginx sends the token.
+      for (let k = 0; k < 40 && ((await status(0)).upstreams.gw.error !== undefined || (await status(1)).upstreams.gw.error !== undefined); k++) await sleep(250);
+      for (const i of [0, 1]) {
+        const gw = (await status(i)).upstreams.gw;
+        expect(gw.error).toBeUndefined();
+        expect(gw.source).toBe('consul');
+        expect(gw.peers.length).toBe(4);
+      }
+      // The token is in no file written on this machine (runbook, records, logs, docs).
+      const grep = spawnSync('grep', ['-rlF', '--', TOKEN, join(lab.runbookPath, '..')], { encoding: 'utf8' });
+      expect(grep.stdout).toBe('');
+    } finally {
+      await lab.ssh(0, unit(''));
+    }
+  });
 });
 
 // The OpenResty gateway article's gray release on the lab: a real Redis (Debian's redis-server on
