@@ -107,15 +107,27 @@ async function fromDebianSource(pkg: string, origName: string, target: string, p
   await ensureDebSrc();
   // Ask for the Debian version whose upstream part is the one we need: with several suites in
   // deb-src (bookworm and trixie), a bare `apt-get source pkg` takes the newest, not ours.
-  const shown = await runLocal('apt-cache', ['showsrc', '--', pkg], { allowFailure: true });
-  const versions = [...shown.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]);
   const upstream = (v: string) => v.replace(/^\d+:/, '').replace(/-[^-]*$/, '');
-  const exact = versions.find((v) => upstream(v) === ref.version);
-  if (!exact) throw new Error(`Debian's source archive has ${pkg} ${versions.map(upstream).join(', ') || '(none)'}, not ${ref.version}`);
+  const find = async (apt: string[]) => {
+    const shown = await runLocal('apt-cache', [...apt, 'showsrc', '--', pkg], { allowFailure: true });
+    const versions = [...shown.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]);
+    return { versions, exact: versions.find((v) => upstream(v) === ref.version) };
+  };
+  let apt: string[] = [];
+  let found = await find(apt);
+  if (!found.exact) {
+    // Not in this machine's suites (trixie's nginx on a bookworm machine): ask the other suites
+    // through apt state of our own, leaving the machine's apt configuration alone.
+    apt = await otherSuitesApt();
+    const more = await find(apt);
+    found = { versions: [...found.versions, ...more.versions], exact: more.exact };
+  }
+  const exact = found.exact;
+  if (!exact) throw new Error(`Debian's source archive has ${pkg} ${[...new Set(found.versions.map(upstream))].join(', ') || '(none)'}, not ${ref.version}`);
   const work = mkdtempSync(join(tmpdir(), 'ha-setup-src-'));
   try {
     // Only the orig tarball matters; a missing .dsc or diff (a superseded security upload) is not fatal.
-    const r = await runLocal('apt-get', ['source', '--download-only', '--', `${pkg}=${exact}`], { cwd: work, allowFailure: true, timeoutMs: 10 * 60_000 });
+    const r = await runLocal('apt-get', [...apt, 'source', '--download-only', '--', `${pkg}=${exact}`], { cwd: work, allowFailure: true, timeoutMs: 10 * 60_000 });
     const orig = readdirSync(work).find((f) => f === origName);
     if (!orig) throw new Error(`apt-get source ${pkg}=${exact} did not provide ${origName}${r.code !== 0 ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`);
     renameSync(join(work, orig), `${target}.partial`);
@@ -126,6 +138,34 @@ async function fromDebianSource(pkg: string, origName: string, target: string, p
 }
 
 const DEB_SRC_FILE = '/etc/apt/sources.list.d/ha-setup-deb-src.sources';
+/** Debian suites whose originals ha-setup's pins cover (nginx and keepalived of bookworm and trixie). */
+const OTHER_SUITES = ['bookworm', 'trixie', 'bullseye'];
+
+/**
+ * apt-get/apt-cache options for a private apt state (under ~/.cache/ha-setup/apt-src) with deb-src
+ * lines for OTHER_SUITES from the mirror this machine already uses; updated once a day.
+ */
+async function otherSuitesApt(): Promise<string[]> {
+  const dir = join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? tmpdir(), '.cache'), 'ha-setup', 'apt-src');
+  mkdirSync(join(dir, 'lists', 'partial'), { recursive: true });
+  mkdirSync(join(dir, 'archives', 'partial'), { recursive: true });
+  const listing = await runLocal('sh', ['-c', 'cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true']);
+  const mirror = /(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(https?:\/\/\S+\/debian)\/?\s/m.exec(listing.stdout)?.[1] ?? 'http://deb.debian.org/debian';
+  const keyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
+  const signed = existsSync(keyring) ? ` [signed-by=${keyring}]` : '';
+  const list = OTHER_SUITES.map((suite) => `deb-src${signed} ${mirror} ${suite} main`).join('\n') + '\n';
+  const listFile = join(dir, 'sources.list');
+  const stale = !existsSync(listFile) || readFileSync(listFile, 'utf8') !== list || !existsSync(join(dir, 'updated'))
+    || Date.now() - Number(readFileSync(join(dir, 'updated'), 'utf8')) > 86_400_000;
+  const opts = [`-o`, `Dir::Etc::SourceList=${listFile}`, '-o', 'Dir::Etc::SourceParts=/dev/null', '-o', `Dir::State::Lists=${join(dir, 'lists')}`,
+    '-o', `Dir::Cache=${dir}`, '-o', `Dir::Cache::Archives=${join(dir, 'archives')}`];
+  if (stale) {
+    writeFileSync(listFile, list);
+    await runLocal('apt-get', [...opts, 'update'], { timeoutMs: 10 * 60_000 });
+    writeFileSync(join(dir, 'updated'), String(Date.now()));
+  }
+  return opts;
+}
 
 /** `apt-get source` needs deb-src entries; add them (mirroring the deb entries) when there are none. */
 export async function ensureDebSrc(): Promise<void> {
