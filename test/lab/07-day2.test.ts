@@ -35,6 +35,19 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
   const systemdMainPid = (i: number) => lab.ssh(i, 'systemctl show -p MainPID --value nginx').then((r) => r.stdout.trim());
   const nginxV = (i: number) => lab.ssh(i, '/usr/local/nginx/sbin/nginx -V 2>&1').then((r) => r.stdout);
 
+  /** Sets build.modules, applies under load and checks the roll lost nothing; returns the apply. */
+  async function changeModulesAndRoll(modules: (current: string[]) => string[]) {
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.build.modules = modules(doc.build.modules);
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const res = await applyUnderLoad(['--no-verify']);
+    expect(res.r.code, res.r.out + res.r.err).toBe(0);
+    expect(res.failed).toHaveLength(0);
+    expect(res.failedDirect).toHaveLength(0);
+    expect(res.r.out).toMatch(/roll: disruptive steps run one node at a time: node2 -> node1 \(VIP on node1\)/);
+    return res;
+  }
+
   beforeAll(async () => {
     // Whatever the previous suite left (or a fresh lab): converge to the lab runbook first.
     lab = await withLab();
@@ -55,14 +68,7 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
 
   it('removing a module rebuilds nginx only, rolls node2 then node1 with the VIP moved away first: 0 failed requests', async () => {
     const pidsBefore = [await masterPid(0), await masterPid(1)];
-    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-    doc.build.modules = doc.build.modules.filter((m: string) => m !== 'fancyindex');
-    writeFileSync(lab.runbookPath, stringify(doc));
-    const { r, failed, failedDirect, holders } = await applyUnderLoad(['--no-verify']);
-    expect(r.code, r.out + r.err).toBe(0);
-    expect(failed).toHaveLength(0);
-    expect(failedDirect).toHaveLength(0);
-    expect(r.out).toMatch(/roll: disruptive steps run one node at a time: node2 -> node1 \(VIP on node1\)/);
+    const { r, holders } = await changeModulesAndRoll((m) => m.filter((x) => x !== 'fancyindex'));
     expect(r.out).toMatch(/roll: node2: health gate passed/);
     expect(r.out).toMatch(/roll: node1: VIP moved away before install: node1 -> node2/);
     expect(r.out).toMatch(/roll: cluster: roll finished; promotions cleared \(VIP on node1\)/);
@@ -109,6 +115,20 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
       expect(ran[node]).not.toContain('build');
     }
     for (const i of [0, 1]) expect(await nginxV(i)).not.toContain('ngx-fancyindex');
+  });
+
+  it('adding a module back rebuilds and rolls the same way: 0 failed requests, the module in every new master', async () => {
+    const { holders } = await changeModulesAndRoll((m) => [...m, 'fancyindex']);
+    expect(holders).toContain('node1');
+    const ran = ranSteps(lab.runbookPath);
+    for (const node of ['node1', 'node2'] as const) {
+      expect(ran[node]).toEqual(expect.arrayContaining(['configure', 'build', 'install']));
+      expect(ran[node]).not.toContain('keepalived-build');
+    }
+    for (const i of [0, 1]) {
+      expect(await nginxV(i)).toContain('ngx-fancyindex');
+      expect(await systemdMainPid(i)).toBe(await masterPid(i));
+    }
   });
 
   it('a config-only change reloads nginx: only nginx-config runs, same master PID, 0 failed requests', async () => {
