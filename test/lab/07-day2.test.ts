@@ -25,6 +25,8 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     const failed = samples.filter((s) => !s.ok);
     const failedDirect = directSamples.filter((s) => !s.ok);
     console.log(`${command} ${extra.join(' ')}: ${Date.now() - started} ms; VIP: ${samples.length} requests, ${failed.length} failed; node2 direct: ${directSamples.length} requests, ${failedDirect.length} failed`);
+    // Which request failed, when and how (a reset, a timeout): what tells a VIP flip from a restart.
+    for (const f of [...failed, ...failedDirect]) console.log(`  failed request sent at ${Math.round(f.sentAt)} ms: ${f.error}`);
     return { r, failed, failedDirect, samples, holders: [...new Set(samples.filter((s) => s.ok).map((s) => s.node))] };
   }
   /** Everything apply logged for a node on this machine (runbooks/logs/<run>/<node>.log). */

@@ -28,6 +28,7 @@ describe.skipIf(!inject('labAvailable'))('upgrading nginx and keepalived on a se
     const directSamples = await direct.stop();
     const failed = samples.filter((s) => !s.ok);
     console.log(`apply: ${Date.now() - started} ms; VIP: ${samples.length} requests, ${failed.length} failed; node2 direct: ${directSamples.length} requests, ${directSamples.filter((s) => !s.ok).length} failed`);
+    for (const f of [...failed, ...directSamples.filter((s) => !s.ok)]) console.log(`  failed request sent at ${Math.round(f.sentAt)} ms: ${f.error}`);
     return { r, failed, failedDirect: directSamples.filter((s) => !s.ok), holders: [...new Set(samples.filter((s) => s.ok).map((s) => s.node))] };
   }
   const vipHolders = () => onBoth(`ip -4 addr show | grep -c ' ${lab.state.vip}/' || true`);
