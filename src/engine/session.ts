@@ -1,4 +1,4 @@
-import { gatewaySecretNames } from '../steps/gateway.js';
+import { consulTokenNames, gatewaySecretNames } from '../steps/gateway.js';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { ensureRunbooksGitignore } from '../runbook/io.js';
 import { homedir } from 'node:os';
@@ -53,8 +53,8 @@ export function logPathFor(runbookPath: string, runId: string, node: ResolvedNod
 /** Secret values the run needs, by environment variable name: from the environment or the secrets file. */
 export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, string> {
   const out: Record<string, string> = {};
-  const tokens = gatewaySecretNames(rb);
-  const names = [rb.vrrp.auth?.passwordEnv, rb.ssh.sudoPasswordEnv, ...tokens].filter((n): n is string => Boolean(n));
+  const tokens = consulTokenNames(rb);
+  const names = [rb.vrrp.auth?.passwordEnv, rb.ssh.sudoPasswordEnv, ...gatewaySecretNames(rb)].filter((n): n is string => Boolean(n));
   for (const name of names) {
     const v = resolveSecret(name, runbookPath, rb.name);
     if (v === undefined) {
@@ -64,12 +64,12 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
     if (name === rb.vrrp.auth?.passwordEnv && v.length > 8) {
       throw new InvalidInputError(`${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured differently would not agree`, ['use at most 8 characters']);
     }
-    // A Consul token goes into a Lua string and an HTTP header: only the characters tokens are made of.
     // The Redis password goes into a Lua string and a RESP command: printable, no quote, backslash or space.
     if (name === rb.site.gray?.redis.passwordEnv && !/^[\x21\x23-\x5b\x5d-\x7e]{1,512}$/.test(v)) {
       throw new InvalidInputError(`${name} (the gray release's Redis password) may only have printable characters other than " \\ and spaces`, ['choose a password without quotes, backslashes or spaces']);
     }
-    if (tokens.includes(name) && name !== rb.site.gray?.redis.passwordEnv && !/^[A-Za-z0-9._~+/=-]{1,256}$/.test(v)) {
+    // A Consul token goes into a Lua string and an HTTP header: only the characters tokens are made of.
+    if (tokens.includes(name) && !/^[A-Za-z0-9._~+/=-]{1,256}$/.test(v)) {
       throw new InvalidInputError(`${name} is not a Consul ACL token (letters, digits and - . _ ~ + / = only)`, ['check the value; Consul tokens are UUIDs']);
     }
     out[name] = v;

@@ -42,7 +42,6 @@ export function grayCommands(keys: ReturnType<typeof grayKeys>, action: GrayActi
     return value;
   };
   const check = (problem: string | undefined) => { if (problem) throw new InvalidInputError(`${action}: ${problem}`); };
-  if (action !== 'status' && action !== 'clear' && value === undefined) need('a value');
   if ((action === 'status' || action === 'clear') && value !== undefined) throw new InvalidInputError(`${action} takes no value (got "${value}")`);
   switch (action) {
     case 'status': return [];

@@ -107,13 +107,19 @@ const localLuaDir = z.string().superRefine((s, ctx) => {
   else if (!/^[A-Za-z0-9_./-]+$/.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" must be a directory path of letters, digits and . _ - /` });
 });
 
-/** Consul's HTTP API: the nodes poll it from nginx (cosockets), so an IPv4 address, not a name. */
-export const consulAddress = z.string().superRefine((s, ctx) => {
-  const m = /^http:\/\/(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d{1,5}))?$/.exec(s);
-  if (!m) ctx.addIssue({ code: 'custom', message: 'must be http://<IPv4>[:port] of a Consul agent, e.g. http://10.0.0.5:8500 (nginx resolves no names here)' });
+/**
+ * A service nginx reaches from Lua (cosockets resolve no names): `<prefix><IPv4>[:port]`.
+ * `shape` is the message for anything else.
+ */
+const ipv4Endpoint = (prefix: string, shape: string) => z.string().superRefine((s, ctx) => {
+  const m = new RegExp(`^${prefix}(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})(?::(\\d{1,5}))?$`).exec(s);
+  if (!m) ctx.addIssue({ code: 'custom', message: shape });
   else if (m.slice(1, 5).some((o) => Number(o) > 255)) ctx.addIssue({ code: 'custom', message: 'has an address octet above 255' });
   else if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) ctx.addIssue({ code: 'custom', message: 'has a port outside 1..65535' });
 });
+
+/** Consul's HTTP API: the nodes poll it from nginx (cosockets), so an IPv4 address, not a name. */
+export const consulAddress = ipv4Endpoint('http://', 'must be http://<IPv4>[:port] of a Consul agent, e.g. http://10.0.0.5:8500 (nginx resolves no names here)');
 
 const consulDiscovery = z.strictObject({
   address: consulAddress,
@@ -134,12 +140,7 @@ const activeCheck = z.strictObject({
 });
 
 /** Redis as the nodes reach it (from nginx, cosockets): an IPv4 address, port 6379 unless given. */
-export const redisAddress = z.string().superRefine((s, ctx) => {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::(\d{1,5}))?$/.exec(s);
-  if (!m) ctx.addIssue({ code: 'custom', message: 'must be <IPv4>[:port] of a Redis server, e.g. 10.0.0.7:6379 (nginx resolves no names here)' });
-  else if (m.slice(1, 5).some((o) => Number(o) > 255)) ctx.addIssue({ code: 'custom', message: 'has an address octet above 255' });
-  else if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) ctx.addIssue({ code: 'custom', message: 'has a port outside 1..65535' });
-});
+export const redisAddress = ipv4Endpoint('', 'must be <IPv4>[:port] of a Redis server, e.g. 10.0.0.7:6379 (nginx resolves no names here)');
 
 const upstreamName = z.string().regex(/^[A-Za-z0-9_]+$/, 'must be letters, digits and _ only');
 

@@ -148,7 +148,8 @@ export function semanticProblems(s: Sections): Problem[] {
   const out: Problem[] = [];
   const add = (path: string, message: string) => out.push({ path, message });
   const { nodes, vrrp, build, keepalived, sources, site } = s;
-  if (site && build && build.flavor === 'nginx' && !build.modules.includes('lua')) {
+  const noLua = build !== undefined && build.flavor === 'nginx' && !build.modules.includes('lua');
+  if (site && noLua) {
     site.upstreams.forEach((u, i) => {
       if (u.discovery) add(`site.upstreams[${i}].discovery`, 'Consul discovery runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)');
     });
@@ -167,11 +168,11 @@ export function semanticProblems(s: Sections): Problem[] {
     if (!names.includes(g.stable)) add('site.gray.stable', `"${g.stable}" is not an upstream in site.upstreams (${known})`);
     if (!names.includes(g.canary)) add('site.gray.canary', `"${g.canary}" is not an upstream in site.upstreams (${known})`);
     if (g.stable === g.canary) add('site.gray.canary', 'must be another upstream than site.gray.stable');
-    if (build && build.flavor === 'nginx' && !build.modules.includes('lua')) {
+    if (noLua) {
       add('site.gray', 'gray release runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)');
     }
   }
-  if (site && build && site.include.lua.length > 0 && build.flavor === 'nginx' && !build.modules.includes('lua')) {
+  if (site && noLua && site.include.lua.length > 0) {
     add('site.include.lua', 'Lua modules need the lua module on the nginx flavor: add "lua" to build.modules (OpenResty has it built in)');
   }
 

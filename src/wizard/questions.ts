@@ -238,8 +238,7 @@ export const questions: Question[] = [
       if (v.trim() === '') return undefined;
       const problem = zodMessage(consulAddress)(v.trim());
       if (problem) return problem;
-      const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
-      return a.flavor === 'nginx' && !modules.includes('lua') ? 'Consul discovery runs in nginx\'s Lua: add lua to the modules (or use OpenResty), or leave this empty' : undefined;
+      return luaMissing(a, 'Consul discovery');
     },
   },
   {
@@ -269,8 +268,7 @@ export const questions: Question[] = [
     validate: (v, a) => {
       if (v.trim() === '') return undefined;
       if (!splitList(v).every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s))) return 'give host:port entries separated by commas';
-      const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
-      return a.flavor === 'nginx' && !modules.includes('lua') ? 'gray release runs in nginx\'s Lua: add lua to the modules (or use OpenResty), or leave this empty' : undefined;
+      return luaMissing(a, 'gray release');
     },
   },
   {
@@ -295,6 +293,12 @@ export const questions: Question[] = [
     when: (a) => a.failover !== false,
   },
 ];
+
+/** Why a feature that runs in nginx's Lua cannot be had with the chosen build, if it cannot. */
+function luaMissing(a: Answers, feature: string): string | undefined {
+  const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
+  return a.flavor === 'nginx' && !modules.includes('lua') ? `${feature} runs in nginx's Lua: add lua to the modules (or use OpenResty), or leave this empty` : undefined;
+}
 
 export function defaultPriorities(a: Answers): number[] {
   const hosts = splitList(String(a.hosts ?? ''));

@@ -70,8 +70,11 @@ async function installBackends(lab: Lab): Promise<void> {
   }));
 }
 
-/** Consul 1.8.7 from Debian bullseye, unpacked (not installed), one server on node1 with its data on disk. */
-async function startConsul(lab: Lab): Promise<void> {
+/**
+ * Consul 1.8.7 from Debian bullseye, unpacked (not installed), one server on node1 with its data on
+ * disk. Started when not running; `restart` restarts it with `extraArgs` (e.g. an ACL config file).
+ */
+async function startConsul(lab: Lab, opts: { extraArgs?: string; restart?: boolean } = {}): Promise<void> {
   const n1 = lab.state.nodes[0].ip;
   const consul = await lab.ssh(0, [
     'set -e',
@@ -82,8 +85,8 @@ async function startConsul(lab: Lab): Promise<void> {
     '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1',
     '  dpkg-deb -x consul_*.deb /opt/consul',
     'fi',
-    `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn\\n' > /etc/systemd/system/lab-consul.service`,
-    'systemctl daemon-reload; systemctl is-active --quiet lab-consul || systemctl restart lab-consul',
+    `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn${opts.extraArgs ?? ''}\\n' > /etc/systemd/system/lab-consul.service`,
+    `systemctl daemon-reload; ${opts.restart ? '' : 'systemctl is-active --quiet lab-consul || '}systemctl restart lab-consul`,
     'for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
     '/opt/consul/usr/bin/consul version | head -1',
   ].join('\n'));
@@ -243,9 +246,9 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
   it('Consul with ACLs (default deny): without a token the list stays and the status page says why; with tokenEnv the peers come back', async () => {
     const TOKEN = '6f1c2a4e-8d3b-4c5f-9a7e-1b2c3d4e5f60';
     const acl = `acl { enabled = true\n default_policy = "deny"\n tokens { master = "${TOKEN}" } }`;
-    const unit = (extra: string) => `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn${extra}\\n' > /etc/systemd/system/lab-consul.service; systemctl daemon-reload; systemctl restart lab-consul; for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done`;
     try {
-      expect((await lab.ssh(0, `printf '${acl}\\n' > /etc/lab-consul-acl.hcl; ${unit(' -config-file /etc/lab-consul-acl.hcl')}`)).code).toBe(0);
+      expect((await lab.ssh(0, `printf '${acl}\\n' > /etc/lab-consul-acl.hcl`)).code).toBe(0);
+      await startConsul(lab, { extraArgs: ' -config-file /etc/lab-consul-acl.hcl', restart: true });
       // A new leader sets the ACL system up first: until then reads may still be answered.
       let anonymous = '';
       for (let k = 0; k < 40 && anonymous !== '[]'; k++) {
@@ -279,7 +282,7 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
       const grep = spawnSync('grep', ['-rlF', '--', TOKEN, join(lab.runbookPath, '..')], { encoding: 'utf8' });
       expect(grep.stdout).toBe('');
     } finally {
-      await lab.ssh(0, unit(''));
+      await startConsul(lab, { restart: true });
     }
   });
 });
