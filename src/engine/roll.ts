@@ -1,6 +1,7 @@
 import { RunFailedError } from '../errors.js';
 import { shq } from '../shell.js';
 import { layout } from '../steps/common.js';
+import { beginHandoff } from '../verify/handoff.js';
 import { clearPromotions, plannedFailover } from '../verify/verify.js';
 import { vrrpViews, waitForSingleHolder } from './cluster.js';
 import { executeSteps, type ExecuteOptions, type NodeOutcome } from './executor.js';
@@ -88,10 +89,14 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
   }
   if (order.length > 0) {
     // Back to the priorities' choice (the promote boost is cleared; preemption moves the VIP home).
-    await clearPromotions(env);
     // With preemption the highest priority takes the VIP back; wait for that, not the first poll.
-    const home = o.runbook.vrrp.preempt ? [...o.handles].sort((a, b) => b.node.priority - a.node.priority)[0]?.node.name : undefined;
-    const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000, home);
+    const home = o.runbook.vrrp.preempt ? [...o.handles].sort((a, b) => b.node.priority - a.node.priority)[0] : undefined;
+    const before = await holderNow();
+    const from = o.handles.find((x) => x.node.name === before);
+    const handoff = home && from && from !== home ? await beginHandoff(o.runbook, from, home, log) : undefined;
+    await clearPromotions(env);
+    const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000, home?.node.name);
+    await handoff?.end(holder === home?.node.name);
     event('cluster', 'roll finished; promotions cleared', holder);
   }
 }

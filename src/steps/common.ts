@@ -47,6 +47,9 @@ export function layout(rb: Runbook) {
     /** nginx's USR2/WINCH/QUIT binary upgrade with rollback, used by install and `ha-setup rollback`. */
     upgradeScript: '/usr/local/share/ha-setup/nginx-upgrade.sh',
     installedMarker: `${nginxHome}/.ha-setup-installed`,
+    /** Connection handoff around a planned VIP move (src/verify/handoff.ts); /run: nothing survives a reboot. */
+    handoffScript: '/run/ha-setup/handoff.sh',
+    handoffState: '/run/ha-setup/handoff.state',
   };
 }
 

@@ -8,6 +8,7 @@ import { parseCidr } from '../net.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
 import { layout } from '../steps/common.js';
+import { beginHandoff, type Handoff } from './handoff.js';
 import { measureOutage, probeOnce, startProber, startRemoteProber, type Outage } from './probe.js';
 
 export const SCENARIOS = ['nginx-crash', 'nginx-stop', 'keepalived-stop', 'node-down', 'planned'] as const;
@@ -116,8 +117,15 @@ async function plannedMove(env: Env, holder: NodeHandle, target: NodeHandle): Pr
     await exec(holder, `echo 1 > ${shq(L.maintenanceFile)}`);
     return;
   }
-  const boost = Math.min(254 - target.node.priority, Math.max(0, holder.node.priority - target.node.priority + 10));
+  // Outrank every other node as it stands now (a node may still carry a boost from an earlier move),
+  // and only then clear the others' boosts: clearing first would let preemption move the VIP to a
+  // node nobody asked for, outside the connection handoff.
+  const boosts = await Promise.all(env.handles.map(async (h) => Number((await h.t.exec(`cat ${shq(L.promoteFile)} 2>/dev/null || echo 0`, { quiet: true })).stdout.trim()) || 0));
+  const others = env.handles.filter((h) => h !== target);
+  const highest = Math.max(holder.node.priority, ...others.map((h) => h.node.priority + boosts[env.handles.indexOf(h)]));
+  const boost = Math.min(254 - target.node.priority, Math.max(0, highest - target.node.priority + 10));
   await exec(target, `echo ${boost} > ${shq(L.promoteFile)}`);
+  await Promise.all(others.map((h) => exec(h, `echo 0 > ${shq(L.promoteFile)}`)));
 }
 
 export async function clearPromotions(env: Env): Promise<void> {
@@ -198,10 +206,14 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
   const down = new Set<string>();
   const skip = () => down;
   env.log(`${scenario}: ${holder.node.name} holds ${vip}; breaking it`);
+  // A planned move hands the connections open at that instant over (the crash scenarios cannot).
+  let handoff: Handoff | undefined;
   const failover = await measurePhase(env, holder.node.name, (views) => views.find((v) => v.holdsVip && v.node !== holder.node.name)?.node, async () => {
     if (scenario === 'node-down') down.add(holder.node.name);
+    if (scenario === 'planned') handoff = await beginHandoff(rb, holder, target, env.log);
     await action(env, scenario, holder, target);
   }, skip, probeFrom);
+  await handoff?.end(failover.moved);
   env.log(`${scenario}: VIP ${failover.moved ? `moved to ${failover.to}` : 'did not move'}; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`);
   if (!failover.moved) problems.push(`the VIP did not move away from ${holder.node.name} within 30 s`);
   if (failover.splitBrain) problems.push(`split brain: ${failover.maxHolders} nodes held the VIP at once during failover`);
@@ -212,15 +224,18 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
     const topPriority = Math.max(...env.handles.map((h) => h.node.priority));
     const expectBack = rb.vrrp.preempt && holder.node.priority === topPriority;
     const newHolder = failover.to!;
+    let handback: Handoff | undefined;
     const phase = await measurePhase(env, newHolder, (views) => {
       const h = views.find((v) => v.holdsVip);
       if (expectBack) return h?.node === holder.node.name ? h.node : undefined;
       return h?.node;
     }, async () => {
       down.delete(holder.node.name);
+      if (scenario === 'planned' && expectBack) handback = await beginHandoff(rb, env.handles.find((h) => h.node.name === newHolder)!, holder, env.log);
       await restore(env, scenario, holder);
       if (!expectBack) await sleep(3000);
     }, skip, probeFrom);
+    await handback?.end(phase.moved);
     failback = { ...phase, expected: expectBack ? 'back to the old master' : 'stays on the new master' };
     if (expectBack && !phase.moved) problems.push(`the VIP did not return to ${holder.node.name} after it was restored`);
     if (!expectBack && phase.to !== newHolder) problems.push(`with nopreempt the VIP should stay on ${newHolder}, but ${phase.to ?? 'no node'} holds it`);
@@ -258,9 +273,12 @@ export async function plannedFailover(env: Env, targetName?: string): Promise<{ 
     : env.handles.filter((h) => h !== holder).sort((a, b) => b.node.priority - a.node.priority)[0];
   if (!target) throw new RunFailedError(`no node "${targetName}" in the runbook`);
   if (target === holder) return { from: holder.node.name, to: target.node.name };
-  await clearPromotions(env);
+  // With preemption, plannedMove clears the other nodes' boosts itself once the target outranks them.
+  if (!env.rb.vrrp.preempt) await clearPromotions(env);
+  const handoff = await beginHandoff(env.rb, holder, target, env.log);
   await plannedMove(env, holder, target);
   const ok = await waitFor(async () => (await vrrpViews(env.handles, env.rb)).find((v) => v.holdsVip)?.node === target.node.name, 15_000);
+  await handoff.end(ok);
   if (!ok) throw new RunFailedError(`the VIP did not move to ${target.node.name} within 15 s`);
   // Without preemption the old holder need not stay in FAULT: back to BACKUP, it stays a standby for
   // the new holder and does not take the VIP back.

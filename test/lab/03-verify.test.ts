@@ -2,6 +2,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { execFile } from 'node:child_process';
+import { startProber } from '../../src/verify/probe.js';
 import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
@@ -61,6 +63,63 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     const back = await cli(['failover', lab.runbookPath, '--to', 'node1']);
     expect(back.code, back.err).toBe(0);
     expect(back.out).toMatch(/moved from node2 to node1/);
+  });
+
+  describe('connection handoff at planned VIP moves', () => {
+    // 32 MiB read at 4 MiB/s: one connection for eight seconds, far more than the socket buffers
+    // hold, so the old holder is still sending when the VIP moves.
+    const download = () => new Promise<{ code: number; out: string }>((resolve) => {
+      execFile('curl', ['-sS', '--limit-rate', '4M', '--max-time', '40', '-o', '/dev/null', '-w', '%{size_download}', '--', `http://${lab.state.vip}/handoff.bin`],
+        (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: `${stdout} ${stderr}`.trim() }));
+    });
+    const leftovers = async (i: number) => (await lab.ssh(i, `nft list tables 2>/dev/null | grep -c ha_setup_handoff; ip -4 -o addr show dev lo | grep -c ' ${lab.state.vip}/32'; ` +
+      'cat /proc/sys/net/ipv4/conf/host0/arp_ignore /proc/sys/net/ipv4/conf/host0/arp_announce; systemctl is-active ha-setup-handoff-end.timer; ls /run/ha-setup/handoff.state 2>&1 | grep -c "No such"')).stdout.trim().split('\n');
+
+    beforeAll(async () => {
+      await Promise.all([0, 1].map((i) => lab.ssh(i, 'head -c 33554432 /dev/zero > /usr/local/nginx/html/handoff.bin')));
+      const home = await cli(['failover', lab.runbookPath, '--to', 'node1']);
+      expect(home.code, home.err).toBe(0);
+    });
+
+    it('a download in flight when the VIP moves completes; a prober every 2 ms loses nothing over four moves; nothing is left on either node', async () => {
+      const inFlight = download();
+      await new Promise((r) => setTimeout(r, 1000));
+      const away = await cli(['failover', lab.runbookPath, '--to', 'node2']);
+      expect(away.code, away.err).toBe(0);
+      expect(away.out).not.toMatch(/handoff unavailable/);
+      const got = await inFlight;
+      expect(got).toEqual({ code: 0, out: '33554432' });
+
+      const prober = startProber(lab.state.vip, 80, 2, 1000);
+      for (const to of ['node1', 'node2', 'node1', 'node2']) {
+        const r = await cli(['failover', lab.runbookPath, '--to', to]);
+        expect(r.code, r.err).toBe(0);
+      }
+      const samples = await prober.stop();
+      const failed = samples.filter((s) => !s.ok);
+      console.log(`four planned moves: ${samples.length} requests, ${failed.length} failed`, failed.map((f) => `${f.sentAt.toFixed(0)} ms: ${f.error}`));
+      expect(samples.length).toBeGreaterThan(1000);
+      expect(failed).toEqual([]);
+      expect(new Set(samples.map((s) => s.node))).toEqual(new Set(['node1', 'node2']));
+      // table, lo address, sysctls (0 0 as the lab starts), timer, state file
+      for (const i of [0, 1]) expect(await leftovers(i)).toEqual(['0', '0', '0', '0', 'inactive', '1']);
+    });
+
+    it('without nft on the node taking over, the move still happens, apply says why, and the same download is reset (what the handoff prevents)', async () => {
+      await lab.ssh(0, 'mv /usr/sbin/nft /usr/sbin/nft.hidden');
+      try {
+        const inFlight = download();
+        await new Promise((r) => setTimeout(r, 1000));
+        const back = await cli(['failover', lab.runbookPath, '--to', 'node1']);
+        expect(back.code, back.err).toBe(0);
+        expect(back.out).toMatch(/connection handoff unavailable \(node1: .*nft.*\): connections open at the instant the VIP moves may be reset/);
+        const got = await inFlight;
+        expect(got.code).not.toBe(0);
+        for (const i of [0, 1]) expect(await leftovers(i)).toEqual(['0', '0', '0', '0', 'inactive', '1']);
+      } finally {
+        await lab.ssh(0, 'mv /usr/sbin/nft.hidden /usr/sbin/nft');
+      }
+    });
   });
 
   it('a failover that exceeds maxDowntimeMs fails the verification with exit 1', async () => {

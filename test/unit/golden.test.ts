@@ -5,6 +5,7 @@ import { offlinePlan, planJson, renderPlanReview, renderPlanText, wrapCommand } 
 import { loadRunbook } from '../../src/runbook/io.js';
 import { INSTALL_STEPS } from '../../src/steps/index.js';
 import { assumedFacts } from '../../src/engine/facts.js';
+import { handoffCommands, handoffScript } from '../../src/verify/handoff.js';
 
 // Every rendered file and command list, per OS family and flavor. Regenerate after an intended
 // change with: UPDATE_GOLDEN=1 npx vitest run test/unit/golden.test.ts (and review the diff).
@@ -32,6 +33,19 @@ describe('golden plans', () => {
       });
     }
   }
+
+  // Not OS-specific: sh, ip, ss, nft and systemd-run are the same on every family ha-setup supports.
+  it('connection handoff script and the commands each side runs', () => {
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+    const c = handoffCommands(runbook, '192.0.2.11');
+    const text = `${handoffScript(runbook, 'eth0')}\n--- commands\n${Object.entries(c).map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
+    const golden = join(goldenDir, 'handoff.txt');
+    if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
+      if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
+      writeFileSync(golden, text);
+    }
+    expect(text).toBe(readFileSync(golden, 'utf8'));
+  });
 
   // The gateway (Consul discovery): the nginx flavor takes lua-cjson from the archive, so Debian family only.
   for (const release of ['debian12', 'ubuntu22']) {
