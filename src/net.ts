@@ -48,3 +48,27 @@ export function inSubnet(ip: string, c: Cidr): boolean {
 export function broadcastOf(c: Cidr): number {
   return networkOf(c) + 2 ** (32 - c.prefix) - 1;
 }
+
+/** An IPv4 address on a named interface, as `ip -4 -o addr show` prints it. */
+export interface InterfaceAddress {
+  iface: string;
+  cidr: string;
+}
+
+/** Parses `ip -4 -o addr show` ("2: eth0    inet 10.0.0.11/24 brd ... scope global eth0"); skips loopback. Pure. */
+export function parseIpAddrShow(text: string): InterfaceAddress[] {
+  const out: InterfaceAddress[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\d+:\s+([^\s@:]+)(?:@\S+)?\s+inet\s+(\d+\.\d+\.\d+\.\d+\/\d+)\b/.exec(line.trim());
+    if (m && m[1] !== 'lo' && parseCidr(m[2])) out.push({ iface: m[1], cidr: m[2] });
+  }
+  return out;
+}
+
+/** The interface whose own subnet holds the VIP (the one keepalived must put it on), if exactly one does. Pure. */
+export function interfaceForVip(addrs: InterfaceAddress[], vip: string): string | undefined {
+  const v = parseCidr(vip);
+  if (!v) return undefined;
+  const hits = [...new Set(addrs.filter((x) => inSubnet(v.address, parseCidr(x.cidr)!)).map((x) => x.iface))];
+  return hits.length === 1 ? hits[0] : undefined;
+}

@@ -1,12 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import * as p from '@clack/prompts';
 import type { Command } from 'commander';
 import { CancelledError, InvalidInputError, RunbookInvalidError } from '../errors.js';
 import { runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
 import { validateRunbook } from '../runbook/validate.js';
 import { answersFromNodeSpecs, generateVrrpPassword, runbookFromAnswers, VRRP_PASSWORD_ENV } from '../wizard/build.js';
-import { questions, type Answers } from '../wizard/questions.js';
+import { questions, splitList, type Answers } from '../wizard/questions.js';
+import { SshTransport } from '../engine/transport.js';
+import { parseIpAddrShow, type InterfaceAddress } from '../net.js';
 import { confirmSummary, questionsFor, resolveAnswers, warnProblem } from '../wizard/run.js';
 import type { CliContext } from './main.js';
 
@@ -19,6 +22,7 @@ export function registerInit(program: Command, ctx: CliContext): Command {
   cmd.option('--out <path>', 'where to write the runbook (default runbooks/<name>.yaml; - for stdout)');
   cmd.option('-y, --yes', 'take the defaults for every question not given as a flag');
   cmd.option('--force', 'overwrite an existing runbook file');
+  cmd.option('--accept-new-host-keys', '--lookup-interface: trust and record the first node\'s host key if not seen before');
   cmd.action(async (opts: Record<string, unknown>) => {
     ctx.result = await runInit(opts, ctx);
   });
@@ -51,11 +55,12 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   given.detectedUser = sshConfigDefaults().user;
   const toStdout = opts.out === '-';
   // With --out - stdout carries only the runbook: the questions go to stderr.
-  const wizard = { yes: opts.yes === true, interactive: ctx.interactive, input: ctx.input, output: ctx.output ?? (toStdout ? process.stderr : undefined) };
+  const wizard = { yes: opts.yes === true, interactive: ctx.interactive, input: ctx.input, output: ctx.output ?? (toStdout ? process.stderr : undefined), warn: (l: string) => ctx.printError(l) };
   const outFor = (name: string) => resolve(ctx.cwd, (opts.out as string | undefined) ?? join('runbooks', `${name}.yaml`));
   // At a terminal an existing runbook is caught right after the name question, not at the end.
   const existing = !toStdout && opts.force !== true && ctx.interactive ? (name: string) => existsSync(outFor(name)) ? outFor(name) : undefined : undefined;
-  let answers = await resolveAnswers(given, { ...wizard, existing });
+  const lookupInterfaces = (a: Answers) => lookUpFirstNodeInterfaces(a, outFor(String(a.name)), ctx, opts.acceptNewHostKeys === true);
+  let answers = await resolveAnswers(given, { ...wizard, existing, lookupInterfaces });
   delete answers.detectedIdentity;
   delete answers.detectedUser;
   const overwrite = answers.overwrite === true;
@@ -68,7 +73,7 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     if (redo.length === 0) break;
     for (const x of result.problems) warnProblem(`${x.path}: ${x.message}`, wizard.output);
     const keep = Object.fromEntries(Object.entries(answers).filter(([k]) => !redo.includes(k)));
-    answers = await resolveAnswers(keep, { ...wizard, yes: false, ask: redo, existing: redo.includes('name') ? existing : undefined });
+    answers = await resolveAnswers(keep, { ...wizard, yes: false, ask: redo, existing: redo.includes('name') ? existing : undefined, lookupInterfaces });
     doc = runbookFromAnswers(answers);
     result = validateRunbook(doc);
   }
@@ -141,6 +146,35 @@ function withDependents(ids: string[]): string[] {
 }
 
 /** `User` and `IdentityFile` that ~/.ssh/config applies to every host (before any Host line, or under `Host *`). */
+/**
+ * --lookup-interface: the first node's IPv4 addresses over SSH with the answers given so far (user,
+ * port, key; ~/.ssh/config as apply reads it). Host keys are checked as apply checks them; a new
+ * one is recorded beside the runbook only when accepted.
+ */
+async function lookUpFirstNodeInterfaces(a: Answers, runbookFile: string, ctx: CliContext, acceptNew: boolean): Promise<InterfaceAddress[]> {
+  const host = splitList(String(a.hosts ?? ''))[0];
+  const own = join(dirname(runbookFile), `${String(a.name)}.known_hosts`);
+  const t = await SshTransport.connect({
+    host, port: Number(a.sshPort ?? 22), user: String(a.sshUser ?? 'root'),
+    identityFile: typeof a.identityFile === 'string' && a.identityFile ? a.identityFile : undefined,
+    knownHostsFiles: [join(homedir(), '.ssh', 'known_hosts'), own], acceptNewInto: own,
+    readyTimeoutMs: 10_000, log: () => undefined,
+    onUnknownKey: async (h, fp, type) => {
+      if (acceptNew) return true;
+      if (!ctx.interactive) return false;
+      const ok = await p.confirm({ input: ctx.input, output: ctx.output, message: `${h} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`, initialValue: false });
+      return ok === true;
+    },
+  });
+  try {
+    const r = await t.exec('ip -4 -o addr show', { quiet: true });
+    if (r.code !== 0) throw new Error(`ip -4 -o addr show failed: ${r.stderr.trim()}`);
+    return parseIpAddrShow(r.stdout);
+  } finally {
+    await t.close();
+  }
+}
+
 export function sshConfigDefaults(home = homedir()): { user?: string; identityFile?: string } {
   const cfg = join(home, '.ssh', 'config');
   const out: { user?: string; identityFile?: string } = {};

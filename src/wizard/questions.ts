@@ -1,5 +1,5 @@
 import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
-import { inSubnet, isDnsName, isIPv4, parseCidr } from '../net.js';
+import { inSubnet, interfaceForVip, isDnsName, isIPv4, parseCidr, type InterfaceAddress } from '../net.js';
 import { interfaceName, absolutePath, consulAddress, redisAddress } from '../runbook/schema.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
@@ -52,6 +52,25 @@ export function defaultVrid(vip: string | undefined): string | undefined {
   if (!c) return undefined;
   const last = Number(c.address.split('.')[3]);
   return String(last >= 1 && last <= 255 ? last : 51);
+}
+
+/** What the interface lookup found, kept in the answers as "iface cidr" strings. */
+export function detectedInterfaces(a: Answers): InterfaceAddress[] {
+  return (Array.isArray(a.detectedInterfaces) ? a.detectedInterfaces : []).map((x) => {
+    const [iface, cidr] = x.split(' ');
+    return { iface, cidr };
+  });
+}
+
+function interfaceNote(a: Answers): string {
+  const found = detectedInterfaces(a);
+  const host = splitList(String(a.hosts ?? ''))[0];
+  if (found.length === 0) {
+    return 'common names: eth0, ens18 / ens192 (VMs), enp0s3 (VirtualBox), eno1 (servers); `ip -br addr` on a node lists them';
+  }
+  const vip = parseCidr(String(a.vip ?? ''));
+  const lines = found.map((x) => `${x.iface} ${x.cidr}${vip && inSubnet(vip.address, parseCidr(x.cidr)!) ? '  <- the VIP\'s subnet' : ''}`);
+  return `interfaces on ${host}:\n${lines.join('\n')}`;
 }
 
 export const questions: Question[] = [
@@ -123,7 +142,15 @@ export const questions: Question[] = [
     },
   },
   {
+    id: 'lookupInterface', flag: '--lookup-interface', kind: 'confirm',
+    message: 'Look up the first node\'s interfaces over SSH to suggest the VIP\'s (runs `ip -4 -o addr show` there, changes nothing)?',
+    help: 'suggest the VIP interface from the first node\'s addresses, read over SSH (changes nothing; default no)',
+    default: () => false, when: (a) => a.interface === undefined, notApplicable: '--interface already names the interface',
+  },
+  {
     id: 'interface', flag: '--interface <name>', kind: 'text', message: 'Network interface carrying the VIP (as shown by `ip link`)', help: 'interface that carries the VIP, e.g. eth0',
+    default: (a) => interfaceForVip(detectedInterfaces(a), String(a.vip ?? '')),
+    note: (a) => interfaceNote(a),
     validate: zodMessage(interfaceName),
   },
   {
@@ -176,12 +203,12 @@ export const questions: Question[] = [
   {
     id: 'modules', flag: '--modules <list>', kind: 'multiselect', message: 'Third-party modules', help: `modules, comma-separated: ${moduleCatalog().map((m) => m.id).join(', ')}`,
     // Only what can build for the chosen flavor and version is offered; the rest is named with why.
-    choices: (a) => moduleCatalog().filter((m) => !moduleUnavailableReason(m, a.flavor as Flavor, String(a.version))).map((m) => ({
+    choices: (a) => moduleCatalog().filter((m) => !moduleUnavailableReason(m, a.flavor as Flavor, String(a.buildVersion))).map((m) => ({
       value: m.id, label: `${m.id}: ${m.title}`, hint: moduleOrigin(m, a.flavor as Flavor),
     })),
     note: (a) => {
-      const out = moduleCatalog().map((m) => [m.id, moduleUnavailableReason(m, a.flavor as Flavor, String(a.version))]).filter(([, why]) => why);
-      return out.length ? `not offered for ${a.flavor} ${a.version}: ${out.map(([id, why]) => `${id} (${why})`).join('; ')}` : undefined;
+      const out = moduleCatalog().map((m) => [m.id, moduleUnavailableReason(m, a.flavor as Flavor, String(a.buildVersion))]).filter(([, why]) => why);
+      return out.length ? `not offered for ${a.flavor} ${a.buildVersion}: ${out.map(([id, why]) => `${id} (${why})`).join('; ')}` : undefined;
     },
     default: () => [],
     validate: (v) => {

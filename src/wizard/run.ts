@@ -1,6 +1,7 @@
 import * as p from '@clack/prompts';
 import type { Readable, Writable } from 'node:stream';
 import { CancelledError, InvalidInputError } from '../errors.js';
+import type { InterfaceAddress } from '../net.js';
 import { questions, splitList, type Answers, type Question } from './questions.js';
 
 export interface WizardOptions {
@@ -14,6 +15,10 @@ export interface WizardOptions {
   ask?: string[];
   /** The runbook file a name would overwrite, if one exists (asked right after the name question). */
   existing?: (name: string) => string | undefined;
+  /** Reads the first node's IPv4 addresses (`--lookup-interface`); the CLI does it over SSH. */
+  lookupInterfaces?: (a: Answers) => Promise<InterfaceAddress[]>;
+  /** Without a terminal, warnings go here (the CLI: stderr) instead of the prompt stream. */
+  warn?: (line: string) => void;
 }
 
 /** Which question decides a runbook field: a problem found by the whole-runbook check goes back there. */
@@ -64,6 +69,7 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
       continue;
     }
     await resolveOne(q);
+    if (q.id === 'lookupInterface' && a.lookupInterface === true && a.detectedInterfaces === undefined) await lookUpInterfaces(a, opts);
     // However the name was given (flag, default, prompt): at a terminal, an existing file is asked about now.
     if (q.id === 'name' && opts.existing && opts.interactive && !errors.length) await confirmNewFile(q, a, opts);
   }
@@ -108,6 +114,21 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
     throw new InvalidInputError('no terminal to ask in; pass --yes to take the defaults or give these flags', defaulted);
   }
   return a;
+}
+
+/** The answer to --lookup-interface: what the first node has, or a warning why not (the question is then asked as before). */
+async function lookUpInterfaces(a: Answers, opts: WizardOptions): Promise<void> {
+  const host = splitList(String(a.hosts ?? ''))[0];
+  if (!opts.lookupInterfaces || !host) return;
+  const warn = (m: string) => (opts.interactive || !opts.warn ? warnProblem(m, opts.output) : opts.warn(`warning: ${m}`));
+  try {
+    const found = await opts.lookupInterfaces(a);
+    a.detectedInterfaces = found.map((x) => `${x.iface} ${x.cidr}`);
+    if (found.length === 0) warn(`${host} reported no IPv4 address outside lo`);
+  } catch (e) {
+    a.detectedInterfaces = [];
+    warn(`could not look up the interfaces on ${host}: ${(e as Error).message.split('\n')[0]}`);
+  }
 }
 
 /** At a terminal: the runbook's key facts, then write it or not. */

@@ -85,6 +85,24 @@ describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => 
     expect(r.stderr).toMatch(/Host key verification failed/);
   });
 
+  it('init --lookup-interface reads the first node\'s interfaces over SSH and takes the one in the VIP\'s subnet; an unknown host key is refused without --accept-new-host-keys', async () => {
+    const state = readState(paths)!;
+    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-lookup-'));
+    const args = ['init', '--hosts', state.nodes.map((n) => n.ip).join(','), '--vip', `${state.vip}/24`, '--identity-file', paths.key, '--lookup-interface', '--yes', '--name', 'looked-up'];
+    const refused = await cli(args, dir);
+    expect(refused.code).toBe(2);
+    expect(refused.out + refused.err).toMatch(/could not look up the interfaces on 10\.213\.0\.11: .*host key/i);
+    expect(refused.err).toContain('--interface');
+    expect(existsSync(join(dir, 'runbooks', 'looked-up.known_hosts'))).toBe(false);
+
+    const r = await cli([...args, '--accept-new-host-keys'], dir);
+    expect(r.code, r.out + r.err).toBe(0);
+    const doc = parse(readFileSync(join(dir, 'runbooks', 'looked-up.yaml'), 'utf8'));
+    expect(doc.vrrp.interface).toBe('host0');
+    // the key was recorded beside the runbook, where apply looks for it
+    expect(readFileSync(join(dir, 'runbooks', 'looked-up.known_hosts'), 'utf8')).toContain('10.213.0.11');
+  });
+
   it('a non-root user with sudo works on the nodes', async () => {
     const state = readState(paths)!;
     const r = await labSsh(paths, state.nodes[1].ip, 'id -un; sudo -n id -u', { user: 'hauser' });

@@ -384,7 +384,9 @@ describe('wizard through clack', () => {
     await term.answer('SSH port', ENTER);
     await term.answer('SSH private key', ENTER);
     await term.answer('Virtual IP', `10.0.0.100/24${ENTER}`);
+    await term.answer('Look up the first node', ENTER); // no: nothing connects anywhere
     await term.answer('Network interface', `eth0${ENTER}`);
+    expect(term.transcript).toContain('common names: eth0, ens18 / ens192 (VMs)');
     await term.answer('virtual router id', ENTER);
     await term.answer('VRRP version', ENTER);
     await term.answer('Customize tuning', `${DOWN}${ENTER}`); // yes: every question
@@ -514,7 +516,7 @@ describe('module question', () => {
   it('offers only modules that build for the flavor and version, says where each comes from, and names the rest with why', async () => {
     const { questions: QUESTIONS } = await import('../../src/wizard/questions.js');
     const q = QUESTIONS.find((x: { id: string }) => x.id === 'modules')!;
-    const openresty = { flavor: 'openresty', version: '1.27.1.2' };
+    const openresty = { flavor: 'openresty', buildVersion: '1.27.1.2' };
     const ids = q.choices!(openresty).map((c: { value: string }) => c.value);
     expect(ids).not.toContain('sticky');
     expect(ids).toEqual(expect.arrayContaining(['lua', 'upstream-check', 'auth-ldap', 'cache-purge', 'vts']));
@@ -523,8 +525,61 @@ describe('module question', () => {
     expect(hints.lua).toBe('bundled with OpenResty');
     expect(hints['upstream-check']).toMatch(/^git yaoweibin\/nginx_upstream_check_module @ e538034; needs patch, a core patch$/);
     expect(hints['auth-ldap']).toMatch(/needs libldap2-dev/);
-    const nginx = { flavor: 'nginx', version: '1.22.1' };
+    const nginx = { flavor: 'nginx', buildVersion: '1.22.1' };
     expect(q.choices!(nginx).map((c: { value: string }) => c.value)).toContain('sticky');
     expect(q.note!(nginx)).toBeUndefined();
+  });
+});
+
+describe('interface lookup (--lookup-interface)', () => {
+  const ipOutput = [
+    '1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever',
+    '2: eth0    inet 10.0.0.11/24 brd 10.0.0.255 scope global eth0\\       valid_lft forever preferred_lft forever',
+    '3: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0\\       valid_lft forever preferred_lft forever',
+    '4: host0@if12    inet 192.168.56.11/24 brd 192.168.56.255 scope global host0',
+  ].join('\n');
+
+  it('reads `ip -4 -o addr show` without loopback and picks the interface whose subnet holds the VIP', async () => {
+    const { parseIpAddrShow, interfaceForVip } = await import('../../src/net.js');
+    const found = parseIpAddrShow(ipOutput);
+    expect(found).toEqual([
+      { iface: 'eth0', cidr: '10.0.0.11/24' }, { iface: 'docker0', cidr: '172.17.0.1/16' }, { iface: 'host0', cidr: '192.168.56.11/24' },
+    ]);
+    expect(interfaceForVip(found, '10.0.0.100/24')).toBe('eth0');
+    expect(interfaceForVip(found, '192.168.56.200/24')).toBe('host0');
+    expect(interfaceForVip(found, '10.9.0.1/24')).toBeUndefined();
+    // two interfaces in the VIP's subnet: no guess
+    expect(interfaceForVip([...found, { iface: 'eth1', cidr: '10.0.0.12/24' }], '10.0.0.100/24')).toBeUndefined();
+  });
+
+  it('the found interface becomes the default (--yes takes it); the lookup gets the answers given so far', async () => {
+    const { resolveAnswers } = await import('../../src/wizard/run.js');
+    const { parseIpAddrShow } = await import('../../src/net.js');
+    let seen: Record<string, unknown> | undefined;
+    const a = await resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', lookupInterface: true, sshUser: 'deploy' }, {
+      yes: true, interactive: false, lookupInterfaces: async (x) => { seen = { ...x }; return parseIpAddrShow(ipOutput); },
+    });
+    expect(a.interface).toBe('eth0');
+    expect(seen).toMatchObject({ hosts: '10.0.0.11,10.0.0.12', sshUser: 'deploy', sshPort: '22' });
+  });
+
+  it('a failed lookup warns and the interface is required as before, named by its flag', async () => {
+    const { resolveAnswers } = await import('../../src/wizard/run.js');
+    let text = '';
+    await expect(resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', lookupInterface: true }, {
+      yes: true, interactive: false, warn: (l) => { text += l; }, lookupInterfaces: async () => { throw new Error('connect ECONNREFUSED 10.0.0.11:22'); },
+    })).rejects.toMatchObject({ details: [expect.stringContaining('--interface')] });
+    expect(text).toBe('warning: could not look up the interfaces on 10.0.0.11: connect ECONNREFUSED 10.0.0.11:22');
+  });
+
+  it('without the lookup nothing connects anywhere; with --interface the lookup flag is an error, not ignored', async () => {
+    const { resolveAnswers } = await import('../../src/wizard/run.js');
+    let calls = 0;
+    const lookupInterfaces = async () => { calls++; return []; };
+    const a = await resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', interface: 'eth0' }, { yes: true, interactive: false, lookupInterfaces });
+    expect(a.interface).toBe('eth0');
+    await expect(resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', interface: 'eth0', lookupInterface: true }, { yes: true, interactive: false, lookupInterfaces }))
+      .rejects.toMatchObject({ details: ['--lookup-interface: --interface already names the interface'] });
+    expect(calls).toBe(0);
   });
 });
