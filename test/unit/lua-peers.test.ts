@@ -52,13 +52,18 @@ describe('gateway peer lists (Lua)', () => {
       local r = peers.rotation(peers.decode("10.0.0.1:80:1,10.0.0.2:80:1,10.0.0.3:80:1"))
       local out = {}
       for n = 1, 4 do out[#out + 1] = peers.pick(r, n).host:sub(-1) end
-      local tried = { ["10.0.0.2:80"] = true, ["10.0.0.3:80"] = true }
+      local tried = { [r[2]] = true, [r[3]] = true }
       local p, at = peers.pick(r, 2, tried)
       out[#out + 1] = p.host:sub(-1) .. "@" .. at
-      tried["10.0.0.1:80"] = true
+      tried[r[1]] = true
       out[#out + 1] = tostring(peers.pick(r, 1, tried))
       return table.concat(out, " ")`)).toBe('1 2 3 1 1@4 nil');
     expect(run('return tostring(peers.pick({}, 1))')).toBe('nil');
+    // a weighted peer appears several times in the rotation as the same table: tried once, skipped everywhere
+    expect(run(`
+      local r = peers.rotation(peers.decode("10.0.0.1:80:3,10.0.0.2:80:1"))
+      local p, at = peers.pick(r, 3, { [r[1]] = true })
+      return p.host .. "@" .. at`)).toBe('10.0.0.2@6'); // rotation 1 2 1 1: from position 3, past three 1s
   });
 
   it('healthy leaves out peers marked down, and falls back to all when every one is down', () => {

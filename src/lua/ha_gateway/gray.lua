@@ -10,6 +10,10 @@ local gray_rules = require "ha_gateway.gray_rules"
 local _M = {}
 local config
 local compiled, compiled_version
+local checked_at = -1
+local header_var, cookie_var -- ngx.var names, built once
+-- How stale a worker's rules may be: Redis is read every `refresh` (1 s and up) anyway.
+local RECHECK = 0.1
 
 local function dict() return ngx.shared.ha_gateway end
 
@@ -17,6 +21,8 @@ function _M.config() return config end
 
 function _M.init(cfg)
   config = cfg
+  header_var = cfg.header and ("http_" .. cfg.header) or nil
+  cookie_var = cfg.cookie and ("cookie_" .. cfg.cookie) or nil
 end
 
 local function failed(msg)
@@ -78,8 +84,11 @@ function _M.start()
   if not ok then ngx.log(ngx.ERR, "ha-gateway: cannot start the gray release timer: ", err) end
 end
 
--- This worker's compiled rules, rebuilt when the shared version moves.
+-- This worker's compiled rules, rebuilt when the shared version moves (looked at every RECHECK s).
 function _M.rules()
+  local now = ngx.now()
+  if now - checked_at < RECHECK then return compiled end
+  checked_at = now
   local d = dict()
   local version = d:get("gray:version") or 0
   if version ~= compiled_version then
@@ -91,17 +100,22 @@ function _M.rules()
   return compiled
 end
 
--- access_by_lua of the site: sets $ha_upstream (stable or canary) and $ha_gray (why) for
--- proxy_pass and the access log.
+-- access_by_lua of the site: for a client the rules choose, sets $ha_upstream to canary and
+-- $ha_gray to why (proxy_pass and the access log). The site sets stable and "-" before this runs,
+-- so a stable request writes nothing, and without rules reads nothing either.
 function _M.route()
-  local header = config.header and ngx.var["http_" .. config.header] or nil
-  local cookie = config.cookie and ngx.var["cookie_" .. config.cookie] or nil
-  local client = ngx.var.remote_addr
-  local key = cookie or client
-  local bucket = ngx.crc32_long(key) % 100
-  local canary, why = gray_rules.decide(_M.rules(), client, header, cookie, bucket)
-  ngx.var.ha_upstream = canary and config.canary or config.stable
-  ngx.var.ha_gray = canary and why or "-"
+  local rules = _M.rules()
+  if not rules or (rules.percent == 0 and rules.counts.ips == 0 and rules.counts.values == 0) then return end
+  local var = ngx.var
+  local header = header_var and var[header_var] or nil
+  local cookie = cookie_var and var[cookie_var] or nil
+  local client = var.remote_addr
+  local bucket = ngx.crc32_long(cookie or client) % 100
+  local canary, why = gray_rules.decide(rules, client, header, cookie, bucket)
+  if canary then
+    var.ha_upstream = config.canary
+    var.ha_gray = why
+  end
 end
 
 return _M

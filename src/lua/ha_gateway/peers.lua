@@ -114,13 +114,15 @@ function _M.rotation(list)
 end
 
 -- The peer for the n-th request (n from 1) and, on a retry, the next one not yet tried.
--- `tried` maps "host:port" to true; returns nil when every peer was tried.
+-- `tried` has the peers (the rotation's own tables) already tried as keys; returns nil when every
+-- peer was tried.
 function _M.pick(rotation, n, tried)
   local len = #rotation
   if len == 0 then return nil end
+  if not tried then return rotation[((n - 1) % len) + 1], n end
   for k = 0, len - 1 do
     local p = rotation[((n - 1 + k) % len) + 1]
-    if not (tried and tried[p.host .. ":" .. p.port]) then return p, n + k end
+    if not tried[p] then return p, n + k end
   end
   return nil
 end
