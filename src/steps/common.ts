@@ -47,6 +47,10 @@ export function layout(rb: Runbook) {
     /** nginx's USR2/WINCH/QUIT binary upgrade with rollback, used by install and `ha-setup rollback`. */
     upgradeScript: '/usr/local/share/ha-setup/nginx-upgrade.sh',
     installedMarker: `${nginxHome}/.ha-setup-installed`,
+    /** A new binary waits for its configuration: install leaves this, nginx-config performs the hot upgrade. */
+    upgradePending: `${nginxHome}/.ha-setup-upgrade-pending`,
+    /** The configuration before a deferred upgrade, put back if that upgrade fails. */
+    confBeforeUpgrade: `${nginxHome}/.ha-setup-conf-before-upgrade`,
     /** Connection handoff around a planned VIP move (src/verify/handoff.ts); /run: nothing survives a reboot. */
     handoffScript: '/run/ha-setup/handoff.sh',
     handoffState: '/run/ha-setup/handoff.state',

@@ -46,9 +46,12 @@ elif [ -f ${shq(`${bin}.old`)} ]; then cp -p -- ${shq(`${bin}.old`)} ${shq(keep)
 cd ${shq(dir)} && make install || { echo 'make install failed' >&2; exit 1; }
 if [ -f ${shq(keep)} ]; then mv -f -- ${shq(keep)} ${shq(`${bin}.old`)}; fi`);
     plan.commands.push(`${shq(bin)} -V`);
-    // A running nginx moves to the new binary without dropping a connection; a stopped one is
-    // started by the nginx-service step.
-    plan.commands.push(`if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)}; else echo 'nginx is not running: nothing to upgrade in place'; fi`);
+    // A running nginx moves to the new binary without dropping a connection (hot upgrade), but only
+    // with the configuration written for it: a module and its directives come and go together
+    // (lua needs lua_package_path to start at all; a removed module's directives stop the old
+    // config from loading). So nginx-config, which writes and tests that configuration with the new
+    // binary, performs the upgrade; this marker tells it to. A stopped nginx is started by nginx-service.
+    plan.commands.push(`if systemctl is-active --quiet nginx; then : > ${shq(L.upgradePending)}; echo 'the running nginx moves to the new binary once nginx-config has written the configuration for it'; else echo 'nginx is not running: nothing to upgrade in place'; fi`);
     plan.commands.push(`echo ${shq(id)} > ${shq(L.installedMarker)}`);
     return plan;
   },

@@ -86,6 +86,26 @@ export function staleIncludesScript(confDir: string, files: PlannedFile[], liveC
   return `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && ${INCLUDED_NOW} | while IFS= read -r f; do case ${shq(` ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) echo "removing $f (no longer in site.include)"; rm -f -- "$f";; esac; done`;
 }
 
+/** Shell: the binary install left waiting goes (as .failed), the previous one comes back, install re-runs next time. */
+function revertPendingBinary(L: ReturnType<typeof layout>): string {
+  const bin = L.nginxBinary;
+  return `mv -f -- ${shq(bin)} ${shq(`${bin}.failed`)} && cp -p -- ${shq(`${bin}.old`)} ${shq(bin)} && rm -f -- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
+}
+
+/**
+ * After the files are in place: reload, or, when install left a new binary waiting for this
+ * configuration, the hot upgrade to it (the new master reads the new files). If that upgrade fails
+ * the previous configuration goes back beside the previous binary and install runs again next time.
+ */
+export function applyConfigCommand(pc: PlanContext): string {
+  const L = layout(pc.runbook);
+  const restore = `rm -rf -- ${shq(L.confDir)} && mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confDir)} && rm -f -- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
+  return `if [ -e ${shq(L.upgradePending)} ]; then
+  if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)} || { ${restore}; echo 'the previous configuration is back beside the previous binary' >&2; exit 1; }; fi
+  rm -f -- ${shq(L.upgradePending)}; rm -rf -- ${shq(L.confBeforeUpgrade)}
+elif systemctl is-active --quiet nginx; then systemctl reload nginx; fi`;
+}
+
 export const nginxConfigStep: Step = {
   id: 'nginx-config',
   title: 'Write nginx.conf and the site (tested with nginx -t first)',
@@ -94,12 +114,14 @@ export const nginxConfigStep: Step = {
   plan(pc): StepPlan {
     const plan = emptyPlan();
     plan.files.push(...nginxConfigFiles(pc));
-    plan.commands.push(`if systemctl is-active --quiet nginx; then systemctl reload nginx; fi`);
+    plan.commands.push(applyConfigCommand(pc));
     return plan;
   },
   async check(ctx) {
-    if (!(await filesMatch(ctx))) return false;
     const L = layout(ctx.runbook);
+    // A new binary waiting for this configuration (install deferred its hot upgrade).
+    if (await probe(ctx, `[ -e ${shq(L.upgradePending)} ]`)) return false;
+    if (!(await filesMatch(ctx))) return false;
     const keep = ctx.plan.files.map((f) => f.path);
     // Include files removed from the runbook must be gone from the host too.
     return probe(ctx, staleIncludesProbe(L.confDir, keep.map((k) => k.slice(L.confDir.length + 1))));
@@ -119,7 +141,18 @@ export const nginxConfigStep: Step = {
     await runCommand(ctx, staleIncludesScript(stageConf, ctx.plan.files, L.confDir));
     const test = `${shq(L.nginxBinary)} -t -p ${shq(`${stage}/`)} -c ${shq(`${stageConf}/nginx.conf`)}`;
     const r = await ctx.t.exec(`${test}; rc=$?; rm -rf ${shq(stage)}; exit $rc`, { onLine: ctx.progress });
-    if (r.code !== 0) throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(the live configuration was left untouched)`);
+    if (r.code !== 0) {
+      // A new binary waiting for this configuration refuses it too: it goes, the running one comes
+      // back on disk (kept as .failed, like the upgrade script does), and install runs again next time.
+      const back = await ctx.t.exec(`if [ -e ${shq(L.upgradePending)} ]; then ${revertPendingBinary(L)}; echo "master $(cat ${shq(L.pidFile)} 2>/dev/null)"; fi`, { quiet: true });
+      const master = /master (\d+)/.exec(back.stdout)?.[1];
+      const why = master
+        ? `the new binary refuses the new ${L.confFile}; master ${master} keeps serving with the old binary (back in ${L.nginxBinary}, the new one kept as ${L.nginxBinary}.failed)`
+        : 'the live configuration was left untouched';
+      throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(${why})`);
+    }
+    // A deferred hot upgrade can still fail: keep the configuration the running master has, to put back.
+    await runCommand(ctx, `if [ -e ${shq(L.upgradePending)} ]; then rm -rf -- ${shq(L.confBeforeUpgrade)} && cp -a -- ${shq(L.confDir)} ${shq(L.confBeforeUpgrade)}; fi`);
     await runCommand(ctx, staleIncludesScript(L.confDir, ctx.plan.files, L.confDir));
     for (const f of ctx.plan.files) await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
     for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);

@@ -133,6 +133,33 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     }
   });
 
+  it('removing lua together with the location that uses it: the new binary waits for the new configuration and both go in together, node by node; adding it back: 0 failed requests each', async () => {
+    const luaStatus = (i: number) => lab.ssh(i, 'curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1/ha-lua').then((r) => r.stdout.trim());
+    expect([await luaStatus(0), await luaStatus(1)]).toEqual(['200', '200']);
+    const pidsBefore = [await masterPid(0), await masterPid(1)];
+    await changeModulesAndRoll((m) => m.filter((x) => x !== 'lua'));
+    for (const i of [0, 1]) {
+      const log = nodeLogs(`node${i + 1}`);
+      // the new binary waited for the configuration written for it (the old one has /ha-lua)
+      expect(log).toContain('the running nginx moves to the new binary once nginx-config has written the configuration for it');
+      const pid = await masterPid(i);
+      expect(pid).not.toBe(pidsBefore[i]);
+      expect(log).toContain(`hot upgrade: done: master ${pid} serves with the new binary; systemd MainPID ${pid}`);
+      expect(await systemdMainPid(i)).toBe(pid);
+      expect(await nginxV(i)).not.toContain('lua-nginx-module');
+      expect(await luaStatus(i)).toBe('404');
+      expect((await lab.ssh(i, 'ls -a /usr/local/nginx | grep -c "ha-setup-upgrade-pending\\|ha-setup-conf-before-upgrade"')).stdout.trim()).toBe('0');
+    }
+    // Adding it back: a binary with lua does not even start without lua_package_path (resty.core),
+    // which only the new configuration has; both go in together again.
+    await changeModulesAndRoll((m) => [...m, 'lua']);
+    for (const i of [0, 1]) {
+      expect(await nginxV(i)).toContain('lua-nginx-module');
+      expect(await luaStatus(i)).toBe('200');
+      expect(await systemdMainPid(i)).toBe(await masterPid(i));
+    }
+  });
+
   it('a config-only change reloads nginx: only nginx-config runs, same master PID, 0 failed requests', async () => {
     const before = [await masterPid(0), await masterPid(1)];
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
@@ -190,8 +217,9 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     expect(failed).toHaveLength(0);
     expect(failedDirect).toHaveLength(0);
     expect(holders).toEqual(['node1']);
-    expect(r.err).toMatch(/the roll stopped at node2: step install failed; the cluster keeps serving from node1/);
-    expect(r.out + r.err).toMatch(/the new binary refuses .*nginx\.conf; master \d+ keeps serving with the old binary/);
+    // install leaves the new binary waiting for the new configuration; nginx-config finds it refuses that too
+    expect(r.err).toMatch(/the roll stopped at node2: step nginx-config failed; the cluster keeps serving from node1/);
+    expect(r.out + r.err).toMatch(/the new binary refuses the new .*nginx\.conf; master \d+ keeps serving with the old binary/);
     expect(r.err).toMatch(/nodes not rolled yet: node1/);
     // node2: same master, the working binary back on disk, the failed one kept for inspection.
     expect([await masterPid(0), await masterPid(1)]).toEqual(pidsBefore);
