@@ -44,7 +44,7 @@ export function layout(rb: Runbook) {
     rsyslogDropIn: '/etc/rsyslog.d/01-ha-setup-keepalived.conf',
     logrotate: '/etc/logrotate.d/ha-setup-keepalived',
     luaDir: '/usr/local/share/ha-setup/lua',
-    /** nginx's USR2/WINCH/QUIT binary upgrade with rollback, used by install and `ha-setup rollback`. */
+    /** nginx's USR2/WINCH/QUIT binary upgrade with rollback, used by nginx-config and `ha-setup rollback`. */
     upgradeScript: '/usr/local/share/ha-setup/nginx-upgrade.sh',
     installedMarker: `${nginxHome}/.ha-setup-installed`,
     /** A new binary waits for its configuration: install leaves this, nginx-config performs the hot upgrade. */

@@ -16,7 +16,7 @@ export function upgradeScriptFile(pc: PlanContext): PlannedFile {
 
 export const installStep: Step = {
   id: 'install',
-  title: 'Install into the prefix (make install), hot-upgrade a running nginx',
+  title: 'Install into the prefix (make install); nginx-config hot-upgrades to it',
   appliesTo: 'all',
   dependsOn: ['build'],
   // A hot upgrade loses no connection, but a new binary is the riskiest change there is: it rolls

@@ -108,7 +108,7 @@ elif systemctl is-active --quiet nginx; then systemctl reload nginx; fi`;
 
 export const nginxConfigStep: Step = {
   id: 'nginx-config',
-  title: 'Write nginx.conf and the site (tested with nginx -t first)',
+  title: 'Write nginx.conf and the site (nginx -t first); reload or hot-upgrade',
   appliesTo: 'all',
   dependsOn: [],
   plan(pc): StepPlan {
