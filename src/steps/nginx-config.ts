@@ -110,7 +110,8 @@ export const nginxConfigStep: Step = {
   id: 'nginx-config',
   title: 'Write nginx.conf and the site (nginx -t first); reload or hot-upgrade',
   appliesTo: 'all',
-  dependsOn: [],
+  // A new binary is upgraded to here, with its configuration: an install that re-runs re-runs this.
+  dependsOn: ['install'],
   plan(pc): StepPlan {
     const plan = emptyPlan();
     plan.files.push(...nginxConfigFiles(pc));
