@@ -103,7 +103,21 @@ export function applyConfigCommand(pc: PlanContext): string {
   return `if [ -e ${shq(L.upgradePending)} ]; then
   if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)} || { ${restore}; echo 'the previous configuration is back beside the previous binary' >&2; exit 1; }; fi
   rm -f -- ${shq(L.upgradePending)}; rm -rf -- ${shq(L.confBeforeUpgrade)}
-elif systemctl is-active --quiet nginx; then systemctl reload nginx; fi`;
+elif systemctl is-active --quiet nginx; then
+  ${reloadAndConfirm(L)}
+fi`;
+}
+
+/**
+ * Shell: reload, then wait for the master's workers to be replaced. A reload (HUP) is asynchronous,
+ * and \`nginx -t\` does not run init_by_lua: a master that cannot load the new configuration keeps
+ * the old one and its old workers, and only its error log says so.
+ */
+function reloadAndConfirm(L: ReturnType<typeof layout>): string {
+  return `master=$(cat -- ${shq(L.pidFile)}); before=" $(pgrep -P "$master" | tr '\n' ' ')"
+  systemctl reload nginx
+  took=; for i in $(seq 1 100); do for w in $(pgrep -P "$master" || true); do case "$before" in *" $w "*) ;; *) took=1;; esac; done; [ -n "$took" ] && break; sleep 0.1; done
+  if [ -z "$took" ]; then echo "nginx did not take the new configuration (master $master kept its workers for 10 s: it still serves the previous one); the end of its error log:" >&2; tail -n 5 -- ${shq(`${L.logDir}/error.log`)} >&2; exit 1; fi`;
 }
 
 export const nginxConfigStep: Step = {

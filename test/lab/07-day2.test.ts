@@ -174,6 +174,28 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     expect((await lab.ssh(0, 'grep -c "server_name day2.example" /usr/local/nginx/conf/conf.d/ha-site.conf')).stdout.trim()).toBe('1');
   });
 
+  it('a configuration nginx -t accepts but the master cannot load (init_by_lua fails at reload) fails the apply; the previous one keeps serving, 0 failed requests', async () => {
+    const before = [await masterPid(0), await masterPid(1)];
+    writeFileSync(join(lab.runbookPath, '..', 'boom.conf'), 'init_by_lua_block { error("boom at init") }\n');
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.site.include = { ...(doc.site.include ?? {}), http: ['boom.conf'] };
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const bad = await applyUnderLoad(['--no-verify']);
+    expect(bad.r.code).toBe(1);
+    expect(bad.r.out + bad.r.err).toMatch(/nginx did not take the new configuration/);
+    expect(bad.r.out + bad.r.err).toMatch(/boom at init/);
+    expect(bad.failed).toHaveLength(0);
+    expect(bad.failedDirect).toHaveLength(0);
+    expect([await masterPid(0), await masterPid(1)]).toEqual(before);
+    // Taken out again: the apply converges (the stale include goes, the reload takes).
+    doc.site.include.http = [];
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const good = await applyUnderLoad(['--no-verify']);
+    expect(good.r.code, good.r.out + good.r.err).toBe(0);
+    expect(good.failed).toHaveLength(0);
+    expect((await lab.ssh(0, 'ls /usr/local/nginx/conf/conf.d/')).stdout).not.toContain('boom');
+  });
+
   it('a keepalived setting change (advert interval, check timing) reloads keepalived: same keepalived PID, VIP stays, 0 failed requests', async () => {
     const kaPid = (i: number) => lab.ssh(i, 'systemctl show -p MainPID --value keepalived').then((r) => r.stdout.trim());
     const before = [await kaPid(0), await kaPid(1)];

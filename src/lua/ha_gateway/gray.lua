@@ -19,10 +19,11 @@ local function dict() return ngx.shared.ha_gateway end
 
 function _M.config() return config end
 
+-- cfg is nil when the site has no gray release (init_by_lua calls this either way).
 function _M.init(cfg)
   config = cfg
-  header_var = cfg.header and ("http_" .. cfg.header) or nil
-  cookie_var = cfg.cookie and ("cookie_" .. cfg.cookie) or nil
+  header_var = cfg and cfg.header and ("http_" .. cfg.header) or nil
+  cookie_var = cfg and cfg.cookie and ("cookie_" .. cfg.cookie) or nil
 end
 
 local function failed(msg)
