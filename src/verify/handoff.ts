@@ -27,12 +27,12 @@ export function handoffScript(rb: Runbook, iface: string): string {
   });
 }
 
-/** The commands each side runs, in order. Pure. */
-export function handoffCommands(rb: Runbook, oldHolderAddress: string): { release: string; takeover: string; connections: string; end: string } {
+/** The commands each side runs, in order (takeover names the old holder). Pure. */
+export function handoffCommands(rb: Runbook): { release: string; takeover: (oldHolderAddress: string) => string; connections: string; end: string } {
   const s = shq(layout(rb).handoffScript);
   return {
     release: `/bin/sh ${s} release`,
-    takeover: `/bin/sh ${s} takeover ${shq(oldHolderAddress)}`,
+    takeover: (oldHolderAddress) => `/bin/sh ${s} takeover ${shq(oldHolderAddress)}`,
     connections: `/bin/sh ${s} connections`,
     end: `/bin/sh ${s} end`,
   };
@@ -62,26 +62,25 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle, log: (l: string) => void): Promise<Handoff> {
   const L = layout(rb);
+  const c = handoffCommands(rb);
   const both = [from, to];
   const undo = async () => {
-    await Promise.all(both.map((h) => h.t.exec(handoffCommands(rb, '').end, { quiet: true }).catch(() => undefined)));
+    await Promise.all(both.map((h) => h.t.exec(c.end, { quiet: true }).catch(() => undefined)));
   };
   try {
     const fromAddress = await addressOnInterface(from, rb);
     if (!fromAddress) throw new Error(`${from.node.name} has no IPv4 address of its own on ${from.node.interface}`);
     await Promise.all(both.map((h) => h.t.exec(`mkdir -p ${shq(L.handoffScript.replace(/\/[^/]+$/, ''))}`, { quiet: true })
       .then(() => h.t.writeFile(L.handoffScript, handoffScript(rb, h.node.interface), { mode: 0o700 }))));
-    const c = handoffCommands(rb, fromAddress);
     const rel = await from.t.exec(c.release, { quiet: true });
     if (rel.code !== 0) throw new Error(`${from.node.name}: ${(rel.stderr || rel.stdout).trim()}`);
-    const take = await to.t.exec(c.takeover, { quiet: true });
+    const take = await to.t.exec(c.takeover(fromAddress), { quiet: true });
     if (take.code !== 0) throw new Error(`${to.node.name}: ${(take.stderr || take.stdout).trim()}`);
   } catch (e) {
     await undo();
     log(`connection handoff unavailable (${(e as Error).message.split('\n')[0]}): connections open at the instant the VIP moves may be reset`);
     return { end: async () => undefined };
   }
-  const c = handoffCommands(rb, '');
   return {
     async end(moved) {
       const start = Date.now();

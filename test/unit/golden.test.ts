@@ -37,8 +37,9 @@ describe('golden plans', () => {
   // Not OS-specific: sh, ip, ss, nft and systemd-run are the same on every family ha-setup supports.
   it('connection handoff script and the commands each side runs', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
-    const c = handoffCommands(runbook, '192.0.2.11');
-    const text = `${handoffScript(runbook, 'eth0')}\n--- commands\n${Object.entries(c).map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
+    const c = handoffCommands(runbook);
+    const commands = { release: c.release, takeover: c.takeover('192.0.2.11'), connections: c.connections, end: c.end };
+    const text = `${handoffScript(runbook, 'eth0')}\n--- commands\n${Object.entries(commands).map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
     const golden = join(goldenDir, 'handoff.txt');
     if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
       if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
