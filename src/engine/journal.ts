@@ -1,6 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { shq } from '../shell.js';
 import type { Transport } from './transport.js';
 
 export const REMOTE_JOURNAL = '/var/lib/ha-setup/journal.json';
@@ -34,9 +33,8 @@ export function parseJournal(text: string, runbook: string): Journal {
 /** Host copy first (the truth for resume), then the local mirror next to the runbook. */
 export async function saveJournal(t: Transport, journal: Journal, localPath: string): Promise<void> {
   const json = JSON.stringify(journal, null, 1);
-  const dir = dirname(REMOTE_JOURNAL);
-  const r = await t.exec(`mkdir -p ${shq(dir)} && cat > ${shq(REMOTE_JOURNAL)}.tmp && mv -f ${shq(REMOTE_JOURNAL)}.tmp ${shq(REMOTE_JOURNAL)}`, { stdin: json, quiet: true });
-  if (r.code !== 0) throw new Error(`cannot write the journal on ${t.label}: ${r.stderr.trim()}`);
+  // Over SFTP, never through a command's stdin (which sudo shares); root only, no .bak copies.
+  await t.writeFile(REMOTE_JOURNAL, json, { mode: 0o600, backup: false });
   mkdirSync(dirname(localPath), { recursive: true });
   writeFileSync(`${localPath}.tmp`, json);
   renameSync(`${localPath}.tmp`, localPath);

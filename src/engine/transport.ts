@@ -32,6 +32,8 @@ export interface WriteFileOptions {
   mode: number;
   owner?: string;
   group?: string;
+  /** Keep the previous content as a timestamped .bak copy (default true; never for state files). */
+  backup?: boolean;
 }
 
 export interface WriteResult {
@@ -81,6 +83,9 @@ export interface ConnectOptions {
   readyTimeoutMs?: number;
 }
 
+/** sudo that always asks (-k ignores a cached credential), reading the password from stdin without a prompt text. */
+const SUDO_WITH_PASSWORD = `sudo -k -S -p ''`;
+
 export function wrapScript(script: string): string {
   return `set -euo pipefail\nexport LC_ALL=C\n${script}`;
 }
@@ -90,6 +95,12 @@ export class SshTransport implements Transport {
   static roundTrips = 0;
 
   private reconnecting: Promise<void> | undefined;
+  /**
+   * How commands reach root. 'password': sudo must ask, every time (-k), so the password line on
+   * stdin is always consumed by sudo and never reaches the command; 'nopasswd': the password is
+   * never sent (sudo would not read it, the command would).
+   */
+  private sudoMode: 'root' | 'nopasswd' | 'password' = 'root';
 
   private constructor(
     private ssh: NodeSSH,
@@ -193,21 +204,38 @@ export class SshTransport implements Transport {
     return this.ssh;
   }
 
+  /**
+   * sudo reads a password from stdin only when it prompts: not under NOPASSWD, and not while its
+   * credential is cached (without a tty the cache is keyed on the parent, one sshd for every
+   * channel). So decide once: passwordless works -> never send the password; otherwise every
+   * command runs `sudo -k -S`, which always prompts and so always consumes exactly that line.
+   */
   private async checkSudo(): Promise<void> {
-    const cmd = this.sudoPassword !== undefined ? `sudo -S -p '' true` : 'sudo -n true';
-    const r = await this.ssh.execCommand(cmd, { stdin: this.sudoPassword !== undefined ? `${this.sudoPassword}\n` : undefined });
-    if (r.code !== 0) {
+    const nopasswd = await this.ssh.execCommand(`sudo -n -- bash -c true`);
+    if (nopasswd.code === 0) {
+      this.sudoMode = 'nopasswd';
+      return;
+    }
+    if (this.sudoPassword === undefined) {
       throw new SudoError(`${this.user}@${this.label}: sudo does not work without a password prompt`, [
-        r.stderr.trim(),
+        nopasswd.stderr.trim(),
         'allow passwordless sudo for this user (NOPASSWD), or set ssh.sudoPasswordEnv in the runbook and export that variable',
       ]);
     }
+    const r = await this.ssh.execCommand(`${SUDO_WITH_PASSWORD} -- bash -c true`, { stdin: `${this.sudoPassword}\n` });
+    if (r.code !== 0) {
+      throw new SudoError(`${this.user}@${this.label}: sudo refused the password from ssh.sudoPasswordEnv`, [
+        r.stderr.trim(),
+        'check the password, or allow passwordless sudo for this user (NOPASSWD)',
+      ]);
+    }
+    this.sudoMode = 'password';
   }
 
   private wrap(script: string): string {
     const bash = `bash -c ${shq(wrapScript(script))}`;
-    if (this.user === 'root') return bash;
-    return this.sudoPassword !== undefined ? `sudo -S -p '' ${bash}` : `sudo -n ${bash}`;
+    if (this.sudoMode === 'root') return bash;
+    return this.sudoMode === 'password' ? `${SUDO_WITH_PASSWORD} -- ${bash}` : `sudo -n -- ${bash}`;
   }
 
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
@@ -215,7 +243,7 @@ export class SshTransport implements Transport {
     if (!opts.quiet) this.log(`$ ${script}\n`);
     if (remoteTrace.level >= (opts.quiet ? 2 : 1)) for (const l of script.split('\n')) remoteTrace.sink(`[${this.label}] $ ${l}`);
     let stdin = opts.stdin;
-    if (this.user !== 'root' && this.sudoPassword !== undefined) stdin = `${this.sudoPassword}\n${stdin ?? ''}`;
+    if (this.sudoMode === 'password') stdin = `${this.sudoPassword}\n${stdin ?? ''}`;
     let partial = '';
     const onChunk = (chunk: Buffer) => {
       const text = chunk.toString();
@@ -306,8 +334,9 @@ export function sha256(data: Buffer | string): string {
 }
 
 /**
- * Verify the upload's checksum, keep the old file as a timestamped backup when it changes,
- * then move the new one into place atomically (same directory, rename).
+ * Verify the upload's checksum, keep the old file as a timestamped backup when it changes (unless
+ * `backup: false`), then move the new one into place atomically (same directory, rename). The new
+ * file and the backup are created by mktemp (O_EXCL): a planted symlink is never followed.
  */
 export function installScript(tmp: string, path: string, sum: string, o: WriteFileOptions): string {
   const owner = `${o.owner ?? 'root'}:${o.group ?? o.owner ?? 'root'}`;
@@ -316,12 +345,14 @@ export function installScript(tmp: string, path: string, sum: string, o: WriteFi
     `trap 'rm -f "$tmp"' EXIT`,
     `[ "$(sha256sum "$tmp" | cut -d' ' -f1)" = ${shq(sum)} ] || exit 3`,
     `mkdir -p "$(dirname "$dst")"`,
-    `if [ -f "$dst" ] && cmp -s "$tmp" "$dst"; then chmod ${shq(o.mode.toString(8))} "$dst"; chown ${shq(owner)} "$dst"; echo unchanged; exit 0; fi`,
+    `if [ -f "$dst" ] && [ ! -L "$dst" ] && cmp -s "$tmp" "$dst"; then chmod ${shq(o.mode.toString(8))} "$dst"; chown ${shq(owner)} "$dst"; echo unchanged; exit 0; fi`,
     `backup=""`,
-    `if [ -f "$dst" ]; then backup="$dst.ha-setup-$(date +%Y%m%d%H%M%S).bak"; cp -p "$dst" "$backup"; fi`,
-    `next="$dst.ha-setup-new.$$"`,
-    `cp "$tmp" "$next"; chmod ${shq(o.mode.toString(8))} "$next"; chown ${shq(owner)} "$next"`,
-    `mv -f "$next" "$dst"`,
+    o.backup === false
+      ? ':'
+      : `if [ -f "$dst" ] && [ ! -L "$dst" ]; then backup=$(mktemp --suffix=.bak "$dst.ha-setup-$(date +%Y%m%d%H%M%S).XXXXXX"); cp -p "$dst" "$backup"; fi`,
+    `next=$(mktemp "$dst.ha-setup-new.XXXXXX")`,
+    `chmod ${shq(o.mode.toString(8))} "$next"; chown ${shq(owner)} "$next"; cat "$tmp" > "$next"`,
+    `mv -f -T "$next" "$dst"`,
     `if [ -n "$backup" ]; then echo "backup $backup"; else echo created; fi`,
   ].join('\n');
 }

@@ -8,6 +8,7 @@ import { withLab, type Lab } from './helpers/with-lab.js';
 
 const BIN = resolve(import.meta.dirname, '..', '..', 'bin', 'ha-setup.js');
 const PASSWORD = 'Lb7q2Xk9';
+const SUDO_PASSWORD = 'sudo-Pw7r4Qe';
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
@@ -89,13 +90,56 @@ describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-ro
     expect(ranSteps(runbook)).toEqual({ node1: [], node2: [] });
   });
 
+  // The security review's first finding: with ssh.sudoPasswordEnv every command got the password on
+  // stdin, but sudo reads it only when it asks (not while its credential is cached), so the journal
+  // write stored "password\n{json}" in a world-readable file and resume was silently lost.
+  it('a sudo user whose rule asks for a password: sudo gets the password, no command and no file does', async () => {
+    for (const i of [0, 1]) {
+      const setup = await lab.ssh(i, [
+        'id hapw >/dev/null 2>&1 || useradd --create-home --shell /bin/bash hapw',
+        `echo 'hapw:${SUDO_PASSWORD}' | chpasswd`,
+        "echo 'hapw ALL=(ALL) ALL' > /etc/sudoers.d/hapw && chmod 440 /etc/sudoers.d/hapw",
+        'install -d -m 700 -o hapw -g hapw /home/hapw/.ssh && install -m 600 -o hapw -g hapw /root/.ssh/authorized_keys /home/hapw/.ssh/authorized_keys',
+        // Two steps re-run on each node (the journal is written four times in one connection, sudo's
+        // credential cache warm after the first command): the health-check script and the notify script differ.
+        "echo '# changed by hand' >> /etc/keepalived/scripts/check_nginx.sh",
+        "echo '# changed by hand' >> /etc/keepalived/scripts/notify.sh",
+      ].join(' && '));
+      expect(setup.code, setup.stderr).toBe(0);
+    }
+    const doc = parse(readFileSync(runbook, 'utf8'));
+    doc.ssh = { ...doc.ssh, user: 'hapw', sudoPasswordEnv: 'HA_SETUP_SUDO_PASSWORD' };
+    writeFileSync(runbook, stringify(doc));
+    const env = { ...process.env };
+    try {
+      process.env.HA_SETUP_SUDO_PASSWORD = SUDO_PASSWORD;
+      const r = await cli(['apply', runbook, '--renderer', 'silent', '--no-verify']);
+      expect(r.code, r.err).toBe(0);
+    } finally {
+      process.env = env;
+    }
+    expect(ranSteps(runbook)).toEqual({ node1: ['health-check'], node2: ['health-check'] });
+    for (const i of [0, 1]) {
+      const mode = await lab.ssh(i, 'stat -c %U:%a /var/lib/ha-setup/journal.json');
+      expect(mode.stdout.trim()).toBe('root:600');
+      // It parses (resume works) and holds no password line.
+      const journal = JSON.parse((await lab.ssh(i, 'cat /var/lib/ha-setup/journal.json')).stdout);
+      expect(journal.steps['health-check'].status).toBe('done');
+      const leaked = await lab.ssh(i, `grep -rlF -- ${SUDO_PASSWORD} /var/lib/ha-setup /etc/keepalived /usr/local/nginx/conf /tmp /root /home 2>/dev/null || true`);
+      expect(leaked.stdout.trim()).toBe('');
+    }
+    // Back to the passwordless user for the rest of the suite.
+    doc.ssh = { ...doc.ssh, user: 'hauser', sudoPasswordEnv: undefined };
+    writeFileSync(runbook, stringify(doc));
+  });
+
   it('VRRPv2 with the password works and the password is in no file written locally', async () => {
     const onNode = await lab.ssh(0, 'grep auth_pass /etc/keepalived/keepalived.conf');
     expect(onNode.stdout).toContain(`auth_pass ${PASSWORD}`);
     const docs = await cli(['docs', runbook]);
     expect(docs.code, docs.err).toBe(0);
     const dir = join(runbook, '..');
-    const leaked = filesUnder(dir).filter((f) => !f.endsWith('.secrets') && readFileSync(f, 'utf8').includes(PASSWORD));
+    const leaked = filesUnder(dir).filter((f) => !f.endsWith('.secrets') && [PASSWORD, SUDO_PASSWORD].some((p) => readFileSync(f, 'utf8').includes(p)));
     expect(leaked).toEqual([]);
     expect(filesUnder(dir).some((f) => f.includes(`${join('logs', '')}`))).toBe(true);
   });

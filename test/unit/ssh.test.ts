@@ -80,7 +80,38 @@ describe('atomic remote write', () => {
     const s = installScript('/tmp/.ha-setup-x', "/etc/it's here.conf", 'abc', { mode: 0o640, owner: 'root' });
     expect(s).toContain(`dst='/etc/it'\\''s here.conf'`);
     expect(s).toMatch(/\|\| exit 3/);
-    expect(s).toMatch(/ha-setup-\$\(date \+%Y%m%d%H%M%S\)\.bak/);
-    expect(s).toMatch(/mv -f "\$next" "\$dst"/);
+    expect(s).toMatch(/mktemp --suffix=\.bak "\$dst\.ha-setup-\$\(date \+%Y%m%d%H%M%S\)\.XXXXXX"/);
+    expect(s).toMatch(/mv -f -T "\$next" "\$dst"/);
+  });
+  it('state files are written without a backup copy', () => {
+    expect(installScript('/tmp/.ha-setup-x', '/var/lib/ha-setup/journal.json', 'abc', { mode: 0o600, backup: false })).not.toMatch(/\.bak/);
+  });
+  it('never writes through a planted symlink: the new file and the backup come from mktemp', async () => {
+    const { mkdtempSync, writeFileSync, symlinkSync, readFileSync, lstatSync, statSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { execFileSync } = await import('node:child_process');
+    const { createHash } = await import('node:crypto');
+    const dir = mkdtempSync(join(tmpdir(), 'ha-install-'));
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    const dst = join(dir, 'site.conf');
+    writeFileSync(dst, 'old\n');
+    // What the old script used: predictable names next to the destination.
+    for (let pid = 1; pid < 50; pid++) symlinkSync(victim, `${dst}.ha-setup-new.${pid}`);
+    const stamp = (ms: number) => new Date(ms).toISOString().replace(/\D/g, '').slice(0, 14);
+    const local = Date.now() - new Date().getTimezoneOffset() * 60_000;
+    for (let s = -1; s < 10; s++) symlinkSync(victim, `${dst}.ha-setup-${stamp(local + s * 1000)}.bak`);
+    const up = join(dir, 'upload');
+    writeFileSync(up, 'new\n');
+    const me = execFileSync('id', ['-un']).toString().trim();
+    const script = installScript(up, dst, createHash('sha256').update('new\n').digest('hex'), { mode: 0o640, owner: me });
+    const out = execFileSync('bash', ['-c', `set -euo pipefail\n${script}`]).toString();
+    expect(out).toMatch(/^backup /);
+    expect(readFileSync(dst, 'utf8')).toBe('new\n');
+    expect(lstatSync(dst).isSymbolicLink()).toBe(false);
+    expect(statSync(dst).mode & 0o777).toBe(0o640);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(readFileSync(out.trim().slice(7), 'utf8')).toBe('old\n');
   });
 });
