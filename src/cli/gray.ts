@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../errors.js';
 import { grayKeys, grayTarget, readGrayRules, type GrayAction, GRAY_ACTIONS, grayCommands } from '../gray/rules.js';
 import { redisPipeline } from '../gray/redis.js';
-import { loadRunbook, resolveSecret } from '../runbook/io.js';
+import { loadRunbook } from '../runbook/io.js';
+import { resolveSecret, secretNotSetError } from '../runbook/secrets.js';
 import type { CliContext } from './main.js';
 
 export function registerGray(program: Command, ctx: CliContext): void {
@@ -29,7 +30,7 @@ export function registerGray(program: Command, ctx: CliContext): void {
       let password: string | undefined;
       if (g.redis.passwordEnv) {
         password = resolveSecret(g.redis.passwordEnv, path, runbook.name);
-        if (password === undefined) throw new InvalidInputError(`the secret ${g.redis.passwordEnv} is not set`, [`export ${g.redis.passwordEnv}=... or put it into ${runbook.name}.secrets next to the runbook`]);
+        if (password === undefined) throw secretNotSetError({ name: g.redis.passwordEnv, field: 'site.gray.redis.passwordEnv' }, path, runbook.name);
       }
       const target = grayTarget(g, opts.redis, password);
       const keys = grayKeys(g.key);

@@ -4,6 +4,7 @@ import { Listr, type ListrTaskWrapper } from 'listr2';
 import { CancelledError, HaSetupError, RunFailedError } from '../errors.js';
 import { tail } from '../local.js';
 import type { Runbook } from '../runbook/schema.js';
+import type { SiteFiles } from '../runbook/site-files.js';
 import { decide, digestPlan, fingerprintPlan, type RecordedEntry } from './decide.js';
 import { parseJournal, saveJournal, type Journal } from './journal.js';
 import { appliesTo } from './nodes.js';
@@ -63,7 +64,7 @@ export interface ExecuteOptions {
   handles: NodeHandle[];
   steps: Step[];
   sources: Record<string, LocalSource>;
-  siteFiles?: Record<string, string>;
+  siteFiles?: SiteFiles;
   secrets: Record<string, string>;
   concurrency: number;
   renderer: 'default' | 'simple' | 'silent';

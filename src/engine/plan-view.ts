@@ -1,4 +1,6 @@
 import type { Runbook } from '../runbook/schema.js';
+import { secretUses } from '../runbook/secrets.js';
+import { emptySiteFiles, type SiteFiles } from '../runbook/site-files.js';
 import { requiredSources } from '../steps/common.js';
 import { mirrorFileName } from '../sources/mirror.js';
 import { gitArchiveName, sourceCacheDir, sourceSpec } from '../sources/prepare.js';
@@ -40,13 +42,13 @@ export function offlineSources(rb: Runbook, opts: { useCache?: boolean; families
   return out;
 }
 
-export function planContexts(rb: Runbook, factsFor: (n: ResolvedNode) => Facts, sources: Record<string, LocalSource>, siteFiles: Record<string, string> = {}): PlanContext[] {
+export function planContexts(rb: Runbook, factsFor: (n: ResolvedNode) => Facts, sources: Record<string, LocalSource>, siteFiles: SiteFiles = emptySiteFiles()): PlanContext[] {
   const nodes = resolveNodes(rb);
   const clusterFacts = Object.fromEntries(nodes.map((n) => [n.name, factsFor(n)]));
   return nodes.map((node) => ({ runbook: rb, node, cluster: nodes, facts: clusterFacts[node.name], sources, clusterFacts, siteFiles }));
 }
 
-export function offlinePlan(rb: Runbook, steps: Step[], release = 'debian12', siteFiles: Record<string, string> = {}): Array<{ pc: PlanContext; steps: PlannedStep[] }> {
+export function offlinePlan(rb: Runbook, steps: Step[], release = 'debian12', siteFiles: SiteFiles = emptySiteFiles()): Array<{ pc: PlanContext; steps: PlannedStep[] }> {
   return planContexts(rb, () => assumedFacts(release), offlineSources(rb, { families: [assumedFacts(release).family] }), siteFiles).map((pc) => ({
     pc,
     steps: steps.filter((s) => appliesTo(s, pc.node)).map((step) => ({ step, plan: step.plan(pc), status: { label: 'will run' as const } })),
@@ -186,6 +188,10 @@ export function renderPlanReview(nodes: Array<{ pc: PlanContext; steps: PlannedS
   }
   const warnings = planWarnings(nodes);
   for (const w of warnings) out.push(`warning: ${w}`);
+  // Which variable goes where: a reviewer sees every host a secret is sent to (never the value).
+  const secrets = secretUses(rb);
+  if (secrets.length > 0) out.push('secrets (values never shown):');
+  for (const s of secrets) out.push(`  ${s.name} (${s.field}) -> ${s.goesTo}`);
   out.push('');
   const ids = [...new Set(nodes.flatMap((n) => n.steps.map((s) => s.step.id)))];
   for (const id of ids) {
@@ -215,6 +221,7 @@ export function planJson(nodes: Array<{ pc: PlanContext; steps: PlannedStep[] }>
     runbook: runbookPath,
     name: nodes[0]?.pc.runbook.name,
     warnings: planWarnings(nodes),
+    secrets: nodes[0] ? secretUses(nodes[0].pc.runbook).map(({ name, field, goesTo }) => ({ name, field, goesTo })) : [],
     nodes: nodes.map(({ pc, steps }) => ({
       name: pc.node.name, host: pc.node.host, role: pc.node.role, priority: pc.node.priority, os: pc.facts.release, osSource,
       steps: steps.map(({ step, plan, status }) => ({

@@ -1,11 +1,10 @@
-import { consulTokenNames, gatewaySecretNames } from '../steps/gateway.js';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { ensureRunbooksGitignore } from '../runbook/io.js';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import * as p from '@clack/prompts';
 import { InvalidInputError } from '../errors.js';
-import { resolveSecret } from '../runbook/io.js';
+import { consulTokenNames, resolveSecret, secretNotSetError, secretUses } from '../runbook/secrets.js';
 import type { Runbook } from '../runbook/schema.js';
 import { gatherFacts, type Facts } from './facts.js';
 import { resolveNodes } from './nodes.js';
@@ -54,12 +53,13 @@ export function logPathFor(runbookPath: string, runId: string, node: ResolvedNod
 export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, string> {
   const out: Record<string, string> = {};
   const tokens = consulTokenNames(rb);
-  const names = [rb.vrrp.auth?.passwordEnv, rb.ssh.sudoPasswordEnv, ...gatewaySecretNames(rb)].filter((n): n is string => Boolean(n));
-  for (const name of names) {
+  for (const use of secretUses(rb)) {
+    const name = use.name;
+    if (out[name] !== undefined) continue;
     const v = resolveSecret(name, runbookPath, rb.name);
     if (v === undefined) {
-      if (name === rb.ssh.sudoPasswordEnv) continue; // optional: passwordless sudo needs none
-      throw new InvalidInputError(`the secret ${name} is not set`, [`export ${name}=... or put ${name}=... into ${join(runbookDir(runbookPath), `${rb.name}.secrets`)} (mode 0600)`]);
+      if (use.optional && !(name in process.env)) continue; // passwordless sudo needs none
+      throw secretNotSetError(use, runbookPath, rb.name);
     }
     if (name === rb.vrrp.auth?.passwordEnv && v.length > 8) {
       throw new InvalidInputError(`${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured differently would not agree`, ['use at most 8 characters']);

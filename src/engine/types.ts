@@ -1,4 +1,5 @@
 import type { Runbook } from '../runbook/schema.js';
+import type { SiteFiles } from '../runbook/site-files.js';
 import type { Facts } from './facts.js';
 import type { Transport } from './transport.js';
 
@@ -67,7 +68,7 @@ export interface PlanContext {
   /** Facts of every node in this run, by node name (clock skew, peers). */
   clusterFacts: Record<string, Facts>;
   /** Contents of the runbook's site.include files, read on the control machine (by runbook path). */
-  siteFiles?: Record<string, string>;
+  siteFiles?: SiteFiles;
 }
 
 export interface StepContext extends PlanContext {

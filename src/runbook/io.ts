@@ -62,6 +62,11 @@ export function secretsPathFor(runbookPath: string, name: string): string {
 /** The secrets file is KEY=value lines, mode 0600, next to the runbook and git-ignored. */
 export function readSecretsFile(path: string): Record<string, string> {
   if (!existsSync(path)) return {};
+  // Like ssh with a private key: a secrets file others can read is refused, not used.
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new InvalidInputError(`${path} is readable or writable by others (mode ${mode.toString(8).padStart(4, '0')}); it holds passwords`, [`chmod 600 ${path}`]);
+  }
   const out: Record<string, string> = {};
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
@@ -90,10 +95,6 @@ export function writeSecretsFile(path: string, values: Record<string, string>): 
   writeFileAtomic(path, body, 0o600);
 }
 
-/** Resolve a secret by name: the environment wins, then the secrets file next to the runbook. */
-export function resolveSecret(envName: string, runbookPath: string, runbookName: string): string | undefined {
-  return process.env[envName] ?? readSecretsFile(secretsPathFor(runbookPath, runbookName))[envName];
-}
 
 /**
  * Write pins learned on first download into the runbook file itself (comments and layout kept), so

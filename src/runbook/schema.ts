@@ -94,17 +94,28 @@ export const keepalivedSchema = z.strictObject({
 
 const upstreamServer = z.string().regex(/^[^;{}\n\r#'"`$\\-][^;{}\n\r#'"`$\\]*$/, 'must be one nginx server line without ; { } # quotes or $, e.g. "10.0.0.21:8080 weight=4"');
 
+/** Include files and directories stay beside the runbook: relative, and never above its folder. */
+function besideRunbookProblem(s: string): string | undefined {
+  if (s.startsWith('/')) return `"${s}" is absolute; give a path relative to the runbook's folder`;
+  if (s.split('/').includes('..')) return `"${s}" goes up with '..'; keep include files in the runbook's folder or below it`;
+  return undefined;
+}
+
 /** A file on the control machine, relative to the runbook; its name becomes part of a path on the nodes. */
 const localConfFile = z.string().superRefine((s, ctx) => {
   const base = s.split('/').pop() ?? '';
+  const beside = besideRunbookProblem(s);
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*\.conf$/.test(base)) ctx.addIssue({ code: 'custom', message: `"${s}" must name a .conf file (letters, digits, . _ - in its name)` });
   else if (s.startsWith('-')) ctx.addIssue({ code: 'custom', message: `"${s}" starts with "-"` });
+  else if (beside) ctx.addIssue({ code: 'custom', message: beside });
 });
 
 /** A directory of Lua modules on the control machine, relative to the runbook. */
 const localLuaDir = z.string().superRefine((s, ctx) => {
+  const beside = besideRunbookProblem(s);
   if (s.startsWith('-')) ctx.addIssue({ code: 'custom', message: `"${s}" starts with "-"` });
   else if (!/^[A-Za-z0-9_./-]+$/.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" must be a directory path of letters, digits and . _ - /` });
+  else if (beside) ctx.addIssue({ code: 'custom', message: beside });
 });
 
 /**

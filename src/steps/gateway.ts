@@ -17,17 +17,6 @@ export function discoveredUpstreams(rb: Runbook) {
   return rb.site.upstreams.filter((u) => u.discovery);
 }
 
-/** Environment variables holding Consul ACL tokens. */
-export function consulTokenNames(rb: Runbook): string[] {
-  return [...new Set(discoveredUpstreams(rb).map((u) => u.discovery!.consul.tokenEnv).filter((n): n is string => Boolean(n)))];
-}
-
-/** Secret names the gateway needs at apply time (Consul tokens, the gray release's Redis password). */
-export function gatewaySecretNames(rb: Runbook): string[] {
-  const password = rb.site.gray?.redis.passwordEnv;
-  return [...new Set([...consulTokenNames(rb), ...(password ? [password] : [])])];
-}
-
 /** The gray release's part of the gateway's config.lua (undefined without site.gray). */
 export function grayConfig(rb: Runbook) {
   const g = rb.site.gray;

@@ -3,6 +3,7 @@ import { CommandFailedError } from '../engine/transport.js';
 import { emptyPlan, type PlanContext, type PlannedFile, type Step, type StepPlan } from '../engine/types.js';
 import { InvalidInputError } from '../errors.js';
 import { render } from '../render.js';
+import { remotePathInside } from '../runbook/site-files.js';
 import { shq } from '../shell.js';
 import { filesMatch, layout, luaPackageCpath, luaPackagePath, probe } from './common.js';
 import { GATEWAY_DIR, gatewayEnabled, gatewayFiles } from './gateway.js';
@@ -44,21 +45,18 @@ export function includeFiles(pc: PlanContext): PlannedFile[] {
   const rb = pc.runbook;
   const L = layout(rb);
   const content = (rel: string) => {
-    const c = pc.siteFiles?.[rel];
+    const c = pc.siteFiles?.conf[rel];
     if (c === undefined) throw new InvalidInputError(`site.include: ${rel} was not read on the control machine`);
     return c;
   };
   const base = (rel: string) => rel.split('/').pop()!;
   // Lua modules live under the conf directory too: they are staged and tested with it.
-  const lua = rb.site.include.lua.flatMap((dir) => {
-    const prefix = `${dir.replace(/\/+$/, '')}/`;
-    return Object.entries(pc.siteFiles ?? {}).filter(([k]) => k.startsWith(prefix))
-      .map(([k, c]) => ({ path: `${L.confDir}/${LUA_DIR}/${k.slice(prefix.length)}`, content: c, mode: 0o644 }));
-  });
+  const lua = Object.entries(pc.siteFiles?.lua ?? {})
+    .map(([inside, c]) => ({ path: remotePathInside(`${L.confDir}/${LUA_DIR}`, inside, 'site.include.lua'), content: c, mode: 0o644 }));
   if (rb.site.include.lua.length > 0 && lua.length === 0) throw new InvalidInputError('site.include.lua: the Lua files were not read on the control machine');
   return [
-    ...rb.site.include.http.map((rel) => ({ path: `${L.confDir}/conf.d/${HTTP_PREFIX}${base(rel)}`, content: content(rel), mode: 0o644 })),
-    ...rb.site.include.server.map((rel) => ({ path: `${L.confDir}/${SERVER_DIR}/${base(rel)}`, content: content(rel), mode: 0o644 })),
+    ...rb.site.include.http.map((rel, i) => ({ path: remotePathInside(`${L.confDir}/conf.d`, `${HTTP_PREFIX}${base(rel)}`, `site.include.http[${i}]`), content: content(rel), mode: 0o644 })),
+    ...rb.site.include.server.map((rel, i) => ({ path: remotePathInside(`${L.confDir}/${SERVER_DIR}`, base(rel), `site.include.server[${i}]`), content: content(rel), mode: 0o644 })),
     ...lua,
   ];
 }

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import type { RunbookInput } from '../runbook/schema.js';
 import { splitList, type Answers } from './questions.js';
 
-export const VRRP_PASSWORD_ENV = 'HA_VRRP_PASSWORD';
+export const VRRP_PASSWORD_ENV = 'HA_SETUP_VRRP_PASSWORD';
 
 /** Pure: the answers (from flags, defaults or prompts) become a runbook document. */
 export function runbookFromAnswers(a: Answers): RunbookInput {

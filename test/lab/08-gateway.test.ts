@@ -261,9 +261,9 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
       expect(denied.error).toMatch(/no passing instance|HTTP 403/);
       expect(denied.peers.length).toBe(4);
 
-      process.env.LAB_CONSUL_TOKEN = TOKEN;
+      process.env.HA_SETUP_LAB_CONSUL_TOKEN = TOKEN;
       const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-      doc.site.upstreams[0].discovery.consul.tokenEnv = 'LAB_CONSUL_TOKEN';
+      doc.site.upstreams[0].discovery.consul.tokenEnv = 'HA_SETUP_LAB_CONSUL_TOKEN';
       writeFileSync(lab.runbookPath, stringify(doc));
       const pids = await masterPids();
       const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
@@ -311,7 +311,7 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
   };
 
   beforeAll(async () => {
-    process.env.LAB_GRAY_PW = PASSWORD;
+    process.env.HA_SETUP_LAB_GRAY_PW = PASSWORD;
     lab = await withLab();
     [n1, n2] = lab.state.nodes.map((n) => n.ip);
     await installBackends(lab);
@@ -340,7 +340,7 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
       { name: 'stable', servers: [`${n1}:9101`], discovery: { consul: { address: `http://${n1}:8500`, service: 'gray-stable', interval: 0.5 } } },
       { name: 'canary', servers: [`${n2}:${CANARY}`] },
     ];
-    doc.site.gray = { redis: { address: `${n1}:6380`, db: 3, passwordEnv: 'LAB_GRAY_PW' }, stable: 'stable', canary: 'canary', cookie: 'gray_user', refresh: 0.5 };
+    doc.site.gray = { redis: { address: `${n1}:6380`, db: 3, passwordEnv: 'HA_SETUP_LAB_GRAY_PW' }, stable: 'stable', canary: 'canary', cookie: 'gray_user', refresh: 0.5 };
     writeFileSync(lab.runbookPath, stringify(doc));
     const pids = await masterPids();
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);

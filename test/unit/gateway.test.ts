@@ -43,7 +43,7 @@ describe('gateway: Consul discovery', () => {
     const plan = configStep(v.runbook as Runbook);
     const config = plan.files.find((f) => f.path === '/usr/local/nginx/conf/ha-gateway/ha_gateway/config.lua')!;
     expect(config.mode).toBe(0o600);
-    expect(config.content).toContain('token = "@@secret:CONSUL_HTTP_TOKEN@@",');
+    expect(config.content).toContain('token = "@@secret:HA_SETUP_CONSUL_TOKEN@@",');
     expect(config.content).toContain('consul = { host = "10.10.0.5", port = 8500 },');
     expect(plan.files.map((f) => f.path.split('/').pop())).toEqual(expect.arrayContaining(['balancer.lua', 'discovery.lua', 'http.lua', 'peers.lua', 'status.lua']));
     const site = plan.files.find((f) => f.path.endsWith('/ha-site.conf'))!.content;
@@ -60,16 +60,51 @@ describe('gateway: Consul discovery', () => {
     const rb = validateRunbook(example()).runbook as Runbook;
     const env = { ...process.env };
     try {
-      process.env.HA_VRRP_PASSWORD = 'x';
-      delete process.env.CONSUL_HTTP_TOKEN;
-      expect(() => loadSecrets(rb, '/nonexistent/runbooks/gw.yaml')).toThrow(/the secret CONSUL_HTTP_TOKEN is not set/);
-      process.env.CONSUL_HTTP_TOKEN = 'abc"; os.exit()';
-      expect(() => loadSecrets(rb, '/nonexistent/runbooks/gw.yaml')).toThrow(/CONSUL_HTTP_TOKEN is not a Consul ACL token/);
-      process.env.CONSUL_HTTP_TOKEN = '6d0d6e9a-1b7c-4f3e-9a55-0d5c2a8f1e21';
-      expect(loadSecrets(rb, '/nonexistent/runbooks/gw.yaml').CONSUL_HTTP_TOKEN).toBe('6d0d6e9a-1b7c-4f3e-9a55-0d5c2a8f1e21');
+      process.env.HA_SETUP_VRRP_PASSWORD = 'x';
+      delete process.env.HA_SETUP_CONSUL_TOKEN;
+      expect(() => loadSecrets(rb, '/nonexistent/runbooks/gw.yaml')).toThrow(/the secret HA_SETUP_CONSUL_TOKEN is not set/);
+      process.env.HA_SETUP_CONSUL_TOKEN = 'abc"; os.exit()';
+      expect(() => loadSecrets(rb, '/nonexistent/runbooks/gw.yaml')).toThrow(/HA_SETUP_CONSUL_TOKEN is not a Consul ACL token/);
+      process.env.HA_SETUP_CONSUL_TOKEN = '6d0d6e9a-1b7c-4f3e-9a55-0d5c2a8f1e21';
+      expect(loadSecrets(rb, '/nonexistent/runbooks/gw.yaml').HA_SETUP_CONSUL_TOKEN).toBe('6d0d6e9a-1b7c-4f3e-9a55-0d5c2a8f1e21');
     } finally {
       process.env = env;
     }
+  });
+
+  it('a runbook cannot send any variable of the operator\'s: only HA_SETUP_* from the environment, other names from the .secrets file', async () => {
+    const { mkdtempSync, writeFileSync, chmodSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const doc = example();
+    doc.site.upstreams[0].discovery.consul.tokenEnv = 'AWS_SECRET_ACCESS_KEY';
+    const rb = validateRunbook(doc).runbook as Runbook;
+    const dir = mkdtempSync(join(tmpdir(), 'ha-secrets-'));
+    const path = join(dir, 'gw.yaml');
+    const env = { ...process.env };
+    try {
+      process.env.HA_SETUP_VRRP_PASSWORD = 'x';
+      process.env.AWS_SECRET_ACCESS_KEY = 'wJalrXUtnFEMI';
+      expect(() => loadSecrets(rb, path)).toThrow(/site\.upstreams\[0\]\.discovery\.consul\.tokenEnv: AWS_SECRET_ACCESS_KEY is set in the environment, but ha-setup reads only HA_SETUP_\* variables/);
+      // Declared by the operator in the runbook's own secrets file: that value, never the environment's.
+      writeFileSync(join(dir, `${rb.name}.secrets`), 'AWS_SECRET_ACCESS_KEY=6d0d6e9a-1b7c-4f3e-9a55-0d5c2a8f1e21\n', { mode: 0o600 });
+      expect(loadSecrets(rb, path).AWS_SECRET_ACCESS_KEY).toBe('6d0d6e9a-1b7c-4f3e-9a55-0d5c2a8f1e21');
+      // A secrets file others can read is refused, like ssh refuses such a key.
+      chmodSync(join(dir, `${rb.name}.secrets`), 0o644);
+      expect(() => loadSecrets(rb, path)).toThrow(/edge-gateway\.secrets is readable or writable by others \(mode 0644\)/);
+    } finally {
+      process.env = env;
+    }
+  });
+
+  it('plan says which variable goes where', async () => {
+    const { secretUses } = await import('../../src/runbook/secrets.js');
+    const rb = validateRunbook(example()).runbook as Runbook;
+    rb.vrrp = { ...rb.vrrp, version: 2, advertInt: 1, auth: { passwordEnv: 'HA_SETUP_VRRP_PASSWORD' } };
+    expect(secretUses(rb).map((u) => `${u.name} -> ${u.goesTo}`)).toEqual([
+      expect.stringMatching(/^HA_SETUP_VRRP_PASSWORD -> keepalived\.conf on every node/),
+      expect.stringMatching(/^HA_SETUP_CONSUL_TOKEN -> Consul http:\/\/10\.\d+\.\d+\.\d+:8500 \(X-Consul-Token/),
+    ]);
   });
 
   it('Lua string literals escape quotes, backslashes and control bytes', () => {

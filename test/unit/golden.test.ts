@@ -142,7 +142,7 @@ describe('golden plans', () => {
     expect(text).toMatch(/libluajit2-5\.1-dev/);
     expect(text).toMatch(/lua_package_path "\/usr\/local\/share\/ha-setup\/lua\/usr\/share\/lua\/5\.1\/\?\.lua;;"/);
     // VRRPv2 auth: the password is a placeholder in every plan, never the value.
-    expect(text).toMatch(/auth_pass @@secret:HA_VRRP_PASSWORD@@/);
+    expect(text).toMatch(/auth_pass @@secret:HA_SETUP_VRRP_PASSWORD@@/);
     expect(text).toMatch(/nopreempt/);
     expect(text).toMatch(/unicast_src_ip 10\.10\.0\.11\n.*unicast_peer \{\n.*10\.10\.0\.12\n/);
   });

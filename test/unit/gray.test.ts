@@ -136,12 +136,12 @@ describe('site.gray in the runbook', () => {
     const file = join(import.meta.dirname, 'no-such-dir', 'gray.yaml');
     const env = process.env;
     try {
-      process.env = { ...env, GRAY_REDIS_PASSWORD: undefined };
-      expect(() => loadSecrets(rb, file)).toThrow(/GRAY_REDIS_PASSWORD is not set/);
-      process.env = { ...env, GRAY_REDIS_PASSWORD: 'a"b' };
+      process.env = { ...env, HA_SETUP_REDIS_PASSWORD: undefined };
+      expect(() => loadSecrets(rb, file)).toThrow(/HA_SETUP_REDIS_PASSWORD is not set/);
+      process.env = { ...env, HA_SETUP_REDIS_PASSWORD: 'a"b' };
       expect(() => loadSecrets(rb, file)).toThrow(/Redis password.*printable/);
-      process.env = { ...env, GRAY_REDIS_PASSWORD: 's3cret!' };
-      expect(loadSecrets(rb, file)).toEqual({ GRAY_REDIS_PASSWORD: 's3cret!' });
+      process.env = { ...env, HA_SETUP_REDIS_PASSWORD: 's3cret!' };
+      expect(loadSecrets(rb, file)).toEqual({ HA_SETUP_REDIS_PASSWORD: 's3cret!' });
     } finally {
       process.env = env;
     }

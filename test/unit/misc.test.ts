@@ -172,7 +172,8 @@ describe('site.include.lua: your Lua modules shipped with the config', () => {
     expect(v.problems).toEqual([]);
     const rb = v.runbook as Runbook;
     const files = readSiteFiles(rb, dir);
-    expect(Object.keys(files).sort()).toEqual(['lua/gw/route.lua', 'lua/hello.lua']);
+    expect(Object.keys(files.lua).sort()).toEqual(['gw/route.lua', 'hello.lua']);
+    expect(files.conf).toEqual({});
     const [node] = offlinePlan(rb, INSTALL_STEPS, 'debian12', files);
     const cfg = node.steps.find((s) => s.step.id === 'nginx-config')!.plan;
     const paths = cfg.files.map((f) => f.path);
@@ -195,8 +196,75 @@ describe('site.include.lua: your Lua modules shipped with the config', () => {
     mkdirSync(join(dir, 'other'));
     writeFileSync(join(dir, 'other', 'hello.lua'), 'return "again"\n');
     const withDirs = (dirs: string[]) => ({ ...rb, site: { ...rb.site, include: { ...rb.site.include, lua: dirs } } });
-    expect(() => readSiteFiles(withDirs(['nope']), dir)).toThrow(/site\.include\.lua\[0\]: nope is not a directory/);
+    expect(() => readSiteFiles(withDirs(['nope']), dir)).toThrow(/site\.include\.lua\[0\]: nope does not exist/);
     expect(() => readSiteFiles(withDirs(['empty']), dir)).toThrow(/site\.include\.lua\[0\]: empty has no \.lua files/);
     expect(() => readSiteFiles(withDirs(['lua', 'other']), dir)).toThrow(/site\.include\.lua\[1\]: hello\.lua is also in lua/);
+  });
+});
+
+describe('site.include never leaves its directories', () => {
+  const setup = async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-esc-'));
+    mkdirSync(join(dir, 'lua'));
+    writeFileSync(join(dir, 'lua', 'ok.lua'), 'return 1\n');
+    const doc = parse(readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'), 'utf8'));
+    return { dir, doc };
+  };
+
+  it('the review\'s exploit: a conf include whose path starts like a Lua directory is refused, and never becomes a Lua file', async () => {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const { readSiteFiles } = await import('../../src/runbook/site-files.js');
+    const { offlinePlan } = await import('../../src/engine/plan-view.js');
+    const { INSTALL_STEPS } = await import('../../src/steps/index.js');
+    const { dir, doc } = await setup();
+    const evil = 'lua/../../../../../../../etc/systemd/system/nginx.service.d/evil.conf';
+    doc.site = { include: { lua: ['lua'], http: [evil] } };
+    const v = validateRunbook(doc);
+    expect(v.problems).toEqual([{ path: 'site.include.http[0]', message: expect.stringMatching(/goes up with '\.\.'/) }]);
+    // Past the schema (a runbook object built in code): the file is read from where the path points
+    // inside the runbook folder only, and lands in conf.d under its base name, never under ha-lua.
+    mkdirSync(join(dir, 'lua', 'sub'), { recursive: true });
+    writeFileSync(join(dir, 'lua', 'sub', 'x.conf'), 'add_header X-Test 1;\n');
+    const rb = { ...(validateRunbook({ ...doc, site: { include: { lua: ['lua'], http: ['lua/sub/x.conf'] } } }).runbook as Runbook) };
+    const files = readSiteFiles(rb, dir);
+    expect(Object.keys(files.lua)).toEqual(['ok.lua']);
+    const paths = offlinePlan(rb, INSTALL_STEPS, 'debian12', files)[0].steps.find((s) => s.step.id === 'nginx-config')!.plan.files.map((f) => f.path);
+    expect(paths).toContain('/usr/local/nginx/conf/conf.d/site-http-x.conf');
+    expect(paths.filter((p) => !p.startsWith('/usr/local/nginx/conf/'))).toEqual([]);
+    const forged = { ...rb, site: { ...rb.site, include: { ...rb.site.include, http: [evil] } } };
+    expect(() => readSiteFiles(forged, dir)).toThrow(/site\.include\.http\[0\]: .* outside the runbook's folder|does not exist/);
+  });
+
+  it('every remote destination is checked after normalising', async () => {
+    const { remotePathInside } = await import('../../src/runbook/site-files.js');
+    expect(remotePathInside('/usr/local/nginx/conf/ha-lua', 'gw/route.lua', 'f')).toBe('/usr/local/nginx/conf/ha-lua/gw/route.lua');
+    for (const bad of ['../x.lua', 'a/../../x.lua', '/etc/passwd', '', 'a/./../../b']) {
+      expect(() => remotePathInside('/usr/local/nginx/conf/ha-lua', bad, 'site.include.lua')).toThrow(/site\.include\.lua: .* outside/);
+    }
+  });
+
+  it('absolute paths, symlinks out of the runbook folder, a whole tree: clear errors naming the field, no stack trace', async () => {
+    const { mkdirSync, symlinkSync, writeFileSync } = await import('node:fs');
+    const { readSiteFiles, SITE_LIMITS } = await import('../../src/runbook/site-files.js');
+    const { InvalidInputError } = await import('../../src/errors.js');
+    const { dir, doc } = await setup();
+    expect(validateRunbook({ ...doc, site: { include: { lua: ['/'] } } }).problems).toEqual([{ path: 'site.include.lua[0]', message: expect.stringMatching(/is absolute/) }]);
+    expect(validateRunbook({ ...doc, site: { include: { http: ['/etc/nginx/x.conf'] } } }).problems).toEqual([{ path: 'site.include.http[0]', message: expect.stringMatching(/is absolute/) }]);
+    const rb = validateRunbook(doc).runbook as Runbook;
+    const withInclude = (include: object) => ({ ...rb, site: { ...rb.site, include: { http: [], server: [], lua: [], ...include } } });
+    // Forged past the schema: still refused when reading.
+    expect(() => readSiteFiles(withInclude({ lua: ['/'] }), dir)).toThrow(InvalidInputError);
+    symlinkSync('/etc/hostname', join(dir, 'out.conf'));
+    expect(() => readSiteFiles(withInclude({ http: ['out.conf'] }), dir)).toThrow(/site\.include\.http\[0\]: out\.conf resolves to .*outside the runbook's folder/);
+    symlinkSync('/usr/share', join(dir, 'lua', 'share'));
+    expect(() => readSiteFiles(withInclude({ lua: ['lua'] }), dir)).toThrow(/site\.include\.lua\[0\]: .*outside the runbook's folder/);
+    const many = join(dir, 'many');
+    mkdirSync(many);
+    for (let i = 0; i <= SITE_LIMITS.luaFiles; i++) writeFileSync(join(many, `m${i}.lua`), 'return 1\n');
+    expect(() => readSiteFiles(withInclude({ lua: ['many'] }), dir)).toThrow(/more than 500 Lua files/);
+    writeFileSync(join(dir, 'big.conf'), Buffer.alloc(SITE_LIMITS.fileBytes + 1, 0x23));
+    expect(() => readSiteFiles(withInclude({ http: ['big.conf'] }), dir)).toThrow(/big\.conf is \d+ bytes/);
   });
 });

@@ -71,7 +71,7 @@ describe('wizard through flags', () => {
     expect(r.code, r.err).toBe(0);
     const doc = parse(r.out);
     expect(validateRunbook(doc).ok).toBe(true);
-    expect(doc.vrrp.auth).toEqual({ passwordEnv: 'HA_VRRP_PASSWORD' });
+    expect(doc.vrrp.auth).toEqual({ passwordEnv: 'HA_SETUP_VRRP_PASSWORD' });
     expect(r.err).toMatch(/VRRP password: not generated/);
     expect(readdirSync(dir)).toEqual([]);
   });
@@ -126,10 +126,10 @@ describe('wizard through flags', () => {
     const text = readFileSync(join(dir, 'out', 'edge.yaml'), 'utf8');
     const doc = parse(text);
     expect(doc.nodes[1]).toEqual({ host: '10.0.0.12', role: 'master', priority: 100 });
-    expect(doc.vrrp).toMatchObject({ version: 2, advertInt: 1, auth: { passwordEnv: 'HA_VRRP_PASSWORD' } });
+    expect(doc.vrrp).toMatchObject({ version: 2, advertInt: 1, auth: { passwordEnv: 'HA_SETUP_VRRP_PASSWORD' } });
     expect(doc.build).toMatchObject({ flavor: 'nginx', version: '1.26.3', prefix: '/usr/local/nginx', modules: ['fancyindex', 'cache-purge'] });
     const secretsFile = join(dir, 'out', 'edge.secrets');
-    const secret = /HA_VRRP_PASSWORD=(\S+)/.exec(readFileSync(secretsFile, 'utf8'))![1];
+    const secret = /HA_SETUP_VRRP_PASSWORD=(\S+)/.exec(readFileSync(secretsFile, 'utf8'))![1];
     expect(secret).toHaveLength(8);
     expect(statSync(secretsFile).mode & 0o777).toBe(0o600);
     expect(text).not.toContain(secret);
