@@ -72,3 +72,36 @@ export function interfaceForVip(addrs: InterfaceAddress[], vip: string): string 
   const hits = [...new Set(addrs.filter((x) => inSubnet(v.address, parseCidr(x.cidr)!)).map((x) => x.iface))];
   return hits.length === 1 ? hits[0] : undefined;
 }
+
+/** `a.b.c.d/n` with n from 0 to 32 (a network for allow-lists, /0 included). */
+export function parseNetwork(s: string): Cidr | undefined {
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(s);
+  if (!m || !isIPv4(m[1]) || Number(m[2]) > 32 || (m[2].length > 1 && m[2].startsWith('0'))) return undefined;
+  return { address: m[1], prefix: Number(m[2]) };
+}
+
+export function networkContains(c: Cidr, ip: string): boolean {
+  const size = 2 ** (32 - c.prefix);
+  return Math.floor(ipToInt(ip) / size) === Math.floor(ipToInt(c.address) / size);
+}
+
+/**
+ * Where a proxied request must never go unless allowed explicitly (site.peerNetworks): this host
+ * ("this network", loopback), link-local (cloud metadata), multicast, reserved and broadcast.
+ * The same table as src/lua/ha_gateway/ipv4.lua, which applies it to peers from Consul.
+ */
+export const SPECIAL_PEER_RANGES: ReadonlyArray<readonly [string, string]> = [
+  ['0.0.0.0/8', 'in 0.0.0.0/8 (this network)'],
+  ['127.0.0.0/8', 'a loopback address'],
+  ['169.254.0.0/16', 'link-local (169.254.0.0/16: cloud metadata lives here)'],
+  ['224.0.0.0/4', 'a multicast address'],
+  ['240.0.0.0/4', 'reserved or broadcast (240.0.0.0/4)'],
+];
+
+/** Why an IPv4 peer address is refused, or undefined. With `allowed` networks, it must be in one of them. */
+export function peerAddressProblem(ip: string, allowed: string[]): string | undefined {
+  const nets = allowed.map(parseNetwork).filter((c): c is Cidr => c !== undefined);
+  if (nets.length > 0) return nets.some((c) => networkContains(c, ip)) ? undefined : `is outside site.peerNetworks (${allowed.join(', ')})`;
+  const hit = SPECIAL_PEER_RANGES.find(([net]) => networkContains(parseNetwork(net)!, ip));
+  return hit ? `is ${hit[1]}; list its network in site.peerNetworks if a peer there is intended` : undefined;
+}

@@ -42,7 +42,9 @@ export function registerGray(program: Command, ctx: CliContext): void {
       } else {
         if (action !== 'status') ctx.print(`${action}${value !== undefined ? ` ${value}` : ''}: done`);
         ctx.print(`gray release in Redis ${target.host}:${target.port} db ${target.db}, keys ${g.key}:*`);
-        ctx.print(`  to ${g.canary} (canary): ips ${rules.ips.join(', ') || '(none)'}; ${g.header} or ${g.cookie ? `cookie ${g.cookie}` : 'no cookie'} values ${rules.values.join(', ') || '(none)'}; ${rules.percent}% of the rest`);
+        // A rule set can hold tens of thousands of entries: the first ones and the count (--json has all).
+        const some = (xs: string[]) => (xs.length === 0 ? '(none)' : xs.length <= 20 ? xs.join(', ') : `${xs.slice(0, 20).join(', ')} ... (${xs.length} in all)`);
+        ctx.print(`  to ${g.canary} (canary): ips ${some(rules.ips)}; ${g.header} or ${g.cookie ? `cookie ${g.cookie}` : 'no cookie'} values ${some(rules.values)}; ${rules.percent}% of the rest`);
         ctx.print(`  everything else to ${g.stable} (stable); the nodes read the rules every ${g.refresh} s`);
       }
       ctx.result = 0;

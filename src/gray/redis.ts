@@ -1,6 +1,9 @@
 import { Socket } from 'node:net';
 import { RunFailedError } from '../errors.js';
 
+/** What a reply to the gray commands can reasonably be (200,000 rules of 128 bytes fit). */
+const MAX_REPLY_BYTES = 32 * 1024 * 1024;
+
 /** A Redis reply as RESP2 gives it; errors are values here, so a caller can name the command. */
 export type RedisReply = string | number | null | RedisReply[] | { error: string };
 
@@ -28,6 +31,7 @@ export function parseReply(buf: Buffer, at = 0): { reply: RedisReply; end: numbe
     case '$': {
       const n = Number(line);
       if (n < 0) return { reply: null, end: eol + 2 };
+      if (!(n <= MAX_REPLY_BYTES)) throw new RunFailedError(`a reply of ${line} bytes is over the limit of ${MAX_REPLY_BYTES}`);
       if (buf.length < eol + 2 + n + 2) return undefined;
       return { reply: buf.toString('utf8', eol + 2, eol + 2 + n), end: eol + 2 + n + 2 };
     }
@@ -48,6 +52,7 @@ export function parseReply(buf: Buffer, at = 0): { reply: RedisReply; end: numbe
       throw new RunFailedError(`not a Redis reply: ${JSON.stringify(buf.toString('utf8', at, Math.min(buf.length, at + 40)))}`);
   }
 }
+
 
 export interface RedisTarget {
   host: string;
@@ -78,12 +83,18 @@ export async function redisPipeline(t: RedisTarget, commands: (string | number)[
     sock.on('close', () => { if (got.length < all.length) fail('closed the connection'); });
     sock.on('data', (chunk) => {
       buf = Buffer.concat([buf, chunk]);
+      // Not a Redis (an HTTP server, a wrong port) or an answer no rule set needs: stop reading.
+      if (buf.length > MAX_REPLY_BYTES) return fail(`answered more than ${MAX_REPLY_BYTES} bytes; is this the Redis of site.gray?`);
       let pos = 0;
-      for (;;) {
-        const r = parseReply(buf, pos);
-        if (!r) break;
-        got.push(r.reply);
-        pos = r.end;
+      try {
+        for (;;) {
+          const r = parseReply(buf, pos);
+          if (!r) break;
+          got.push(r.reply);
+          pos = r.end;
+        }
+      } catch (e) {
+        return fail(`${(e as Error).message} (is this the Redis of site.gray?)`);
       }
       buf = buf.subarray(pos);
       if (got.length >= all.length) { sock.end(); resolve(got); }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseNetwork } from '../net.js';
 import { gitRefProblem, gitUrlProblem, isCommit, SOURCE_VERSION } from '../sources/git-syntax.js';
 
 // Runbook v1. Key names are a contract: acceptance tests and users' files rely on them.
@@ -126,6 +127,8 @@ const ipv4Endpoint = (prefix: string, shape: string) => z.string().superRefine((
   const m = new RegExp(`^${prefix}(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})(?::(\\d{1,5}))?$`).exec(s);
   if (!m) ctx.addIssue({ code: 'custom', message: shape });
   else if (m.slice(1, 5).some((o) => Number(o) > 255)) ctx.addIssue({ code: 'custom', message: 'has an address octet above 255' });
+  // 010 is 8 to some parsers and 10 to others: the nodes and this machine must mean one host.
+  else if (m.slice(1, 5).some((o) => o.length > 1 && o.startsWith('0'))) ctx.addIssue({ code: 'custom', message: 'has an address octet with a leading zero' });
   else if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) ctx.addIssue({ code: 'custom', message: 'has a port outside 1..65535' });
 });
 
@@ -194,6 +197,11 @@ export const siteSchema = z.strictObject({
   })).default([]),
   /** Gray release from Redis between two of the upstreams; needs lua (nginx) or OpenResty. */
   gray: grayRelease.optional(),
+  /**
+   * Networks upstream peers may be in (static servers and peers from Consul). Empty: any ordinary
+   * unicast address; loopback, link-local, multicast and broadcast are refused unless listed here.
+   */
+  peerNetworks: z.array(z.string().refine((s) => parseNetwork(s) !== undefined, 'must be an IPv4 network such as 10.0.0.0/8 or 127.0.0.0/8')).default([]),
 });
 
 const gitUrl = z.string().superRefine((s, ctx) => {
@@ -257,7 +265,7 @@ export const runbookSchema = z.strictObject({
   vrrp: vrrpSchema,
   build: buildSchema,
   keepalived: keepalivedSchema,
-  site: siteSchema.default({ listen: 80, serverName: '_', upstreams: [], include: { http: [], server: [], lua: [] } }),
+  site: siteSchema.default({ listen: 80, serverName: '_', upstreams: [], include: { http: [], server: [], lua: [] }, peerNetworks: [] }),
   sources: sourcesSchema.default({ overrides: {}, gitRewrite: {} }),
   logging: loggingSchema.default({ keepalivedLog: '/var/log/keepalived.log', facility: 'local0' }),
   firewall: firewallSchema.default({ manage: true }),

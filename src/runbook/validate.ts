@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { moduleById, moduleCatalog, moduleUnavailableReason, sourceCatalog } from '../catalog.js';
 import type { Problem } from '../errors.js';
-import { broadcastOf, inSubnet, isDnsName, isIPv4, networkOf, parseCidr, ipToInt } from '../net.js';
+import { broadcastOf, inSubnet, isDnsName, isIPv4, networkOf, parseCidr, ipToInt, peerAddressProblem } from '../net.js';
 import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, siteSchema, sourcesSchema, vrrpSchema, type Runbook } from './schema.js';
 
 export type ValidationResult = { ok: true; runbook: Runbook; problems: [] } | { ok: false; problems: Problem[] };
@@ -159,6 +159,11 @@ export function semanticProblems(s: Sections): Problem[] {
     site.upstreams.forEach((u, i) => {
       if (names.has(u.name)) add(`site.upstreams[${i}].name`, `"${u.name}" is already the name of another upstream`);
       names.add(u.name);
+      u.servers.forEach((line, j) => {
+        const ip = /^(\d+\.\d+\.\d+\.\d+)(?::\d+)?(?:\s|$)/.exec(line)?.[1];
+        const problem = ip && (isIPv4(ip) ? peerAddressProblem(ip, site.peerNetworks) : 'is not an IPv4 address');
+        if (problem) add(`site.upstreams[${i}].servers[${j}]`, `${ip} ${problem}`);
+      });
     });
   }
   if (site?.gray) {

@@ -54,6 +54,7 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
     .map((f) => ({ path: `${dir}/${f}`, content: readFileSync(join(luaSourceDir, f), 'utf8'), mode: 0o644 }));
   const config = render('ha-gateway-config.lua.njk', {
     gray: grayConfig(rb),
+    peerNetworks: rb.site.peerNetworks,
     upstreams: discoveredUpstreams(rb).map((u) => {
       const c = u.discovery!.consul;
       const [host, port] = c.address.replace(/^http:\/\//, '').split(':');

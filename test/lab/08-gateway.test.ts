@@ -467,6 +467,35 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     expect((await status(0)).gray.error).toBeUndefined();
   });
 
+  // The review: raw rule lists went into the 1 MiB dict the peer lists live in, unchecked; near the
+  // limit they evicted the peers (intermittent 502), and every request walked every CIDR.
+  it('50,000 rules: in force on both nodes, routing right for a listed and an unlisted client, Consul peers untouched, no failed request', async () => {
+    const fill = await lab.ssh(0, `awk 'BEGIN { for (i = 0; i < 50000; i++) printf "SADD ha-setup:gray:ips 10.%d.%d.1\\n", int(i / 256) % 256, i % 256 }' | redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 --pipe`);
+    expect(fill.code, fill.stderr).toBe(0);
+    expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
+    const started = Date.now();
+    for (;;) {
+      const all = await Promise.all([0, 1].map(status));
+      if (all.every((st) => st.gray.rules?.counts?.ips === 50001)) break;
+      if (Date.now() - started > 20_000) throw new Error(`50,001 rules never in force: ${JSON.stringify((await status(0)).gray).slice(0, 500)}`);
+      await sleep(200);
+    }
+    console.log(`50,001 gray rules in force on both nodes after ${Date.now() - started} ms`);
+    const st = await status(0);
+    expect(st.gray.error).toBeUndefined();
+    expect(st.gray.rules.ips.length).toBeLessThanOrEqual(100);
+    expect(st.upstreams.stable.peers.map((p: { address: string }) => p.address).sort()).toEqual([`${n1}:9101`, `${n2}:9102`]);
+    const s = await load(lab.state.vip, 3000);
+    expect(s.filter((x) => !x.ok)).toEqual([]);
+    expect(served(s)).toEqual([`${n2}:${CANARY}`]);
+    // A client that is not listed (a node, through the VIP) stays on stable.
+    const other = await lab.ssh(1, `for k in 1 2 3 4; do curl -sS -m 3 http://${lab.state.vip}/ ; echo; done`);
+    expect(other.stdout).not.toContain(String(CANARY));
+    expect(other.stdout).toMatch(/9101|9102/);
+    expect((await lab.ssh(0, `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 del ha-setup:gray:ips`)).code).toBe(0);
+    await inForce({});
+  });
+
   it('the access log says why a request went to the canary; the Redis password is in no file written locally', async () => {
     // The access log is buffered (flush=5s).
     await sleep(5500);

@@ -56,6 +56,37 @@ describe('gray release rules (Lua)', () => {
       .toBe('10.9.0.0/16 | ok-1 | 0 | 6');
   });
 
+  it('looks an address up by prefix length, most specific first, whatever the number of rules', () => {
+    expect(decisions(['10.0.0.0/8', '10.1.0.0/16', '10.1.2.3'], [], '', ['10.1.2.3|||50', '10.1.9.9|||50', '10.9.9.9|||50', '11.0.0.1|||50']))
+      .toEqual(['canary:ip 10.1.2.3', 'canary:ip 10.1.0.0/16', 'canary:ip 10.0.0.0/8', 'stable']);
+    // 50,000 rules: every one matches its own address, a neighbour outside them does not.
+    expect(lua_(`
+      local ips = {}
+      for i = 0, 49999 do ips[#ips + 1] = "10." .. math.floor(i / 256) % 256 .. "." .. i % 256 .. ".1" end
+      local rules, skipped, err = gray_rules.compile(ips, {}, "")
+      local hits = 0
+      for i = 0, 49999, 997 do
+        if gray_rules.decide(rules, "10." .. math.floor(i / 256) % 256 .. "." .. i % 256 .. ".1", nil, nil, 99) then hits = hits + 1 end
+      end
+      local miss = gray_rules.decide(rules, "10.0.0.2", nil, nil, 99)
+      return rules.counts.ips .. " " .. #rules.lens .. " " .. hits .. " " .. tostring(miss) .. " " .. #skipped .. " " .. tostring(err)`))
+      .toBe('50000 1 51 false 0 nil');
+  });
+
+  it('a rule set over the limits is refused as a whole, with why; the status page shows counts and the first entries only', () => {
+    expect(lua_(`
+      local ips = {}
+      for i = 1, gray_rules.MAX_IPS + 1 do ips[i] = "10.0.0.1" end
+      local rules, _, err = gray_rules.compile(ips, {}, "")
+      return tostring(rules) .. " | " .. err`)).toBe('nil | 100001 ip rules; a node takes at most 100000');
+    expect(lua_(`
+      local vals = {}
+      for i = 1, 300 do vals[i] = "v" .. i end
+      local d = gray_rules.describe((gray_rules.compile({ "10.0.0.1" }, vals, "5")))
+      return #d.values .. " " .. d.counts.values .. " " .. d.counts.ips .. " " .. d.percent`)).toBe('100 300 1 5');
+    expect(lua_(`return tostring(gray_rules.empty(gray_rules.compile({}, {}, "0"))) .. tostring(gray_rules.empty(gray_rules.compile({}, {}, "1")))`)).toBe('truefalse');
+  });
+
   it('no rules (Redis not answering) means stable for everyone', () => {
     expect(lua_(`local c, why = gray_rules.decide(nil, "10.0.0.1", "tester1", nil, 0); return tostring(c) .. " " .. why`)).toBe('false no rules');
   });
@@ -75,6 +106,44 @@ describe('Redis protocol (control machine side)', () => {
     expect(got).toEqual(['OK', 3, null, ['a b', ''], { error: 'WRONGPASS no' }]);
     expect(parseReply(Buffer.from('*2\r\n$3\r\nabc\r\n$3\r\nab'))).toBeUndefined();
     expect(parseReply(Buffer.from('$5\r\nab'))).toBeUndefined();
+  });
+});
+
+describe('ha-setup gray talking to something that is not Redis', () => {
+  const serve = async (answer: (sock: import('node:net').Socket) => void) => {
+    const { createServer } = await import('node:net');
+    const server = createServer(answer);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { server, port: (server.address() as import('node:net').AddressInfo).port };
+  };
+  it('an HTTP server on the port: a clear error, no stack trace', async () => {
+    const { redisPipeline } = await import('../../src/gray/redis.js');
+    const { RunFailedError } = await import('../../src/errors.js');
+    const { server, port } = await serve((sock) => sock.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n'));
+    try {
+      const e = await redisPipeline({ host: '127.0.0.1', port, db: 0 }, [['PING']]).catch((x) => x);
+      expect(e).toBeInstanceOf(RunFailedError);
+      expect(e.message).toMatch(/not a Redis reply: "HTTP\/1\.1 400.*is this the Redis of site\.gray/);
+    } finally {
+      server.close();
+    }
+  });
+  it('an endless answer is cut at the limit', async () => {
+    const { redisPipeline } = await import('../../src/gray/redis.js');
+    const { server, port } = await serve((sock) => {
+      sock.write('$999999999\r\n');
+      const chunk = Buffer.alloc(1024 * 1024, 0x61);
+      const more = () => { while (!sock.destroyed && sock.write(chunk)); };
+      sock.on('drain', more);
+      sock.on('error', () => {});
+      more();
+    });
+    try {
+      const e = await redisPipeline({ host: '127.0.0.1', port, db: 0, timeoutMs: 20_000 }, [['PING']]).catch((x) => x);
+      expect(e.message).toMatch(/over the limit of 33554432/);
+    } finally {
+      server.close();
+    }
   });
 });
 

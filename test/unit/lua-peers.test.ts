@@ -75,3 +75,42 @@ describe('gateway peer lists (Lua)', () => {
       .toBe('10.0.0.2:80:1 false | 10.0.0.1:80:1,10.0.0.2:80:1 true');
   });
 });
+
+describe('who may be a peer (Lua ipv4.peer_problem, used for Consul and the seed list)', () => {
+  it('refuses this host, cloud metadata, 0.0.0.0, multicast and broadcast from Consul, and a NaN weight', () => {
+    expect(run(`
+      local list, skipped = peers.from_consul({
+        { Service = { Address = "127.0.0.1", Port = 22 } },
+        { Service = { Address = "169.254.169.254", Port = 80 } },
+        { Service = { Address = "0.0.0.0", Port = 80 } },
+        { Service = { Address = "255.255.255.255", Port = 80 } },
+        { Service = { Address = "239.1.1.1", Port = 80 } },
+        { Service = { Address = "127.0.0.010", Port = 80 } },
+        { Service = { Address = "10.0.0.7", Port = 80, Weights = { Passing = 0/0 } } },
+        { Service = { Address = "10.0.0.8", Port = 80 } },
+      })
+      return peers.encode(list) .. " | " .. table.concat(skipped, "; ")`)).toBe('10.0.0.8:80:1 | '
+      + 'entry 1: address 127.0.0.1 is a loopback address; '
+      + 'entry 2: address 169.254.169.254 is link-local (169.254.0.0/16: cloud metadata lives here); '
+      + 'entry 3: address 0.0.0.0 is in 0.0.0.0/8 (this network); '
+      + 'entry 4: address 255.255.255.255 is reserved or broadcast (240.0.0.0/4); '
+      + 'entry 5: address 239.1.1.1 is a multicast address; '
+      + 'entry 6: address 127.0.0.010 is not an IPv4 address; '
+      + 'entry 7: weight is not a number');
+  });
+
+  it('site.peerNetworks is an allow-list: only peers inside it, and a special range only when listed', () => {
+    expect(run(`
+      local ipv4 = require("ha_gateway.ipv4")
+      local allowed = ipv4.compile_all({ "10.1.0.0/16", "127.0.0.0/8" })
+      local list, skipped = peers.from_consul({
+        { Service = { Address = "10.1.2.3", Port = 80 } },
+        { Service = { Address = "10.2.0.1", Port = 80 } },
+        { Service = { Address = "127.0.0.1", Port = 8080 } },
+      }, allowed)
+      local seeds = peers.from_servers({ "10.1.0.9:80", "192.168.1.1:80" }, allowed)
+      return peers.encode(list) .. " | " .. table.concat(skipped, "; ") .. " | " .. peers.encode(seeds)`))
+      .toBe('10.1.2.3:80:1,127.0.0.1:8080:1 | entry 2: address 10.2.0.1 is outside the allowed peer networks | 10.1.0.9:80:1');
+    expect(run('return peers.encode(peers.from_servers({ "169.254.169.254:80", "10.0.0.1:80" }))')).toBe('10.0.0.1:80:1');
+  });
+});

@@ -31,6 +31,12 @@ const badInputs: Array<[string, Mutation, string, RegExp]> = [
   ['VRID 256', (r) => { r.vrrp.virtualRouterId = 256; }, 'vrrp.virtualRouterId', /1 to 255/],
   ['v2 fractional advertInt', (r) => { r.vrrp.version = 2; }, 'vrrp.advertInt', /whole seconds from 1 to 255/],
   ['v2 advertInt 256', (r) => { r.vrrp.version = 2; r.vrrp.advertInt = 256; }, 'vrrp.advertInt', /whole seconds/],
+  ['static server at the cloud metadata address', (r) => { r.site = { upstreams: [{ name: 'app', servers: ['169.254.169.254:80'] }] }; }, 'site.upstreams[0].servers[0]', /169\.254\.169\.254 is link-local/],
+  ['static server on loopback without peerNetworks', (r) => { r.site = { upstreams: [{ name: 'app', servers: ['10.0.0.1:80', '127.0.0.1:8080 weight=2'] }] }; }, 'site.upstreams[0].servers[1]', /loopback address; list its network in site\.peerNetworks/],
+  ['static server outside peerNetworks', (r) => { r.site = { peerNetworks: ['10.0.0.0/8'], upstreams: [{ name: 'app', servers: ['192.168.1.5:80'] }] }; }, 'site.upstreams[0].servers[0]', /outside site\.peerNetworks/],
+  ['static server with a leading-zero octet', (r) => { r.site = { upstreams: [{ name: 'app', servers: ['10.0.0.010:80'] }] }; }, 'site.upstreams[0].servers[0]', /not an IPv4 address/],
+  ['peerNetworks entry not a network', (r) => { r.site = { peerNetworks: ['10.0.0.0/33'] }; }, 'site.peerNetworks[0]', /IPv4 network/],
+  ['Redis address with a leading-zero octet', (r) => { r.build.modules = []; r.site = { upstreams: [{ name: 'a', servers: ['10.0.0.1:80'] }, { name: 'b', servers: ['10.0.0.2:80'] }], gray: { redis: { address: '127.0.0.010:6379' }, stable: 'a', canary: 'b' } }; }, 'site.gray.redis.address', /leading zero/],
   ['v3 advertInt 41', (r) => { r.vrrp.advertInt = 41; }, 'vrrp.advertInt', /0.01 to 40.95/],
   ['v3 advertInt 0.001', (r) => { r.vrrp.advertInt = 0.001; }, 'vrrp.advertInt', /0.01 to 40.95/],
   ['auth with version 3', (r) => { r.vrrp.auth = { passwordEnv: 'HA_VRRP_PASSWORD' }; }, 'vrrp.auth', /no authentication/],
@@ -115,6 +121,12 @@ describe('runbook validation', () => {
     const rb = base();
     rb.nodes[1].priority = 80;
     rb.keepalived.check.weight = -30;
+    expect(validateRunbook(rb).problems).toEqual([]);
+  });
+
+  it('a peer on loopback is fine once site.peerNetworks lists it', () => {
+    const rb = base();
+    rb.site = { peerNetworks: ['127.0.0.0/8', '10.0.0.0/8'], upstreams: [{ name: 'app', servers: ['127.0.0.1:8080', '10.1.1.1:80', 'backend.internal:80'] }] };
     expect(validateRunbook(rb).problems).toEqual([]);
   });
 

@@ -4,10 +4,15 @@
 -- known good list stays, the error is logged and shown on /ha-gateway/status.
 local cjson = require "cjson.safe"
 local http = require "ha_gateway.http"
+local ipv4 = require "ha_gateway.ipv4"
 local peers = require "ha_gateway.peers"
 
 local _M = {}
 local config = { upstreams = {} }
+-- site.peerNetworks, compiled: where peers may be (empty: anywhere but the special ranges).
+local allowed = {}
+-- A Consul answer larger than this is refused (a few thousand instances fit easily).
+local MAX_BODY = 4 * 1024 * 1024
 
 local function dict() return ngx.shared.ha_gateway end
 
@@ -17,9 +22,10 @@ function _M.config() return config end
 -- reload keeps the shared dict and with it what Consul said last).
 function _M.init(cfg)
   config = cfg
+  allowed = ipv4.compile_all(cfg.peer_networks)
   local d = dict()
   for _, u in ipairs(cfg.upstreams) do
-    local seed = peers.encode(peers.from_servers(u.seeds))
+    local seed = peers.encode(peers.from_servers(u.seeds, allowed))
     if d:add("peers:" .. u.name, seed) then
       d:set("version:" .. u.name, 1)
       d:set("source:" .. u.name, "seed (runbook servers; Consul not asked yet)")
@@ -42,14 +48,14 @@ function _M.poll_once(u)
   local path = "/v1/health/service/" .. u.service .. "?passing=1"
   local headers = {}
   if u.token and u.token ~= "" then headers["X-Consul-Token"] = u.token end
-  local res, err = http.get(u.consul.host, u.consul.port, path, headers, u.timeout_ms)
+  local res, err = http.get(u.consul.host, u.consul.port, path, headers, u.timeout_ms, MAX_BODY)
   if not res then return failed(u, "Consul unreachable: " .. err) end
   if res.status ~= 200 then
     return failed(u, "Consul answered HTTP " .. res.status .. ": " .. (res.body or ""):sub(1, 120))
   end
   local decoded, derr = cjson.decode(res.body)
   if decoded == nil then return failed(u, "Consul's answer is not JSON: " .. tostring(derr)) end
-  local list, skipped = peers.from_consul(decoded)
+  local list, skipped = peers.from_consul(decoded, allowed)
   if not list then return failed(u, "Consul's answer: " .. skipped) end
   if #skipped > 0 then
     ngx.log(ngx.WARN, "ha-gateway: upstream ", u.name, ": skipped ", table.concat(skipped, "; "))
@@ -78,7 +84,7 @@ end
 -- Active health check of one peer: an HTTP GET of check.path; any answer below 500 is healthy.
 local function probe(u, addr)
   local host, port = addr:match("^(.+):(%d+)$")
-  local res, err = http.get(host, tonumber(port), u.check.path, nil, u.check.timeout_ms)
+  local res, err = http.get(host, tonumber(port), u.check.path, nil, u.check.timeout_ms, 64 * 1024)
   if not res then return false, err end
   if res.status >= 500 then return false, "HTTP " .. res.status end
   return true
@@ -96,7 +102,9 @@ local function check_tick(premature, u)
   end
   for i, p in ipairs(list) do
     local addr = p.host .. ":" .. p.port
-    local _, ok, err = ngx.thread.wait(threads[i])
+    local waited, ok, err = ngx.thread.wait(threads[i])
+    -- A probe that raised a Lua error did not show the peer healthy.
+    if not waited then ok, err = false, "health check error: " .. tostring(ok) end
     local key = u.name .. ":" .. addr
     local down = d:get("down:" .. key)
     if ok then

@@ -1,6 +1,7 @@
 -- Gray release from Redis: chosen clients go to the canary upstream, everyone else to stable.
--- Worker 0 reads the rules from Redis every `refresh` seconds into the shared dict (Redis is never
--- asked per request); every worker compiles them once per version and routes in access_by_lua.
+-- Worker 0 reads the rules from Redis every `refresh` seconds, validates and compiles them, and
+-- stores the valid ones in a shared dict of their own (ha_gateway_gray: a large rule set can never evict
+-- the Consul peer lists); every worker compiles them once per version and routes in access_by_lua.
 -- Redis unreachable or refusing: no rules, everything goes to stable, and the error is logged
 -- once and shown on /ha-gateway/status.
 local cjson = require "cjson.safe"
@@ -15,7 +16,7 @@ local header_var, cookie_var -- ngx.var names, built once
 -- How stale a worker's rules may be: Redis is read every `refresh` (1 s and up) anyway.
 local RECHECK = 0.1
 
-local function dict() return ngx.shared.ha_gateway end
+local function dict() return ngx.shared.ha_gateway_gray end
 
 function _M.config() return config end
 
@@ -54,16 +55,25 @@ function _M.poll_once()
   end
   local percent = replies[3]
   if percent == ngx.null then percent = nil end
-  local rules, skipped = gray_rules.compile(replies[1], replies[2], percent)
+  local rules, skipped, too_many = gray_rules.compile(replies[1], replies[2], percent)
+  if not rules then return failed("refused the rule set: " .. too_many) end
   if #skipped > 0 then
-    ngx.log(ngx.WARN, "ha-gateway: gray release: skipped ", table.concat(skipped, "; "))
+    ngx.log(ngx.WARN, "ha-gateway: gray release: skipped ", #skipped, " entries: ", table.concat(skipped, "; ", 1, math.min(#skipped, 10)))
   end
-  local encoded = cjson.encode({ ips = replies[1], values = replies[2], percent = rules.percent })
+  -- Only what compiled is stored: the workers never see an entry this poll refused.
+  local encoded = cjson.encode({ ips = rules.valid.ips, values = rules.valid.values, percent = rules.percent })
   local d = dict()
-  if d:get("gray:rules") ~= encoded then
-    d:set("gray:rules", encoded)
+  -- Compared by digest: a large rule set is not copied out of the dict on every poll.
+  local digest = ngx.md5(encoded)
+  if d:get("gray:digest") ~= digest or d:get("gray:rules") == nil then
+    -- safe_set never evicts: a rule set too large for the dict is an error, not lost keys.
+    local ok, err = d:safe_set("gray:rules", encoded)
+    if not ok then
+      return failed("cannot keep the rule set (" .. #encoded .. " bytes) in lua_shared_dict ha_gateway_gray: " .. tostring(err))
+    end
+    d:set("gray:digest", digest)
     d:incr("gray:version", 1, 0)
-    ngx.log(ngx.NOTICE, "ha-gateway: gray release rules now ", encoded)
+    ngx.log(ngx.NOTICE, "ha-gateway: gray release rules now ", rules.counts.ips, " ip(s), ", rules.counts.values, " value(s), ", rules.percent, "%")
   end
   d:set("gray:ok_at", ngx.now())
   if d:get("gray:error") then
@@ -106,7 +116,7 @@ end
 -- so a stable request writes nothing, and without rules reads nothing either.
 function _M.route()
   local rules = _M.rules()
-  if not rules or (rules.percent == 0 and rules.counts.ips == 0 and rules.counts.values == 0) then return end
+  if gray_rules.empty(rules) then return end
   local var = ngx.var
   local header = header_var and var[header_var] or nil
   local cookie = cookie_var and var[cookie_var] or nil

@@ -1,8 +1,10 @@
 -- A small HTTP/1.0 GET over nginx cosockets (non-blocking; never LuaSocket inside nginx), enough
--- for Consul's HTTP API: one request per connection, body read to Content-Length or to close.
+-- for Consul's HTTP API: one request per connection, body read to Content-Length or to close, never
+-- more than `max_body` bytes.
 local _M = {}
 
-function _M.get(host, port, path, headers, timeout_ms)
+function _M.get(host, port, path, headers, timeout_ms, max_body)
+  max_body = max_body or 1024 * 1024
   local sock = ngx.socket.tcp()
   sock:settimeouts(timeout_ms, timeout_ms, timeout_ms)
   local ok, err = sock:connect(host, port)
@@ -29,8 +31,28 @@ function _M.get(host, port, path, headers, timeout_ms)
       if name:lower() == "content-length" then length = tonumber(value) end
     end
   end
+  if length and length > max_body then
+    sock:close()
+    return nil, "answer of " .. length .. " bytes is over the limit of " .. max_body
+  end
   local body
-  if length then body, err = sock:receive(length) else body, err = sock:receive("*a") end
+  if length then
+    body, err = sock:receive(length)
+  else
+    -- No length: read to the close, in pieces, and stop at the limit.
+    local parts, size = {}, 0
+    while true do
+      local data, rerr, partial = sock:receive(8192)
+      data = data or partial
+      if data and #data > 0 then
+        size = size + #data
+        if size > max_body then sock:close(); return nil, "answer over the limit of " .. max_body .. " bytes" end
+        parts[#parts + 1] = data
+      end
+      if rerr == "closed" then body = table.concat(parts); break end
+      if rerr then err = rerr; break end
+    end
+  end
   sock:close()
   if not body then return nil, "body cut short: " .. tostring(err) end
   res.body = body

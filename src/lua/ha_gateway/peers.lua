@@ -1,19 +1,10 @@
 -- Peer lists for ha-setup's gateway: parsing Consul's health answer, the compact form kept in the
 -- shared dict, and the round-robin walk the balancer uses. Pure Lua (no ngx), tested on its own.
+local ipv4 = require "ha_gateway.ipv4"
+
 local _M = {}
 
 local MAX_WEIGHT = 100
-
-local function ipv4(s)
-  if type(s) ~= "string" then return false end
-  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  for _, o in ipairs({ a, b, c, d }) do
-    if tonumber(o) > 255 or (#o > 1 and o:sub(1, 1) == "0") then return false end
-  end
-  return true
-end
-_M.ipv4 = ipv4
 
 local function valid_port(p)
   return type(p) == "number" and p >= 1 and p <= 65535 and p % 1 == 0
@@ -21,7 +12,10 @@ end
 
 -- A decoded /v1/health/service/<name>?passing answer -> list of { host, port, weight } sorted by
 -- host:port, and the reasons entries were skipped. nil and an error when the answer is not a list.
-function _M.from_consul(entries)
+-- Whoever can register a service in Consul picks these addresses: `allowed` (compiled CIDRs,
+-- site.peerNetworks) limits them, and loopback, link-local (cloud metadata), multicast and
+-- broadcast are refused unless allowed explicitly (ipv4.peer_problem).
+function _M.from_consul(entries, allowed)
   if type(entries) ~= "table" then return nil, "the answer is not a JSON list" end
   local out, skipped, seen = {}, {}, {}
   for i, e in ipairs(entries) do
@@ -38,10 +32,13 @@ function _M.from_consul(entries)
       if type(svc.Weights) == "table" and type(svc.Weights.Passing) == "number" then
         weight = math.floor(svc.Weights.Passing)
       end
-      if not ipv4(host) then
-        skipped[#skipped + 1] = "entry " .. i .. ": address " .. tostring(host) .. " is not an IPv4 address"
+      local problem = ipv4.peer_problem(host, allowed)
+      if problem then
+        skipped[#skipped + 1] = "entry " .. i .. ": address " .. tostring(host) .. " " .. problem
       elseif not valid_port(svc.Port) then
         skipped[#skipped + 1] = "entry " .. i .. ": port " .. tostring(svc.Port) .. " is not a port"
+      elseif weight ~= weight then
+        skipped[#skipped + 1] = "entry " .. i .. ": weight is not a number"
       elseif weight < 1 then
         skipped[#skipped + 1] = "entry " .. i .. ": weight " .. weight .. " takes it out of rotation"
       else
@@ -58,12 +55,12 @@ function _M.from_consul(entries)
 end
 
 -- "host:port weight=N" server lines of the runbook (the seed list) -> peers; others are skipped.
-function _M.from_servers(lines)
+function _M.from_servers(lines, allowed)
   local out = {}
   for _, line in ipairs(lines) do
     local host, port = line:match("^(%d+%.%d+%.%d+%.%d+):(%d+)")
     local weight = tonumber(line:match("weight=(%d+)") or "1")
-    if host and ipv4(host) and valid_port(tonumber(port)) and not line:match("%sdown") and not line:match("%sbackup") then
+    if host and not ipv4.peer_problem(host, allowed) and valid_port(tonumber(port)) and not line:match("%sdown") and not line:match("%sbackup") then
       out[#out + 1] = { host = host, port = tonumber(port), weight = math.max(1, math.min(weight, MAX_WEIGHT)) }
     end
   end

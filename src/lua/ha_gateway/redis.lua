@@ -3,6 +3,10 @@
 -- Both flavors: the nginx flavor has no lua-resty-redis, and this needs nothing beyond ngx.
 local _M = {}
 
+-- Replies larger than these are refused: the rules are short strings, at most a few 100,000 of them.
+local MAX_BULK = 512 * 1024
+local MAX_ARRAY = 200000
+
 local function command(args)
   local out = { "*", #args, "\r\n" }
   for _, a in ipairs(args) do
@@ -25,6 +29,7 @@ local function read_reply(sock)
     local n = tonumber(rest)
     if not n then return nil, "bad bulk length" end
     if n < 0 then return ngx.null end
+    if n > MAX_BULK then return nil, "a reply of " .. n .. " bytes is over the limit of " .. MAX_BULK end
     local data
     data, err = sock:receive(n + 2)
     if not data then return nil, "read failed: " .. tostring(err) end
@@ -34,6 +39,7 @@ local function read_reply(sock)
     local n = tonumber(rest)
     if not n then return nil, "bad array length" end
     if n < 0 then return ngx.null end
+    if n > MAX_ARRAY then return nil, "a list of " .. n .. " entries is over the limit of " .. MAX_ARRAY end
     local list = {}
     for i = 1, n do
       local v, e, is_redis_error = read_reply(sock)

@@ -31,7 +31,7 @@ function _M.run()
   end
   local g = gray.config()
   if g then
-    local d = ngx.shared.ha_gateway
+    local d = ngx.shared.ha_gateway_gray
     local rules = gray_rules.describe(gray.rules())
     if rules then
       rules.ips = cjson.array_mt and setmetatable(rules.ips, cjson.array_mt) or rules.ips
