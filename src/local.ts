@@ -8,7 +8,7 @@ export interface LocalResult {
 }
 
 export interface LocalOptions {
-  input?: string;
+  input?: string | Buffer;
   /** Resolve with the result instead of throwing on a non-zero exit. */
   allowFailure?: boolean;
   timeoutMs?: number;

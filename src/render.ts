@@ -15,6 +15,14 @@ env.addFilter('shq', (v: unknown) => shq(String(v)));
 // Lua templates render every string through this: a double-quoted Lua literal, nothing unescaped.
 env.addFilter('luastr', (v: unknown) => luaString(String(v)));
 
+// Markdown prose and table cells: text from a runbook or a host shows as text, never as HTML or a
+// table column (code spans and blocks need nothing: Markdown renders nothing inside them).
+env.addFilter('md', (v: unknown) => markdownText(String(v)));
+
+export function markdownText(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\|/g, '\\|').replace(/`/g, '\\`');
+}
+
 export function luaString(s: string): string {
   return `"${[...Buffer.from(s, 'utf8')].map((b) => (b === 0x22 || b === 0x5c ? `\\${String.fromCharCode(b)}` : b < 0x20 || b > 0x7e ? `\\${String(b).padStart(3, '0')}` : String.fromCharCode(b))).join('')}"`;
 }

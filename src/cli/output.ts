@@ -1,13 +1,22 @@
 import chalk from 'chalk';
 import { HaSetupError, RunbookInvalidError } from '../errors.js';
 
+/**
+ * Text from a runbook or a host made safe for a terminal: control characters (escape sequences
+ * that could move the cursor, retitle the window or hide text) shown as \xNN. Newlines stay.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 /** Render a domain error for the terminal: the message, then its details, no stack trace. */
 export function formatError(err: HaSetupError): string {
-  const lines = [chalk.red(`error: ${err.message}`)];
+  const lines = [chalk.red(`error: ${printable(err.message)}`)];
   if (err instanceof RunbookInvalidError) {
-    for (const p of err.problems) lines.push(`  ${chalk.bold(p.path)}: ${p.message}`);
+    for (const p of err.problems) lines.push(`  ${chalk.bold(printable(p.path))}: ${printable(p.message)}`);
   } else {
-    for (const d of err.details) lines.push(`  ${d}`);
+    for (const d of err.details) lines.push(`  ${printable(d)}`);
   }
   return lines.join('\n');
 }

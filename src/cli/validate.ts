@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { InvalidInputError, RunbookInvalidError } from '../errors.js';
 import { loadRunbook } from '../runbook/io.js';
 import type { CliContext } from './main.js';
+import { printable } from './output.js';
 
 export function registerValidate(program: Command, ctx: CliContext): void {
   program.command('validate')
@@ -11,7 +12,7 @@ export function registerValidate(program: Command, ctx: CliContext): void {
     .action((file: string, opts: { json?: boolean }) => {
       if (!opts.json) {
         const { runbook } = loadRunbook(file);
-        ctx.print(`${file}: valid (${runbook.nodes.length} nodes, VIP ${runbook.vrrp.vip}, ${runbook.build.flavor} ${runbook.build.version})`);
+        ctx.print(`${printable(file)}: valid (${runbook.nodes.length} nodes, VIP ${runbook.vrrp.vip}, ${runbook.build.flavor} ${runbook.build.version})`);
         ctx.result = 0;
         return;
       }

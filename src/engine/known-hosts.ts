@@ -30,11 +30,11 @@ function hostFieldMatches(field: string, name: string): boolean {
     const mac = createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64');
     return mac === hash;
   }
-  return field.split(',').some((h) => {
-    if (h.startsWith('!')) return false;
-    const re = new RegExp(`^${h.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\[/g, '\\[').replace(/\]/g, '\\]').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
-    return re.test(name);
-  });
+  const patterns = field.split(',');
+  const matches = (h: string) => new RegExp(`^${h.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\[/g, '\\[').replace(/\]/g, '\\]').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i').test(name);
+  // As OpenSSH: a negated pattern that matches rules the whole line out, whatever else matches.
+  if (patterns.some((h) => h.startsWith('!') && matches(h.slice(1)))) return false;
+  return patterns.some((h) => !h.startsWith('!') && matches(h));
 }
 
 export function keysForHost(files: string[], host: string, port: number): KnownKey[] {
@@ -69,14 +69,23 @@ export function fingerprint(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
+/**
+ * `files` in order of authority (~/.ssh/known_hosts first, then the runbook's own): the first file
+ * that knows this host with a key of the presented type decides, so a later file can never vouch
+ * for a key an earlier one contradicts. @revoked in any file wins.
+ */
 export function verifyHostKey(files: string[], host: string, port: number, blob: Buffer): HostKeyVerdict {
   const keys = keysForHost(files, host, port);
   const b64 = blob.toString('base64');
-  const match = keys.find((k) => k.blob === b64);
-  if (match) return match.revoked ? { status: 'revoked', entry: match } : { status: 'known', entry: match };
+  const revoked = keys.find((k) => k.revoked && k.blob === b64);
+  if (revoked) return { status: 'revoked', entry: revoked };
   const type = keyTypeOf(blob);
-  const sameType = keys.filter((k) => !k.revoked && k.type === type);
-  if (sameType.length > 0) return { status: 'changed', expected: sameType };
+  for (const file of files) {
+    const sameType = keys.filter((k) => k.file === file && !k.revoked && k.type === type);
+    if (sameType.length === 0) continue;
+    const match = sameType.find((k) => k.blob === b64);
+    return match ? { status: 'known', entry: match } : { status: 'changed', expected: sameType };
+  }
   return { status: 'unknown' };
 }
 

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { NodeSSH } from 'node-ssh';
-import { HaSetupError, RunFailedError } from '../errors.js';
+import { HaSetupError, InvalidInputError, RunFailedError } from '../errors.js';
 import { shq } from '../shell.js';
 import { appendKnownHost, fingerprint, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict } from './known-hosts.js';
 import { expandTilde, sshConfigFor } from './ssh-config.js';
@@ -126,9 +126,17 @@ export class SshTransport implements Transport {
     let presented: Buffer | undefined;
     const ssh = new NodeSSH();
     const algorithms = preferredHostKeyAlgorithms(o.knownHostsFiles, host, port);
+    let privateKey: string | undefined;
+    try {
+      privateKey = keyFile ? readFileSync(keyFile, 'utf8') : undefined;
+    } catch (e) {
+      throw new InvalidInputError(`${o.identityFile ? 'ssh.identityFile: ' : ''}cannot read the SSH key ${keyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, [
+        'give the path of a private key (ssh.identityFile), or leave it out to use the SSH agent',
+      ]);
+    }
     const base = {
       host, port, username: user,
-      privateKey: keyFile ? readFileSync(keyFile, 'utf8') : undefined,
+      privateKey,
       agent: keyFile ? undefined : agent,
       readyTimeout: o.readyTimeoutMs ?? 20_000,
       keepaliveInterval: 5_000,

@@ -18,7 +18,12 @@ export function parseRunbookYaml(text: string, source: string): unknown {
     const [headline, ...excerpt] = first.message.split('\n');
     throw new RunbookInvalidError(source, [{ path: '(yaml)', message: [headline.replace(/:$/, ''), ...excerpt.filter((l) => l.trim() !== '')].join('\n    ') }]);
   }
-  return doc.toJS();
+  try {
+    // A runbook needs no aliases to speak of: a handful at most, never a billion laughs.
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new RunbookInvalidError(source, [{ path: '(yaml)', message: (e as Error).message }]);
+  }
 }
 
 /** Read, parse and fully validate a runbook file; throws RunbookInvalidError listing every problem. */

@@ -23,6 +23,32 @@ export const absolutePath = z.string().superRefine((s, ctx) => {
   else if (!SHELL_SAFE_PATH.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" contains shell metacharacters; use letters, digits and . _ + - / only` });
 });
 
+/**
+ * Directories ha-setup installs into, builds in or cleans: never a system directory itself (a prefix
+ * of /usr would put nginx's conf/ and logs/ over the system's, a build dir of /etc would be emptied).
+ */
+const SYSTEM_DIRS = new Set(['/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/media', '/mnt',
+  '/opt', '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/usr/bin', '/usr/include', '/usr/lib', '/usr/lib64',
+  '/usr/libexec', '/usr/local', '/usr/local/bin', '/usr/local/etc', '/usr/local/include', '/usr/local/lib', '/usr/local/sbin',
+  '/usr/local/share', '/usr/local/src', '/usr/sbin', '/usr/share', '/usr/src', '/var', '/var/cache', '/var/lib', '/var/log',
+  '/var/run', '/var/tmp', '/var/spool', '/var/mail', '/var/www', '/etc/keepalived', '/etc/systemd', '/etc/systemd/system']);
+const UNDER_SYSTEM = /^\/(proc|sys|dev|boot|etc|run)(\/|$)/;
+
+export const installDir = absolutePath.superRefine((s, ctx) => {
+  const dir = s.replace(/\/+$/, '') || '/';
+  if (SYSTEM_DIRS.has(dir)) ctx.addIssue({ code: 'custom', message: `"${s}" is a system directory; give a directory of its own, e.g. ${dir === '/' ? '/usr/local/nginx' : `${dir}/nginx`}` });
+  else if (UNDER_SYSTEM.test(dir)) ctx.addIssue({ code: 'custom', message: `"${s}" is under ${dir.split('/').slice(0, 2).join('/')}, which holds the system's own files; use /usr/local/<name> or /opt/<name>` });
+});
+
+/** keepalived's log is written by rsyslog and rotated: a file of its own under /var/log. */
+const logFile = absolutePath.superRefine((s, ctx) => {
+  if (!/^\/var\/log\/[A-Za-z0-9_.+-]+(\/[A-Za-z0-9_.+-]+)*$/.test(s) || s.endsWith('/')) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" must be a file under /var/log, e.g. /var/log/keepalived.log (rsyslog appends to it, logrotate rotates it)` });
+  } else if (/^\/var\/log\/(syslog|messages|auth\.log|secure|kern\.log|daemon\.log|wtmp|btmp|lastlog|faillog|dpkg\.log|journal)(\/|$)/.test(s)) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" is a system log; give keepalived a file of its own, e.g. /var/log/keepalived.log` });
+  }
+});
+
 const port = (what: string) =>
   z.number({ error: `${what} must be a whole number from 1 to 65535` }).int(`${what} must be a whole number from 1 to 65535`)
     .min(1, `${what} must be from 1 to 65535`).max(65535, `${what} must be from 1 to 65535`);
@@ -70,17 +96,20 @@ export const MODULE_ID = z.string();
 export const buildSchema = z.strictObject({
   flavor: z.enum(['openresty', 'nginx'], { error: 'flavor must be openresty or nginx' }).default('openresty'),
   version: z.string().regex(/^\d+\.\d+\.\d+(\.\d+)?$/, 'must be a dotted version such as 1.27.1.2 (openresty) or 1.22.1 (nginx)'),
-  prefix: absolutePath,
+  prefix: installDir,
   jobs: z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'jobs must be "auto" or a whole number from 1 to 256' }).default('auto'),
   modules: z.array(MODULE_ID).default([]),
-  buildDir: absolutePath.default('/usr/local/src/ha-setup'),
+  buildDir: installDir.default('/usr/local/src/ha-setup'),
   /** Extra ./configure options: each one option, `--name` or `--name=value`. */
-  configureArgs: z.array(z.string().regex(/^--[a-z][a-z0-9_-]*(=.*)?$/s, 'must be one configure option such as --with-http_sub_module or --with-cc-opt=-O2')).default([]),
+  configureArgs: z.array(z.string().regex(/^--[a-z][a-z0-9_-]*(=.*)?$/s, 'must be one configure option such as --with-http_sub_module or --with-cc-opt=-O2')
+    // nginx's configure and OpenResty's Perl configure put options into generated shell and make
+    // files: no command substitution, no newlines, whatever the quoting on the way there.
+    .refine((s) => !/[`\n\r\x00]|\$[({]/.test(s), 'must not contain backticks, $( , ${ or newlines')).default([]),
 });
 
 export const keepalivedSchema = z.strictObject({
   version: z.string().regex(/^\d+\.\d+\.\d+$/, 'must be a dotted version such as 2.2.7'),
-  prefix: absolutePath.default('/usr/local/keepalived'),
+  prefix: installDir.default('/usr/local/keepalived'),
   install: z.enum(['source', 'package'], { error: 'install must be source or package' }).default('source'),
   /** The nginx unit flips a track file on stop/crash so the VIP moves at once (false: health check only, as in the reference articles). */
   trackNginx: z.boolean().default(true),
@@ -93,7 +122,8 @@ export const keepalivedSchema = z.strictObject({
   }).default({ interval: 1, fall: 2, rise: 2, weight: 0 }),
 });
 
-const upstreamServer = z.string().regex(/^[^;{}\n\r#'"`$\\-][^;{}\n\r#'"`$\\]*$/, 'must be one nginx server line without ; { } # quotes or $, e.g. "10.0.0.21:8080 weight=4"');
+/** One nginx `server` line: an address (host:port, IPv4, name or unix:/path), then parameters. */
+const upstreamServer = z.string().regex(/^[A-Za-z0-9_[\]][A-Za-z0-9_.:/[\]-]*( +[a-z_]+(=[A-Za-z0-9_.:]+)?)*$/, 'must be one nginx server line: an address and parameters, e.g. "10.0.0.21:8080 weight=4 max_fails=2"');
 
 /** Include files and directories stay beside the runbook: relative, and never above its folder. */
 function besideRunbookProblem(s: string): string | undefined {
@@ -243,7 +273,7 @@ export const sourcesSchema = z.strictObject({
 });
 
 export const loggingSchema = z.strictObject({
-  keepalivedLog: absolutePath.default('/var/log/keepalived.log'),
+  keepalivedLog: logFile.default('/var/log/keepalived.log'),
   facility: z.enum(['local0', 'local1', 'local2', 'local3', 'local4', 'local5', 'local6', 'local7']).default('local0'),
 });
 

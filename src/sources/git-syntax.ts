@@ -24,7 +24,10 @@ export function gitUrlProblem(s: string): string | undefined {
     const rest = url[2];
     if (url[1] === 'file') return rest.startsWith('/') ? undefined : `"${s}": a file URL needs an absolute path (file:///srv/git/x.git)`;
     const host = rest.replace(/^[^@/]*@/, '').split(/[/:]/)[0];
+    const user = /^([^@/]*)@/.exec(rest)?.[1];
     if (host === '') return `"${s}" has no host`;
+    // ssh gets "user@host" as one argument: a user starting with "-" would be an option to it.
+    if (user !== undefined && (user.startsWith('-') || decodeURIComponent(user.replace(/%(?![0-9a-fA-F]{2})/g, '%25')).startsWith('-'))) return `"${s}": the user name starts with "-"`;
     if (host.startsWith('-')) return `"${s}": the host starts with "-"`;
     return undefined;
   }

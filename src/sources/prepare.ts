@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { sourceCatalog } from '../catalog.js';
@@ -123,6 +123,12 @@ async function prepareTarball(
       'a tarball in sources.mirror or the cache is used only when its checksum is pinned',
     ]);
   }
+  // Trusting a first download means trusting the channel: never a plain-HTTP one anyone on the path can change.
+  if (!pin && !spec.url.startsWith('https://')) {
+    throw new InvalidInputError(`${spec.id} ${spec.version}: --trust-on-first-download needs an https:// URL, not ${spec.url}`, [
+      `set sources.overrides.${spec.id}.sha256 to the checksum the project publishes, or give an https:// URL`,
+    ]);
+  }
   const target = join(cache, name);
   log(`downloading ${spec.url}`);
   const res = await fetch(spec.url, { signal: AbortSignal.timeout(120_000), redirect: 'follow' }).catch((e: Error) => {
@@ -145,7 +151,13 @@ async function prepareGit(spec: Extract<SourceSpec, { kind: 'git' }>, cache: str
   const archive = (commit: string) => join(cache, gitArchiveName(ref, commit));
   const origin = (commit: string) => ({ url: spec.url, fetchedFrom: spec.fetchFrom, ref: spec.ref, commit });
   if (spec.commit && existsSync(archive(spec.commit))) {
-    return { ...ref, path: archive(spec.commit), sha256: await sha256File(archive(spec.commit)), git: origin(spec.commit) };
+    // Named for the commit is not enough: git archive records the commit it was made from.
+    const inside = await runLocal('git', ['get-tar-commit-id'], { input: readFileSync(archive(spec.commit)), allowFailure: true });
+    if (inside.stdout.trim() === spec.commit) {
+      return { ...ref, path: archive(spec.commit), sha256: await sha256File(archive(spec.commit)), git: origin(spec.commit) };
+    }
+    log(`${archive(spec.commit)} does not hold commit ${spec.commit}; fetching it again`);
+    rmSync(archive(spec.commit), { force: true });
   }
   if (!spec.commit && !opts.trustOnFirstDownload) {
     throw new InvalidInputError(`${spec.id} ${spec.version}: git ref "${spec.ref}" is not held to a commit`, [

@@ -1,4 +1,5 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
+import { isIPv4 } from '../net.js';
 import { shq } from '../shell.js';
 import { probe } from './common.js';
 
@@ -6,18 +7,23 @@ import { probe } from './common.js';
 export function firewallCommands(pc: PlanContext): { apply: string[]; verify: string[] } {
   const rb = pc.runbook;
   if (!rb.firewall.manage) return { apply: [], verify: [] };
-  const peers = pc.cluster.filter((n) => n.index !== pc.node.index).map((n) => n.host);
+  // The address a peer's adverts come from: its host when that is an address, else what the peer
+  // itself has on its VRRP interface (a rule source must be an address for firewalld).
+  const peers = pc.cluster.filter((n) => n.index !== pc.node.index).map((n) =>
+    isIPv4(n.host) ? n.host : pc.clusterFacts[n.name]?.interfaces[n.interface]?.[0]?.split('/')[0] ?? n.host);
   const port = rb.site.listen;
   switch (pc.facts.firewall) {
     case 'firewalld': {
-      const rule = 'rule protocol value="vrrp" accept';
+      // VRRP from the peers only, as with iptables and nftables: anyone else on the segment could
+      // otherwise advertise a higher priority and take the VIP.
+      const rules = peers.map((p) => `rule family="ipv4" source address="${p}" protocol value="vrrp" accept`);
       return {
         apply: [
-          `firewall-cmd --permanent --add-rich-rule=${shq(rule)}`,
+          ...rules.map((r) => `firewall-cmd --permanent --add-rich-rule=${shq(r)}`),
           `firewall-cmd --permanent --add-port=${port}/tcp`,
           'firewall-cmd --reload',
         ],
-        verify: [`firewall-cmd --query-rich-rule=${shq(rule)}`, `firewall-cmd --query-port=${port}/tcp`],
+        verify: [...rules.map((r) => `firewall-cmd --query-rich-rule=${shq(r)}`), `firewall-cmd --query-port=${port}/tcp`],
       };
     }
     case 'iptables': {

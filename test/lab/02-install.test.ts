@@ -111,4 +111,27 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     expect(r.err).toMatch(/HOST KEY CHANGED for 10\.213\.0\.11:22: refusing to connect/);
     expect(r.err).toMatch(/forged_known_hosts:1 records a different ssh-ed25519 key/);
   });
+
+  // The review: the check accepted any process whose command line says "nginx: master process" and
+  // any answer on the port, so a local user could keep a dead node looking healthy.
+  it('the health check is not fooled by an nginx systemd does not run', async () => {
+    const rogue = [
+      'mkdir -p /tmp/rogue/logs',
+      `printf 'pid /tmp/rogue/nginx.pid;\\nerror_log /tmp/rogue/logs/error.log;\\nevents {}\\nhttp { access_log off; server { listen 80; location /ha-health { return 200 "fake\\\\n"; } } }\\n' > /tmp/rogue/nginx.conf`,
+    ].join(' && ');
+    expect((await lab.ssh(1, rogue)).code).toBe(0);
+    try {
+      expect((await lab.ssh(1, 'systemctl stop nginx && /usr/local/nginx/sbin/nginx -p /tmp/rogue/ -c /tmp/rogue/nginx.conf')).code).toBe(0);
+      // Something answers /ha-health on :80 and a process is called "nginx: master process"...
+      expect((await lab.ssh(1, 'curl -fsS http://127.0.0.1/ha-health')).stdout.trim()).toBe('fake');
+      expect((await lab.ssh(1, 'pgrep -f "nginx: master process" >/dev/null && echo yes')).stdout.trim()).toBe('yes');
+      // ...but it is not the unit's nginx: the check fails.
+      const check = await lab.ssh(1, '/etc/keepalived/scripts/check_nginx.sh; echo "exit $?"');
+      expect(check.stdout.trim()).toBe('exit 1');
+    } finally {
+      await lab.ssh(1, 'kill $(cat /tmp/rogue/nginx.pid) 2>/dev/null; sleep 0.5; systemctl start nginx; rm -rf /tmp/rogue');
+    }
+    const ok = await lab.ssh(1, 'for i in $(seq 1 50); do /etc/keepalived/scripts/check_nginx.sh && break; sleep 0.2; done; /etc/keepalived/scripts/check_nginx.sh; echo "exit $?"');
+    expect(ok.stdout.trim()).toBe('exit 0');
+  });
 });

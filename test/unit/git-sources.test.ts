@@ -29,6 +29,8 @@ describe('git URLs and refs a runbook may give', () => {
     ['ext::sh -c touch% /tmp/x', /whitespace|not a git URL/],
     ['ext::sh', /not a git URL/],
     ['ssh://-oProxyCommand=x/repo', /host starts with "-"/],
+    ['ssh://-oProxyCommand=x@host/repo', /user name starts with "-"/],
+    ['ssh://%2DoProxyCommand=x@host/repo', /user name starts with "-"/],
     ['https://exa mple.com/x', /whitespace/],
     ['file://relative/path', /absolute path/],
     ['ftp://host/x', /not a git URL/],

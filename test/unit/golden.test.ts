@@ -131,7 +131,7 @@ describe('golden plans', () => {
     expect(text).toMatch(/patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.21\.4 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.16\.1\+\.patch; fi/);
     expect(text).toMatch(/openldap-devel/);
     expect(text).toMatch(/--add-module=\/usr\/local\/src\/ha-setup\/src\/ngx_cache_purge/);
-    expect(text).toMatch(/firewall-cmd --permanent --add-rich-rule='rule protocol value="vrrp" accept'/);
+    expect(text).toMatch(/firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="192\.168\.56\.102" protocol value="vrrp" accept'/);
   });
 
   it('builds lua on the nginx flavor against LuaJIT with an rpath', () => {

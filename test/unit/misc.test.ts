@@ -152,6 +152,30 @@ describe('handover document', () => {
     expect(md).not.toContain(dir);
     expect(md).toContain('ha-setup docs edge.yaml');
   });
+
+  it('text from runbooks and hosts shows as text, never as HTML or extra table columns', async () => {
+    const { mkdtempSync, mkdirSync, copyFileSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { renderHandover } = await import('../../src/docs/handover.js');
+    const { loadRunbook } = await import('../../src/runbook/io.js');
+    const { markdownText } = await import('../../src/render.js');
+    expect(markdownText('a <b> & c | `d`')).toBe('a &lt;b&gt; &amp; c \\| \\`d\\`');
+    // An upstream server line cannot carry markup in the first place.
+    const doc = parse(readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'), 'utf8'));
+    doc.site.upstreams = [{ name: 'api', servers: ['10.10.1.21:9000 <img src=x onerror=alert(1)>'] }];
+    expect(validateRunbook(doc).problems.map((p) => p.path)).toEqual(['site.upstreams[0].servers[0]']);
+    // What a verification recorded (host output) goes through the filter.
+    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-md-'));
+    const file = join(dir, 'edge.yaml');
+    copyFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'), file);
+    const { path, runbook } = loadRunbook(file);
+    mkdirSync(join(dir, 'records', runbook.name), { recursive: true });
+    const failover = { from: 'edge1', to: 'edge2', downtimeMs: 1, failedRequests: 0, totalRequests: 1, splitBrain: false };
+    writeFileSync(join(dir, 'records', runbook.name, 'last-verify.json'), JSON.stringify({ scenario: 'planned', at: 'now', passed: false, failover, problems: ['<script>alert(1)</script> | x'], states: [] }));
+    const md = renderHandover(path, runbook, '0.0.0');
+    expect(md).not.toContain('<script>');
+    expect(md).toContain('| problem | &lt;script&gt;alert(1)&lt;/script&gt; \\| x |');
+  });
 });
 
 describe('site.include.lua: your Lua modules shipped with the config', () => {

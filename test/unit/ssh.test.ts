@@ -67,6 +67,21 @@ describe('known_hosts verification', () => {
   it('honours @revoked', () => {
     expect(verifyHostKey([file], '10.0.0.3', 22, ed).status).toBe('revoked');
   });
+  it('the runbook\'s own known_hosts cannot vouch for a key ~/.ssh/known_hosts contradicts', () => {
+    const attacker = keyBlob('ssh-ed25519');
+    const own = join(dir, 'own_known_hosts');
+    writeFileSync(own, `10.0.0.1 ssh-ed25519 ${attacker.toString('base64')}\n10.0.0.50 ssh-ed25519 ${attacker.toString('base64')}\n`);
+    expect(verifyHostKey([file, own], '10.0.0.1', 22, attacker).status).toBe('changed');
+    expect(verifyHostKey([file, own], '10.0.0.1', 22, ed).status).toBe('known');
+    // A host only the runbook's file knows: that file decides.
+    expect(verifyHostKey([file, own], '10.0.0.50', 22, attacker).status).toBe('known');
+  });
+  it('a negated pattern that matches rules the whole line out (OpenSSH semantics); wildcards match', () => {
+    const wild = join(dir, 'wild_known_hosts');
+    writeFileSync(wild, `*.lab,!evil.lab ssh-ed25519 ${ed.toString('base64')}\n`);
+    expect(verifyHostKey([wild], 'node1.lab', 22, ed).status).toBe('known');
+    expect(verifyHostKey([wild], 'evil.lab', 22, ed).status).toBe('unknown');
+  });
   it('offers the known key types first and formats fingerprints like OpenSSH', () => {
     expect(preferredHostKeyAlgorithms([file], '10.0.0.2', 2222)).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
     expect(preferredHostKeyAlgorithms([file], '10.0.0.8', 22)).toBeUndefined();
