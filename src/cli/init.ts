@@ -73,7 +73,7 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     if (redo.length === 0) break;
     for (const x of result.problems) warnProblem(`${x.path}: ${x.message}`, wizard.output);
     const keep = Object.fromEntries(Object.entries(answers).filter(([k]) => !redo.includes(k)));
-    answers = await resolveAnswers(keep, { ...wizard, yes: false, ask: redo, existing: redo.includes('name') ? existing : undefined, lookupInterfaces });
+    answers = await resolveAnswers({}, { ...wizard, yes: false, ask: redo, kept: keep, existing: redo.includes('name') ? existing : undefined, lookupInterfaces });
     doc = runbookFromAnswers(answers);
     result = validateRunbook(doc);
   }

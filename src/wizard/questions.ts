@@ -1,5 +1,5 @@
 import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
-import { inSubnet, interfaceForVip, isDnsName, isIPv4, parseCidr, type InterfaceAddress } from '../net.js';
+import { broadcastOf, inSubnet, interfaceForVip, ipToInt, isDnsName, isIPv4, networkOf, parseCidr, peerAddressProblem, type InterfaceAddress } from '../net.js';
 import { interfaceName, absolutePath, consulAddress, redisAddress } from '../runbook/schema.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
@@ -46,6 +46,19 @@ const intIn = (lo: number, hi: number, what: string) => (v: string) =>
 export const splitList = (v: string): string[] => v.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
 
 const DEFAULT_VERSIONS = { openresty: '1.27.1.2', nginx: '1.26.3' } as const;
+
+/** host:port entries, comma-separated; an address where a proxied request must never go is named here, not at the end. */
+function serverListProblem(v: string): string | undefined {
+  const list = splitList(v);
+  if (!list.every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s))) return 'give host:port entries separated by commas';
+  for (const s of list) {
+    const host = s.split(':')[0];
+    if (/^[\d.]+$/.test(host) && !isIPv4(host)) return `${host} is not an IPv4 address`;
+    const problem = isIPv4(host) ? peerAddressProblem(host, []) : undefined;
+    if (problem) return `${host} ${problem.replace(/; list its network.*$/, '')} (site.peerNetworks in the runbook allows it)`;
+  }
+  return undefined;
+}
 
 export function defaultVrid(vip: string | undefined): string | undefined {
   const c = vip ? parseCidr(vip) : undefined;
@@ -134,6 +147,8 @@ export const questions: Question[] = [
     validate: (v, a) => {
       const c = parseCidr(v);
       if (!c) return 'write the VIP in CIDR form, e.g. 192.168.56.200/24';
+      const ip = ipToInt(c.address);
+      if (c.prefix < 31 && (ip === networkOf(c) || ip === broadcastOf(c))) return `${c.address} is the network or broadcast address of ${v}; pick a host address`;
       const hosts = splitList(String(a.hosts ?? ''));
       if (hosts.includes(c.address)) return 'the VIP must not be a node address';
       const outside = hosts.filter((h) => isIPv4(h) && !inSubnet(h, c));
@@ -252,7 +267,7 @@ export const questions: Question[] = [
   {
     id: 'upstream', flag: '--upstream <servers>', kind: 'text', message: 'Upstream servers for the site (comma-separated host:port; empty for none)', help: 'upstream servers, comma-separated host:port (default none)',
     default: () => '',
-    validate: (v) => (splitList(v).every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s)) ? undefined : 'give host:port entries separated by commas'),
+    validate: (v) => serverListProblem(v),
   },
   {
     id: 'consul', flag: '--consul <url>', kind: 'text',
@@ -294,8 +309,7 @@ export const questions: Question[] = [
     notApplicable: 'needs --upstream (the stable servers)',
     validate: (v, a) => {
       if (v.trim() === '') return undefined;
-      if (!splitList(v).every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s))) return 'give host:port entries separated by commas';
-      return luaMissing(a, 'gray release');
+      return serverListProblem(v) ?? luaMissing(a, 'gray release');
     },
   },
   {

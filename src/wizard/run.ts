@@ -13,6 +13,11 @@ export interface WizardOptions {
   output?: Writable;
   /** Questions to prompt even when they are tuning questions and "customize" is no (going back to them). */
   ask?: string[];
+  /**
+   * Answers from an earlier round (going back to a question): taken as they are, never checked as
+   * flags are (a kept --interface must not make a kept --lookup-interface "a flag the answers rule out").
+   */
+  kept?: Answers;
   /** The runbook file a name would overwrite, if one exists (asked right after the name question). */
   existing?: (name: string) => string | undefined;
   /** Reads the first node's IPv4 addresses (`--lookup-interface`); the CLI does it over SSH. */
@@ -53,8 +58,12 @@ const flagName = (q: Question) => q.flag.split(' ')[0];
  * flags that are missing.
  */
 export async function resolveAnswers(given: Answers, opts: WizardOptions): Promise<Answers> {
-  const a: Answers = { ...given };
-  const toAsk = questions.filter((q) => given[q.id] === undefined).length;
+  const kept = opts.kept ?? {};
+  const questionIds = new Set(questions.map((q) => q.id));
+  // Kept answers are in place from the start, so a question's `when` sees the whole earlier round
+  // (--interface kept means the lookup question stays skipped, wherever it sits in the order).
+  const a: Answers = { ...Object.fromEntries(Object.entries(kept).filter(([k]) => !questionIds.has(k) || !opts.ask?.includes(k))), ...given };
+  const toAsk = questions.filter((q) => given[q.id] === undefined && kept[q.id] === undefined).length;
   if (opts.interactive && !opts.yes && toAsk > 0) {
     p.intro(`ha-setup: up to ${toAsk} questions, then a summary to confirm; Enter takes the default shown, Ctrl-C cancels and writes nothing`, { output: opts.output });
   }
@@ -63,6 +72,10 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
   const defaulted: string[] = [];
 
   for (const q of questions) {
+    if (kept[q.id] !== undefined && given[q.id] === undefined && !opts.ask?.includes(q.id)) {
+      if (q.when && !q.when(a)) delete a[q.id];
+      continue;
+    }
     if (q.when && !q.when(a)) {
       // A flag for a question the other answers rule out would be dropped silently: say so instead.
       if (given[q.id] !== undefined && q.notApplicable) errors.push(`${flagName(q)}: ${q.notApplicable}`);

@@ -16,11 +16,11 @@ const DOWN = '\u001b[B';
 const BACKSPACE = '\u007f';
 const CTRL_C = '\u0003';
 
-function inTerminal(steps: Array<[string, string]>, env: Record<string, string> = {}) {
+function inTerminal(steps: Array<[string, string]>, env: Record<string, string> = {}, args: string[] = []) {
   if (!existsSync(join(root, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does)');
   const cwd = mkdtempSync(join(tmpdir(), 'ha-setup-pty-'));
   // A home of its own: no ~/.ssh/config or agent of the machine running the tests leaks in.
-  const r = spawnSync('python3', [driver, '120', '40', '--', process.execPath, bin, 'init'], {
+  const r = spawnSync('python3', [driver, '120', '40', '--', process.execPath, bin, 'init', ...args], {
     cwd, input: JSON.stringify(steps), encoding: 'utf8', timeout: 120_000,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, LANG: 'C.UTF-8', ...env },
   });
@@ -73,6 +73,46 @@ describe('wizard in a real terminal (pty, 120x40)', () => {
     expect(t.transcript).toMatch(/\u001b\[3\dm/); // colour on a terminal
     // the cursor is shown again after the last prompt hid it
     expect(t.transcript.lastIndexOf('\u001b[?25h')).toBeGreaterThan(t.transcript.lastIndexOf('\u001b[?25l'));
+  });
+
+  // A newcomer's trial: a VIP that is the broadcast address passed its question, failed the whole-runbook
+  // check, and going back to it crashed ("--lookup-interface: --interface already names the interface",
+  // exit 2, every answer lost). Now it is caught at its question, and going back keeps answers as answers.
+  it('the broadcast VIP is refused at its question; a problem only the whole runbook shows goes back to its question and keeps the rest', () => {
+    const t = inTerminal([
+      ['Cluster name', `edge${ENTER}`],
+      ['Node addresses', `10.0.0.11, 10.0.0.12${ENTER}`],
+      ['Which node is the master', ENTER],
+      ['Priorities', ENTER],
+      ['SSH user', ENTER],
+      ['SSH port', ENTER],
+      ['SSH private key', ENTER],
+      ['Virtual IP', `10.0.0.255/24${ENTER}`],
+      ['network or broadcast address', `${BACKSPACE.repeat(13)}10.0.0.100/24${ENTER}`],
+      ['Look up the first node', ENTER],
+      ['Network interface', `eth0${ENTER}`],
+      ['virtual router id', ENTER],
+      ['VRRP version', ENTER],
+      ['Customize tuning', ENTER],
+      ['unicast', ENTER],
+      ['preempt', ENTER],
+      ['What to build', ENTER],
+      ['Third-party modules', ENTER],
+      ['Site listen port', ENTER],
+      ['Upstream servers', ENTER],
+      ['failover test', ENTER],
+      // --check-weight 5 passed its own check; with priorities 100/90 it cannot flip the election.
+      ['cannot flip the election', ''],
+      ['Check weight', `${BACKSPACE.repeat(3)}-20${ENTER}`],
+      ['Write runbooks/edge.yaml?', ENTER],
+      ['wrote runbooks/edge.yaml', ''],
+    ], {}, ['--check-weight', '5']);
+    expect(t.timedOut, t.text.slice(-1500)).toBeNull();
+    expect(t.code, t.text.slice(-800)).toBe(0);
+    const doc = parse(readFileSync(join(t.cwd, 'runbooks', 'edge.yaml'), 'utf8'));
+    expect(doc.keepalived.check.weight).toBe(-20);
+    expect(doc.vrrp).toMatchObject({ vip: '10.0.0.100/24', interface: 'eth0' });
+    expect(t.text).not.toContain('already names the interface');
   });
 
   it('Ctrl-C at a question exits 130, writes nothing and gives the cursor back', () => {
