@@ -28,7 +28,7 @@ async function series(runbook, scenario) {
   const downs = [];
   const fails = [];
   for (let i = 0; i < runs; i++) {
-    const code = await cli(['verify', runbook, '--scenario', scenario]);
+    const code = await cli(['verify', runbook, '--scenario', scenario, '--yes']);
     const r = last();
     if (code !== 0 && !r.failover.moved) throw new Error(`${scenario} run ${i + 1}: the VIP did not move`);
     downs.push(r.failover.downtimeMs);

@@ -7,6 +7,7 @@ import { limitToIndexes } from './apply.js';
 import { resolveNodes } from '../engine/nodes.js';
 import { parseJournal } from '../engine/journal.js';
 import { loadSecrets, newRunId, openSession } from '../engine/session.js';
+import { ConnectError } from '../engine/transport.js';
 import type { PlanContext, StepContext } from '../engine/types.js';
 import { InvalidInputError } from '../errors.js';
 import { loadRunbook } from '../runbook/io.js';
@@ -48,7 +49,12 @@ export function registerPlan(program: Command, ctx: CliContext): void {
         return;
       }
       const secrets = loadSecrets(runbook, path);
-      const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId(), only }, secrets);
+      const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId(), only }, secrets)
+        .catch((e: unknown) => {
+          // A review does not need the hosts: say how to make one without them.
+          if (e instanceof ConnectError && e.unreachable) e.details.push(`to review the plan without contacting the hosts: ha-setup plan ${file} --offline --os <${RELEASES.join('|')}>`);
+          throw e;
+        });
       try {
         const sources = offlineSources(runbook, { useCache: true, families: handles.map((h) => h.facts.family) });
         const siteFiles = readSiteFiles(runbook, dirname(path));

@@ -1,10 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { InvalidInputError, RunFailedError } from '../errors.js';
+import * as p from '@clack/prompts';
+import { CancelledError, InvalidInputError, RunFailedError } from '../errors.js';
 import { vrrpViews } from '../engine/cluster.js';
 import { rollbackNginx } from '../engine/rollback.js';
 import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
+import { resolveNodes } from '../engine/nodes.js';
+import type { ConnectError } from '../engine/transport.js';
+import type { ResolvedNode } from '../engine/types.js';
 import { labPaths } from '../lab/config.js';
 import { readState } from '../lab/lab.js';
 import { loadRunbook } from '../runbook/io.js';
@@ -23,6 +27,14 @@ function labVethsFor(rb: Runbook): Record<string, string> | undefined {
   }
   return out;
 }
+
+/** What each crash scenario does to the VIP holder (the confirmation says it in these words). */
+const DESTRUCTIVE: Record<Exclude<Scenario, 'planned'>, string> = {
+  'nginx-crash': 'kills nginx (SIGKILL)',
+  'nginx-stop': 'stops nginx',
+  'keepalived-stop': 'stops keepalived',
+  'node-down': 'takes the network link down',
+};
 
 export function formatVerify(r: VerifyResult): string[] {
   const f = r.failover;
@@ -45,10 +57,13 @@ export async function runVerify(path: string, runbook: Runbook, handles: NodeHan
   return result;
 }
 
-async function withSession<T>(file: string, ctx: CliContext, accept: boolean, fn: (path: string, rb: Runbook, handles: NodeHandle[]) => Promise<T>): Promise<T> {
+async function withSession<T>(
+  file: string, ctx: CliContext, accept: boolean, fn: (path: string, rb: Runbook, handles: NodeHandle[]) => Promise<T>,
+  unreachable?: Array<{ node: ResolvedNode; error: ConnectError }>,
+): Promise<T> {
   const { path, runbook } = loadRunbook(file);
   const secrets = loadSecrets(runbook, path);
-  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: accept, interactive: ctx.interactive, runId: newRunId() }, secrets);
+  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: accept, interactive: ctx.interactive, runId: newRunId(), unreachable }, secrets);
   try {
     return await fn(path, runbook, handles);
   } finally {
@@ -58,14 +73,22 @@ async function withSession<T>(file: string, ctx: CliContext, accept: boolean, fn
 
 export function registerVerify(program: Command, ctx: CliContext): void {
   program.command('verify')
-    .description('measured VIP failover test: break the VIP holder, measure client downtime, check split brain, measure failback')
+    .description('measured VIP failover test: by default the zero-loss planned move and back; crash scenarios (they break the VIP holder) only by name')
     .argument('<runbook>', 'runbook file')
-    .option('--scenario <name>', `${SCENARIOS.join(', ')}`, 'nginx-crash')
+    .option('--scenario <name>', `${SCENARIOS.join(', ')} (all but planned break the VIP holder on purpose)`, 'planned')
     .option('--to <node>', 'the node expected to take over (default: the highest-priority other node)')
     .option('--probe-from <node>', 'probe the VIP from this node instead of this machine (automatic when this machine cannot reach it)')
+    .option('--yes', 'run a destructive scenario without asking (needed without a terminal)')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
-    .action(async (file: string, opts: { scenario: string; to?: string; probeFrom?: string; acceptNewHostKeys?: boolean }) => {
+    .action(async (file: string, opts: { scenario: string; to?: string; probeFrom?: string; yes?: boolean; acceptNewHostKeys?: boolean }) => {
       if (!SCENARIOS.includes(opts.scenario as Scenario)) throw new InvalidInputError(`--scenario ${opts.scenario}: choose one of ${SCENARIOS.join(', ')}`);
+      // Crash scenarios cost real requests on a serving cluster: asked at a terminal, --yes otherwise.
+      if (opts.scenario !== 'planned' && opts.yes !== true) {
+        const what = DESTRUCTIVE[opts.scenario as Exclude<Scenario, 'planned'>];
+        if (!ctx.interactive) throw new InvalidInputError(`--scenario ${opts.scenario} ${what} on the VIP holder: clients see failed requests; add --yes to run it without a terminal`, ['the default scenario (planned) moves the VIP without a failed request']);
+        const ok = await p.confirm({ input: ctx.input, output: ctx.output, message: `--scenario ${opts.scenario} ${what} on the VIP holder; clients will see failed requests while the VIP moves. Run it?`, initialValue: false });
+        if (p.isCancel(ok) || ok !== true) throw new CancelledError('verification not run');
+      }
       const result = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) => runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to, opts.probeFrom));
       if (!result.passed) throw new RunFailedError(`failover verification failed (${opts.scenario})`, result.problems);
       ctx.result = 0;
@@ -104,33 +127,48 @@ export function registerVerify(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable output')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
     .action(async (file: string, opts: { json?: boolean; acceptNewHostKeys?: boolean }) => {
+      // Status is what you run when a node died: every node is shown, the unreachable ones as such.
+      const unreachable: Array<{ node: ResolvedNode; error: ConnectError }> = [];
       const report = await withSession(file, ctx, opts.acceptNewHostKeys === true, async (path, rb, handles) => {
         const views = await vrrpViews(handles, rb);
-        const nodes = await Promise.all(handles.map(async (h) => {
+        const reached = await Promise.all(handles.map(async (h) => {
           const r = await h.t.exec(`systemctl is-active nginx || true; systemctl is-active keepalived || true`, { quiet: true });
           const [nginx, keepalived] = r.stdout.trim().split('\n');
           const view = views.find((v) => v.node === h.node.name)!;
           return {
-            name: h.node.name, host: h.node.host, role: h.node.role, priority: h.node.priority, reachable: true,
+            name: h.node.name, host: h.node.host, role: h.node.role, priority: h.node.priority, reachable: true, error: null as string | null,
             nginx, keepalived, vrrpState: view.state, holdsVip: view.holdsVip,
             nginxVersion: h.facts.nginxVersionOutput.split('\n')[0] ?? '', keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
             os: `${h.facts.osId} ${h.facts.osVersion}`,
           };
         }));
+        const lost = unreachable.map(({ node, error }) => ({
+          name: node.name, host: node.host, role: node.role, priority: node.priority, reachable: false, error: error.message,
+          nginx: 'unknown', keepalived: 'unknown', vrrpState: 'unknown', holdsVip: false, nginxVersion: '', keepalivedVersion: '', os: 'unknown',
+        }));
+        const order = resolveNodes(rb).map((n) => n.name);
+        const nodes = [...reached, ...lost].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
         const lastVerifyFile = join(runbookDir(path), 'records', rb.name, 'last-verify.json');
         const lastVerify = existsSync(lastVerifyFile) ? JSON.parse(readFileSync(lastVerifyFile, 'utf8')) as VerifyResult : null;
         return { runbook: rb.name, vip: rb.vrrp.vip, nodes, lastVerify: lastVerify && { scenario: lastVerify.scenario, at: lastVerify.at, passed: lastVerify.passed, downtimeMs: lastVerify.failover.downtimeMs } };
-      });
+      }, unreachable);
       if (opts.json) ctx.print(JSON.stringify(report, null, 2));
       else {
         ctx.print(`${report.runbook}: VIP ${report.vip}`);
         for (const n of report.nodes) {
+          if (!n.reachable) {
+            ctx.print(`  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  UNREACHABLE`);
+            ctx.print(`  ${''.padEnd(12)} ${n.error}`);
+            continue;
+          }
           ctx.print(`  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}`);
           ctx.print(`  ${''.padEnd(12)} ${n.os}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`);
         }
+        const holders = report.nodes.filter((n) => n.holdsVip).map((n) => n.name);
+        ctx.print(holders.length === 1 ? `VIP holder: ${holders[0]}` : holders.length === 0 ? 'VIP holder: none of the reachable nodes holds the VIP' : `VIP holders: ${holders.join(', ')} (split brain)`);
         ctx.print(report.lastVerify ? `last verification: ${report.lastVerify.scenario} at ${report.lastVerify.at}: ${report.lastVerify.passed ? 'passed' : 'FAILED'}, downtime ${report.lastVerify.downtimeMs} ms` : 'no verification recorded yet (ha-setup verify)');
       }
-      const healthy = report.nodes.every((n) => n.nginx === 'active' && n.keepalived === 'active') && report.nodes.filter((n) => n.holdsVip).length === 1;
+      const healthy = report.nodes.every((n) => n.reachable && n.nginx === 'active' && n.keepalived === 'active') && report.nodes.filter((n) => n.holdsVip).length === 1;
       ctx.result = healthy ? 0 : 1;
     });
 }

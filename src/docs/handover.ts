@@ -11,7 +11,8 @@ import { runbookDir } from '../engine/session.js';
 import { render } from '../render.js';
 import { secretsPathFor, writeFileAtomic } from '../runbook/io.js';
 import type { Runbook } from '../runbook/schema.js';
-import { layout, selectedModules } from '../steps/common.js';
+import { layout } from '../runbook/layout.js';
+import { selectedModules } from '../steps/common.js';
 import { configureSpec } from '../steps/configure.js';
 import type { VerifyResult } from '../verify/verify.js';
 

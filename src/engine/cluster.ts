@@ -1,7 +1,7 @@
 import { parseCidr } from '../net.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
-import { layout } from '../steps/common.js';
+import { layout } from '../runbook/layout.js';
 import type { NodeHandle } from './session.js';
 
 export interface VrrpView {

@@ -1,6 +1,6 @@
 import { RunFailedError } from '../errors.js';
 import { shq } from '../shell.js';
-import { layout } from '../steps/common.js';
+import { layout } from '../runbook/layout.js';
 import { beginHandoff } from '../verify/handoff.js';
 import { clearPromotions, plannedFailover } from '../verify/verify.js';
 import { vrrpViews, waitForSingleHolder } from './cluster.js';

@@ -1,7 +1,7 @@
 import { RunFailedError } from '../errors.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
-import { layout } from '../steps/common.js';
+import { layout } from '../runbook/layout.js';
 import { vrrpViews } from './cluster.js';
 import { rollEventLog, rollNodes, rollOrder, RollStoppedError, type RollEnv, type RollEvent } from './roll.js';
 import type { NodeHandle } from './session.js';

@@ -9,7 +9,8 @@ import type { Runbook } from '../runbook/schema.js';
 import { gatherFacts, type Facts } from './facts.js';
 import { resolveNodes } from './nodes.js';
 import { expandTilde } from './ssh-config.js';
-import { SshTransport, type Transport } from './transport.js';
+import { ConnectError, SshTransport, type Transport } from './transport.js';
+import { layout } from '../runbook/layout.js';
 import type { ResolvedNode } from './types.js';
 
 export interface NodeHandle {
@@ -27,6 +28,11 @@ export interface SessionOptions {
   runId: string;
   /** Only these node indexes (default: all). */
   only?: number[];
+  /**
+   * Nodes that cannot be reached are collected here instead of failing the session (status: what
+   * you run when a node died). A changed host key still fails: that is never "unreachable".
+   */
+  unreachable?: Array<{ node: ResolvedNode; error: ConnectError }>;
 }
 
 export function newRunId(now = new Date()): string {
@@ -93,11 +99,12 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
       const logPath = logPathFor(o.runbookPath, o.runId, node);
       mkdirSync(dirname(logPath), { recursive: true });
       const log = (text: string) => appendFileSync(logPath, text);
-      const t = await SshTransport.connect({
+      const connect = SshTransport.connect({
         host: node.host, port: node.port, user: node.user,
         identityFile: rb.ssh.identityFile,
         knownHostsFiles: files, acceptNewInto: own,
         sudoPassword, log,
+        readyTimeoutMs: o.unreachable ? 8_000 : undefined,
         onUnknownKey: async (host, fp, type) => {
           if (o.acceptNewHostKeys) return true;
           if (!o.interactive) return false;
@@ -105,12 +112,17 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
           return ok === true;
         },
       });
-      handles.push({ node, t, facts: undefined as unknown as Facts, logPath });
+      try {
+        handles.push({ node, t: await connect, facts: undefined as unknown as Facts, logPath });
+      } catch (e) {
+        if (!(o.unreachable && e instanceof ConnectError && e.unreachable)) throw e;
+        o.unreachable.push({ node, error: e });
+      }
     }
-    const nginxBin = `${rb.build.prefix}/sbin/nginx`;
-    const kaBin = rb.keepalived.install === 'package' ? 'keepalived' : `${rb.keepalived.prefix}/sbin/keepalived`;
+    // Where the binaries really are (OpenResty keeps nginx under <prefix>/nginx).
+    const L = layout(rb);
     await Promise.all(handles.map(async (h) => {
-      h.facts = await gatherFacts(h.t, rb.build.buildDir, nginxBin, kaBin);
+      h.facts = await gatherFacts(h.t, rb.build.buildDir, L.nginxBinary, L.keepalivedBinary);
     }));
     return handles;
   } catch (e) {

@@ -66,7 +66,11 @@ export class CommandFailedError extends RunFailedError {
 
 export class HostKeyError extends HaSetupError {}
 export class SudoError extends HaSetupError {}
-export class ConnectError extends RunFailedError {}
+export class ConnectError extends RunFailedError {
+  constructor(message: string, details: string[] = [], readonly unreachable = false) {
+    super(message, details);
+  }
+}
 
 export interface ConnectOptions {
   host: string;
@@ -174,9 +178,12 @@ export class SshTransport implements Transport {
           `or add it to ${o.acceptNewInto ?? '~/.ssh/known_hosts'}`,
         ]);
       }
-      throw new ConnectError(`cannot connect to ${user}@${host}:${port}: ${(e as Error).message}`, [
-        keyFile ? `key: ${keyFile}` : agent ? 'key: from the SSH agent' : 'no key file and no SSH agent (set ssh.identityFile)',
-      ]);
+      const message = (e as Error).message;
+      // The hint follows the failure: a host that does not answer is not a key problem.
+      const unreachable = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|Timed out while waiting for handshake/.test(message);
+      throw new ConnectError(`cannot connect to ${user}@${host}:${port}: ${message}`, unreachable
+        ? [`${host} does not answer on port ${port}: is it up, is the address right, does a firewall or a route stand between?`]
+        : [keyFile ? `key: ${keyFile}` : agent ? 'key: from the SSH agent' : 'no key file and no SSH agent (set ssh.identityFile)'], unreachable);
     }
     guardConnection(ssh);
     const reopen = async (): Promise<NodeSSH> => {

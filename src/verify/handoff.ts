@@ -3,7 +3,7 @@ import { parseCidr } from '../net.js';
 import { render } from '../render.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
-import { layout } from '../steps/common.js';
+import { layout } from '../runbook/layout.js';
 
 /**
  * Connection handoff around a planned VIP move (script: templates/handoff.sh.njk). Without it a

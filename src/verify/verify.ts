@@ -7,7 +7,7 @@ import { runLocal } from '../local.js';
 import { parseCidr } from '../net.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
-import { layout } from '../steps/common.js';
+import { layout } from '../runbook/layout.js';
 import { beginHandoff, type Handoff } from './handoff.js';
 import { measureOutage, probeOnce, startProber, startRemoteProber, type Outage } from './probe.js';
 
@@ -202,6 +202,12 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
     if (!first.ok) throw new RunFailedError(`http://${vip}:${rb.site.listen}/ha-health answers neither this machine nor ${probeFrom.node.name}`);
   }
   if (first.node !== holder.node.name) problems.push(`/ha-health answered "${first.node}" but ${holder.node.name} holds the VIP`);
+  // Every node must be able to take the VIP: nginx answers locally and keepalived runs, before any move.
+  for (const h of env.handles) {
+    const r = await h.t.exec(`curl -fsS -m 2 -o /dev/null -- http://127.0.0.1:${rb.site.listen}/ha-health && echo nginx-ok; systemctl is-active keepalived >/dev/null && echo keepalived-ok; true`, { quiet: true });
+    if (!r.stdout.includes('nginx-ok')) problems.push(`${h.node.name}: nginx does not answer /ha-health on 127.0.0.1:${rb.site.listen}`);
+    if (!r.stdout.includes('keepalived-ok')) problems.push(`${h.node.name}: keepalived is not running`);
+  }
 
   const down = new Set<string>();
   const skip = () => down;

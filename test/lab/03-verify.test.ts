@@ -21,7 +21,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
 
   for (const scenario of ['nginx-crash', 'nginx-stop', 'keepalived-stop', 'node-down'] as const) {
     it(`verify --scenario ${scenario}: the VIP moves, no split brain, downtime measured, failback measured`, async () => {
-      const r = await cli(['verify', lab.runbookPath, '--scenario', scenario]);
+      const r = await cli(['verify', lab.runbookPath, '--scenario', scenario, '--yes']);
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
       const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
@@ -43,7 +43,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
   });
 
   it('verify --probe-from probes the VIP from a node and still measures the failover', async () => {
-    const r = await cli(['verify', lab.runbookPath, '--scenario', 'nginx-stop', '--probe-from', 'node2']);
+    const r = await cli(['verify', lab.runbookPath, '--scenario', 'nginx-stop', '--probe-from', 'node2', '--yes']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/PASSED \(probed from node node2\)/);
     const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
@@ -126,7 +126,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     const { readFileSync: read, writeFileSync } = await import('node:fs');
     const strict = join(lab.runbookPath, '..', 'strict.yaml');
     writeFileSync(strict, read(lab.runbookPath, 'utf8').replace(/maxDowntimeMs: \d+/, 'maxDowntimeMs: 1').replace('name: lab', 'name: lab'));
-    const r = await cli(['verify', strict, '--scenario', 'node-down']);
+    const r = await cli(['verify', strict, '--scenario', 'node-down', '--yes']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/downtime \d+ ms exceeds verify\.maxDowntimeMs 1/);
   });
@@ -145,6 +145,36 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     expect(dbg.code, dbg.err).toBe(0);
     expect(dbg.err).toMatch(/^\[10\.213\.0\.11[^\]]*\] \$ systemctl is-active nginx/m);
     expect(JSON.parse(dbg.out).nodes).toHaveLength(2);
+  });
+
+  // A newcomer's trial: the first unreachable node aborted status, the one command you run when a
+  // node died (and the hint blamed the key file for a routing error).
+  it('status with a node down shows every node, the unreachable one as such, and the VIP holder; plan suggests --offline', async () => {
+    const { runLocal } = await import('../../src/local.js');
+    const veth = `vb-${lab.state.nodes[1].machine}`;
+    await runLocal('ip', ['link', 'set', veth, 'down']);
+    try {
+      const r = await cli(['status', lab.runbookPath]);
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/node1 +10\.213\.0\.11 .*VRRP:MASTER +holds the VIP/);
+      expect(r.out).toMatch(/node2 +10\.213\.0\.12 +backup\/\d+ +UNREACHABLE/);
+      expect(r.out).toMatch(/VIP holder: node1/);
+      expect(r.out).not.toMatch(/key:/);
+      const json = JSON.parse((await cli(['status', lab.runbookPath, '--json'])).out);
+      expect(json.nodes.map((n: { name: string; reachable: boolean }) => [n.name, n.reachable])).toEqual([['node1', true], ['node2', false]]);
+      const plan = await cli(['plan', lab.runbookPath]);
+      expect(plan.code).toBe(1);
+      expect(plan.err).toMatch(/10\.213\.0\.12 does not answer on port 22/);
+      expect(plan.err).toMatch(/ha-setup plan \S+ --offline --os/);
+    } finally {
+      await runLocal('ip', ['link', 'set', veth, 'up']);
+    }
+    // Back: the node answers again and the cluster is whole.
+    for (let k = 0; k < 50; k++) {
+      if ((await cli(['status', lab.runbookPath])).code === 0) break;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    expect((await cli(['status', lab.runbookPath])).code).toBe(0);
   });
 
   it('docs writes the handover with every section and the executed commands', async () => {

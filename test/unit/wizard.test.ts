@@ -227,6 +227,18 @@ describe('CLI surface', () => {
     cases.push([['plan', join(dir, 'type.yaml'), '--os', 'el9'], /--os only applies with --offline/]);
     cases.push([['aply', 'runbooks/x.yaml'], /unknown command 'aply'\n {2}did you mean 'apply'\?/]);
     cases.push([['help', 'nope'], /unknown command 'nope'/]);
+    // a crash scenario without a terminal and without --yes: refused before any host is contacted
+    writeFileSync(join(dir, 'ok.yaml'), valid);
+    cases.push([['verify', join(dir, 'ok.yaml'), '--scenario', 'nginx-crash'], /--scenario nginx-crash kills nginx \(SIGKILL\) on the VIP holder: clients see failed requests; add --yes/]);
+    // YAML aliases: an unknown one, and a billion laughs
+    writeFileSync(join(dir, 'alias.yaml'), 'version: 1\nname: x\nnodes: *nope\n');
+    cases.push([['validate', join(dir, 'alias.yaml')], /\(yaml\): Unresolved alias/]);
+    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`)].join('\n');
+    writeFileSync(join(dir, 'laughs.yaml'), `${laughs}\n`);
+    cases.push([['validate', join(dir, 'laughs.yaml')], /\(yaml\): Excessive alias count/]);
+    // a key file that does not exist: named, exit 2, before any connection
+    writeFileSync(join(dir, 'key.yaml'), valid.replace('identityFile: ~/.ssh/id_ed25519', 'identityFile: /nonexistent/id_ed25519'));
+    cases.push([['status', join(dir, 'key.yaml')], /ssh\.identityFile: cannot read the SSH key \/nonexistent\/id_ed25519: ENOENT/]);
     for (const [argv, expected] of cases) {
       const r = await run(argv, dir);
       expect(r.code, argv.join(' ')).toBe(2);
