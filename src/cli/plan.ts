@@ -9,7 +9,8 @@ import { parseJournal } from '../engine/journal.js';
 import { loadSecrets, newRunId, openSession } from '../engine/session.js';
 import { ConnectError } from '../engine/transport.js';
 import type { PlanContext, StepContext } from '../engine/types.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, RunbookInvalidError } from '../errors.js';
+import { releaseProblems, RELEASES } from '../runbook/release-rules.js';
 import { loadRunbook } from '../runbook/io.js';
 import { readSiteFiles } from '../runbook/site-files.js';
 import { dirname } from 'node:path';
@@ -19,7 +20,6 @@ import type { CliContext } from './main.js';
 // chalk is off without a terminal, with --no-color and with NO_COLOR.
 const statusColour = (label: StepStatus['label'], text: string) => (label === 'done' ? chalk.dim(text) : label === 'will re-run' ? chalk.yellow(text) : chalk.cyan(text));
 
-const RELEASES = ['debian12', 'debian13', 'ubuntu22', 'ubuntu24', 'el7', 'el8', 'el9'];
 
 export function registerPlan(program: Command, ctx: CliContext): void {
   program.command('plan')
@@ -42,7 +42,10 @@ export function registerPlan(program: Command, ctx: CliContext): void {
       };
       if (opts.offline) {
         const os = opts.os ?? 'debian12';
-        if (!RELEASES.includes(os)) throw new InvalidInputError(`--os ${os}: choose one of ${RELEASES.join(', ')}`);
+        if (!(RELEASES as readonly string[]).includes(os)) throw new InvalidInputError(`--os ${os}: choose one of ${RELEASES.join(', ')}`);
+        // What apply's preflight would refuse on such nodes is refused here too.
+        const problems = releaseProblems(runbook, os);
+        if (problems.length > 0) throw new RunbookInvalidError(`${file} on ${os}`, problems);
         const wanted = only ? new Set(resolveNodes(runbook).filter((n) => only.includes(n.index)).map((n) => n.name)) : undefined;
         show(offlinePlan(runbook, INSTALL_STEPS, os, readSiteFiles(runbook, dirname(path))).filter((n) => !wanted || wanted.has(n.pc.node.name)), 'assumed');
         ctx.result = 0;

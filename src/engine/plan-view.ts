@@ -4,6 +4,7 @@ import { emptySiteFiles, type SiteFiles } from '../runbook/site-files.js';
 import { requiredSources } from '../steps/common.js';
 import { mirrorFileName } from '../sources/mirror.js';
 import { gitArchiveName, sourceCacheDir, sourceSpec } from '../sources/prepare.js';
+import { unpinnedSources } from '../runbook/release-rules.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -155,15 +156,10 @@ function stepBody(plan: StepPlan, opts: PlanReviewOptions): string[] {
 
 /** Sources a reviewer must notice: no pin means apply refuses them (or trusts them on first download). */
 export function planWarnings(nodes: Array<{ pc: PlanContext }>): string[] {
-  const warnings: string[] = [];
-  const sources = nodes[0]?.pc.sources ?? {};
-  for (const s of Object.values(sources)) {
-    if (s.sha256 === 'unpinned' || s.git?.commit === 'unpinned') {
-      const spec = sourceSpec(nodes[0].pc.runbook, { id: s.id, version: s.version } as Parameters<typeof sourceSpec>[1]);
-      warnings.push(`source ${s.id} ${s.version} has no pin (${spec.kind === 'git' ? `git ${spec.url}` : spec.url ?? 'no URL'}): apply refuses it unless --trust-on-first-download`);
-    }
-  }
-  return warnings;
+  if (!nodes[0]) return [];
+  const families = [...new Set(nodes.map((n) => n.pc.facts.family))];
+  return unpinnedSources(nodes[0].pc.runbook, families)
+    .map((s) => `source ${s.id} ${s.version} has no pin (${s.where}): apply refuses it unless --trust-on-first-download`);
 }
 
 /**

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanContext, PlannedFile } from '../engine/types.js';
 import { InvalidInputError } from '../errors.js';
+import { releaseProblems } from '../runbook/release-rules.js';
 import { packageRoot } from '../paths.js';
 import { render } from '../render.js';
 import type { Runbook } from '../runbook/schema.js';
@@ -44,11 +45,8 @@ export function grayConfig(rb: Runbook) {
 export function gatewayFiles(pc: PlanContext): PlannedFile[] {
   const rb = pc.runbook;
   if (!gatewayEnabled(rb)) return [];
-  if (rb.build.flavor === 'nginx' && pc.facts.packageManager !== 'apt') {
-    const i = rb.site.upstreams.findIndex((u) => u.discovery);
-    const field = i >= 0 ? `site.upstreams[${i}].discovery` : 'site.gray';
-    throw new InvalidInputError(`${field}: on ${pc.facts.release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes`);
-  }
+  const [problem] = releaseProblems(rb, pc.facts.release).filter((p) => p.path !== 'build.modules');
+  if (problem) throw new InvalidInputError(`${problem.path}: ${problem.message}`);
   const dir = `${layout(rb).confDir}/${GATEWAY_DIR}/ha_gateway`;
   const modules = readdirSync(luaSourceDir).filter((f) => f.endsWith('.lua')).sort()
     .map((f) => ({ path: `${dir}/${f}`, content: readFileSync(join(luaSourceDir, f), 'utf8'), mode: 0o644 }));

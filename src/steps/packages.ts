@@ -61,7 +61,7 @@ export const packagesStep: Step = {
     const lua = luaRestyCommand(pc);
     if (lua) plan.commands.push(lua);
     if (pc.facts.family === 'el' && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) {
-      plan.notes.push('luajit-devel comes from EPEL: enable it (dnf install epel-release) if the install fails');
+      plan.notes.push(`luajit-devel comes from EPEL: enable it (${pc.facts.packageManager} install epel-release) if the install fails`);
     }
     plan.notes.push(`packages: ${pkgs.join(' ')}`);
     return plan;

@@ -3,6 +3,7 @@ import { emptyPlan, type Step, type StepContext, type StepPlan } from '../engine
 import { inSubnet, parseCidr } from '../net.js';
 import { shq, shqAll } from '../shell.js';
 import { layout, packagesFor } from './common.js';
+import { releaseProblems } from '../runbook/release-rules.js';
 
 const MIN_FREE_MB = 1024;
 const MAX_SKEW_MS = 5000;
@@ -21,9 +22,8 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   }
   if (ctx.facts.freeDiskMb < MIN_FREE_MB) problems.push(`only ${ctx.facts.freeDiskMb} MiB free for ${rb.build.buildDir}; at least ${MIN_FREE_MB} MiB are needed`);
   if (!ctx.facts.systemd) problems.push('systemd is not running; ha-setup manages services with systemd');
-  if (rb.build.flavor === 'nginx' && rb.build.modules.includes('lua') && ctx.facts.release === 'el7') {
-    problems.push('lua on the nginx flavor needs LuaJIT 2.1 and EPEL 7 ships 2.0; use the openresty flavor (it bundles LuaJIT 2.1) or a newer EL release');
-  }
+  // The same rules `validate --os` and `plan --offline --os` apply.
+  for (const p of releaseProblems(rb, ctx.facts.release)) problems.push(`${p.path}: ${p.message}`);
 
   const times = Object.values(ctx.clusterFacts).map((f) => f.epochMs).filter((t) => t > 0);
   if (times.length > 1 && Math.max(...times) - Math.min(...times) > MAX_SKEW_MS) {

@@ -128,7 +128,7 @@ describe('golden plans', () => {
   it('puts the upstream-check patch inside the OpenResty bundle', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
     const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: false });
-    expect(text).toMatch(/patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.21\.4 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.16\.1\+\.patch; fi/);
+    expect(text).toMatch(/patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.27\.1 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.16\.1\+\.patch; fi/);
     expect(text).toMatch(/openldap-devel/);
     expect(text).toMatch(/--add-module=\/usr\/local\/src\/ha-setup\/src\/ngx_cache_purge/);
     expect(text).toMatch(/firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="192\.168\.56\.102" protocol value="vrrp" accept'/);
@@ -199,6 +199,39 @@ describe('preflight on an EL 7 node', () => {
       runbook, node: nodes[0], cluster: nodes, facts, sources: {}, clusterFacts: { [nodes[0].name]: facts },
       t: quietHost as never, plan: { files: [], uploads: [], commands: [], notes: [] }, progress: () => {}, secrets: {}, warn: () => {},
     });
-    expect(problems.join('\n')).toMatch(/EPEL 7 ships 2\.0; use the openresty flavor/);
+    expect(problems.join("\n")).toMatch(/build\.modules: lua on the nginx flavor needs LuaJIT 2\.1 and EPEL 7 ships 2\.0 \(el7\); use the openresty flavor/);
+  });
+
+  // A newcomer's trial: validate passed what plan and apply then refused. One set of rules now.
+  it('validate and plan --offline refuse what apply would: an unpinned source, lua on the nginx flavor on el7', async () => {
+    const { main } = await import('../../src/cli/main.js');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const run = async (argv: string[]) => {
+      let out = '';
+      let err = '';
+      const code = await main(argv, { interactive: false, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+      return { code, out, err };
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-rules-'));
+    const unpinned = join(dir, 'unpinned.yaml');
+    writeFileSync(unpinned, readFileSync(join(import.meta.dirname, '..', '..', runbooks.openresty), 'utf8').replace(/version: 1\.27\.1\.2/, 'version: 1.25.3.1'));
+    const v = await run(['validate', unpinned]);
+    expect(v.code).toBe(2);
+    expect(v.err).toMatch(/sources\.overrides\.openresty: openresty 1\.25\.3\.1 has no pin \(https:\/\/openresty\.org\/download\/openresty-1\.25\.3\.1\.tar\.gz\)/);
+    const nginxLua = join(import.meta.dirname, '..', '..', runbooks.nginx);
+    expect((await run(['validate', nginxLua])).code).toBe(0);
+    const el7 = await run(['validate', nginxLua, '--os', 'el7']);
+    expect(el7.code).toBe(2);
+    expect(el7.err).toMatch(/build\.modules: lua on the nginx flavor needs LuaJIT 2\.1/);
+    const plan = await run(['plan', nginxLua, '--offline', '--os', 'el7']);
+    expect(plan.code).toBe(2);
+    expect(plan.err).toMatch(/build\.modules: lua on the nginx flavor needs LuaJIT 2\.1/);
+    // The EPEL hint names the package manager of the release (yum on el7, not dnf).
+    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
+    const lua = { ...runbook, build: { ...runbook.build, flavor: 'nginx' as const, version: '1.22.1', prefix: '/usr/local/nginx', modules: ['lua'] } };
+    const notes = (release: string) => offlinePlan(lua, INSTALL_STEPS, release)[0].steps.find((s) => s.step.id === 'packages')!.plan.notes.join('\n');
+    expect(notes('el8')).toMatch(/\(dnf install epel-release\)/);
+    expect(notes('el7')).toMatch(/\(yum install epel-release\)/);
   });
 });
