@@ -13,11 +13,11 @@ import { writeHandover } from '../docs/handover.js';
 import { loadRunbook, readSecretsFile, recordPinsInRunbook, runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
 import { replayRunbook } from '../runbook/replay.js';
 import { readSiteFiles } from '../runbook/site-files.js';
-import { version } from './main.js';
+import { version } from './context.js';
 import { runVerify } from './verify.js';
 import { prepareSources } from '../sources/prepare.js';
 import { INSTALL_STEPS, PREFLIGHT } from '../steps/index.js';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 
 export interface ApplyFlags {
   concurrency?: string;

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidInputError } from '../errors.js';
 import { shq } from '../shell.js';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 
 const words = (list: string[]) => shq(list.join(' '));
 const flagsOf = (c: Command) => c.options.flatMap((o) => [o.long, o.short].filter((x): x is string => Boolean(x))).concat('--help');

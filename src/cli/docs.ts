@@ -2,7 +2,7 @@ import { basename, relative } from 'node:path';
 import type { Command } from 'commander';
 import { writeHandover } from '../docs/handover.js';
 import { loadRunbook } from '../runbook/io.js';
-import { version, type CliContext } from './main.js';
+import { version, type CliContext } from './context.js';
 
 export function registerDocs(program: Command, ctx: CliContext): void {
   program.command('docs')

@@ -4,7 +4,7 @@ import { grayKeys, grayTarget, readGrayRules, type GrayAction, GRAY_ACTIONS, gra
 import { redisPipeline } from '../gray/redis.js';
 import { loadRunbook } from '../runbook/io.js';
 import { resolveSecret, secretNotSetError } from '../runbook/secrets.js';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 
 export function registerGray(program: Command, ctx: CliContext): void {
   program.command('gray')

@@ -11,7 +11,7 @@ import { questions, splitList, type Answers } from '../wizard/questions.js';
 import { SshTransport } from '../engine/transport.js';
 import { parseIpAddrShow, type InterfaceAddress } from '../net.js';
 import { confirmSummary, questionsFor, resolveAnswers, warnProblem } from '../wizard/run.js';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 
 const camel = (flag: string) => flag.replace(/^--(no-)?/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 

@@ -9,7 +9,7 @@ import { runbookToYaml, writeFileAtomic } from '../runbook/io.js';
 import { validateRunbook } from '../runbook/validate.js';
 import { fillMirror } from '../sources/mirror.js';
 import { existsSync, readFileSync } from 'node:fs';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 
 export function registerLab(program: Command, ctx: CliContext): void {
   const lab = program.command('lab').description('local lab: real Debian hosts (systemd, sshd, own IPs) in systemd-nspawn containers on this Linux machine');

@@ -1,33 +1,13 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import chalk from 'chalk';
 import { Command, CommanderError } from 'commander';
 import { CancelledError, HaSetupError, InvalidInputError } from '../errors.js';
-import { packageRoot } from '../paths.js';
-import { remoteTrace } from '../engine/transport.js';
-import { registerInit, runInit } from './init.js';
+import { remoteTrace } from '../engine/trace.js';
+import { COMMANDS } from './commands.js';
+import { version, type CliContext } from './context.js';
 import { formatError } from './output.js';
-import { registerValidate } from './validate.js';
-import { registerLab } from './lab.js';
-import { registerApply } from './apply.js';
-import { registerPlan } from './plan.js';
-import { registerVerify } from './verify.js';
-import { registerDocs } from './docs.js';
-import { registerCompletion } from './completion.js';
-import { registerGray } from './gray.js';
 
-export interface CliContext {
-  cwd: string;
-  interactive: boolean;
-  input?: Readable;
-  output?: Writable;
-  print: (line: string) => void;
-  printError: (line: string) => void;
-  /** Exit code set by the command that ran. */
-  result: number;
-  currentCommand?: Command;
-}
+export { version, type CliContext };
 
 export interface MainOptions {
   cwd?: string;
@@ -36,10 +16,6 @@ export interface MainOptions {
   output?: Writable;
   stdout?: (s: string) => void;
   stderr?: (s: string) => void;
-}
-
-export function version(): string {
-  return JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version as string;
 }
 
 /** The one exit point: every command's errors end here as a message and an exit code. */
@@ -73,6 +49,8 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
     .exitOverride()
     .configureOutput({ writeOut: stdout, writeErr: stderr })
     .usage('[command] [options]   (no command, at a terminal: the wizard)')
+    // The command list reads the same whether a command's module is loaded or only its summary.
+    .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} ${COMMANDS.find((c) => c.name === cmd.name())?.usage ?? ''}`.trim() })
     .option('--no-color', 'no colour in the output (also: NO_COLOR=1)')
     .option('--verbose', 'print each remote command as it runs (any command, on stderr)')
     .option('--debug', 'like --verbose, plus read-only probes and remote output')
@@ -92,21 +70,22 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       if (!ctx.interactive) {
         throw new InvalidInputError('no terminal to run the wizard in', ['run `ha-setup init --help` for the flags, or `ha-setup --help` for every command']);
       }
+      const { runInit } = await import('./init.js');
       ctx.result = await runInit({}, ctx);
     });
   program.hook('preAction', (_this, actionCommand) => {
     ctx.currentCommand = actionCommand;
   });
 
-  registerInit(program, ctx);
-  registerValidate(program, ctx);
-  registerPlan(program, ctx);
-  registerApply(program, ctx);
-  registerVerify(program, ctx);
-  registerDocs(program, ctx);
-  registerGray(program, ctx);
-  registerLab(program, ctx);
-  registerCompletion(program, ctx);
+  // Only the command that runs (or whose help is asked for) is loaded; the others stand in the
+  // table with their summary. `completion` describes every command: it loads them all.
+  const first = argv.find((a) => !a.startsWith('-'));
+  const wanted = first === 'help' ? argv[argv.indexOf('help') + 1] : first;
+  const loadAll = wanted === 'completion';
+  for (const c of COMMANDS) {
+    if (loadAll || c.name === wanted) (await c.load())(program, ctx);
+    else program.command(c.name).description(c.summary).usage(c.usage).allowUnknownOption().allowExcessArguments();
+  }
 
   // Every subcommand inherits the same error behaviour and output.
   for (const c of program.commands) applyErrorBehaviour(c, stdout, stderr);

@@ -15,7 +15,7 @@ import { loadRunbook } from '../runbook/io.js';
 import { readSiteFiles } from '../runbook/site-files.js';
 import { dirname } from 'node:path';
 import { INSTALL_STEPS } from '../steps/index.js';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 
 // chalk is off without a terminal, with --no-color and with NO_COLOR.
 const statusColour = (label: StepStatus['label'], text: string) => (label === 'done' ? chalk.dim(text) : label === 'will re-run' ? chalk.yellow(text) : chalk.cyan(text));

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { InvalidInputError, RunbookInvalidError } from '../errors.js';
 import { loadRunbook } from '../runbook/io.js';
 import { pinProblems, releaseProblems, RELEASES } from '../runbook/release-rules.js';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 import { printable } from './output.js';
 
 /** Everything apply would refuse before touching a host: the runbook, its pins, and with --os the nodes' release. */

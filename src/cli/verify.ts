@@ -14,7 +14,7 @@ import { readState } from '../lab/lab.js';
 import { loadRunbook } from '../runbook/io.js';
 import type { Runbook } from '../runbook/schema.js';
 import { plannedFailover, SCENARIOS, verifyFailover, type Scenario, type VerifyResult } from '../verify/verify.js';
-import type { CliContext } from './main.js';
+import type { CliContext } from './context.js';
 
 function labVethsFor(rb: Runbook): Record<string, string> | undefined {
   const state = readState(labPaths());
@@ -94,6 +94,9 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       ctx.result = 0;
     });
 
+}
+
+export function registerFailover(program: Command, ctx: CliContext): void {
   program.command('failover')
     .description('planned maintenance: move the VIP away from its holder (to --to) before stopping anything there')
     .argument('<runbook>', 'runbook file')
@@ -107,6 +110,9 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       ctx.result = 0;
     });
 
+}
+
+export function registerRollback(program: Command, ctx: CliContext): void {
   program.command('rollback')
     .description('bring the previous nginx build back (sbin/nginx.old), one node at a time with the VIP moved away first, by hot upgrade')
     .argument('<runbook>', 'runbook file')
@@ -121,6 +127,9 @@ export function registerVerify(program: Command, ctx: CliContext): void {
       ctx.result = 0;
     });
 
+}
+
+export function registerStatus(program: Command, ctx: CliContext): void {
   program.command('status')
     .description('per node: reachable, nginx active, keepalived state, VIP holder, versions, last verification')
     .argument('<runbook>', 'runbook file')

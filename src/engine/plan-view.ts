@@ -112,11 +112,28 @@ export function wrapCommand(line: string, width: number): string[] {
   while (rest.length > width) {
     let quote = '';
     let cut = -1;
+    // A long single-quoted word (configure arguments) is cut at a space inside it: `'a b '\` then
+    // `'c d'` on the next line, unindented, is the same word once the shell joins the lines.
+    // Only a word that could never fit on a line is cut.
+    let cutInQuote = -1;
+    let quoteStart = -1;
     for (let i = 0; i < Math.min(rest.length, width); i++) {
       const ch = rest[i];
-      if (quote) { if (ch === quote) quote = ''; continue; }
-      if (ch === "'" || ch === '"') quote = ch;
-      else if (ch === ' ' && i > 20) cut = i;
+      if (quote) {
+        if (ch === quote) quote = '';
+        else if (ch === ' ' && i > 20 && i < width - 2 && !(quote === '"' && rest.slice(quoteStart, i).includes('\\'))) {
+          const end = rest.indexOf(quote, i);
+          if ((end < 0 ? rest.length : end) - quoteStart + 1 > width - 4) cutInQuote = i;
+        }
+        continue;
+      }
+      if (ch === "'" || ch === '"') { quote = ch; quoteStart = i; } else if (ch === ' ' && i > 20) cut = i;
+    }
+    if (cut < 0 && cutInQuote > 0) {
+      const q = rest[quoteStart];
+      out.push(`${rest.slice(0, cutInQuote + 1)}${q}\\`);
+      rest = `${q}${rest.slice(cutInQuote + 1)}`;
+      continue;
     }
     if (cut < 0) break;
     out.push(`${rest.slice(0, cut)} \\`);
@@ -172,7 +189,7 @@ export function renderPlanReview(nodes: Array<{ pc: PlanContext; steps: PlannedS
   const rb = nodes[0]?.pc.runbook;
   const out: string[] = [];
   if (!rb) return 'no nodes selected\n';
-  out.push(`plan for ${opts.runbookPath} (runbook "${rb.name}", ${rb.build.flavor} ${rb.build.version}, keepalived ${rb.keepalived.version}, VIP ${rb.vrrp.vip} on ${rb.vrrp.interface}, VRID ${rb.vrrp.virtualRouterId})`);
+  out.push(`plan for ${opts.runbookPath} (runbook "${rb.name}")`, `  ${rb.build.flavor} ${rb.build.version}, keepalived ${rb.keepalived.version}, VIP ${rb.vrrp.vip} on ${rb.vrrp.interface}, VRID ${rb.vrrp.virtualRouterId}`);
   for (const { pc } of nodes) {
     out.push(`  ${pc.node.name.padEnd(10)} ${pc.node.host.padEnd(15)} ${pc.node.role.padEnd(6)} priority ${String(pc.node.priority).padEnd(4)} ${pc.facts.release} (${opts.osSource === 'observed' ? 'observed on the host' : 'assumed: --offline'})`);
   }

@@ -9,8 +9,9 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-/** `--verbose` / `--debug`: remote commands (and with debug, read-only probes and output) as they run. */
-export const remoteTrace: { level: 0 | 1 | 2; sink: (line: string) => void } = { level: 0, sink: (l) => process.stderr.write(`${l}\n`) };
+import { remoteTrace } from './trace.js';
+
+export { remoteTrace };
 
 export interface ExecOptions {
   stdin?: string;

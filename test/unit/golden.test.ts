@@ -125,6 +125,21 @@ describe('golden plans', () => {
     expect(lines.map((l) => l.replace(/ \\$/, '').trim()).join(' ')).toBe(cmd);
   });
 
+  it('cuts a long single-quoted word inside the quotes; bash reads the wrapped lines as the same words', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const args = Array.from({ length: 30 }, (_, i) => `--with-option-${i}=/usr/local/x${i}`).join(' ');
+    const cmd = `printf '%s\\n' '${args}' > /tmp/args`;
+    const lines = wrapCommand(cmd, 80);
+    expect(lines.length).toBeGreaterThan(3);
+    expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(80);
+    const words = (script: string) => execFileSync('bash', ['-c', `set -- ${script.replace(/ > \/tmp\/args$/, '')}; printf '%s|' "$@"`], { encoding: 'utf8' });
+    expect(words(lines.join('\n'))).toBe(words(cmd));
+    const dq = `echo "${args}" > /tmp/args`;
+    const dqLines = wrapCommand(dq, 80);
+    expect(Math.max(...dqLines.map((l) => l.length))).toBeLessThanOrEqual(80);
+    expect(words(dqLines.join('\n'))).toBe(words(dq));
+  });
+
   it('puts the upstream-check patch inside the OpenResty bundle', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
     const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: false });

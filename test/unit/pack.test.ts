@@ -22,8 +22,8 @@ describe('npm package', () => {
     // Templates and data files ship with the package: validate needs the module catalog.
     const version = execFileSync('npx', ['ha-setup', '--version'], { cwd: app, encoding: 'utf8' });
     expect(version.trim()).toMatch(/^\d+\.\d+\.\d+$/);
-    // What a publishable package carries: the licence, the example runbooks (valid as shipped),
-    // source maps whose sources are inside them (src/*.ts is not shipped).
+    // What a publishable package carries: the licence, the example runbooks (valid as shipped); no
+    // source maps (src/*.ts is not shipped) and no install-time script for npm to warn about.
     const pkg = join(app, 'node_modules', 'ha-setup');
     expect(readdirSync(pkg)).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'CHANGELOG.md']));
     const examples = readdirSync(join(pkg, 'runbooks')).filter((f) => f.startsWith('example-'));
@@ -32,7 +32,8 @@ describe('npm package', () => {
     // The gateway's Lua ships with the package: its plan lists every module file.
     const gw = execFileSync('npx', ['ha-setup', 'plan', join(pkg, 'runbooks', 'example-gateway.yaml'), '--offline', '--os', 'debian12'], { cwd: app, encoding: 'utf8' });
     expect(gw).toContain('file /usr/local/nginx/conf/ha-gateway/ha_gateway/balancer.lua');
-    const map = JSON.parse(readFileSync(join(pkg, 'dist', 'cli', 'main.js.map'), 'utf8'));
-    expect(map.sourcesContent?.[0]).toMatch(/export async function main/);
+    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [e.name]));
+    expect(files(join(pkg, 'dist')).filter((f) => f.endsWith('.map'))).toEqual([]);
+    expect(JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')).scripts?.prepare).toBeUndefined();
   }, 300_000);
 });
