@@ -217,7 +217,7 @@ const natRules = (subnet: string, bridge: string): Array<[string, string, string
 
 async function addNat(subnet: string, bridge: string): Promise<void> {
   for (const [table, chain, rule] of natRules(subnet, bridge)) {
-    await runLocal('iptables', ['-t', table, '-I', chain, ...rule, '-m', 'comment', '--comment', LAB_COMMENT]);
+    await runLocal('iptables', ['-w', '-t', table, '-I', chain, ...rule, '-m', 'comment', '--comment', LAB_COMMENT]);
   }
 }
 
@@ -225,11 +225,11 @@ async function addNat(subnet: string, bridge: string): Promise<void> {
 async function removeLabRules(): Promise<number> {
   let removed = 0;
   for (const table of ['nat', 'filter']) {
-    const listing = await runLocal('iptables', ['-t', table, '-S'], { allowFailure: true });
+    const listing = await runLocal('iptables', ['-w', '-t', table, '-S'], { allowFailure: true });
     for (const line of listing.stdout.split('\n')) {
       if (!line.startsWith('-A ') || !line.includes(LAB_COMMENT)) continue;
       const args = splitIptablesRule(line.slice(3));
-      await runLocal('iptables', ['-t', table, '-D', ...args], { allowFailure: true });
+      await runLocal('iptables', ['-w', '-t', table, '-D', ...args], { allowFailure: true });
       removed++;
     }
   }
@@ -418,13 +418,40 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
     rmSync(paths.stateFile, { force: true });
     removed++;
   }
-  // nspawn's own helper processes can outlive the one we waited for by a moment; a script that runs
-  // `lab up` or checks for leftovers right after must not race them (bounded wait).
-  const deadline = Date.now() + 10_000;
-  while ((labNspawnPids().length > 0 || labContainerInits().length > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  for (const pid of [...labNspawnPids(), ...labContainerInits()]) safeKill(pid, 'SIGKILL');
+  // `lab down` returns only when nothing of the lab is left: nspawn's helpers can outlive the process
+  // we waited for by a moment, and a rule or link can survive a first attempt (a busy xtables lock).
+  // What is still there is removed again until none is, or named in the error.
+  const deadline = Date.now() + 30_000;
+  for (let left = await labLeftovers(paths); left.length > 0; left = await labLeftovers(paths)) {
+    if (Date.now() > deadline) throw new RunFailedError('lab down could not remove everything of the lab', left.map((l) => l.what));
+    for (const l of left) {
+      if (l.pid !== undefined) safeKill(l.pid, 'SIGKILL');
+      else if (l.kind === 'rule') await removeLabRules();
+      else if (l.kind === 'link') await runLocal('ip', ['link', 'del', l.name!], { allowFailure: true });
+      else if (l.kind === 'mount') await runLocal('umount', ['-l', l.name!], { allowFailure: true });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
   if (!opts.quiet) log(removed > 0 ? 'lab removed' : 'no lab was up');
   return removed;
+}
+
+/** Everything of the lab still on this machine: processes, firewall rules, links, mounts, files. */
+export async function labLeftovers(paths = labPaths()): Promise<Array<{ kind: 'process' | 'rule' | 'link' | 'mount' | 'file'; what: string; pid?: number; name?: string }>> {
+  const out: Awaited<ReturnType<typeof labLeftovers>> = [];
+  for (const pid of labNspawnPids()) out.push({ kind: 'process', what: `systemd-nspawn process ${pid}`, pid });
+  for (const pid of labContainerInits()) out.push({ kind: 'process', what: `container process ${pid}`, pid });
+  for (const table of ['nat', 'filter']) {
+    const rules = (await runLocal('iptables', ['-w', '-t', table, '-S'], { allowFailure: true })).stdout.split('\n').filter((l) => l.includes(LAB_COMMENT));
+    out.push(...rules.map((r) => ({ kind: 'rule' as const, what: `iptables ${table}: ${r}` })));
+  }
+  if (await bridgeExists(LAB_BRIDGE)) out.push({ kind: 'link', what: `bridge ${LAB_BRIDGE}`, name: LAB_BRIDGE });
+  for (const v of await labVeths()) out.push({ kind: 'link', what: `veth ${v}`, name: v });
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m?.startsWith(paths.stateDir));
+  out.push(...mounts.map((m) => ({ kind: 'mount' as const, what: `mount ${m}`, name: m })));
+  if (existsSync(paths.nodesDir)) out.push({ kind: 'file', what: `directory ${paths.nodesDir}` });
+  if (existsSync(paths.stateFile)) out.push({ kind: 'file', what: `state ${paths.stateFile}` });
+  return out;
 }
 
 function safeKill(pid: number, signal: NodeJS.Signals): void {
