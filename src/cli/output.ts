@@ -14,7 +14,9 @@ export function printable(text: string): string {
 export function formatError(err: HaSetupError): string {
   const lines = [chalk.red(`error: ${printable(err.message)}`)];
   if (err instanceof RunbookInvalidError) {
-    for (const p of err.problems) lines.push(`  ${chalk.bold(printable(p.path))}: ${printable(p.message)}`);
+    // One line a problem: a newline inside a runbook value must not start a line that looks like
+    // another problem (our own YAML excerpts continue with four spaces).
+    for (const p of err.problems) lines.push(`  ${chalk.bold(printable(p.path).replace(/\n/g, '\\n'))}: ${printable(p.message).replace(/\n(?! {4})/g, '\\n')}`);
   } else {
     for (const d of err.details) lines.push(`  ${printable(d)}`);
   }

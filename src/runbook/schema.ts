@@ -7,7 +7,7 @@ import { gitRefProblem, gitUrlProblem, isCommit, SOURCE_VERSION } from '../sourc
 // Cross-field rules (roles, priorities, VIP subnet, module compatibility...) live in validate.ts.
 
 const SHELL_SAFE_PATH = /^\/[A-Za-z0-9_.+\/-]*$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const IFACE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 
 export const interfaceName = z.string().superRefine((s, ctx) => {
@@ -61,7 +61,7 @@ const localPath = z.string().min(1, 'must not be empty').refine((s) => !s.starts
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 checksum: 64 lowercase hex digits');
 
 export const sshSchema = z.strictObject({
-  user: z.string().regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'must be a valid user name').default('root'),
+  user: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/i, 'must be a valid user name (up to 32 characters)').default('root'),
   port: port('ssh port').default(22),
   identityFile: localPath.optional(),
   knownHostsFile: localPath.optional(),
@@ -75,7 +75,7 @@ export const nodeSchema = z.strictObject({
     .min(1, 'priority must be from 1 to 254').max(254, 'priority must be from 1 to 254 (255 is reserved for the address owner)'),
   interface: interfaceName.optional(),
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be lowercase letters, digits and dashes').optional(),
-  user: z.string().regex(/^[a-z_][a-z0-9_.-]*$/i, 'must be a valid user name').optional(),
+  user: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'must be a valid user name (up to 32 characters)').optional(),
   port: port('ssh port').optional(),
 });
 
@@ -122,8 +122,10 @@ export const keepalivedSchema = z.strictObject({
   }).default({ interval: 1, fall: 2, rise: 2, weight: 0 }),
 });
 
-/** One nginx `server` line: an address (host:port, IPv4, name or unix:/path), then parameters. */
-const upstreamServer = z.string().regex(/^[A-Za-z0-9_[\]][A-Za-z0-9_.:/[\]-]*( +[a-z_]+(=[A-Za-z0-9_.:]+)?)*$/, 'must be one nginx server line: an address and parameters, e.g. "10.0.0.21:8080 weight=4 max_fails=2"');
+/** One nginx `server` line: an address (IPv4 or name with an optional port, [IPv6]:port, unix:/path), then parameters. */
+const upstreamServer = z.string().max(256, 'must be at most 256 characters').regex(
+  /^(unix:\/[A-Za-z0-9_./-]+|\[[0-9A-Fa-f:]+\](:\d{1,5})?|[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*(:\d{1,5})?)( +[a-z_]+(=[A-Za-z0-9_.:]+)?)*$/,
+  'must be one nginx server line: an address and parameters, e.g. "10.0.0.21:8080 weight=4 max_fails=2"');
 
 /** Include files and directories stay beside the runbook: relative, and never above its folder. */
 function besideRunbookProblem(s: string): string | undefined {
@@ -159,6 +161,9 @@ const ipv4Endpoint = (prefix: string, shape: string) => z.string().superRefine((
   else if (m.slice(1, 5).some((o) => Number(o) > 255)) ctx.addIssue({ code: 'custom', message: 'has an address octet above 255' });
   // 010 is 8 to some parsers and 10 to others: the nodes and this machine must mean one host.
   else if (m.slice(1, 5).some((o) => o.length > 1 && o.startsWith('0'))) ctx.addIssue({ code: 'custom', message: 'has an address octet with a leading zero' });
+  // A secret goes there: never "this network", link-local (cloud metadata), multicast or broadcast.
+  // Loopback is fine: a Redis or a Consul agent on every node.
+  else if (/^(0|169\.254|22[4-9]|2[3-5]\d)\./.test(m.slice(1, 5).join('.'))) ctx.addIssue({ code: 'custom', message: 'is not a unicast host address (0.0.0.0/8, link-local, multicast or broadcast)' });
   else if (m[5] !== undefined && (Number(m[5]) < 1 || Number(m[5]) > 65535)) ctx.addIssue({ code: 'custom', message: 'has a port outside 1..65535' });
 });
 
@@ -289,7 +294,7 @@ export const verifySchema = z.strictObject({
 
 export const runbookSchema = z.strictObject({
   version: z.literal(1, { error: 'version must be 1 (the only runbook version this ha-setup reads)' }),
-  name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'name must be lowercase letters, digits and dashes ([a-z0-9-]+), starting with a letter or digit'),
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'name must be up to 63 lowercase letters, digits and dashes ([a-z0-9-]+), starting with a letter or digit'),
   ssh: sshSchema.default({ user: 'root', port: 22 }),
   nodes: z.array(nodeSchema),
   vrrp: vrrpSchema,
