@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import { InvalidInputError } from '../errors.js';
 import { grayKeys, grayTarget, readGrayRules, type GrayAction, GRAY_ACTIONS, grayCommands } from '../gray/rules.js';
 import { redisPipeline } from '../gray/redis.js';
+import { dirname } from 'node:path';
 import { loadRunbook } from '../runbook/io.js';
+import { readSiteFiles } from '../runbook/site-files.js';
 import { resolveSecret, secretNotSetError } from '../runbook/secrets.js';
 import type { CliContext } from './context.js';
 
@@ -32,7 +34,9 @@ export function registerGray(program: Command, ctx: CliContext): void {
         password = resolveSecret(g.redis.passwordEnv, path, runbook.name);
         if (password === undefined) throw secretNotSetError({ name: g.redis.passwordEnv, field: 'site.gray.redis.passwordEnv' }, path, runbook.name);
       }
-      const target = grayTarget(g, opts.redis, password);
+      // The same CA file the nodes trust (read as apply reads it: beside the runbook).
+      const ca = g.redis.tls?.caFile ? readSiteFiles(runbook, dirname(path)).ca[g.redis.tls.caFile] : undefined;
+      const target = grayTarget(g, opts.redis, password, ca);
       const keys = grayKeys(g.key);
       const commands = grayCommands(keys, action as GrayAction, value);
       if (commands.length > 0) await redisPipeline(target, commands);

@@ -1,4 +1,5 @@
-import { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { RunFailedError } from '../errors.js';
 
 /** What a reply to the gray commands can reasonably be (200,000 rules of 128 bytes fit). */
@@ -60,6 +61,8 @@ export interface RedisTarget {
   db: number;
   password?: string;
   timeoutMs?: number;
+  /** Redis over TLS: verified against `ca` (PEM; else Node's CAs) for `servername`. */
+  tls?: { ca?: string; servername: string };
 }
 
 /**
@@ -74,14 +77,18 @@ export async function redisPipeline(t: RedisTarget, commands: (string | number)[
   const all = [...setup, ...commands];
   const where = `Redis at ${t.host}:${t.port}`;
   const replies = await new Promise<RedisReply[]>((resolve, reject) => {
-    const sock = new Socket();
+    const send = () => sock.write(all.map(encodeCommand).join(''));
+    // Over TLS the password is sent only once the server proved it holds a certificate for servername.
+    const sock: Socket = t.tls
+      ? tlsConnect({ host: t.host, port: t.port, servername: t.tls.servername, ca: t.tls.ca }, send)
+      : connect({ host: t.host, port: t.port }, send);
     let buf = Buffer.alloc(0);
     const got: RedisReply[] = [];
     const fail = (msg: string) => { sock.destroy(); reject(new RunFailedError(`${where}: ${msg}`)); };
     sock.setTimeout(t.timeoutMs ?? 5000, () => fail('no answer in time'));
-    sock.on('error', (e: NodeJS.ErrnoException) => fail(`cannot talk to it (${e.code ?? e.message})`));
+    sock.on('error', (e: NodeJS.ErrnoException) => fail(`cannot talk to it (${t.tls ? 'TLS: ' : ''}${e.code ?? e.message}${t.tls && e.code ? `: ${e.message}` : ''})`));
     sock.on('close', () => { if (got.length < all.length) fail('closed the connection'); });
-    sock.on('data', (chunk) => {
+    sock.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       // Not a Redis (an HTTP server, a wrong port) or an answer no rule set needs: stop reading.
       if (buf.length > MAX_REPLY_BYTES) return fail(`answered more than ${MAX_REPLY_BYTES} bytes; is this the Redis of site.gray?`);
@@ -99,7 +106,6 @@ export async function redisPipeline(t: RedisTarget, commands: (string | number)[
       buf = buf.subarray(pos);
       if (got.length >= all.length) { sock.end(); resolve(got); }
     });
-    sock.connect(t.port, t.host, () => sock.write(all.map(encodeCommand).join('')));
   });
   replies.forEach((r, i) => {
     if (r && typeof r === 'object' && !Array.isArray(r)) {

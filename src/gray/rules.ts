@@ -13,12 +13,14 @@ export function grayKeys(key: string) {
   return { ips: `${key}:ips`, values: `${key}:values`, percent: `${key}:percent` };
 }
 
-export function grayTarget(g: Gray, override: string | undefined, password: string | undefined): RedisTarget {
+/** `ca`: the PEM of site.gray.redis.tls.caFile, read beside the runbook (undefined: Node's CAs). */
+export function grayTarget(g: Gray, override: string | undefined, password: string | undefined, ca?: string): RedisTarget {
   const address = override ?? g.redis.address;
   const bad = redisAddress.safeParse(address);
   if (!bad.success) throw new InvalidInputError(`--redis ${address}: ${bad.error.issues[0].message}`);
   const [host, port] = address.split(':');
-  return { host, port: Number(port ?? 6379), db: g.redis.db, password };
+  const tls = g.redis.tls ? { servername: g.redis.tls.serverName ?? host, ca } : undefined;
+  return { host, port: Number(port ?? 6379), db: g.redis.db, password, tls };
 }
 
 /** Validates an IPv4 address or CIDR as the nodes' Lua will read it (no leading zeros, /0-/32). */

@@ -168,7 +168,21 @@ const ipv4Endpoint = (prefix: string, shape: string) => z.string().superRefine((
 });
 
 /** Consul's HTTP API: the nodes poll it from nginx (cosockets), so an IPv4 address, not a name. */
-export const consulAddress = ipv4Endpoint('http://', 'must be http://<IPv4>[:port] of a Consul agent, e.g. http://10.0.0.5:8500 (nginx resolves no names here)');
+export const consulAddress = ipv4Endpoint('https?://', 'must be http://<IPv4>[:port] or https://<IPv4>[:port] of a Consul agent, e.g. https://10.0.0.5:8501 (nginx resolves no names here)');
+
+/**
+ * TLS to a service the gateway talks to (Consul over https, Redis): the certificate is verified
+ * against `caFile` (a PEM file beside the runbook, shipped to the nodes; without one, the nodes'
+ * system CAs) for `serverName` (without one, the address: the certificate needs an IP SAN).
+ */
+export const tlsClient = z.strictObject({
+  caFile: z.string().superRefine((s, ctx) => {
+    const beside = besideRunbookProblem(s);
+    if (beside) ctx.addIssue({ code: 'custom', message: beside });
+    else if (!/^[A-Za-z0-9_][A-Za-z0-9_./-]*$/.test(s)) ctx.addIssue({ code: 'custom', message: `"${s}" must be a file path of letters, digits and . _ - /` });
+  }).optional(),
+  serverName: z.string().regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a DNS name the certificate is for, e.g. consul.example.internal').optional(),
+});
 
 const consulDiscovery = z.strictObject({
   address: consulAddress,
@@ -177,6 +191,8 @@ const consulDiscovery = z.strictObject({
   interval: z.number({ error: 'interval must be a number of seconds from 0.2 to 60' }).min(0.2, 'interval must be at least 0.2 seconds').max(60, 'interval must be at most 60 seconds').default(1),
   /** The ACL token, read from this environment variable (or the runbook's .secrets file) at apply time. */
   tokenEnv: envName.optional(),
+  /** With an https:// address: how the certificate is verified. */
+  tls: tlsClient.optional(),
 });
 
 /** Active health check of discovered peers, from nginx: what Consul has not noticed yet. */
@@ -200,6 +216,8 @@ export const grayRelease = z.strictObject({
     db: z.number({ error: 'db must be a whole number from 0 to 15' }).int('db must be a whole number from 0 to 15').min(0, 'db must be from 0 to 15').max(15, 'db must be from 0 to 15').default(0),
     /** The Redis password (requirepass), read from this environment variable or the .secrets file. */
     passwordEnv: envName.optional(),
+    /** Redis over TLS (its tls-port): the password and the rules never cross the network in clear. */
+    tls: tlsClient.optional(),
   }),
   /** Redis keys: <key>:ips, <key>:values (sets) and <key>:percent. */
   key: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'must be up to 64 letters, digits and _ . : -').default('ha-setup:gray'),

@@ -13,9 +13,23 @@ export interface SiteFiles {
   conf: Record<string, string>;
   /** Lua modules, keyed by their path inside ha-lua/ on the nodes ("gw/route.lua"). */
   lua: Record<string, string>;
+  /** CA certificates (PEM) the gateway trusts for Consul and Redis over TLS, keyed by the runbook's path. */
+  ca: Record<string, string>;
 }
 
-export const emptySiteFiles = (): SiteFiles => ({ conf: {}, lua: {} });
+export const emptySiteFiles = (): SiteFiles => ({ conf: {}, lua: {}, ca: {} });
+
+/** Every `tls.caFile` of the runbook with the field that names it. */
+export function caFiles(rb: Runbook): Array<{ field: string; file: string }> {
+  const out: Array<{ field: string; file: string }> = [];
+  rb.site.upstreams.forEach((u, i) => {
+    const f = u.discovery?.consul.tls?.caFile;
+    if (f) out.push({ field: `site.upstreams[${i}].discovery.consul.tls.caFile`, file: f });
+  });
+  const g = rb.site.gray?.redis.tls?.caFile;
+  if (g) out.push({ field: 'site.gray.redis.tls.caFile', file: g });
+  return out;
+}
 
 /** Limits that keep a mistaken `include.lua: ["."]` from shipping a whole tree. */
 export const SITE_LIMITS = { luaFiles: 500, fileBytes: 1024 * 1024, totalBytes: 16 * 1024 * 1024, depth: 16 };
@@ -74,6 +88,14 @@ export function readSiteFiles(rb: Runbook, runbookDir: string): SiteFiles {
       seen.set(base, rel);
       out.conf[rel] = read(real, field, rel);
     });
+  }
+  for (const { field, file } of caFiles(rb)) {
+    if (isAbsolute(file)) throw new InvalidInputError(`${field}: ${file} is absolute; give a path relative to the runbook's folder`);
+    const real = insideRunbookDir(root, resolve(root, file), field, file);
+    const pem = read(real, field, file);
+    if (!/-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----/.test(pem)) throw new InvalidInputError(`${field}: ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`);
+    if (/PRIVATE KEY-----/.test(pem)) throw new InvalidInputError(`${field}: ${file} holds a private key; give the CA certificate only`);
+    out.ca[file] = pem;
   }
   // Lua directories: every *.lua below them, keyed by the module path inside ha-lua/.
   const luaOwner = new Map<string, string>();

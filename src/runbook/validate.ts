@@ -177,6 +177,12 @@ export function semanticProblems(s: Sections): Problem[] {
       add('site.gray', 'gray release runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)');
     }
   }
+  if (site) {
+    site.upstreams.forEach((u, i) => {
+      const c = u.discovery?.consul;
+      if (c?.tls && !c.address.startsWith('https://')) add(`site.upstreams[${i}].discovery.consul.tls`, 'tls applies to an https:// address; write the address as https://<IPv4>:<port> (Consul\'s https port, often 8501)');
+    });
+  }
   if (site && noLua && site.include.lua.length > 0) {
     add('site.include.lua', 'Lua modules need the lua module on the nginx flavor: add "lua" to build.modules (OpenResty has it built in)');
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { PlanContext, PlannedFile } from '../engine/types.js';
 import { InvalidInputError } from '../errors.js';
 import { releaseProblems } from '../runbook/release-rules.js';
+import { caFiles } from '../runbook/site-files.js';
 import { packageRoot } from '../paths.js';
 import { render } from '../render.js';
 import type { Runbook } from '../runbook/schema.js';
@@ -18,6 +19,26 @@ export function discoveredUpstreams(rb: Runbook) {
   return rb.site.upstreams.filter((u) => u.discovery);
 }
 
+/** The TLS part of an endpoint in config.lua: the name the certificate must carry (SNI and verification). */
+function tlsConfig(tls: { serverName?: string } | undefined, host: string) {
+  return tls ? { serverName: tls.serverName ?? host } : undefined;
+}
+
+/** Does the gateway talk TLS to anything (Consul over https, Redis with tls)? */
+export function gatewayUsesTls(rb: Runbook): boolean {
+  return discoveredUpstreams(rb).some((u) => u.discovery!.consul.address.startsWith('https://')) || rb.site.gray?.redis.tls !== undefined;
+}
+
+/** The trusted CA file for TLS from Lua: the runbook's CA files as one bundle, else the nodes' system CAs. */
+export const TRUSTED_CA = `${GATEWAY_DIR}/trusted-ca.pem`;
+
+export function luaSslTrustedCertificate(pc: PlanContext): string | undefined {
+  const rb = pc.runbook;
+  if (!gatewayEnabled(rb) || !gatewayUsesTls(rb)) return undefined;
+  if (caFiles(rb).length > 0) return TRUSTED_CA; // relative to the conf dir: the staged copy tests its own
+  return pc.facts.family === 'el' ? '/etc/pki/tls/certs/ca-bundle.crt' : '/etc/ssl/certs/ca-certificates.crt';
+}
+
 /** The gray release's part of the gateway's config.lua (undefined without site.gray). */
 export function grayConfig(rb: Runbook) {
   const g = rb.site.gray;
@@ -26,6 +47,7 @@ export function grayConfig(rb: Runbook) {
   return {
     host,
     port: Number(port ?? 6379),
+    tls: tlsConfig(g.redis.tls, host),
     db: g.redis.db,
     // Substituted at apply time; never in the runbook, the plan or the records.
     password: g.redis.passwordEnv ? `@@secret:${g.redis.passwordEnv}@@` : '',
@@ -55,12 +77,14 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
     peerNetworks: rb.site.peerNetworks,
     upstreams: discoveredUpstreams(rb).map((u) => {
       const c = u.discovery!.consul;
-      const [host, port] = c.address.replace(/^http:\/\//, '').split(':');
+      const https = c.address.startsWith('https://');
+      const [host, port] = c.address.replace(/^https?:\/\//, '').split(':');
       return {
         name: u.name,
         service: c.service,
         host,
-        port: Number(port ?? 8500),
+        port: Number(port ?? (https ? 8501 : 8500)),
+        tls: https ? tlsConfig(c.tls ?? {}, host) : undefined,
         interval: c.interval,
         // A poll never outlives its interval by much; Consul answers a LAN health query in milliseconds.
         timeoutMs: Math.max(500, Math.min(5000, Math.round(c.interval * 1000))),
@@ -74,5 +98,12 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
     }),
   });
   // Tokens and the Redis password are in here: root only (nginx's master reads it in init_by_lua, before dropping privileges).
-  return [...modules, { path: `${dir}/config.lua`, content: config, mode: 0o600 }];
+  const files = [...modules, { path: `${dir}/config.lua`, content: config, mode: 0o600 }];
+  // The CA certificates the gateway's TLS connections are verified against, as one bundle.
+  const cas = caFiles(rb).map(({ file }) => pc.siteFiles?.ca[file]);
+  if (gatewayUsesTls(rb) && cas.length > 0) {
+    if (cas.some((c) => c === undefined)) throw new InvalidInputError('tls.caFile: the CA files were not read on the control machine');
+    files.push({ path: `${layout(rb).confDir}/${TRUSTED_CA}`, content: [...new Set(cas.map((c) => c!.trim()))].join('\n') + '\n', mode: 0o644 });
+  }
+  return files;
 }

@@ -6,7 +6,7 @@ import { render } from '../render.js';
 import { remotePathInside } from '../runbook/site-files.js';
 import { shq } from '../shell.js';
 import { filesMatch, layout, luaPackageCpath, luaPackagePath, probe } from './common.js';
-import { GATEWAY_DIR, gatewayEnabled, gatewayFiles } from './gateway.js';
+import { GATEWAY_DIR, gatewayEnabled, gatewayFiles, luaSslTrustedCertificate } from './gateway.js';
 
 export function nginxConfigFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -21,6 +21,7 @@ export function nginxConfigFiles(pc: PlanContext) {
     luaPackageCpath: luaPackageCpath(pc) ?? '',
     gateway: gatewayEnabled(rb),
     gray: rb.site.gray !== undefined,
+    luaSslTrustedCertificate: luaSslTrustedCertificate(pc) ?? '',
   });
   const site = render('site.conf.njk', {
     upstreams: rb.site.upstreams,

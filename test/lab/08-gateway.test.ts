@@ -513,4 +513,73 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     expect(mode.stdout.trim()).toBe('600');
     expect((await gray('clear')).code).toBe(0);
   });
+
+  // The review: the Consul token and the Redis password crossed the LAN in clear on every poll. Real
+  // TLS servers (Consul's https port, Redis's tls-port with no plain port) with certificates from a
+  // CA made here; the nodes verify them by name, and a capture on the wire finds no password.
+  it('Consul over https and Redis over TLS: peers and rules as before, and the password is not on the wire', async () => {
+    const tls = await lab.ssh(0, [
+      'set -e', 'export DEBIAN_FRONTEND=noninteractive',
+      'command -v openssl >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends openssl >/dev/null; }',
+      'mkdir -p /etc/lab-tls && cd /etc/lab-tls',
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=lab CA' 2>/dev/null",
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=consul.lab' 2>/dev/null",
+      "printf 'subjectAltName=DNS:consul.lab,DNS:redis.lab\\n' > san.ext",
+      'openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null',
+      'chmod 644 server.key',
+      `printf '{"ports": {"https": 8501}, "cert_file": "/etc/lab-tls/server.pem", "key_file": "/etc/lab-tls/server.key", "ca_file": "/etc/lab-tls/ca.pem", "verify_incoming": false}\\n' > consul-tls.json`,
+      `printf '[Service]\\nExecStart=/usr/bin/redis-server --port 0 --tls-port 6381 --tls-cert-file /etc/lab-tls/server.pem --tls-key-file /etc/lab-tls/server.key --tls-ca-cert-file /etc/lab-tls/ca.pem --tls-auth-clients no --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis-tls.service`,
+      'systemctl daemon-reload; systemctl restart lab-redis-tls',
+      `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p 6381 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+      'cat /etc/lab-tls/ca.pem',
+    ].join('\n'));
+    expect(tls.code, tls.stderr).toBe(0);
+    writeFileSync(join(lab.runbookPath, '..', 'lab-ca.pem'), tls.stdout.slice(tls.stdout.indexOf('-----BEGIN CERTIFICATE-----')));
+    await startConsul(lab, { extraArgs: ' -config-file /etc/lab-tls/consul-tls.json', restart: true });
+    const https = await lab.ssh(0, `for i in $(seq 1 40); do curl -sS --cacert /etc/lab-tls/ca.pem --resolve consul.lab:8501:${n1} https://consul.lab:8501/v1/status/leader && break; sleep 0.25; done`);
+    expect(https.stdout, https.stderr).toContain(':');
+
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    doc.site.upstreams[0].discovery.consul = { ...doc.site.upstreams[0].discovery.consul, address: `https://${n1}:8501`, tls: { caFile: 'lab-ca.pem', serverName: 'consul.lab' } };
+    doc.site.gray.redis = { ...doc.site.gray.redis, address: `${n1}:6381`, tls: { caFile: 'lab-ca.pem', serverName: 'redis.lab' } };
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const pids = await masterPids();
+    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.out + r.err).toBe(0);
+    for (const steps of Object.values(ranSteps(lab.runbookPath))) expect(steps).toEqual(['nginx-config']);
+    expect(await masterPids()).toEqual(pids);
+
+    // Consul's peers over https on both nodes, verified for consul.lab.
+    for (let k = 0; k < 40; k++) {
+      const all = await Promise.all([0, 1].map(status));
+      if (all.every((st) => st.upstreams.stable.source === 'consul' && !st.upstreams.stable.error && st.upstreams.stable.peers.length === 2)) break;
+      if (k === 39) throw new Error(`Consul over https never answered: ${JSON.stringify(all.map((st) => st.upstreams.stable))}`);
+      await sleep(250);
+    }
+    // The rules over TLS, from this machine (ha-setup gray) and from the nodes.
+    expect((await gray('clear')).code).toBe(0);
+    expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
+    await inForce({ ips: [lab.state.bridgeIp] });
+    expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
+    expect((await status(1)).gray.error).toBeUndefined();
+
+    // On the wire: node2's and this machine's connections to Redis while they (re)authenticate.
+    const capture = lab.ssh(0, "timeout 6 tcpdump -i host0 -nn -A -s0 'tcp port 6381' 2>/dev/null; true");
+    await sleep(1000);
+    await lab.ssh(0, 'systemctl restart lab-redis-tls'); // the nodes' pooled connections AUTH again
+    expect((await gray('status')).code).toBe(0);
+    const wire = (await capture).stdout;
+    expect(wire.length).toBeGreaterThan(1000);
+    expect(wire).not.toContain(PASSWORD);
+    await inForce({ ips: [lab.state.bridgeIp] });
+
+    // A certificate for another name is refused: the nodes keep stable for everyone and say why.
+    doc.site.gray.redis.tls.serverName = 'other.lab';
+    writeFileSync(lab.runbookPath, stringify(doc));
+    expect((await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify'])).code).toBe(0);
+    for (let k = 0; k < 40 && !(await status(0)).gray.error; k++) await sleep(250);
+    expect((await status(0)).gray.error).toMatch(/TLS with Redis .* \(other\.lab\) failed/);
+    expect(await backendOf(lab.state.vip)).not.toBe(`${n2}:${CANARY}`);
+    expect((await gray('status')).err).toMatch(/TLS: ERR_TLS_CERT_ALTNAME_INVALID/);
+  });
 });

@@ -48,7 +48,7 @@ function _M.poll_once(u)
   local path = "/v1/health/service/" .. u.service .. "?passing=1"
   local headers = {}
   if u.token and u.token ~= "" then headers["X-Consul-Token"] = u.token end
-  local res, err = http.get(u.consul.host, u.consul.port, path, headers, u.timeout_ms, MAX_BODY)
+  local res, err = http.get(u.consul.host, u.consul.port, path, headers, u.timeout_ms, MAX_BODY, u.consul.tls)
   if not res then return failed(u, "Consul unreachable: " .. err) end
   if res.status ~= 200 then
     return failed(u, "Consul answered HTTP " .. res.status .. ": " .. (res.body or ""):sub(1, 120))

@@ -1,15 +1,24 @@
 -- A small HTTP/1.0 GET over nginx cosockets (non-blocking; never LuaSocket inside nginx), enough
 -- for Consul's HTTP API: one request per connection, body read to Content-Length or to close, never
--- more than `max_body` bytes.
+-- more than `max_body` bytes. With `tls` ({ server_name }), HTTPS: the cosocket's own TLS handshake,
+-- the certificate verified against lua_ssl_trusted_certificate for that name.
+--
+-- Why not lua-resty-http: TLS is the cosocket's (sslhandshake), not the client library's, and this
+-- GET is all Consul needs; lua-resty-http would be one more source to pin and ship on the nginx
+-- flavor (OpenResty does not bundle it either) for the same request.
 local _M = {}
 
-function _M.get(host, port, path, headers, timeout_ms, max_body)
+function _M.get(host, port, path, headers, timeout_ms, max_body, tls)
   max_body = max_body or 1024 * 1024
   local sock = ngx.socket.tcp()
   sock:settimeouts(timeout_ms, timeout_ms, timeout_ms)
   local ok, err = sock:connect(host, port)
   if not ok then return nil, "connect to " .. host .. ":" .. port .. " failed: " .. tostring(err) end
-  local req = { "GET ", path, " HTTP/1.0\r\nHost: ", host, ":", port, "\r\nAccept: application/json\r\n" }
+  if tls then
+    ok, err = sock:sslhandshake(nil, tls.server_name, true)
+    if not ok then sock:close(); return nil, "TLS with " .. host .. ":" .. port .. " (" .. tls.server_name .. ") failed: " .. tostring(err) end
+  end
+  local req = { "GET ", path, " HTTP/1.0\r\nHost: ", tls and tls.server_name or host, ":", port, "\r\nAccept: application/json\r\n" }
   for k, v in pairs(headers or {}) do req[#req + 1] = k .. ": " .. v .. "\r\n" end
   req[#req + 1] = "\r\n"
   ok, err = sock:send(table.concat(req))

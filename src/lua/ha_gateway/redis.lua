@@ -1,6 +1,8 @@
 -- A small Redis client over nginx cosockets (non-blocking), enough for the gray release rules:
--- AUTH, SELECT and a pipeline of commands on one connection, kept alive between polls.
--- Both flavors: the nginx flavor has no lua-resty-redis, and this needs nothing beyond ngx.
+-- AUTH, SELECT and a pipeline of commands on one connection, kept alive between polls; with `tls`
+-- ({ server_name }) over TLS (the cosocket's handshake, verified against lua_ssl_trusted_certificate).
+-- Both flavors: the nginx flavor has no lua-resty-redis (OpenResty bundles it, the nginx flavor
+-- would need it pinned and shipped), and the TLS is the cosocket's either way.
 local _M = {}
 
 -- Replies larger than these are refused: the rules are short strings, at most a few 100,000 of them.
@@ -58,11 +60,16 @@ end
 function _M.pipeline(opts, commands)
   local sock = ngx.socket.tcp()
   sock:settimeouts(opts.timeout_ms, opts.timeout_ms, opts.timeout_ms)
-  local ok, err = sock:connect(opts.host, opts.port, { pool = "ha_gateway_redis:" .. opts.host .. ":" .. opts.port .. ":" .. opts.db })
+  local pool = "ha_gateway_redis:" .. opts.host .. ":" .. opts.port .. ":" .. opts.db .. (opts.tls and ":tls" or "")
+  local ok, err = sock:connect(opts.host, opts.port, { pool = pool })
   if not ok then return nil, "connect to Redis " .. opts.host .. ":" .. opts.port .. " failed: " .. tostring(err) end
   local all = {}
-  -- A pooled connection already did AUTH and SELECT.
+  -- A pooled connection already did the TLS handshake, AUTH and SELECT.
   if sock:getreusedtimes() == 0 then
+    if opts.tls then
+      ok, err = sock:sslhandshake(nil, opts.tls.server_name, true)
+      if not ok then sock:close(); return nil, "TLS with Redis " .. opts.host .. ":" .. opts.port .. " (" .. opts.tls.server_name .. ") failed: " .. tostring(err) end
+    end
     if opts.password and opts.password ~= "" then all[#all + 1] = { "AUTH", opts.password } end
     if opts.db ~= 0 then all[#all + 1] = { "SELECT", opts.db } end
   end
