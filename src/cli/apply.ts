@@ -5,7 +5,7 @@ import type { Runbook } from '../runbook/schema.js';
 import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import type { Journal } from '../engine/journal.js';
-import { clusterServing, rollDisruptive, RollStoppedError, type RollEvent } from '../engine/roll.js';
+import { clusterServing, rollDisruptive, RollStoppedError, type RollEvent } from '../orchestrate/roll.js';
 import { loadSecrets, newRunId, openSession, runbookDir } from '../engine/session.js';
 import type { Step } from '../engine/types.js';
 import { join } from 'node:path';
@@ -13,11 +13,10 @@ import { writeHandover } from '../docs/handover.js';
 import { loadRunbook, readSecretsFile, recordPinsInRunbook, runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
 import { replayRunbook } from '../runbook/replay.js';
 import { readSiteFiles } from '../runbook/site-files.js';
-import { version } from './context.js';
 import { runVerify } from './verify.js';
 import { prepareSources } from '../sources/prepare.js';
 import { INSTALL_STEPS, PREFLIGHT } from '../steps/index.js';
-import type { CliContext } from './context.js';
+import { terminalConfirm, version, type CliContext } from './context.js';
 
 export interface ApplyFlags {
   concurrency?: string;
@@ -57,7 +56,7 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
   const startedAt = new Date();
   const siteFiles = readSiteFiles(runbook, runbookDir(path));
   const only = flags.limit ? limitToIndexes(runbook, flags.limit) : undefined;
-  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, interactive: ctx.interactive, runId, only }, secrets);
+  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, confirmHostKey: terminalConfirm(ctx), runId, only }, secrets);
   try {
     // Sources after connecting: which ones are needed can depend on the nodes' OS family.
     const { sources, learned } = await prepareSources(runbook, runbookDir(path), {

@@ -17,6 +17,15 @@ export interface CliContext {
   currentCommand?: Command;
 }
 
+/** A yes/no question at the terminal (default no), or undefined without one: the engine asks through it. */
+export function terminalConfirm(ctx: CliContext): ((question: string) => Promise<boolean>) | undefined {
+  if (!ctx.interactive) return undefined;
+  return async (message) => {
+    const { confirm } = await import('@clack/prompts');
+    return (await confirm({ input: ctx.input, output: ctx.output, message, initialValue: false })) === true;
+  };
+}
+
 export function version(): string {
   return JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version as string;
 }

@@ -15,7 +15,7 @@ import { loadRunbook } from '../runbook/io.js';
 import { readSiteFiles } from '../runbook/site-files.js';
 import { dirname } from 'node:path';
 import { INSTALL_STEPS } from '../steps/index.js';
-import type { CliContext } from './context.js';
+import { terminalConfirm, type CliContext } from './context.js';
 
 // chalk is off without a terminal, with --no-color and with NO_COLOR.
 const statusColour = (label: StepStatus['label'], text: string) => (label === 'done' ? chalk.dim(text) : label === 'will re-run' ? chalk.yellow(text) : chalk.cyan(text));
@@ -52,7 +52,7 @@ export function registerPlan(program: Command, ctx: CliContext): void {
         return;
       }
       const secrets = loadSecrets(runbook, path);
-      const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, interactive: ctx.interactive, runId: newRunId(), only }, secrets)
+      const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: opts.acceptNewHostKeys === true, confirmHostKey: terminalConfirm(ctx), runId: newRunId(), only }, secrets)
         .catch((e: unknown) => {
           // A review does not need the hosts: say how to make one without them.
           if (e instanceof ConnectError && e.unreachable) e.details.push(`to review the plan without contacting the hosts: ha-setup plan ${file} --offline --os <${RELEASES.join('|')}>`);

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import * as p from '@clack/prompts';
 import { CancelledError, InvalidInputError, RunFailedError } from '../errors.js';
 import { vrrpViews } from '../engine/cluster.js';
-import { rollbackNginx } from '../engine/rollback.js';
+import { rollbackNginx } from '../orchestrate/rollback.js';
 import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
 import { resolveNodes } from '../engine/nodes.js';
 import type { ConnectError } from '../engine/transport.js';
@@ -14,7 +14,7 @@ import { readState } from '../lab/lab.js';
 import { loadRunbook } from '../runbook/io.js';
 import type { Runbook } from '../runbook/schema.js';
 import { plannedFailover, SCENARIOS, verifyFailover, type Scenario, type VerifyResult } from '../verify/verify.js';
-import type { CliContext } from './context.js';
+import { terminalConfirm, type CliContext } from './context.js';
 
 function labVethsFor(rb: Runbook): Record<string, string> | undefined {
   const state = readState(labPaths());
@@ -63,7 +63,7 @@ async function withSession<T>(
 ): Promise<T> {
   const { path, runbook } = loadRunbook(file);
   const secrets = loadSecrets(runbook, path);
-  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: accept, interactive: ctx.interactive, runId: newRunId(), unreachable }, secrets);
+  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: accept, confirmHostKey: terminalConfirm(ctx), runId: newRunId(), unreachable }, secrets);
   try {
     return await fn(path, runbook, handles);
   } finally {

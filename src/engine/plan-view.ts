@@ -1,9 +1,9 @@
 import type { Runbook } from '../runbook/schema.js';
 import { secretUses } from '../runbook/secrets.js';
 import { emptySiteFiles, type SiteFiles } from '../runbook/site-files.js';
-import { requiredSources } from '../steps/common.js';
+import { requiredSources } from '../runbook/derived.js';
 import { mirrorFileName } from '../sources/mirror.js';
-import { gitArchiveName, sourceCacheDir, sourceSpec } from '../sources/prepare.js';
+import { gitArchiveName, sourceCacheDir, sourceSpec } from '../sources/spec.js';
 import { unpinnedSources } from '../runbook/release-rules.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';

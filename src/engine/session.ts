@@ -2,7 +2,6 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { ensureRunbooksGitignore } from '../runbook/io.js';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import * as p from '@clack/prompts';
 import { InvalidInputError } from '../errors.js';
 import { consulTokenNames, resolveSecret, secretNotSetError, secretUses } from '../runbook/secrets.js';
 import type { Runbook } from '../runbook/schema.js';
@@ -24,7 +23,8 @@ export interface SessionOptions {
   runbookPath: string;
   runbook: Runbook;
   acceptNewHostKeys: boolean;
-  interactive: boolean;
+  /** Asks a person about an unknown host key (the CLI prompts at a terminal); without it, refused. */
+  confirmHostKey?: (question: string) => Promise<boolean>;
   runId: string;
   /** Only these node indexes (default: all). */
   only?: number[];
@@ -107,9 +107,7 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
         readyTimeoutMs: o.unreachable ? 8_000 : undefined,
         onUnknownKey: async (host, fp, type) => {
           if (o.acceptNewHostKeys) return true;
-          if (!o.interactive) return false;
-          const ok = await p.confirm({ message: `${host} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`, initialValue: false });
-          return ok === true;
+          return o.confirmHostKey ? o.confirmHostKey(`${host} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`) : false;
         },
       });
       try {

@@ -1,9 +1,13 @@
+import { expandTilde } from '../paths.js';
+
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 // Just enough of ssh_config(5) for ha-setup: Host patterns (with * ? and !negation), HostName,
 // User, Port, IdentityFile, IdentityAgent. As in OpenSSH, the first value found for a key wins.
+
+export { expandTilde };
 
 export interface SshHostConfig {
   hostName?: string;
@@ -28,9 +32,6 @@ function hostMatches(patterns: string[], host: string): boolean {
   return matched;
 }
 
-export function expandTilde(p: string, home = homedir()): string {
-  return p === '~' ? home : p.startsWith('~/') ? join(home, p.slice(2)) : p;
-}
 
 export function parseSshConfig(text: string, host: string, home = homedir()): SshHostConfig {
   const out: SshHostConfig = { identityFiles: [] };

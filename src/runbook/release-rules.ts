@@ -1,6 +1,6 @@
 import type { Problem } from '../errors.js';
-import { requiredSources } from '../steps/common.js';
-import { sourceSpec } from '../sources/prepare.js';
+import { sourceSpec } from '../sources/spec.js';
+import { requiredSources } from './derived.js';
 import type { Runbook } from './schema.js';
 
 // Rules that depend on more than the runbook's own fields: the OS release of the nodes and the

@@ -143,7 +143,7 @@ describe('serving cluster: disruptive steps are held back for the roll', () => {
   });
 
   it('rolls the nodes that do not hold the VIP first, lowest priority first, the holder last', async () => {
-    const { rollOrder } = await import('../../src/engine/roll.js');
+    const { rollOrder } = await import('../../src/orchestrate/roll.js');
     const nodes = [{ name: 'n1', priority: 100 }, { name: 'n2', priority: 90 }, { name: 'n3', priority: 80 }];
     expect(rollOrder(nodes, 'n1')).toEqual(['n3', 'n2', 'n1']);
     expect(rollOrder(nodes, 'n2')).toEqual(['n3', 'n1', 'n2']);

@@ -118,7 +118,7 @@ describe('nginx hot upgrade and rollback scripts', () => {
   const shellAccepts = (script: string) => execFileSync('sh', ['-n', '-c', script], { encoding: 'utf8' });
 
   it('render to shell that parses, with every path quoted', async () => {
-    const { rollbackScript } = await import('../../src/engine/rollback.js');
+    const { rollbackScript } = await import('../../src/orchestrate/rollback.js');
     const { upgradeScriptFile } = await import('../../src/steps/install.js');
     const { assumedFacts: facts } = await import('../../src/engine/facts.js');
     for (const prefix of ['/usr/local/nginx', '/opt/edge_nginx-1.26']) {

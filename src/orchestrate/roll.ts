@@ -3,9 +3,9 @@ import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
 import { beginHandoff } from '../verify/handoff.js';
 import { clearPromotions, plannedFailover } from '../verify/verify.js';
-import { vrrpViews, waitForSingleHolder } from './cluster.js';
-import { executeSteps, type ExecuteOptions, type NodeOutcome } from './executor.js';
-import type { NodeHandle } from './session.js';
+import { vrrpViews, waitForSingleHolder } from '../engine/cluster.js';
+import { executeSteps, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
+import type { NodeHandle } from '../engine/session.js';
 
 /** One line of what the roll did, kept in the run record and printed by apply. */
 export interface RollEvent {

@@ -2,9 +2,9 @@ import { RunFailedError } from '../errors.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
-import { vrrpViews } from './cluster.js';
+import { vrrpViews } from '../engine/cluster.js';
 import { rollEventLog, rollNodes, rollOrder, RollStoppedError, type RollEnv, type RollEvent } from './roll.js';
-import type { NodeHandle } from './session.js';
+import type { NodeHandle } from '../engine/session.js';
 
 /**
  * The commands that swap sbin/nginx with sbin/nginx.old (and their build ids) on one node and move
