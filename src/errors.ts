@@ -43,7 +43,7 @@ export class UnsupportedEnvironmentError extends InvalidInputError {}
 /** The user pressed Ctrl-C or cancelled a prompt: exit 130. */
 export class CancelledError extends HaSetupError {
   override readonly exitCode = 130;
-  constructor(message = 'cancelled') {
-    super(message);
+  constructor(message = 'cancelled', details: string[] = []) {
+    super(message, details);
   }
 }

@@ -1,22 +1,22 @@
 import type { Command } from 'commander';
-import { InvalidInputError, RunFailedError } from '../errors.js';
+import { CancelledError, InvalidInputError, RunFailedError } from '../errors.js';
 import { resolveNodes } from '../engine/nodes.js';
 import type { Runbook } from '../runbook/schema.js';
 import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import type { Journal } from '../engine/journal.js';
 import { clusterServing, rollDisruptive, RollStoppedError, type RollEvent } from '../orchestrate/roll.js';
-import { loadSecrets, newRunId, openSession, runbookDir } from '../engine/session.js';
+import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
 import type { Step } from '../engine/types.js';
 import { join } from 'node:path';
 import { writeHandover } from '../docs/handover.js';
 import { loadRunbook, readSecretsFile, recordPinsInRunbook, runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
 import { replayRunbook } from '../runbook/replay.js';
-import { readSiteFiles } from '../runbook/site-files.js';
+import { readSiteFiles, type SiteFiles } from '../runbook/site-files.js';
 import { runVerify } from './verify.js';
 import { prepareSources } from '../sources/prepare.js';
 import { INSTALL_STEPS, PREFLIGHT } from '../steps/index.js';
-import { terminalConfirm, version, type CliContext } from './context.js';
+import { terminalConfirm, version, withInterrupts, type CliContext } from './context.js';
 
 export interface ApplyFlags {
   concurrency?: string;
@@ -57,7 +57,19 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
   const siteFiles = readSiteFiles(runbook, runbookDir(path));
   const only = flags.limit ? limitToIndexes(runbook, flags.limit) : undefined;
   const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, confirmHostKey: terminalConfirm(ctx), runId, only }, secrets);
+  const hardStop = () => { for (const h of handles) void h.t.close(); };
   try {
+    return await withInterrupts(ctx, hardStop, (signal) => applyConnected(path, runbook, handles, secrets, siteFiles, runId, startedAt, only, flags, ctx, steps, signal));
+  } finally {
+    await Promise.all(handles.map((h) => h.t.close()));
+  }
+}
+
+async function applyConnected(
+  path: string, runbook: Runbook, handles: NodeHandle[], secrets: Record<string, string>, siteFiles: SiteFiles, runId: string, startedAt: Date,
+  only: number[] | undefined, flags: ApplyFlags, ctx: CliContext, steps: Step[], signal: AbortSignal,
+): Promise<number> {
+  {
     // Sources after connecting: which ones are needed can depend on the nodes' OS family.
     const { sources, learned } = await prepareSources(runbook, runbookDir(path), {
       log: ctx.print, trustOnFirstDownload: flags.trustOnFirstDownload === true, families: [...new Set(handles.map((h) => h.facts.family))],
@@ -71,6 +83,7 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
       concurrency: Math.max(1, Number(flags.concurrency ?? 8)),
       renderer: flags.renderer ?? (ctx.interactive ? 'default' : 'simple'),
       runId,
+      signal,
     };
     // Preflight on every node first: one report for the whole cluster, nothing changed yet.
     const pre = await executeSteps({ ...base, steps: [PREFLIGHT] });
@@ -86,7 +99,7 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
       try {
         ({ outcomes, events: roll } = await rollDisruptive({ ...base, steps, rerun, journals }, outcomes, ctx.print));
       } catch (e) {
-        writeRunRecord({ ...base, steps }, outcomes, startedAt, { serving, roll: e instanceof RollStoppedError ? 'stopped' : 'failed' });
+        writeRunRecord({ ...base, steps }, outcomes, startedAt, { serving, roll: e instanceof RollStoppedError || e instanceof CancelledError ? 'stopped' : 'failed' });
         throw e;
       }
     }
@@ -126,8 +139,6 @@ export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext,
     ctx.print(`record: ${record}`);
     ctx.print(`docs: ${writeHandover(path, runbook, version())}`);
     return 0;
-  } finally {
-    await Promise.all(handles.map((h) => h.t.close()));
   }
 }
 

@@ -26,6 +26,32 @@ export function terminalConfirm(ctx: CliContext): ((question: string) => Promise
   };
 }
 
+/**
+ * Ctrl-C during a run that changes hosts: the first stops at the next safe point (no new step
+ * starts, a roll does not start another node and puts the VIP home), the second stops now
+ * (`hardStop`: the connections close, the running command ends). Either way exit 130.
+ */
+export async function withInterrupts<T>(ctx: CliContext, hardStop: () => void, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const soft = new AbortController();
+  let presses = 0;
+  const onSigint = () => {
+    presses++;
+    if (presses === 1) {
+      ctx.printError('interrupted: stopping at the next safe point (the running step finishes; a roll starts no other node and puts the VIP home). Ctrl-C again to stop at once');
+      soft.abort();
+    } else {
+      ctx.printError('stopping now: the running command is cut; apply runs that step again next time');
+      hardStop();
+    }
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await fn(soft.signal);
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
 export function version(): string {
   return JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')).version as string;
 }

@@ -131,6 +131,7 @@ function exitCodeFor(err: unknown, ctx: CliContext): number {
   }
   if (err instanceof CancelledError) {
     ctx.printError(err.message);
+    for (const d of err.details) ctx.printError(`  ${d}`);
     return 130;
   }
   if (err instanceof HaSetupError) {

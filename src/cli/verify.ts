@@ -14,7 +14,7 @@ import { readState } from '../lab/lab.js';
 import { loadRunbook } from '../runbook/io.js';
 import type { Runbook } from '../runbook/schema.js';
 import { plannedFailover, SCENARIOS, verifyFailover, type Scenario, type VerifyResult } from '../verify/verify.js';
-import { terminalConfirm, type CliContext } from './context.js';
+import { terminalConfirm, withInterrupts, type CliContext } from './context.js';
 
 function labVethsFor(rb: Runbook): Record<string, string> | undefined {
   const state = readState(labPaths());
@@ -121,7 +121,8 @@ export function registerRollback(program: Command, ctx: CliContext): void {
     .action(async (file: string, opts: { limit?: string; acceptNewHostKeys?: boolean }) => {
       const only = opts.limit?.split(',').map((x) => x.trim()).filter(Boolean);
       await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
-        rollbackNginx({ runbook: rb, runbookPath: path, handles }, ctx.print, only));
+        withInterrupts(ctx, () => handles.forEach((h) => void h.t.close()), (signal) =>
+          rollbackNginx({ runbook: rb, runbookPath: path, handles, signal }, ctx.print, only)));
       ctx.print('rolled back: the previous nginx build serves on every node named above');
       ctx.print(`the runbook still describes the newer build: change it before the next \`ha-setup apply ${file}\`, which would install that build again`);
       ctx.result = 0;

@@ -1,4 +1,5 @@
 import { parseCidr } from '../net.js';
+import { pollUntil } from '../poll.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
@@ -24,20 +25,15 @@ export async function vrrpViews(handles: NodeHandle[], rb: Runbook): Promise<Vrr
   }));
 }
 
-/** Polls until exactly one node holds the VIP; returns its name, or undefined after the budget. */
 /** Wait until exactly one node holds the VIP (and, with `expected`, that it is that node). */
 export async function waitForSingleHolder(handles: NodeHandle[], rb: Runbook, budgetMs = 10_000, expected?: string): Promise<{ holder?: string; views: VrrpView[] }> {
-  const deadline = Date.now() + budgetMs;
-  let views: VrrpView[] = [];
-  let last: string | undefined;
-  while (Date.now() < deadline) {
-    views = await vrrpViews(handles, rb);
+  const { last } = await pollUntil(async () => {
+    const views = await vrrpViews(handles, rb);
     const holders = views.filter((v) => v.holdsVip);
-    last = holders.length === 1 ? holders[0].node : undefined;
-    if (last && (!expected || last === expected)) return { holder: last, views };
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { holder: last, views };
+    const holder = holders.length === 1 ? holders[0].node : undefined;
+    return { done: holder !== undefined && (!expected || holder === expected), value: { holder, views } };
+  }, { budgetMs, intervalMs: 200 });
+  return last ?? { views: [] };
 }
 
 export async function keepalivedLogTail(h: NodeHandle, rb: Runbook, lines = 10): Promise<string[]> {

@@ -42,6 +42,8 @@ export type Decision =
 
 export interface RecordedEntry extends JournalEntry {
   digest?: PlanDigest;
+  /** The step's dependencies when it ran: a step that gained one runs again (recorded since 0.2). */
+  dependsOn?: string[];
 }
 
 /**
@@ -55,6 +57,9 @@ export function decide(step: Step, plan: StepPlan, entry: RecordedEntry | undefi
   if (!entry) return { action: 'run', reason: 'not run yet' };
   if (entry.status === 'running') return { action: 'run', reason: 'it was interrupted' };
   if (entry.status === 'failed') return { action: 'run', reason: 'it failed last time' };
+  // A dependency the step did not have when it last ran: what it depends on may have changed since.
+  const added = entry.dependsOn ? step.dependsOn.filter((d) => !entry.dependsOn!.includes(d)) : [];
+  if (added.length > 0) return { action: 'run', reason: `it now depends on ${added.join(', ')}` };
   const fp = fingerprintPlan(plan);
   if (entry.fingerprint !== fp) return { action: 'run', reason: describeChange(entry.digest, digestPlan(plan)) };
   return { action: 'check', reason: 'fingerprint matches' };

@@ -75,6 +75,12 @@ export interface ExecuteOptions {
   rerun?: Map<string, Set<string>>;
   /** Each node's journal as this run left it, kept across calls (the facts hold the one read at connect). */
   journals?: Map<string, Journal>;
+  /**
+   * Stop at the next safe point: no step starts once it is aborted (the running one finishes).
+   * A hard stop (the CLI's second Ctrl-C) closes the connections instead; the journal keeps the
+   * interrupted step as running, so the next apply runs it again.
+   */
+  signal?: AbortSignal;
 }
 
 export function isDisruptive(step: Step, pc: Parameters<Step['plan']>[0]): boolean {
@@ -116,14 +122,7 @@ export async function runCommand(ctx: Pick<StepContext, 't' | 'progress'>, cmd: 
  */
 export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   const outcomes = new Map<string, NodeOutcome>();
-  let interrupted = false;
-  const onSigint = () => {
-    interrupted = true;
-    // Closing the connections ends the running commands; the journal still says "running" for the
-    // interrupted step, so the next apply re-runs it.
-    for (const h of o.handles) void h.t.close();
-  };
-  process.once('SIGINT', onSigint);
+  const interrupted = () => o.signal?.aborted === true;
 
   const nodeTask = (h: NodeHandle) => async (_ctx: unknown, task: ListrTaskWrapper<any, any, any>) => {
     const outcome: NodeOutcome = { node: h.node, ok: true, steps: [], warnings: [], logPath: h.logPath };
@@ -135,6 +134,13 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
     o.rerun?.set(h.node.name, rerun);
     const mine = o.steps.filter((s) => appliesTo(s, h.node));
     for (const [i, step] of mine.entries()) {
+      if (interrupted()) {
+        // A safe point: between two steps. The rest is left for the next apply.
+        outcome.ok = false;
+        for (const rest of mine.slice(i)) outcome.steps.push({ id: rest.id, action: 'not reached', reason: 'interrupted', durationMs: 0 });
+        outcome.failure = new StepFailure(h.node.name, step.id, new CancelledError(`interrupted before ${step.id}`), h.logPath);
+        return;
+      }
       const base = {
         runbook: o.runbook, node: h.node, cluster: o.handles.map((x) => x.node), facts: h.facts, sources: o.sources, siteFiles: o.siteFiles,
         clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
@@ -173,7 +179,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
         task.output = `${step.id}: running (${d.reason})`;
         const record: RecordedEntry = {
           fingerprint: fingerprintPlan(plan), status: 'running', startedAt: new Date().toISOString(),
-          commands: plan.commands, files: plan.files.map((f) => f.path), digest: digestPlan(plan),
+          commands: plan.commands, files: plan.files.map((f) => f.path), digest: digestPlan(plan), dependsOn: step.dependsOn,
         };
         journal.steps[step.id] = record;
         await saveJournal(h.t, journal, localJournal);
@@ -189,7 +195,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
         outcome.steps.push({ id: step.id, action: 'failed', reason: e instanceof Error ? e.message : String(e), durationMs: Date.now() - started });
         for (const rest of mine.slice(i + 1)) outcome.steps.push({ id: rest.id, action: 'not reached', reason: '', durationMs: 0 });
         const entry = journal.steps[step.id];
-        if (entry && entry.status === 'running' && !(e instanceof ConnectError) && !interrupted) {
+        if (entry && entry.status === 'running' && !(e instanceof ConnectError) && !interrupted()) {
           entry.status = 'failed';
           entry.endedAt = new Date().toISOString();
           await saveJournal(h.t, journal, localJournal).catch(() => {});
@@ -212,12 +218,11 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
       rendererOptions: { collapseErrors: false, showErrorMessage: false } as never,
     },
   );
-  try {
-    await list.run();
-  } finally {
-    process.removeListener('SIGINT', onSigint);
+  await list.run();
+  if (interrupted()) {
+    const where = [...outcomes.values()].map((x) => `${x.node.name}: ${x.steps.filter((s) => s.action === 'ran').length} step(s) ran${x.failure ? `, stopped before ${x.failure.stepId}` : ', done'}`);
+    throw new CancelledError(`interrupted (${where.join('; ')}); run \`ha-setup apply\` again to resume where it stopped`);
   }
-  if (interrupted) throw new CancelledError('interrupted; run `ha-setup apply` again to resume where it stopped');
   return o.handles.map((h) => outcomes.get(h.node.name) ?? { node: h.node, ok: false, steps: [], warnings: [], logPath: h.logPath });
 }
 

@@ -4,6 +4,7 @@ import { platform } from 'node:os';
 import { join } from 'node:path';
 import { InvalidInputError, RunFailedError, UnsupportedEnvironmentError } from '../errors.js';
 import { commandExists, runLocal } from '../local.js';
+import { pollUntil } from '../poll.js';
 import {
   BASE_IMAGE_REVISION, LAB_BRIDGE, LAB_COMMENT, LAB_SUDO_USER, labAddressing, labPaths,
   type LabNode, type LabOptions, type LabPaths,
@@ -271,25 +272,20 @@ function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
 }
 
 async function waitForNode(node: LabNode & { pid?: number }, paths: LabPaths, log: Log, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
+  const { done, last } = await pollUntil(async () => {
     if (!pidAlive(node.pid)) {
       const consoleLog = readFileSync(join(paths.stateDir, `${node.name}.console.log`), 'utf8');
       throw new RunFailedError(`${node.name}: systemd-nspawn exited during boot`, consoleLog.trim().split('\n').slice(-20));
     }
     const r = await labSsh(paths, node.ip, 'systemctl is-system-running --wait', { allowFailure: true, timeoutMs: 60_000 });
     const state = r.stdout.trim();
-    if (state === 'running') return;
-    if (state === 'degraded') {
-      const failed = await labSsh(paths, node.ip, 'systemctl --failed --no-legend --plain', { allowFailure: true });
-      log(`${node.name}: systemd is degraded: ${failed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]).join(', ')}`);
-      return;
-    }
-    last = state || r.stderr.trim();
-    await new Promise((res) => setTimeout(res, 500));
+    return { done: state === 'running' || state === 'degraded', value: state || r.stderr.trim() };
+  }, { budgetMs: timeoutMs, intervalMs: 500 });
+  if (!done) throw new RunFailedError(`${node.name} (${node.ip}) did not answer SSH with a booted system within ${timeoutMs / 1000}s`, [`last answer: ${last}`]);
+  if (last === 'degraded') {
+    const failed = await labSsh(paths, node.ip, 'systemctl --failed --no-legend --plain', { allowFailure: true });
+    log(`${node.name}: systemd is degraded: ${failed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]).join(', ')}`);
   }
-  throw new RunFailedError(`${node.name} (${node.ip}) did not answer SSH with a booted system within ${timeoutMs / 1000}s`, [`last answer: ${last}`]);
 }
 
 // ---------------------------------------------------------------- commands
@@ -363,18 +359,17 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
   if (pids.size > 0) {
     if (!opts.quiet) log(`stopping ${pids.size} node(s)`);
     for (const pid of pids) safeKill(pid, 'SIGTERM');
-    const deadline = Date.now() + 20_000;
-    while ([...pids].some((p) => pidAlive(p)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const gone = async () => ({ done: ![...pids].some((p) => pidAlive(p)), value: undefined });
+    await pollUntil(gone, { budgetMs: 20_000, intervalMs: 200 });
     for (const pid of pids) if (pidAlive(pid)) safeKill(pid, 'SIGKILL');
-    while ([...pids].some((p) => pidAlive(p))) await new Promise((r) => setTimeout(r, 100));
+    await pollUntil(gone, { budgetMs: 10_000, intervalMs: 100 });
     removed += pids.size;
   }
   const orphans = labContainerInits();
   if (orphans.length > 0) {
     if (!opts.quiet) log(`killing ${orphans.length} orphaned container(s)`);
     for (const pid of orphans) safeKill(pid, 'SIGKILL');
-    const deadline = Date.now() + 10_000;
-    while (labContainerInits().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await pollUntil(async () => ({ done: labContainerInits().length === 0, value: undefined }), { budgetMs: 10_000, intervalMs: 100 });
     removed += orphans.length;
   }
   // Host ends of the nodes' veth pairs and nspawn's runtime directories outlive a killed nspawn.
@@ -421,16 +416,19 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
   // `lab down` returns only when nothing of the lab is left: nspawn's helpers can outlive the process
   // we waited for by a moment, and a rule or link can survive a first attempt (a busy xtables lock).
   // What is still there is removed again until none is, or named in the error.
-  const deadline = Date.now() + 30_000;
-  for (let left = await labLeftovers(paths); left.length > 0; left = await labLeftovers(paths)) {
-    if (Date.now() > deadline) throw new RunFailedError('lab down could not remove everything of the lab', left.map((l) => l.what));
+  const cleared = await pollUntil(async () => {
+    const left = await labLeftovers(paths);
     for (const l of left) {
       if (l.pid !== undefined) safeKill(l.pid, 'SIGKILL');
       else if (l.kind === 'rule') await removeLabRules();
       else if (l.kind === 'link') await runLocal('ip', ['link', 'del', l.name!], { allowFailure: true });
       else if (l.kind === 'mount') await runLocal('umount', ['-l', l.name!], { allowFailure: true });
     }
-    await new Promise((r) => setTimeout(r, 100));
+    return { done: left.length === 0, value: left };
+  }, { budgetMs: 30_000, intervalMs: 100 });
+  if (!cleared.done) {
+    const left = await labLeftovers(paths);
+    if (left.length > 0) throw new RunFailedError('lab down could not remove everything of the lab', left.map((l) => l.what));
   }
   if (!opts.quiet) log(removed > 0 ? 'lab removed' : 'no lab was up');
   return removed;

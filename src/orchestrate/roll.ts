@@ -1,4 +1,5 @@
-import { RunFailedError } from '../errors.js';
+import { CancelledError, RunFailedError } from '../errors.js';
+import { pollUntil } from '../poll.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
 import { beginHandoff } from '../verify/handoff.js';
@@ -33,17 +34,17 @@ export async function healthGate(h: NodeHandle, o: Pick<ExecuteOptions, 'runbook
   const L = layout(rb);
   const script = `body=$(curl -fsS -m 2 -- ${shq(`http://127.0.0.1:${rb.site.listen}/ha-health`)} 2>&1); echo "nginx: $body"; ` +
     `systemctl is-active keepalived | sed 's/^/keepalived: /'; echo "vrrp: $(cat ${shq(L.stateFile)} 2>/dev/null || echo unknown)"`;
-  const deadline = Date.now() + budgetMs;
-  let last = '';
-  while (Date.now() < deadline) {
+  const { done, last } = await pollUntil(async () => {
     const r = await h.t.exec(script, { quiet: true });
-    last = r.stdout.trim().replace(/\n/g, ', ');
-    const nginxOk = r.stdout.includes(`nginx: ${h.node.name}`);
-    const kaOk = /keepalived: active/.test(r.stdout) && /vrrp: (BACKUP|MASTER)/.test(r.stdout);
-    if (nginxOk && kaOk) return { ok: true, detail: last };
-    await new Promise((res) => setTimeout(res, 250));
-  }
-  return { ok: false, detail: last };
+    return { done: gatePassed(h.node.name, r.stdout), value: r.stdout.trim().replace(/\n/g, ', ') };
+  }, { budgetMs, intervalMs: 250 });
+  return { ok: done, detail: last ?? '' };
+}
+
+/** What the gate script printed says healthy: nginx answers with this node's name, keepalived is BACKUP or MASTER. Pure. */
+export function gatePassed(node: string, out: string): boolean {
+  const nginxOk = out.split('\n').includes(`nginx: ${node}`);
+  return nginxOk && /^keepalived: active$/m.test(out) && /^vrrp: (BACKUP|MASTER)$/m.test(out);
 }
 
 /**
@@ -55,6 +56,8 @@ export interface RollEnv {
   handles: NodeHandle[];
   runbook: ExecuteOptions['runbook'];
   runbookPath: string;
+  /** Aborted: no further node is started; the VIP goes home and the roll ends with where it stopped. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -67,7 +70,18 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
   event: (node: string, what: string, vipHolder?: string) => void, log: (l: string) => void): Promise<void> {
   const env = { rb: o.runbook, runbookPath: o.runbookPath, handles: o.handles, log };
   const holderNow = async () => (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+  const rolled: string[] = [];
   for (const name of order) {
+    if (o.signal?.aborted) {
+      // A safe point: the last node passed its gate. Put the VIP where the priorities say and stop.
+      await goHome();
+      const holder = await holderNow();
+      event(name, 'interrupted before this node; roll stopped', holder);
+      throw new CancelledError(`interrupted: the roll stopped before ${name}; the cluster serves from ${holder ?? 'no node'}`, [
+        `rolled: ${rolled.join(', ') || 'none'}; not rolled: ${order.slice(order.indexOf(name)).join(', ')}`,
+        'run the command again to roll the rest',
+      ]);
+    }
     const h = o.handles.find((x) => x.node.name === name)!;
     if ((await holderNow()) === name) {
       if (o.handles.length > 1) {
@@ -86,9 +100,15 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
         `fix ${name} (logs: ${h.logPath}), then run the command again: it resumes with ${name}`,
       ]);
     }
+    rolled.push(name);
   }
   if (order.length > 0) {
-    // Back to the priorities' choice (the promote boost is cleared; preemption moves the VIP home).
+    const holder = await goHome();
+    event('cluster', 'roll finished; promotions cleared', holder);
+  }
+
+  /** Back to the priorities' choice (the promote boost is cleared; preemption moves the VIP home). */
+  async function goHome(): Promise<string | undefined> {
     // With preemption the highest priority takes the VIP back; wait for that, not the first poll.
     const home = o.runbook.vrrp.preempt ? [...o.handles].sort((a, b) => b.node.priority - a.node.priority)[0] : undefined;
     const before = await holderNow();
@@ -97,7 +117,7 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
     await clearPromotions(env);
     const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000, home?.node.name);
     await handoff?.end(holder === home?.node.name);
-    event('cluster', 'roll finished; promotions cleared', holder);
+    return holder;
   }
 }
 
@@ -125,7 +145,18 @@ export async function rollDisruptive(o: ExecuteOptions, first: NodeOutcome[], lo
   const merged = new Map(first.map((x) => [x.node.name, x]));
   await rollNodes(o, order, (name) => merged.get(name)!.pendingDisruptive!, async (h) => {
     const name = h.node.name;
-    const [second] = await executeSteps({ ...o, handles: [h], stopBeforeDisruptive: false });
+    const [second] = await executeSteps({ ...o, handles: [h], stopBeforeDisruptive: false }).catch(async (e: unknown) => {
+      if (!(e instanceof CancelledError)) throw e;
+      // Interrupted inside this node's steps: it has not passed its gate, so the VIP is not moved
+      // back to it; it stays where the roll put it, on a node that is healthy.
+      const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+      event(name, 'interrupted during its steps; roll stopped', serving);
+      throw new CancelledError(`interrupted: the roll stopped during ${name}'s steps; the cluster serves from ${serving ?? 'no node'}`, [
+        e.message,
+        `${name} has not passed its health gate: the VIP was not moved back to it; not rolled: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
+        'run the command again to finish the roll',
+      ]);
+    });
     merged.set(name, mergeOutcomes(merged.get(name)!, second));
     if (!second.ok) {
       const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;

@@ -1,5 +1,6 @@
 import type { NodeHandle } from '../engine/session.js';
 import { parseCidr } from '../net.js';
+import { pollUntil, sleep } from '../poll.js';
 import { render } from '../render.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
@@ -53,7 +54,6 @@ export interface Handoff {
   end(moved: boolean): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Prepare both nodes before the VIP moves from `from` to `to`. When a node cannot take part (no nft,
@@ -85,11 +85,14 @@ export async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle
     async end(moved) {
       const start = Date.now();
       let open = -1;
-      while (moved && Date.now() - start < HANDOFF_MAX_DRAIN_MS) {
+      if (moved) {
+        // The old holder drains: at least the minimum, until it has no connection on the VIP, at most the maximum.
         await sleep(250);
-        const r = await from.t.exec(c.connections, { quiet: true }).catch(() => undefined);
-        open = r && r.code === 0 ? Number(r.stdout.trim()) : -1;
-        if (open === 0 && Date.now() - start >= HANDOFF_MIN_DRAIN_MS) break;
+        ({ last: open = -1 } = await pollUntil(async () => {
+          const r = await from.t.exec(c.connections, { quiet: true }).catch(() => undefined);
+          const n = r && r.code === 0 ? Number(r.stdout.trim()) : -1;
+          return { done: n === 0 && Date.now() - start >= HANDOFF_MIN_DRAIN_MS, value: n };
+        }, { budgetMs: HANDOFF_MAX_DRAIN_MS - 250, intervalMs: 250 }));
       }
       if (open > 0) log(`handoff: ${from.node.name} still had ${open} connection(s) on the VIP after ${HANDOFF_MAX_DRAIN_MS / 1000} s; they are closed now`);
       await undo();

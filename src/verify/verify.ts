@@ -5,6 +5,7 @@ import { vrrpViews, type VrrpView } from '../engine/cluster.js';
 import { runbookDir, type NodeHandle } from '../engine/session.js';
 import { runLocal } from '../local.js';
 import { parseCidr } from '../net.js';
+import { pollUntil, sleep } from '../poll.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
@@ -43,7 +44,6 @@ export interface Env {
   log: (l: string) => void;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function exec(h: NodeHandle, script: string): Promise<void> {
   const r = await h.t.exec(script);
@@ -134,12 +134,7 @@ export async function clearPromotions(env: Env): Promise<void> {
 }
 
 async function waitFor(cond: () => Promise<boolean>, budgetMs: number): Promise<boolean> {
-  const deadline = Date.now() + budgetMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return true;
-    await sleep(100);
-  }
-  return false;
+  return (await pollUntil(async () => ({ done: await cond(), value: undefined }), { budgetMs, intervalMs: 100 })).done;
 }
 
 /**

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 // The layers of src/, lowest first. A module may import its own layer or a lower one, never a
 // higher one, and static imports form no cycle. A new directory or top-level file must be placed here.
 const LAYERS: Array<[string, string[]]> = [
-  ['base', ['errors.ts', 'shell.ts', 'net.ts', 'paths.ts', 'render.ts', 'local.ts']],
+  ['base', ['errors.ts', 'shell.ts', 'net.ts', 'paths.ts', 'render.ts', 'local.ts', 'poll.ts']],
   ['model', ['catalog.ts', 'runbook/', 'sources/git-syntax.ts', 'sources/mirror.ts', 'sources/spec.ts']],
   ['engine', ['engine/']],
   ['steps', ['steps/', 'sources/prepare.ts']],
