@@ -115,9 +115,12 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
   // The review: the check accepted any process whose command line says "nginx: master process" and
   // any answer on the port, so a local user could keep a dead node looking healthy.
   it('the health check is not fooled by an nginx systemd does not run', async () => {
+    // A second nginx, started by hand: the same binary (so the same lua_package_path), its own prefix.
     const rogue = [
       'mkdir -p /tmp/rogue/logs',
-      `printf 'pid /tmp/rogue/nginx.pid;\\nerror_log /tmp/rogue/logs/error.log;\\nevents {}\\nhttp { access_log off; server { listen 80; location /ha-health { return 200 "fake\\\\n"; } } }\\n' > /tmp/rogue/nginx.conf`,
+      `{ echo 'pid /tmp/rogue/nginx.pid;'; echo 'error_log /tmp/rogue/logs/error.log;'; echo 'events {}'; echo 'http { access_log off;';` +
+        ` grep -h 'lua_package_c\\?path' /usr/local/nginx/conf/nginx.conf || true;` +
+        ` echo 'server { listen 80; location /ha-health { return 200 "fake"; } } }'; } > /tmp/rogue/nginx.conf`,
     ].join(' && ');
     expect((await lab.ssh(1, rogue)).code).toBe(0);
     try {
