@@ -12,7 +12,7 @@ export function registerDocs(program: Command, ctx: CliContext): void {
       const { path, runbook } = loadRunbook(file);
       const written = writeHandover(path, runbook, version());
       const rel = relative(ctx.cwd, written);
-      ctx.print(`wrote ${rel.startsWith('..') ? basename(written) + ` (next to ${basename(path)})` : rel}`);
+      ctx.print(`wrote ${rel.startsWith('..') ? `${basename(written)} (next to ${basename(path)})` : rel}`);
       ctx.result = 0;
     });
 }

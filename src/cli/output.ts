@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import { HaSetupError, RunbookInvalidError } from '../errors.js';
+import { type HaSetupError, RunbookInvalidError } from '../errors.js';
 
 /**
  * Text from a runbook or a host made safe for a terminal: control characters (escape sequences

@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Listr, type ListrTaskWrapper } from 'listr2';
+import { Listr, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
 import { CancelledError, HaSetupError, RunFailedError } from '../errors.js';
 import { tail } from '../local.js';
 import type { Runbook } from '../runbook/schema.js';
@@ -10,7 +10,7 @@ import { parseJournal, saveJournal, type Journal } from './journal.js';
 import { appliesTo } from './nodes.js';
 import { runbookDir, type NodeHandle } from './session.js';
 import { CommandFailedError, ConnectError } from './transport.js';
-import { type LocalSource, type ResolvedNode, type Step, type StepContext, type StepPlan } from './types.js';
+import type { LocalSource, ResolvedNode, Step, StepContext, StepPlan } from './types.js';
 
 export interface StepOutcome {
   id: string;
@@ -124,7 +124,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   const outcomes = new Map<string, NodeOutcome>();
   const interrupted = () => o.signal?.aborted === true;
 
-  const nodeTask = (h: NodeHandle) => async (_ctx: unknown, task: ListrTaskWrapper<any, any, any>) => {
+  const nodeTask = (h: NodeHandle) => async (_ctx: unknown, task: ListrTaskWrapper<unknown, typeof DefaultRenderer | typeof SimpleRenderer, typeof SimpleRenderer>) => {
     const outcome: NodeOutcome = { node: h.node, ok: true, steps: [], warnings: [], logPath: h.logPath };
     outcomes.set(h.node.name, outcome);
     const journal: Journal = o.journals?.get(h.node.name) ?? parseJournal(h.facts.journal, o.runbook.name);

@@ -79,7 +79,8 @@ export function parseFacts(output: string): Facts {
   for (const link of (kv.links ?? '').split(/\s+/).filter(Boolean)) interfaces[link] = [];
   for (const pair of (kv.ifaces ?? '').split(/\s+/).filter(Boolean)) {
     const [name, addr] = pair.split('=');
-    (interfaces[name] ??= []).push(addr);
+    interfaces[name] ??= [];
+    interfaces[name].push(addr);
   }
   const nginxV = b64(kv.nginx_v);
   const kaV = b64(kv.keepalived_v);

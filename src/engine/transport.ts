@@ -271,7 +271,7 @@ export class SshTransport implements Transport {
       const last = lines.filter((l) => l.trim() !== '').pop();
       if (last && opts.onLine) opts.onLine(last);
     };
-    let r;
+    let r: Awaited<ReturnType<NodeSSH['execCommand']>>;
     try {
       const onStdout = (chunk: Buffer) => {
         opts.onStdout?.(chunk.toString());

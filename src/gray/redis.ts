@@ -10,10 +10,10 @@ export type RedisReply = string | number | null | RedisReply[] | { error: string
 
 /** RESP2 encoding of one command (arguments as bulk strings: binary safe, nothing to escape). */
 export function encodeCommand(args: (string | number)[]): string {
-  return `*${args.length}\r\n` + args.map((a) => {
+  return `*${args.length}\r\n${args.map((a) => {
     const s = String(a);
     return `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
-  }).join('');
+  }).join('')}`;
 }
 
 /**

@@ -163,7 +163,7 @@ async function prepareNode(node: LabNode, tarball: string, addr: { bridgeIp: str
   writeFileSync(join(etc, 'resolv.conf'), hostNameservers());
   await runLocal('ssh-keygen', ['-A', '-f', node.dir]);
   if (paths.ccacheDir) useCompilerCache(node.dir);
-  const pub = readFileSync(join(paths.key + '.pub'), 'utf8');
+  const pub = readFileSync(join(`${paths.key}.pub`), 'utf8');
   for (const [home, owner] of [['root', '0:0'], [join('home', LAB_SUDO_USER), LAB_SUDO_USER]] as const) {
     const sshDir = join(node.dir, home, '.ssh');
     mkdirSync(sshDir, { recursive: true, mode: 0o700 });
@@ -195,7 +195,7 @@ function hostNameservers(): string {
   const lines = existsSync('/etc/resolv.conf') ? readFileSync('/etc/resolv.conf', 'utf8').split('\n') : [];
   // A loopback resolver on the host (systemd-resolved's 127.0.0.53) is not reachable from a node.
   const servers = lines.filter((l) => /^nameserver\s+/.test(l) && !/\s127\.|\s::1/.test(l));
-  return (servers.length > 0 ? servers : ['nameserver 1.1.1.1']).join('\n') + '\n';
+  return `${(servers.length > 0 ? servers : ['nameserver 1.1.1.1']).join('\n')}\n`;
 }
 
 function randomHex(n: number): string {
@@ -241,8 +241,7 @@ async function removeLabRules(): Promise<number> {
 function splitIptablesRule(rule: string): string[] {
   const out: string[] = [];
   const re = /"([^"]*)"|(\S+)/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(rule))) out.push(m[1] ?? m[2]);
+  for (const m of rule.matchAll(re)) out.push(m[1] ?? m[2]);
   return out;
 }
 
@@ -318,7 +317,7 @@ export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Pro
   const tarball = await ensureBaseImage(opts, paths, log);
   log(`preparing ${addr.nodes.length} nodes`);
   const knownHosts = await Promise.all(addr.nodes.map((n) => prepareNode(n, tarball, addr, paths)));
-  writeFileSync(paths.knownHosts, knownHosts.join('\n') + '\n', { mode: 0o600 });
+  writeFileSync(paths.knownHosts, `${knownHosts.join('\n')}\n`, { mode: 0o600 });
 
   const forwardingBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
   const state: LabState = {

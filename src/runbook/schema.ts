@@ -6,7 +6,7 @@ import { gitRefProblem, gitUrlProblem, isCommit, SOURCE_VERSION } from '../sourc
 // Every object is strict so a typo such as `vrp:` is an error, never silently ignored.
 // Cross-field rules (roles, priorities, VIP subnet, module compatibility...) live in validate.ts.
 
-const SHELL_SAFE_PATH = /^\/[A-Za-z0-9_.+\/-]*$/;
+const SHELL_SAFE_PATH = /^\/[A-Za-z0-9_.+/-]*$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const IFACE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
 
@@ -198,7 +198,7 @@ const consulDiscovery = z.strictObject({
 /** Active health check of discovered peers, from nginx: what Consul has not noticed yet. */
 const activeCheck = z.strictObject({
   /** GET this path on every peer; an answer below 500 is healthy. */
-  path: z.string().regex(/^\/[A-Za-z0-9_.~%\/?=&-]*$/, 'must be a URL path starting with / (letters, digits and _ . ~ % / ? = & -)').default('/'),
+  path: z.string().regex(/^\/[A-Za-z0-9_.~%/?=&-]*$/, 'must be a URL path starting with / (letters, digits and _ . ~ % / ? = & -)').default('/'),
   interval: z.number({ error: 'interval must be a number of seconds from 0.2 to 60' }).min(0.2, 'interval must be at least 0.2 seconds').max(60, 'interval must be at most 60 seconds').default(1),
   fall: z.number().int('fall must be a whole number from 1 to 10').min(1, 'fall must be from 1 to 10').max(10, 'fall must be from 1 to 10').default(2),
   rise: z.number().int('rise must be a whole number from 1 to 10').min(1, 'rise must be from 1 to 10').max(10, 'rise must be from 1 to 10').default(2),

@@ -93,6 +93,8 @@ function describeIssue(issue: z.core.$ZodIssue, secretKeys: Set<string>, input: 
 
 /** Walks the schema along a path to list the keys an object accepts there. */
 function allowedKeysAt(path: ReadonlyArray<PropertyKey>): string[] | undefined {
+  // zod's internal definition tree (`_zod.def`), walked without its generic types.
+  // biome-ignore lint/suspicious/noExplicitAny: zod exposes no type for walking a schema's definition
   let node: any = runbookSchema;
   const unwrap = () => {
     while (node?._zod?.def && ['default', 'optional', 'nullable', 'pipe'].includes(node._zod.def.type)) {
@@ -206,7 +208,7 @@ export function semanticProblems(s: Sections): Problem[] {
     const masters = nodes.map((n, i) => ({ n, i })).filter((x) => x.n.role === 'master');
     const preempt = vrrp?.preempt ?? true;
     if (masters.length > 1) {
-      masters.slice(1).forEach(({ i }) => add(`nodes[${i}].role`, `more than one master (also nodes[${masters[0].i}]); exactly one node has role master`));
+      for (const { i } of masters.slice(1)) add(`nodes[${i}].role`, `more than one master (also nodes[${masters[0].i}]); exactly one node has role master`);
     } else if (masters.length === 0 && preempt) {
       add('nodes', 'no node has role master; exactly one node must be master (all may be backup only with vrrp.preempt: false)');
     }

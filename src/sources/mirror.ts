@@ -153,7 +153,7 @@ async function otherSuitesApt(): Promise<string[]> {
   const mirror = /(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(https?:\/\/\S+\/debian)\/?\s/m.exec(listing.stdout)?.[1] ?? 'http://deb.debian.org/debian';
   const keyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
   const signed = existsSync(keyring) ? ` [signed-by=${keyring}]` : '';
-  const list = OTHER_SUITES.map((suite) => `deb-src${signed} ${mirror} ${suite} main`).join('\n') + '\n';
+  const list = `${OTHER_SUITES.map((suite) => `deb-src${signed} ${mirror} ${suite} main`).join('\n')}\n`;
   const listFile = join(dir, 'sources.list');
   const stale = !existsSync(listFile) || readFileSync(listFile, 'utf8') !== list || !existsSync(join(dir, 'updated'))
     || Date.now() - Number(readFileSync(join(dir, 'updated'), 'utf8')) > 86_400_000;
@@ -180,7 +180,7 @@ export async function ensureDebSrc(): Promise<void> {
       writeFileSync(DEB_SRC_FILE, readFileSync(deb822, 'utf8').replace(/^Types:\s*deb\s*$/gm, 'Types: deb-src'));
     } else if (existsSync('/etc/apt/sources.list')) {
       const lines = readFileSync('/etc/apt/sources.list', 'utf8').split('\n').filter((l) => /^deb\s/.test(l)).map((l) => l.replace(/^deb\s/, 'deb-src '));
-      writeFileSync('/etc/apt/sources.list.d/ha-setup-deb-src.list', lines.join('\n') + '\n');
+      writeFileSync('/etc/apt/sources.list.d/ha-setup-deb-src.list', `${lines.join('\n')}\n`);
     } else {
       throw new Error('no apt sources found to derive deb-src entries from');
     }

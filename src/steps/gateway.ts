@@ -103,7 +103,7 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
   const cas = caFiles(rb).map(({ file }) => pc.siteFiles?.ca[file]);
   if (gatewayUsesTls(rb) && cas.length > 0) {
     if (cas.some((c) => c === undefined)) throw new InvalidInputError('tls.caFile: the CA files were not read on the control machine');
-    files.push({ path: `${layout(rb).confDir}/${TRUSTED_CA}`, content: [...new Set(cas.map((c) => c!.trim()))].join('\n') + '\n', mode: 0o644 });
+    files.push({ path: `${layout(rb).confDir}/${TRUSTED_CA}`, content: `${[...new Set(cas.map((c) => c!.trim()))].join('\n')}\n`, mode: 0o644 });
   }
   return files;
 }

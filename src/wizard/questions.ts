@@ -298,7 +298,7 @@ export const questions: Question[] = [
     id: 'peerCheckPath', flag: '--peer-check <path>', kind: 'text', message: 'Active health check of the peers: GET this path (empty: Consul\'s checks only)',
     help: 'path nginx requests on every discovered peer; below HTTP 500 is healthy (default /)',
     default: () => '/', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
-    validate: (v) => (v === '' || /^\/[A-Za-z0-9_.~%\/?=&-]*$/.test(v) ? undefined : 'must be a URL path starting with /'),
+    validate: (v) => (v === '' || /^\/[A-Za-z0-9_.~%/?=&-]*$/.test(v) ? undefined : 'must be a URL path starting with /'),
   },
   {
     id: 'grayCanary', flag: '--gray-canary <servers>', kind: 'text',

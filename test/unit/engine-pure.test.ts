@@ -25,7 +25,7 @@ describe('facts', () => {
       nginxVersionOutput: 'nginx version: openresty/1.27.1.2\nbuilt by gcc', keepalivedVersionOutput: 'Keepalived v2.3.4 (01/01,2026)',
       journal: '{"version":1}',
     });
-    const deb = parseFacts('os_id=debian\nos_version=12\npm=apt\nnginx_v=\nkeepalived_v=' + b64('bash: keepalived: command not found'));
+    const deb = parseFacts(`os_id=debian\nos_version=12\npm=apt\nnginx_v=\nkeepalived_v=${b64('bash: keepalived: command not found')}`);
     expect(deb).toMatchObject({ family: 'debian', release: 'debian12', nginxVersionOutput: '', keepalivedVersionOutput: '' });
   });
 

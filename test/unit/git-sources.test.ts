@@ -145,7 +145,7 @@ describe('git sources on the control machine (real git, file:// repository)', ()
     expect(learned).toEqual([{ id: 'ngx_cache_purge', version: '2', commit: repo.v2 }]);
 
     const file = join(work, 'rb.yaml');
-    writeFileSync(file, '# my comment\n' + readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8'));
+    writeFileSync(file, `# my comment\n${readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8')}`);
     recordPinsInRunbook(file, learned);
     const text = readFileSync(file, 'utf8');
     expect(text).toContain('# my comment');
@@ -183,7 +183,7 @@ describe('property: no runbook string can start an option', () => {
   const leaves: Array<Array<string | number>> = [];
   const walk = (v: unknown, path: Array<string | number>) => {
     if (typeof v === 'string') leaves.push(path);
-    else if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+    else if (Array.isArray(v)) for (const [i, x] of v.entries()) walk(x, [...path, i]);
     else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, [...path, k]);
   };
   walk(full(), []);

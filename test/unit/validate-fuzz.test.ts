@@ -14,7 +14,7 @@ const root = join(import.meta.dirname, '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'ha-setup-fuzz-'));
 
 const HOSTILE: unknown[] = [
-  '', ' ', '-', '-x', '--upload-pack=touch /tmp/pwned', '$(touch /tmp/pwned)', '`id`', '${IFS}', 'a;b', 'a|b', 'a&&b',
+  '', ' ', '-', '-x', '--upload-pack=touch /tmp/pwned', '$(touch /tmp/pwned)', '`id`', `\${IFS}`, 'a;b', 'a|b', 'a&&b',
   'a\nb', 'a\r\nb', '\u0000', '\u001b]0;pwned\u0007\u001b[2J', '\u009b31m', '../../../../etc/passwd', '/etc/shadow', '/', '/usr',
   'x'.repeat(10_000), '🙂', '%s%n', '<script>alert(1)</script>', '"quoted"', "it's", '\\', '127.0.0.010', '169.254.169.254',
   '0.0.0.0/0', 'http://evil.example/', 'ext::sh -c id', null, [], {}, [1, 2], { a: 1 }, -1, 0, 1.5, 65536, 1e308, Infinity,
