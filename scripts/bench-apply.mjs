@@ -23,7 +23,9 @@ const ids = one.nodes[0].steps.map((s) => s.id);
 console.log(`${'step'.padEnd(20)}${'1 node'.padStart(10)}${'2 nodes: node1'.padStart(18)}${'node2'.padStart(10)}`);
 for (const id of ids) {
   const d = (n) => ((n.steps.find((s) => s.id === id)?.durationMs ?? 0) / 1000).toFixed(1);
-  console.log(`${id.padEnd(20)}${d(one.nodes[0]).padStart(10)}${d(two.nodes[0]).padStart(18)}${d(two.nodes[1]).padStart(10)}`);
+  console.log(
+    `${id.padEnd(20)}${d(one.nodes[0]).padStart(10)}${d(two.nodes[0]).padStart(18)}${d(two.nodes[1]).padStart(10)}`,
+  );
 }
 console.log(`${'wall'.padEnd(20)}${one.wall.toFixed(1).padStart(10)}${two.wall.toFixed(1).padStart(18)}`);
 console.log(`2 nodes / 1 node: ${(two.wall / one.wall).toFixed(2)}x (target <= 1.2x)`);

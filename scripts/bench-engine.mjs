@@ -20,5 +20,9 @@ for (let i = 0; i < 5; i++) {
 }
 walls.sort((a, b) => a - b);
 const steps = INSTALL_STEPS.length + 1; // + preflight
-console.log(`no-op apply of the full plan on ${state.nodes.length} nodes: median ${walls[2].toFixed(2)} s, min ${walls[0].toFixed(2)} s, max ${walls[4].toFixed(2)} s (target < 3 s)`);
-console.log(`SSH round trips per no-op run: ${trips} (${(trips / state.nodes.length).toFixed(0)} per node, ${(trips / state.nodes.length / steps).toFixed(1)} per step incl. facts, preflight and the VIP check)`);
+console.log(
+  `no-op apply of the full plan on ${state.nodes.length} nodes: median ${walls[2].toFixed(2)} s, min ${walls[0].toFixed(2)} s, max ${walls[4].toFixed(2)} s (target < 3 s)`,
+);
+console.log(
+  `SSH round trips per no-op run: ${trips} (${(trips / state.nodes.length).toFixed(0)} per node, ${(trips / state.nodes.length / steps).toFixed(1)} per step incl. facts, preflight and the VIP check)`,
+);

@@ -22,7 +22,10 @@ ref.keepalived.trackNginx = false;
 writeFileSync(reference, stringify(ref));
 
 const last = () => JSON.parse(readFileSync(join(dir, 'runbooks', 'records', 'lab', 'last-verify.json'), 'utf8'));
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
+};
 
 async function series(runbook, scenario) {
   const downs = [];
@@ -34,22 +37,35 @@ async function series(runbook, scenario) {
     downs.push(r.failover.downtimeMs);
     fails.push(r.failover.failedRequests);
   }
-  return { scenario, median: median(downs), max: Math.max(...downs), failedMedian: median(fails), failedMax: Math.max(...fails) };
+  return {
+    scenario,
+    median: median(downs),
+    max: Math.max(...downs),
+    failedMedian: median(fails),
+    failedMax: Math.max(...fails),
+  };
 }
 
-const print = (label, s) => console.log(`${label.padEnd(34)} median ${String(s.median).padStart(5)} ms   max ${String(s.max).padStart(5)} ms   failed requests median ${s.failedMedian}, max ${s.failedMax}`);
+const print = (label, s) =>
+  console.log(
+    `${label.padEnd(34)} median ${String(s.median).padStart(5)} ms   max ${String(s.max).padStart(5)} ms   failed requests median ${s.failedMedian}, max ${s.failedMax}`,
+  );
 
-if ((await cli(['apply', defaults, '--renderer', 'silent', '--no-verify'])) !== 0) throw new Error('apply (defaults) failed');
+if ((await cli(['apply', defaults, '--renderer', 'silent', '--no-verify'])) !== 0)
+  throw new Error('apply (defaults) failed');
 console.log(`failover on the lab, ${runs} runs each (probe every 50 ms from the lab host)`);
 const results = {};
 for (const scenario of ['nginx-crash', 'nginx-stop', 'planned']) {
   results[scenario] = await series(defaults, scenario);
   print(`ha-setup defaults, ${scenario}`, results[scenario]);
 }
-if ((await cli(['apply', reference, '--renderer', 'silent', '--no-verify'])) !== 0) throw new Error('apply (reference settings) failed');
+if ((await cli(['apply', reference, '--renderer', 'silent', '--no-verify'])) !== 0)
+  throw new Error('apply (reference settings) failed');
 const refStop = await series(reference, 'nginx-stop');
 print('reference settings, nginx-stop', refStop);
 const ratio = refStop.median / Math.max(1, results['nginx-stop'].median);
 console.log(`reference / defaults (nginx-stop median): ${ratio.toFixed(1)}x`);
-console.log(`targets: crash median < 200 ms: ${results['nginx-crash'].median < 200 ? 'met' : 'NOT met'}; planned with 0 failed requests: ${results.planned.failedMax === 0 ? 'met' : 'NOT met'}`);
+console.log(
+  `targets: crash median < 200 ms: ${results['nginx-crash'].median < 200 ? 'met' : 'NOT met'}; planned with 0 failed requests: ${results.planned.failedMax === 0 ? 'met' : 'NOT met'}`,
+);
 await cli(['apply', defaults, '--renderer', 'silent', '--no-verify']);

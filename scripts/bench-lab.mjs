@@ -17,7 +17,8 @@ const time = async (label, fn) => {
 
 await labDown(quiet, paths, { quiet: true });
 if (!process.argv.includes('--skip-cold')) {
-  for (const f of readdirSync(paths.cacheDir, { withFileTypes: true })) if (f.name.startsWith('base-')) rmSync(join(paths.cacheDir, f.name));
+  for (const f of readdirSync(paths.cacheDir, { withFileTypes: true }))
+    if (f.name.startsWith('base-')) rmSync(join(paths.cacheDir, f.name));
   await time('lab up (cold, debootstrap)', () => labUp(DEFAULT_LAB, quiet, paths));
   await time('lab down', () => labDown(quiet, paths));
 }

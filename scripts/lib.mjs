@@ -24,4 +24,5 @@ export async function labRunbookFile({ fresh = false } = {}) {
 }
 
 /** Runs the CLI in-process without its output (errors still go to stderr); returns the exit code. */
-export const cli = (argv) => main(argv, { interactive: false, stdout: () => {}, stderr: (s) => process.stderr.write(s) });
+export const cli = (argv) =>
+  main(argv, { interactive: false, stdout: () => {}, stderr: (s) => process.stderr.write(s) });

@@ -58,7 +58,10 @@ export function moduleById(id: string): ModuleEntry | undefined {
 }
 
 export function sourceCatalog(): Record<string, SourceEntry> {
-  sourcesCache ??= JSON.parse(readFileSync(join(dataDir, 'sources.json'), 'utf8')).sources as Record<string, SourceEntry>;
+  sourcesCache ??= JSON.parse(readFileSync(join(dataDir, 'sources.json'), 'utf8')).sources as Record<
+    string,
+    SourceEntry
+  >;
   return sourcesCache;
 }
 
@@ -103,9 +106,13 @@ export function moduleOrigin(mod: ModuleEntry, flavor: Flavor, pm: PackageManage
   const parts = mod.sources.map((id) => {
     const s = sourceCatalog()[id];
     const v = s?.defaultVersion;
-    if (s?.git) return `git ${s.git.replace(/^https:\/\/github\.com\//, '').replace(/\.git$/, '')}${v && s.refs?.[v] ? ` @ ${s.refs[v].commit.slice(0, 7)}` : ''}`;
+    if (s?.git)
+      return `git ${s.git.replace(/^https:\/\/github\.com\//, '').replace(/\.git$/, '')}${v && s.refs?.[v] ? ` @ ${s.refs[v].commit.slice(0, 7)}` : ''}`;
     return `tarball ${id}${v ? ` ${v}` : ''}`;
   });
-  const needs = [...(mod.packages[pm] ?? []).filter((p) => !p.startsWith('lua-resty-')), ...(mod.patches ? ['a core patch'] : [])];
+  const needs = [
+    ...(mod.packages[pm] ?? []).filter((p) => !p.startsWith('lua-resty-')),
+    ...(mod.patches ? ['a core patch'] : []),
+  ];
   return `${parts.join(' + ')}${needs.length ? `; needs ${needs.join(', ')}` : ''}`;
 }

@@ -29,8 +29,10 @@ export class RunbookInvalidError extends InvalidInputError {
     readonly source: string,
     readonly problems: Problem[],
   ) {
-    super(`${source} is not a valid runbook (${problems.length} problem${problems.length === 1 ? '' : 's'})`,
-      problems.map((p) => `${p.path}: ${p.message}`));
+    super(
+      `${source} is not a valid runbook (${problems.length} problem${problems.length === 1 ? '' : 's'})`,
+      problems.map((p) => `${p.path}: ${p.message}`),
+    );
   }
 }
 

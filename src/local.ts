@@ -19,13 +19,21 @@ export interface LocalOptions {
 /** Run a program on the control machine with an argument vector (no shell involved). */
 export function runLocal(cmd: string, args: string[], opts: LocalOptions = {}): Promise<LocalResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
+    const child = spawn(cmd, args, {
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+    });
     let stdout = '';
     let stderr = '';
     let timer: NodeJS.Timeout | undefined;
     if (opts.timeoutMs) timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-    child.stdout!.on('data', (d) => { stdout += d; });
-    child.stderr!.on('data', (d) => { stderr += d; });
+    child.stdout!.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+    });
     child.on('error', (e) => {
       if (timer) clearTimeout(timer);
       if (opts.allowFailure) resolve({ code: 127, stdout, stderr: stderr + String(e) });
@@ -35,7 +43,12 @@ export function runLocal(cmd: string, args: string[], opts: LocalOptions = {}): 
       if (timer) clearTimeout(timer);
       const result = { code: code ?? (signal ? 128 : 1), stdout, stderr };
       if (result.code !== 0 && !opts.allowFailure) {
-        reject(new RunFailedError(`${cmd} ${args.join(' ')} failed with exit code ${result.code}`, tail(stderr || stdout, 20)));
+        reject(
+          new RunFailedError(
+            `${cmd} ${args.join(' ')} failed with exit code ${result.code}`,
+            tail(stderr || stdout, 20),
+          ),
+        );
       } else resolve(result);
     });
     if (child.stdin) {
@@ -46,7 +59,11 @@ export function runLocal(cmd: string, args: string[], opts: LocalOptions = {}): 
 }
 
 export function tail(text: string, lines: number): string[] {
-  return text.trimEnd().split('\n').slice(-lines).filter((l) => l !== '');
+  return text
+    .trimEnd()
+    .split('\n')
+    .slice(-lines)
+    .filter((l) => l !== '');
 }
 
 export async function commandExists(cmd: string): Promise<boolean> {

@@ -3,7 +3,8 @@
 const OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 const IPV4 = new RegExp(`^${OCTET}(\\.${OCTET}){3}$`);
 // RFC 1123 host name: labels of letters, digits and dashes, not starting or ending with a dash.
-const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const DNS_NAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function isIPv4(s: string): boolean {
   return IPV4.test(s);
@@ -101,7 +102,10 @@ export const SPECIAL_PEER_RANGES: ReadonlyArray<readonly [string, string]> = [
 /** Why an IPv4 peer address is refused, or undefined. With `allowed` networks, it must be in one of them. */
 export function peerAddressProblem(ip: string, allowed: string[]): string | undefined {
   const nets = allowed.map(parseNetwork).filter((c): c is Cidr => c !== undefined);
-  if (nets.length > 0) return nets.some((c) => networkContains(c, ip)) ? undefined : `is outside site.peerNetworks (${allowed.join(', ')})`;
+  if (nets.length > 0)
+    return nets.some((c) => networkContains(c, ip))
+      ? undefined
+      : `is outside site.peerNetworks (${allowed.join(', ')})`;
   const hit = SPECIAL_PEER_RANGES.find(([net]) => networkContains(parseNetwork(net)!, ip));
   return hit ? `is ${hit[1]}; list its network in site.peerNetworks if a peer there is intended` : undefined;
 }

@@ -20,7 +20,12 @@ env.addFilter('luastr', (v: unknown) => luaString(String(v)));
 env.addFilter('md', (v: unknown) => markdownText(String(v)));
 
 export function markdownText(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\|/g, '\\|').replace(/`/g, '\\`');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/\|/g, '\\|')
+    .replace(/`/g, '\\`');
 }
 
 export function luaString(s: string): string {

@@ -10,7 +10,15 @@ import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from 
 import type { Step } from '../engine/types.js';
 import { join } from 'node:path';
 import { writeHandover } from '../docs/handover.js';
-import { loadRunbook, readSecretsFile, recordPinsInRunbook, runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
+import {
+  loadRunbook,
+  readSecretsFile,
+  recordPinsInRunbook,
+  runbookToYaml,
+  secretsPathFor,
+  writeFileAtomic,
+  writeSecretsFile,
+} from '../runbook/io.js';
 import { replayRunbook } from '../runbook/replay.js';
 import { readSiteFiles, type SiteFiles } from '../runbook/site-files.js';
 import { runVerify } from './verify.js';
@@ -31,17 +39,24 @@ export interface ApplyFlags {
 }
 
 export function registerApply(program: Command, ctx: CliContext): void {
-  program.command('apply')
+  program
+    .command('apply')
     .description('execute the runbook on every node over SSH (resumable: run it again after a failure)')
     .argument('<runbook>', 'runbook file')
     .option('--concurrency <n>', 'nodes worked on at the same time', '8')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before (a changed key always fails)')
     .option('--renderer <name>', 'task list output: default, simple or silent')
-    .option('--hosts <list>', 'replay: build the same cluster on these hosts (in node order) and write a runbook for it')
-    .option('--vip <cidr>', 'replay: the new cluster\'s VIP')
-    .option('--name <name>', 'replay: the new runbook\'s name')
+    .option(
+      '--hosts <list>',
+      'replay: build the same cluster on these hosts (in node order) and write a runbook for it',
+    )
+    .option('--vip <cidr>', "replay: the new cluster's VIP")
+    .option('--name <name>', "replay: the new runbook's name")
     .option('--limit <nodes>', 'work on these nodes only (names or addresses, comma-separated)')
-    .option('--trust-on-first-download', 'accept sources without a pin once: print their sha256 or commit and record it in the runbook')
+    .option(
+      '--trust-on-first-download',
+      'accept sources without a pin once: print their sha256 or commit and record it in the runbook',
+    )
     .option('--no-verify', 'skip the failover test at the end even when verify.failover is true')
     .action(async (file: string, flags: ApplyFlags) => {
       const target = flags.hosts ? writeReplay(file, flags, ctx) : file;
@@ -49,37 +64,74 @@ export function registerApply(program: Command, ctx: CliContext): void {
     });
 }
 
-export async function runApply(file: string, flags: ApplyFlags, ctx: CliContext, steps: Step[] = INSTALL_STEPS): Promise<number> {
+export async function runApply(
+  file: string,
+  flags: ApplyFlags,
+  ctx: CliContext,
+  steps: Step[] = INSTALL_STEPS,
+): Promise<number> {
   const { path, runbook } = loadRunbook(file);
   const secrets = loadSecrets(runbook, path);
   const runId = newRunId();
   const startedAt = new Date();
   const siteFiles = readSiteFiles(runbook, runbookDir(path));
   const only = flags.limit ? limitToIndexes(runbook, flags.limit) : undefined;
-  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: flags.acceptNewHostKeys === true, confirmHostKey: terminalConfirm(ctx), runId, only }, secrets);
-  const hardStop = () => { for (const h of handles) void h.t.close(); };
+  const handles = await openSession(
+    {
+      runbookPath: path,
+      runbook,
+      acceptNewHostKeys: flags.acceptNewHostKeys === true,
+      confirmHostKey: terminalConfirm(ctx),
+      runId,
+      only,
+    },
+    secrets,
+  );
+  const hardStop = () => {
+    for (const h of handles) void h.t.close();
+  };
   try {
-    return await withInterrupts(ctx, hardStop, (signal) => applyConnected(path, runbook, handles, secrets, siteFiles, runId, startedAt, only, flags, ctx, steps, signal));
+    return await withInterrupts(ctx, hardStop, (signal) =>
+      applyConnected(path, runbook, handles, secrets, siteFiles, runId, startedAt, only, flags, ctx, steps, signal),
+    );
   } finally {
     await Promise.all(handles.map((h) => h.t.close()));
   }
 }
 
 async function applyConnected(
-  path: string, runbook: Runbook, handles: NodeHandle[], secrets: Record<string, string>, siteFiles: SiteFiles, runId: string, startedAt: Date,
-  only: number[] | undefined, flags: ApplyFlags, ctx: CliContext, steps: Step[], signal: AbortSignal,
+  path: string,
+  runbook: Runbook,
+  handles: NodeHandle[],
+  secrets: Record<string, string>,
+  siteFiles: SiteFiles,
+  runId: string,
+  startedAt: Date,
+  only: number[] | undefined,
+  flags: ApplyFlags,
+  ctx: CliContext,
+  steps: Step[],
+  signal: AbortSignal,
 ): Promise<number> {
   {
     // Sources after connecting: which ones are needed can depend on the nodes' OS family.
     const { sources, learned } = await prepareSources(runbook, runbookDir(path), {
-      log: ctx.print, trustOnFirstDownload: flags.trustOnFirstDownload === true, families: [...new Set(handles.map((h) => h.facts.family))],
+      log: ctx.print,
+      trustOnFirstDownload: flags.trustOnFirstDownload === true,
+      families: [...new Set(handles.map((h) => h.facts.family))],
     });
     if (learned.length > 0) {
       recordPinsInRunbook(path, learned);
-      for (const p of learned) ctx.print(`pinned in ${path}: ${p.id} ${p.version} ${p.sha256 ? `sha256 ${p.sha256}` : `commit ${p.commit}`}`);
+      for (const p of learned)
+        ctx.print(`pinned in ${path}: ${p.id} ${p.version} ${p.sha256 ? `sha256 ${p.sha256}` : `commit ${p.commit}`}`);
     }
     const base: Omit<ExecuteOptions, 'steps'> = {
-      runbook, runbookPath: path, handles, sources, secrets, siteFiles,
+      runbook,
+      runbookPath: path,
+      handles,
+      sources,
+      secrets,
+      siteFiles,
       concurrency: Math.max(1, Number(flags.concurrency ?? 8)),
       renderer: flags.renderer ?? (ctx.interactive ? 'default' : 'simple'),
       runId,
@@ -99,15 +151,21 @@ async function applyConnected(
       try {
         ({ outcomes, events: roll } = await rollDisruptive({ ...base, steps, rerun, journals }, outcomes, ctx.print));
       } catch (e) {
-        writeRunRecord({ ...base, steps }, outcomes, startedAt, { serving, roll: e instanceof RollStoppedError || e instanceof CancelledError ? 'stopped' : 'failed' });
+        writeRunRecord({ ...base, steps }, outcomes, startedAt, {
+          serving,
+          roll: e instanceof RollStoppedError || e instanceof CancelledError ? 'stopped' : 'failed',
+        });
         throw e;
       }
     }
     const record = writeRunRecord({ ...base, steps }, outcomes, startedAt, { serving, roll });
     for (const o of outcomes) {
       const ran = o.steps.filter((s) => s.action === 'ran').map((s) => s.id);
-      ctx.print(`${o.node.name}: ${o.ok ? 'ok' : 'FAILED'}; ran ${ran.length} step(s)${ran.length ? ` (${ran.join(', ')})` : ''}, ${o.steps.filter((s) => s.action === 'skipped').length} already done`);
-      for (const w of [...pre.find((p) => p.node.name === o.node.name)?.warnings ?? [], ...o.warnings]) ctx.print(`  warning: ${w}`);
+      ctx.print(
+        `${o.node.name}: ${o.ok ? 'ok' : 'FAILED'}; ran ${ran.length} step(s)${ran.length ? ` (${ran.join(', ')})` : ''}, ${o.steps.filter((s) => s.action === 'skipped').length} already done`,
+      );
+      for (const w of [...(pre.find((p) => p.node.name === o.node.name)?.warnings ?? []), ...o.warnings])
+        ctx.print(`  warning: ${w}`);
     }
     if (outcomes.some((o) => !o.ok)) throw failureReport('apply failed', outcomes, path);
 
@@ -117,17 +175,23 @@ async function applyConnected(
         const details = [];
         for (const h of handles) {
           const v = views.find((x) => x.node === h.node.name);
-          details.push(`${h.node.name}: ${v?.holdsVip ? 'holds the VIP' : 'does not hold the VIP'}, VRRP state ${v?.state}`);
+          details.push(
+            `${h.node.name}: ${v?.holdsVip ? 'holds the VIP' : 'does not hold the VIP'}, VRRP state ${v?.state}`,
+          );
           details.push(...(await keepalivedLogTail(h, runbook)).map((l) => `  | ${l}`));
         }
-        throw new RunFailedError(`after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly one should)`, details);
+        throw new RunFailedError(
+          `after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly one should)`,
+          details,
+        );
       }
       ctx.print(`VIP ${runbook.vrrp.vip} is held by ${holder}`);
       // Verification never hurts a serving cluster: nothing changed, no test; a change to a serving
       // cluster, the zero-loss planned failover; a first install, the crash test.
       const changed = outcomes.some((o) => o.steps.some((s) => s.action === 'ran'));
       const scenario = !changed ? undefined : serving ? 'planned' : 'nginx-crash';
-      if (runbook.verify.failover && flags.verify !== false && !scenario) ctx.print('nothing changed on any node: no failover test');
+      if (runbook.verify.failover && flags.verify !== false && !scenario)
+        ctx.print('nothing changed on any node: no failover test');
       if (runbook.verify.failover && flags.verify !== false && scenario) {
         const result = await runVerify(path, runbook, handles, scenario, ctx);
         if (!result.passed) {
@@ -145,7 +209,15 @@ async function applyConnected(
 /** `--hosts`: write the replayed runbook (and its secrets) next to the original, return its path. */
 function writeReplay(file: string, flags: ApplyFlags, ctx: CliContext): string {
   const { path, runbook } = loadRunbook(file);
-  const doc = replayRunbook(runbook, flags.hosts!.split(',').map((h) => h.trim()).filter(Boolean), flags.vip, flags.name);
+  const doc = replayRunbook(
+    runbook,
+    flags
+      .hosts!.split(',')
+      .map((h) => h.trim())
+      .filter(Boolean),
+    flags.vip,
+    flags.name,
+  );
   const out = join(runbookDir(path), `${doc.name}.yaml`);
   writeFileAtomic(out, runbookToYaml(doc));
   // Secrets stay out of runbooks: carry the ones kept in the old secrets file over to the new one.
@@ -158,10 +230,16 @@ function writeReplay(file: string, flags: ApplyFlags, ctx: CliContext): string {
 }
 
 export function limitToIndexes(rb: Runbook, limit: string): number[] {
-  const wanted = limit.split(',').map((x) => x.trim()).filter(Boolean);
+  const wanted = limit
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
   const nodes = resolveNodes(rb);
   const unknown = wanted.filter((w) => !nodes.some((n) => n.name === w || n.host === w));
-  if (unknown.length > 0) throw new InvalidInputError(`--limit: no node ${unknown.join(', ')}`, [`nodes: ${nodes.map((n) => n.name).join(', ')}`]);
+  if (unknown.length > 0)
+    throw new InvalidInputError(`--limit: no node ${unknown.join(', ')}`, [
+      `nodes: ${nodes.map((n) => n.name).join(', ')}`,
+    ]);
   return nodes.filter((n) => wanted.includes(n.name) || wanted.includes(n.host)).map((n) => n.index);
 }
 

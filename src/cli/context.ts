@@ -31,13 +31,19 @@ export function terminalConfirm(ctx: CliContext): ((question: string) => Promise
  * starts, a roll does not start another node and puts the VIP home), the second stops now
  * (`hardStop`: the connections close, the running command ends). Either way exit 130.
  */
-export async function withInterrupts<T>(ctx: CliContext, hardStop: () => void, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withInterrupts<T>(
+  ctx: CliContext,
+  hardStop: () => void,
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
   const soft = new AbortController();
   let presses = 0;
   const onSigint = () => {
     presses++;
     if (presses === 1) {
-      ctx.printError('interrupted: stopping at the next safe point (the running step finishes; a roll starts no other node and puts the VIP home). Ctrl-C again to stop at once');
+      ctx.printError(
+        'interrupted: stopping at the next safe point (the running step finishes; a roll starts no other node and puts the VIP home). Ctrl-C again to stop at once',
+      );
       soft.abort();
     } else {
       ctx.printError('stopping now: the running command is cut; apply runs that step again next time');

@@ -5,7 +5,8 @@ import { loadRunbook } from '../runbook/io.js';
 import { version, type CliContext } from './context.js';
 
 export function registerDocs(program: Command, ctx: CliContext): void {
-  program.command('docs')
+  program
+    .command('docs')
     .description('write the Markdown handover document next to the runbook (from the runbook and its records)')
     .argument('<runbook>', 'runbook file')
     .action((file: string) => {

@@ -13,16 +13,27 @@ import { parseIpAddrShow, type InterfaceAddress } from '../net.js';
 import { confirmSummary, questionsFor, resolveAnswers, warnProblem } from '../wizard/run.js';
 import type { CliContext } from './context.js';
 
-const camel = (flag: string) => flag.replace(/^--(no-)?/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const camel = (flag: string) =>
+  flag
+    .replace(/^--(no-)?/, '')
+    .split(' ')[0]
+    .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 export function registerInit(program: Command, ctx: CliContext): Command {
   const cmd = program.command('init').description('guided wizard: ask for the cluster and write runbooks/<name>.yaml');
   for (const q of questions) cmd.option(q.flag, q.help);
-  cmd.option('--node <host:role:priority>', 'a node, repeatable (instead of --hosts/--master/--priorities)', (v: string, prev: string[] = []) => [...prev, v]);
+  cmd.option(
+    '--node <host:role:priority>',
+    'a node, repeatable (instead of --hosts/--master/--priorities)',
+    (v: string, prev: string[] = []) => [...prev, v],
+  );
   cmd.option('--out <path>', 'where to write the runbook (default runbooks/<name>.yaml; - for stdout)');
   cmd.option('-y, --yes', 'take the defaults for every question not given as a flag');
   cmd.option('--force', 'overwrite an existing runbook file');
-  cmd.option('--accept-new-host-keys', '--lookup-interface: trust and record the first node\'s host key if not seen before');
+  cmd.option(
+    '--accept-new-host-keys',
+    "--lookup-interface: trust and record the first node's host key if not seen before",
+  );
   cmd.action(async (opts: Record<string, unknown>) => {
     ctx.result = await runInit(opts, ctx);
   });
@@ -30,7 +41,10 @@ export function registerInit(program: Command, ctx: CliContext): Command {
 }
 
 /** Commander option values -> wizard answers (only what was actually given on the command line). */
-export function answersFromOptions(opts: Record<string, unknown>, cmd?: { getOptionValueSource(k: string): string | undefined }): Answers {
+export function answersFromOptions(
+  opts: Record<string, unknown>,
+  cmd?: { getOptionValueSource(k: string): string | undefined },
+): Answers {
   const given: Answers = {};
   for (const q of questions) {
     const key = camel(q.flag);
@@ -55,11 +69,22 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   given.detectedUser = sshConfigDefaults().user;
   const toStdout = opts.out === '-';
   // With --out - stdout carries only the runbook: the questions go to stderr.
-  const wizard = { yes: opts.yes === true, interactive: ctx.interactive, input: ctx.input, output: ctx.output ?? (toStdout ? process.stderr : undefined), warn: (l: string) => ctx.printError(l) };
-  const outFor = (name: string) => resolve(ctx.cwd, (opts.out as string | undefined) ?? join('runbooks', `${name}.yaml`));
+  const wizard = {
+    yes: opts.yes === true,
+    interactive: ctx.interactive,
+    input: ctx.input,
+    output: ctx.output ?? (toStdout ? process.stderr : undefined),
+    warn: (l: string) => ctx.printError(l),
+  };
+  const outFor = (name: string) =>
+    resolve(ctx.cwd, (opts.out as string | undefined) ?? join('runbooks', `${name}.yaml`));
   // At a terminal an existing runbook is caught right after the name question, not at the end.
-  const existing = !toStdout && opts.force !== true && ctx.interactive ? (name: string) => existsSync(outFor(name)) ? outFor(name) : undefined : undefined;
-  const lookupInterfaces = (a: Answers) => lookUpFirstNodeInterfaces(a, outFor(String(a.name)), ctx, opts.acceptNewHostKeys === true);
+  const existing =
+    !toStdout && opts.force !== true && ctx.interactive
+      ? (name: string) => (existsSync(outFor(name)) ? outFor(name) : undefined)
+      : undefined;
+  const lookupInterfaces = (a: Answers) =>
+    lookUpFirstNodeInterfaces(a, outFor(String(a.name)), ctx, opts.acceptNewHostKeys === true);
   let answers = await resolveAnswers(given, { ...wizard, existing, lookupInterfaces });
   delete answers.detectedIdentity;
   delete answers.detectedUser;
@@ -73,7 +98,17 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     if (redo.length === 0) break;
     for (const x of result.problems) warnProblem(`${x.path}: ${x.message}`, wizard.output);
     const keep = Object.fromEntries(Object.entries(answers).filter(([k]) => !redo.includes(k)));
-    answers = await resolveAnswers({}, { ...wizard, yes: false, ask: redo, kept: keep, existing: redo.includes('name') ? existing : undefined, lookupInterfaces });
+    answers = await resolveAnswers(
+      {},
+      {
+        ...wizard,
+        yes: false,
+        ask: redo,
+        kept: keep,
+        existing: redo.includes('name') ? existing : undefined,
+        lookupInterfaces,
+      },
+    );
     doc = runbookFromAnswers(answers);
     result = validateRunbook(doc);
   }
@@ -82,7 +117,9 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   if (toStdout) {
     ctx.print(runbookToYaml(doc).trimEnd());
     if (doc.vrrp.auth && !process.env[VRRP_PASSWORD_ENV]) {
-      ctx.printError(`VRRP password: not generated (no file written); export ${VRRP_PASSWORD_ENV}=... or put it into runbooks/${doc.name}.secrets (mode 0600) before apply`);
+      ctx.printError(
+        `VRRP password: not generated (no file written); export ${VRRP_PASSWORD_ENV}=... or put it into runbooks/${doc.name}.secrets (mode 0600) before apply`,
+      );
     }
     return 0;
   }
@@ -93,7 +130,9 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   if (doc.vrrp.auth) {
     const secrets = secretsPathFor(out, doc.name);
     if (!process.env[VRRP_PASSWORD_ENV]) writeSecretsFile(secrets, { [VRRP_PASSWORD_ENV]: generateVrrpPassword() });
-    ctx.print(`VRRP password: ${process.env[VRRP_PASSWORD_ENV] ? `taken from $${VRRP_PASSWORD_ENV} at apply time` : `generated into ${secrets} (mode 0600, git-ignored)`}`);
+    ctx.print(
+      `VRRP password: ${process.env[VRRP_PASSWORD_ENV] ? `taken from $${VRRP_PASSWORD_ENV} at apply time` : `generated into ${secrets} (mode 0600, git-ignored)`}`,
+    );
   }
   // At a terminal without --yes: what will be written, confirmed before writing.
   if (ctx.interactive && opts.yes !== true) {
@@ -102,7 +141,9 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   }
   const key = doc.ssh?.identityFile;
   if (key && !existsSync(key.replace(/^~(?=\/)/, homedir()))) {
-    ctx.printError(`warning: the SSH key ${key} does not exist on this machine; apply connects with it (leave it empty to use the SSH agent)`);
+    ctx.printError(
+      `warning: the SSH key ${key} does not exist on this machine; apply connects with it (leave it empty to use the SSH agent)`,
+    );
   }
   writeFileAtomic(out, runbookToYaml(doc));
   const shown = relative(ctx.cwd, out).startsWith('..') ? out : relative(ctx.cwd, out);
@@ -131,13 +172,18 @@ export function summaryLines(doc: ReturnType<typeof runbookFromAnswers>): string
 export function invocation(env = process.env, argv1 = process.argv[1] ?? ''): string {
   if (env.npm_command === 'exec') return 'npx ha-setup';
   // A checkout (bin/ha-setup.js outside node_modules): `node bin/ha-setup.js`; installed: on PATH.
-  if (/bin[\\/]ha-setup(\.js)?$/.test(argv1) && !argv1.includes('node_modules')) return `node ${relative(process.cwd(), argv1) || argv1}`;
+  if (/bin[\\/]ha-setup(\.js)?$/.test(argv1) && !argv1.includes('node_modules'))
+    return `node ${relative(process.cwd(), argv1) || argv1}`;
   return 'ha-setup';
 }
 
 /** Questions whose answers (or defaults) follow from an earlier one are asked again with it. */
 const DEPENDENTS: Record<string, string[]> = {
-  hosts: ['master', 'priorities', 'vip'], master: ['priorities'], flavor: ['buildVersion', 'modules', 'prefix'], buildVersion: ['modules'], vrrpVersion: ['advertInt'],
+  hosts: ['master', 'priorities', 'vip'],
+  master: ['priorities'],
+  flavor: ['buildVersion', 'modules', 'prefix'],
+  buildVersion: ['modules'],
+  vrrpVersion: ['advertInt'],
 };
 function withDependents(ids: string[]): string[] {
   const out = new Set(ids);
@@ -151,18 +197,32 @@ function withDependents(ids: string[]): string[] {
  * port, key; ~/.ssh/config as apply reads it). Host keys are checked as apply checks them; a new
  * one is recorded beside the runbook only when accepted.
  */
-async function lookUpFirstNodeInterfaces(a: Answers, runbookFile: string, ctx: CliContext, acceptNew: boolean): Promise<InterfaceAddress[]> {
+async function lookUpFirstNodeInterfaces(
+  a: Answers,
+  runbookFile: string,
+  ctx: CliContext,
+  acceptNew: boolean,
+): Promise<InterfaceAddress[]> {
   const host = splitList(String(a.hosts ?? ''))[0];
   const own = join(dirname(runbookFile), `${String(a.name)}.known_hosts`);
   const t = await SshTransport.connect({
-    host, port: Number(a.sshPort ?? 22), user: String(a.sshUser ?? 'root'),
+    host,
+    port: Number(a.sshPort ?? 22),
+    user: String(a.sshUser ?? 'root'),
     identityFile: typeof a.identityFile === 'string' && a.identityFile ? a.identityFile : undefined,
-    knownHostsFiles: [join(homedir(), '.ssh', 'known_hosts'), own], acceptNewInto: own,
-    readyTimeoutMs: 10_000, log: () => undefined,
+    knownHostsFiles: [join(homedir(), '.ssh', 'known_hosts'), own],
+    acceptNewInto: own,
+    readyTimeoutMs: 10_000,
+    log: () => undefined,
     onUnknownKey: async (h, fp, type) => {
       if (acceptNew) return true;
       if (!ctx.interactive) return false;
-      const ok = await p.confirm({ input: ctx.input, output: ctx.output, message: `${h} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`, initialValue: false });
+      const ok = await p.confirm({
+        input: ctx.input,
+        output: ctx.output,
+        message: `${h} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`,
+        initialValue: false,
+      });
       return ok === true;
     },
   });

@@ -43,14 +43,18 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
   };
 
   const program = new Command('ha-setup')
-    .description('Highly available OpenResty/nginx behind a keepalived VIP: wizard, runbook, resumable SSH install, measured failover.\nWithout a command (at a terminal) it starts the wizard, like `ha-setup init`.')
+    .description(
+      'Highly available OpenResty/nginx behind a keepalived VIP: wizard, runbook, resumable SSH install, measured failover.\nWithout a command (at a terminal) it starts the wizard, like `ha-setup init`.',
+    )
     .version(version(), '-V, --version')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ writeOut: stdout, writeErr: stderr })
     .usage('[command] [options]   (no command, at a terminal: the wizard)')
     // The command list reads the same whether a command's module is loaded or only its summary.
-    .configureHelp({ subcommandTerm: (cmd) => `${cmd.name()} ${COMMANDS.find((c) => c.name === cmd.name())?.usage ?? ''}`.trim() })
+    .configureHelp({
+      subcommandTerm: (cmd) => `${cmd.name()} ${COMMANDS.find((c) => c.name === cmd.name())?.usage ?? ''}`.trim(),
+    })
     .option('--no-color', 'no colour in the output (also: NO_COLOR=1)')
     .option('--verbose', 'print each remote command as it runs (any command, on stderr)')
     .option('--debug', 'like --verbose, plus read-only probes and remote output')
@@ -60,15 +64,25 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
       // `ha-setup help <command>` is `ha-setup <command> --help`.
       if (unknown === 'help') {
         const target = rest[0] ? program.commands.find((c) => c.name() === rest[0]) : undefined;
-        if (rest[0] && !target) throw unknownCommand(rest[0], program.commands.map((c) => c.name()));
+        if (rest[0] && !target)
+          throw unknownCommand(
+            rest[0],
+            program.commands.map((c) => c.name()),
+          );
         (target ?? program).outputHelp();
         ctx.result = 0;
         return;
       }
-      if (unknown !== undefined) throw unknownCommand(unknown, program.commands.map((c) => c.name()));
+      if (unknown !== undefined)
+        throw unknownCommand(
+          unknown,
+          program.commands.map((c) => c.name()),
+        );
       // No subcommand: the wizard when a person is at a terminal.
       if (!ctx.interactive) {
-        throw new InvalidInputError('no terminal to run the wizard in', ['run `ha-setup init --help` for the flags, or `ha-setup --help` for every command']);
+        throw new InvalidInputError('no terminal to run the wizard in', [
+          'run `ha-setup init --help` for the flags, or `ha-setup --help` for every command',
+        ]);
       }
       const { runInit } = await import('./init.js');
       ctx.result = await runInit({}, ctx);
@@ -124,7 +138,8 @@ function applyErrorBehaviour(cmd: Command, stdout: (s: string) => void, stderr: 
 
 function exitCodeFor(err: unknown, ctx: CliContext): number {
   if (err instanceof CommanderError) {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help')
+      return 0;
     // Commander already printed the problem (with a "Did you mean" hint where it has one).
     ctx.printError('(run `ha-setup --help` for the commands, `ha-setup <command> --help` for their flags)');
     return 2;

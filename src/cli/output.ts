@@ -16,7 +16,10 @@ export function formatError(err: HaSetupError): string {
   if (err instanceof RunbookInvalidError) {
     // One line a problem: a newline inside a runbook value must not start a line that looks like
     // another problem (our own YAML excerpts continue with four spaces).
-    for (const p of err.problems) lines.push(`  ${chalk.bold(printable(p.path).replace(/\n/g, '\\n'))}: ${printable(p.message).replace(/\n(?! {4})/g, '\\n')}`);
+    for (const p of err.problems)
+      lines.push(
+        `  ${chalk.bold(printable(p.path).replace(/\n/g, '\\n'))}: ${printable(p.message).replace(/\n(?! {4})/g, '\\n')}`,
+      );
   } else {
     for (const d of err.details) lines.push(`  ${printable(d)}`);
   }

@@ -44,26 +44,56 @@ export function formatVerify(r: VerifyResult): string[] {
   ];
   if (r.failback) {
     const b = r.failback;
-    lines.push(`  failback (${b.expected}): ${b.from} -> ${b.to ?? '(nobody)'}; downtime ${b.downtimeMs} ms; ${b.failedRequests} of ${b.totalRequests} failed; split brain: ${b.splitBrain ? 'YES' : 'no'}`);
+    lines.push(
+      `  failback (${b.expected}): ${b.from} -> ${b.to ?? '(nobody)'}; downtime ${b.downtimeMs} ms; ${b.failedRequests} of ${b.totalRequests} failed; split brain: ${b.splitBrain ? 'YES' : 'no'}`,
+    );
   }
   for (const p of r.problems) lines.push(`  problem: ${p}`);
-  lines.push(`  VRRP states now: ${r.states.map((s) => `${s.node}=${s.state}${s.holdsVip ? ' (VIP)' : ''}`).join(', ')}`);
+  lines.push(
+    `  VRRP states now: ${r.states.map((s) => `${s.node}=${s.state}${s.holdsVip ? ' (VIP)' : ''}`).join(', ')}`,
+  );
   return lines;
 }
 
-export async function runVerify(path: string, runbook: Runbook, handles: NodeHandle[], scenario: Scenario, ctx: CliContext, to?: string, probeFrom?: string): Promise<VerifyResult> {
-  const result = await verifyFailover({ rb: runbook, runbookPath: path, handles, labVeths: labVethsFor(runbook), log: ctx.print }, scenario, to, probeFrom);
+export async function runVerify(
+  path: string,
+  runbook: Runbook,
+  handles: NodeHandle[],
+  scenario: Scenario,
+  ctx: CliContext,
+  to?: string,
+  probeFrom?: string,
+): Promise<VerifyResult> {
+  const result = await verifyFailover(
+    { rb: runbook, runbookPath: path, handles, labVeths: labVethsFor(runbook), log: ctx.print },
+    scenario,
+    to,
+    probeFrom,
+  );
   for (const l of formatVerify(result)) ctx.print(l);
   return result;
 }
 
 async function withSession<T>(
-  file: string, ctx: CliContext, accept: boolean, fn: (path: string, rb: Runbook, handles: NodeHandle[]) => Promise<T>,
+  file: string,
+  ctx: CliContext,
+  accept: boolean,
+  fn: (path: string, rb: Runbook, handles: NodeHandle[]) => Promise<T>,
   unreachable?: Array<{ node: ResolvedNode; error: ConnectError }>,
 ): Promise<T> {
   const { path, runbook } = loadRunbook(file);
   const secrets = loadSecrets(runbook, path);
-  const handles = await openSession({ runbookPath: path, runbook, acceptNewHostKeys: accept, confirmHostKey: terminalConfirm(ctx), runId: newRunId(), unreachable }, secrets);
+  const handles = await openSession(
+    {
+      runbookPath: path,
+      runbook,
+      acceptNewHostKeys: accept,
+      confirmHostKey: terminalConfirm(ctx),
+      runId: newRunId(),
+      unreachable,
+    },
+    secrets,
+  );
   try {
     return await fn(path, runbook, handles);
   } finally {
@@ -72,66 +102,106 @@ async function withSession<T>(
 }
 
 export function registerVerify(program: Command, ctx: CliContext): void {
-  program.command('verify')
-    .description('measured VIP failover test: by default the zero-loss planned move and back; crash scenarios (they break the VIP holder) only by name')
+  program
+    .command('verify')
+    .description(
+      'measured VIP failover test: by default the zero-loss planned move and back; crash scenarios (they break the VIP holder) only by name',
+    )
     .argument('<runbook>', 'runbook file')
     .option('--scenario <name>', `${SCENARIOS.join(', ')} (all but planned break the VIP holder on purpose)`, 'planned')
     .option('--to <node>', 'the node expected to take over (default: the highest-priority other node)')
-    .option('--probe-from <node>', 'probe the VIP from this node instead of this machine (automatic when this machine cannot reach it)')
+    .option(
+      '--probe-from <node>',
+      'probe the VIP from this node instead of this machine (automatic when this machine cannot reach it)',
+    )
     .option('--yes', 'run a destructive scenario without asking (needed without a terminal)')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
-    .action(async (file: string, opts: { scenario: string; to?: string; probeFrom?: string; yes?: boolean; acceptNewHostKeys?: boolean }) => {
-      if (!SCENARIOS.includes(opts.scenario as Scenario)) throw new InvalidInputError(`--scenario ${opts.scenario}: choose one of ${SCENARIOS.join(', ')}`);
-      // Crash scenarios cost real requests on a serving cluster: asked at a terminal, --yes otherwise.
-      if (opts.scenario !== 'planned' && opts.yes !== true) {
-        const what = DESTRUCTIVE[opts.scenario as Exclude<Scenario, 'planned'>];
-        if (!ctx.interactive) throw new InvalidInputError(`--scenario ${opts.scenario} ${what} on the VIP holder: clients see failed requests; add --yes to run it without a terminal`, ['the default scenario (planned) moves the VIP without a failed request']);
-        const ok = await p.confirm({ input: ctx.input, output: ctx.output, message: `--scenario ${opts.scenario} ${what} on the VIP holder; clients will see failed requests while the VIP moves. Run it?`, initialValue: false });
-        if (p.isCancel(ok) || ok !== true) throw new CancelledError('verification not run');
-      }
-      const result = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) => runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to, opts.probeFrom));
-      if (!result.passed) throw new RunFailedError(`failover verification failed (${opts.scenario})`, result.problems);
-      ctx.result = 0;
-    });
-
+    .action(
+      async (
+        file: string,
+        opts: { scenario: string; to?: string; probeFrom?: string; yes?: boolean; acceptNewHostKeys?: boolean },
+      ) => {
+        if (!SCENARIOS.includes(opts.scenario as Scenario))
+          throw new InvalidInputError(`--scenario ${opts.scenario}: choose one of ${SCENARIOS.join(', ')}`);
+        // Crash scenarios cost real requests on a serving cluster: asked at a terminal, --yes otherwise.
+        if (opts.scenario !== 'planned' && opts.yes !== true) {
+          const what = DESTRUCTIVE[opts.scenario as Exclude<Scenario, 'planned'>];
+          if (!ctx.interactive)
+            throw new InvalidInputError(
+              `--scenario ${opts.scenario} ${what} on the VIP holder: clients see failed requests; add --yes to run it without a terminal`,
+              ['the default scenario (planned) moves the VIP without a failed request'],
+            );
+          const ok = await p.confirm({
+            input: ctx.input,
+            output: ctx.output,
+            message: `--scenario ${opts.scenario} ${what} on the VIP holder; clients will see failed requests while the VIP moves. Run it?`,
+            initialValue: false,
+          });
+          if (p.isCancel(ok) || ok !== true) throw new CancelledError('verification not run');
+        }
+        const result = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
+          runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to, opts.probeFrom),
+        );
+        if (!result.passed)
+          throw new RunFailedError(`failover verification failed (${opts.scenario})`, result.problems);
+        ctx.result = 0;
+      },
+    );
 }
 
 export function registerFailover(program: Command, ctx: CliContext): void {
-  program.command('failover')
+  program
+    .command('failover')
     .description('planned maintenance: move the VIP away from its holder (to --to) before stopping anything there')
     .argument('<runbook>', 'runbook file')
     .option('--to <node>', 'node name or address to move the VIP to (default: the highest-priority other node)')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
     .action(async (file: string, opts: { to?: string; acceptNewHostKeys?: boolean }) => {
       const moved = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
-        plannedFailover({ rb, runbookPath: path, handles, log: ctx.print }, opts.to));
-      ctx.print(moved.from === moved.to ? `${moved.to} already holds the VIP` : `the VIP moved from ${moved.from} to ${moved.to}; it is now safe to stop nginx or keepalived on ${moved.from}`);
+        plannedFailover({ rb, runbookPath: path, handles, log: ctx.print }, opts.to),
+      );
+      ctx.print(
+        moved.from === moved.to
+          ? `${moved.to} already holds the VIP`
+          : `the VIP moved from ${moved.from} to ${moved.to}; it is now safe to stop nginx or keepalived on ${moved.from}`,
+      );
       ctx.print(`to move it back later: ha-setup failover ${file} --to ${moved.from}`);
       ctx.result = 0;
     });
-
 }
 
 export function registerRollback(program: Command, ctx: CliContext): void {
-  program.command('rollback')
-    .description('bring the previous nginx build back (sbin/nginx.old), one node at a time with the VIP moved away first, by hot upgrade')
+  program
+    .command('rollback')
+    .description(
+      'bring the previous nginx build back (sbin/nginx.old), one node at a time with the VIP moved away first, by hot upgrade',
+    )
     .argument('<runbook>', 'runbook file')
     .option('--limit <nodes>', 'only these nodes (comma-separated names or addresses)')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
     .action(async (file: string, opts: { limit?: string; acceptNewHostKeys?: boolean }) => {
-      const only = opts.limit?.split(',').map((x) => x.trim()).filter(Boolean);
+      const only = opts.limit
+        ?.split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
       await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
-        withInterrupts(ctx, () => handles.forEach((h) => void h.t.close()), (signal) =>
-          rollbackNginx({ runbook: rb, runbookPath: path, handles, signal }, ctx.print, only)));
+        withInterrupts(
+          ctx,
+          () => handles.forEach((h) => void h.t.close()),
+          (signal) => rollbackNginx({ runbook: rb, runbookPath: path, handles, signal }, ctx.print, only),
+        ),
+      );
       ctx.print('rolled back: the previous nginx build serves on every node named above');
-      ctx.print(`the runbook still describes the newer build: change it before the next \`ha-setup apply ${file}\`, which would install that build again`);
+      ctx.print(
+        `the runbook still describes the newer build: change it before the next \`ha-setup apply ${file}\`, which would install that build again`,
+      );
       ctx.result = 0;
     });
-
 }
 
 export function registerStatus(program: Command, ctx: CliContext): void {
-  program.command('status')
+  program
+    .command('status')
     .description('per node: reachable, nginx active, keepalived state, VIP holder, versions, last verification')
     .argument('<runbook>', 'runbook file')
     .option('--json', 'machine-readable output')
@@ -139,29 +209,71 @@ export function registerStatus(program: Command, ctx: CliContext): void {
     .action(async (file: string, opts: { json?: boolean; acceptNewHostKeys?: boolean }) => {
       // Status is what you run when a node died: every node is shown, the unreachable ones as such.
       const unreachable: Array<{ node: ResolvedNode; error: ConnectError }> = [];
-      const report = await withSession(file, ctx, opts.acceptNewHostKeys === true, async (path, rb, handles) => {
-        const views = await vrrpViews(handles, rb);
-        const reached = await Promise.all(handles.map(async (h) => {
-          const r = await h.t.exec(`systemctl is-active nginx || true; systemctl is-active keepalived || true`, { quiet: true });
-          const [nginx, keepalived] = r.stdout.trim().split('\n');
-          const view = views.find((v) => v.node === h.node.name)!;
+      const report = await withSession(
+        file,
+        ctx,
+        opts.acceptNewHostKeys === true,
+        async (path, rb, handles) => {
+          const views = await vrrpViews(handles, rb);
+          const reached = await Promise.all(
+            handles.map(async (h) => {
+              const r = await h.t.exec(`systemctl is-active nginx || true; systemctl is-active keepalived || true`, {
+                quiet: true,
+              });
+              const [nginx, keepalived] = r.stdout.trim().split('\n');
+              const view = views.find((v) => v.node === h.node.name)!;
+              return {
+                name: h.node.name,
+                host: h.node.host,
+                role: h.node.role,
+                priority: h.node.priority,
+                reachable: true,
+                error: null as string | null,
+                nginx,
+                keepalived,
+                vrrpState: view.state,
+                holdsVip: view.holdsVip,
+                nginxVersion: h.facts.nginxVersionOutput.split('\n')[0] ?? '',
+                keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
+                os: `${h.facts.osId} ${h.facts.osVersion}`,
+              };
+            }),
+          );
+          const lost = unreachable.map(({ node, error }) => ({
+            name: node.name,
+            host: node.host,
+            role: node.role,
+            priority: node.priority,
+            reachable: false,
+            error: error.message,
+            nginx: 'unknown',
+            keepalived: 'unknown',
+            vrrpState: 'unknown',
+            holdsVip: false,
+            nginxVersion: '',
+            keepalivedVersion: '',
+            os: 'unknown',
+          }));
+          const order = resolveNodes(rb).map((n) => n.name);
+          const nodes = [...reached, ...lost].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+          const lastVerifyFile = join(runbookDir(path), 'records', rb.name, 'last-verify.json');
+          const lastVerify = existsSync(lastVerifyFile)
+            ? (JSON.parse(readFileSync(lastVerifyFile, 'utf8')) as VerifyResult)
+            : null;
           return {
-            name: h.node.name, host: h.node.host, role: h.node.role, priority: h.node.priority, reachable: true, error: null as string | null,
-            nginx, keepalived, vrrpState: view.state, holdsVip: view.holdsVip,
-            nginxVersion: h.facts.nginxVersionOutput.split('\n')[0] ?? '', keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
-            os: `${h.facts.osId} ${h.facts.osVersion}`,
+            runbook: rb.name,
+            vip: rb.vrrp.vip,
+            nodes,
+            lastVerify: lastVerify && {
+              scenario: lastVerify.scenario,
+              at: lastVerify.at,
+              passed: lastVerify.passed,
+              downtimeMs: lastVerify.failover.downtimeMs,
+            },
           };
-        }));
-        const lost = unreachable.map(({ node, error }) => ({
-          name: node.name, host: node.host, role: node.role, priority: node.priority, reachable: false, error: error.message,
-          nginx: 'unknown', keepalived: 'unknown', vrrpState: 'unknown', holdsVip: false, nginxVersion: '', keepalivedVersion: '', os: 'unknown',
-        }));
-        const order = resolveNodes(rb).map((n) => n.name);
-        const nodes = [...reached, ...lost].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
-        const lastVerifyFile = join(runbookDir(path), 'records', rb.name, 'last-verify.json');
-        const lastVerify = existsSync(lastVerifyFile) ? JSON.parse(readFileSync(lastVerifyFile, 'utf8')) as VerifyResult : null;
-        return { runbook: rb.name, vip: rb.vrrp.vip, nodes, lastVerify: lastVerify && { scenario: lastVerify.scenario, at: lastVerify.at, passed: lastVerify.passed, downtimeMs: lastVerify.failover.downtimeMs } };
-      }, unreachable);
+        },
+        unreachable,
+      );
       if (opts.json) ctx.print(JSON.stringify(report, null, 2));
       else {
         ctx.print(`${report.runbook}: VIP ${report.vip}`);
@@ -171,14 +283,30 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             ctx.print(`  ${''.padEnd(12)} ${n.error}`);
             continue;
           }
-          ctx.print(`  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}`);
-          ctx.print(`  ${''.padEnd(12)} ${n.os}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`);
+          ctx.print(
+            `  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}`,
+          );
+          ctx.print(
+            `  ${''.padEnd(12)} ${n.os}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`,
+          );
         }
         const holders = report.nodes.filter((n) => n.holdsVip).map((n) => n.name);
-        ctx.print(holders.length === 1 ? `VIP holder: ${holders[0]}` : holders.length === 0 ? 'VIP holder: none of the reachable nodes holds the VIP' : `VIP holders: ${holders.join(', ')} (split brain)`);
-        ctx.print(report.lastVerify ? `last verification: ${report.lastVerify.scenario} at ${report.lastVerify.at}: ${report.lastVerify.passed ? 'passed' : 'FAILED'}, downtime ${report.lastVerify.downtimeMs} ms` : 'no verification recorded yet (ha-setup verify)');
+        ctx.print(
+          holders.length === 1
+            ? `VIP holder: ${holders[0]}`
+            : holders.length === 0
+              ? 'VIP holder: none of the reachable nodes holds the VIP'
+              : `VIP holders: ${holders.join(', ')} (split brain)`,
+        );
+        ctx.print(
+          report.lastVerify
+            ? `last verification: ${report.lastVerify.scenario} at ${report.lastVerify.at}: ${report.lastVerify.passed ? 'passed' : 'FAILED'}, downtime ${report.lastVerify.downtimeMs} ms`
+            : 'no verification recorded yet (ha-setup verify)',
+        );
       }
-      const healthy = report.nodes.every((n) => n.reachable && n.nginx === 'active' && n.keepalived === 'active') && report.nodes.filter((n) => n.holdsVip).length === 1;
+      const healthy =
+        report.nodes.every((n) => n.reachable && n.nginx === 'active' && n.keepalived === 'active') &&
+        report.nodes.filter((n) => n.holdsVip).length === 1;
       ctx.result = healthy ? 0 : 1;
     });
 }

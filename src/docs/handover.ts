@@ -38,20 +38,40 @@ export function renderHandover(runbookPath: string, rb: Runbook, toolVersion: st
     const rec = lastRun?.nodes.find((x) => x.name === n.name);
     const journal = readLocalJournal(localJournalPath(runbookPath, rb, n), rb.name);
     const steps = Object.entries(journal?.steps ?? {}).map(([id, e]) => ({
-      id, status: e.status, endedAt: e.endedAt, durationMs: e.durationMs, commands: e.commands ?? [], files: e.files ?? [],
+      id,
+      status: e.status,
+      endedAt: e.endedAt,
+      durationMs: e.durationMs,
+      commands: e.commands ?? [],
+      files: e.files ?? [],
     }));
-    return { ...n, id: `n${i}`, os: rec?.facts?.os ?? 'unknown (no apply recorded yet)', release: rec?.facts?.release, steps };
+    return {
+      ...n,
+      id: `n${i}`,
+      os: rec?.facts?.os ?? 'unknown (no apply recorded yet)',
+      release: rec?.facts?.release,
+      steps,
+    };
   });
   const release = nodes.find((n) => n.release)?.release ?? 'debian12';
   const node0 = resolveNodes(rb)[0];
   const facts = assumedFacts(release);
-  const spec = configureSpec({ runbook: rb, node: node0, cluster: resolveNodes(rb), facts, sources: offlineSources(rb, { families: [facts.family] }), clusterFacts: {} });
+  const spec = configureSpec({
+    runbook: rb,
+    node: node0,
+    cluster: resolveNodes(rb),
+    facts,
+    sources: offlineSources(rb, { families: [facts.family] }),
+    clusterFacts: {},
+  });
   // The document travels (wiki, ticket): no path of this machine in it. Inside the working
   // directory the path as typed from there; otherwise the file name, which sits next to the document.
   const rel = relative(process.cwd(), runbookPath) || basename(runbookPath);
   const runbookFile = rel.startsWith('..') || isAbsolute(rel) ? basename(runbookPath) : rel;
   return render('handover.md.njk', {
-    rb, nodes, lastVerify: lastVerify ?? null,
+    rb,
+    nodes,
+    lastVerify: lastVerify ?? null,
     L: layout(rb),
     toolVersion,
     generatedAt: new Date().toISOString(),

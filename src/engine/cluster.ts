@@ -15,28 +15,41 @@ export interface VrrpView {
 export async function vrrpViews(handles: NodeHandle[], rb: Runbook): Promise<VrrpView[]> {
   const vip = parseCidr(rb.vrrp.vip)!.address;
   const L = layout(rb);
-  return Promise.all(handles.map(async (h) => {
-    const r = await h.t.exec(
-      `if ip -o -4 addr show dev ${shq(h.node.interface)} | grep -w ${shq(`${vip}/${parseCidr(rb.vrrp.vip)!.prefix}`)} >/dev/null; then echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown`,
-      { quiet: true },
-    );
-    const [hold, state] = r.stdout.trim().split('\n');
-    return { node: h.node.name, holdsVip: hold === 'holds', state: state ?? 'unknown' };
-  }));
+  return Promise.all(
+    handles.map(async (h) => {
+      const r = await h.t.exec(
+        `if ip -o -4 addr show dev ${shq(h.node.interface)} | grep -w ${shq(`${vip}/${parseCidr(rb.vrrp.vip)!.prefix}`)} >/dev/null; then echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown`,
+        { quiet: true },
+      );
+      const [hold, state] = r.stdout.trim().split('\n');
+      return { node: h.node.name, holdsVip: hold === 'holds', state: state ?? 'unknown' };
+    }),
+  );
 }
 
 /** Wait until exactly one node holds the VIP (and, with `expected`, that it is that node). */
-export async function waitForSingleHolder(handles: NodeHandle[], rb: Runbook, budgetMs = 10_000, expected?: string): Promise<{ holder?: string; views: VrrpView[] }> {
-  const { last } = await pollUntil(async () => {
-    const views = await vrrpViews(handles, rb);
-    const holders = views.filter((v) => v.holdsVip);
-    const holder = holders.length === 1 ? holders[0].node : undefined;
-    return { done: holder !== undefined && (!expected || holder === expected), value: { holder, views } };
-  }, { budgetMs, intervalMs: 200 });
+export async function waitForSingleHolder(
+  handles: NodeHandle[],
+  rb: Runbook,
+  budgetMs = 10_000,
+  expected?: string,
+): Promise<{ holder?: string; views: VrrpView[] }> {
+  const { last } = await pollUntil(
+    async () => {
+      const views = await vrrpViews(handles, rb);
+      const holders = views.filter((v) => v.holdsVip);
+      const holder = holders.length === 1 ? holders[0].node : undefined;
+      return { done: holder !== undefined && (!expected || holder === expected), value: { holder, views } };
+    },
+    { budgetMs, intervalMs: 200 },
+  );
   return last ?? { views: [] };
 }
 
 export async function keepalivedLogTail(h: NodeHandle, rb: Runbook, lines = 10): Promise<string[]> {
-  const r = await h.t.exec(`tail -n ${lines} ${shq(rb.logging.keepalivedLog)} 2>/dev/null || journalctl -u keepalived -n ${lines} --no-pager 2>/dev/null || true`, { quiet: true });
+  const r = await h.t.exec(
+    `tail -n ${lines} ${shq(rb.logging.keepalivedLog)} 2>/dev/null || journalctl -u keepalived -n ${lines} --no-pager 2>/dev/null || true`,
+    { quiet: true },
+  );
   return r.stdout.trim().split('\n').filter(Boolean);
 }

@@ -14,14 +14,18 @@ export function digestPlan(plan: StepPlan): PlanDigest {
   const h = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16);
   return {
     commands: h(JSON.stringify(plan.commands)),
-    files: Object.fromEntries(plan.files.map((f) => [f.path, h(`${f.mode}:${f.owner ?? ''}:${f.group ?? ''}:${f.content}`)])),
+    files: Object.fromEntries(
+      plan.files.map((f) => [f.path, h(`${f.mode}:${f.owner ?? ''}:${f.group ?? ''}:${f.content}`)]),
+    ),
     uploads: Object.fromEntries(plan.uploads.map((u) => [u.remote, u.sha256.slice(0, 16)])),
   };
 }
 
 /** The step's input fingerprint: a hash of its plan (commands, file contents and modes, uploads). */
 export function fingerprintPlan(plan: StepPlan): string {
-  return createHash('sha256').update(JSON.stringify(digestPlan(plan))).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(digestPlan(plan)))
+    .digest('hex');
 }
 
 /** Names what changed between the recorded digest and the new one, for "will re-run because ...". */
@@ -50,7 +54,12 @@ export interface RecordedEntry extends JournalEntry {
  * Decide before the host check: run (with the reason) or check-then-skip. `rerun` holds the ids of
  * steps that already ran in this run; a step whose dependency ran runs too.
  */
-export function decide(step: Step, plan: StepPlan, entry: RecordedEntry | undefined, rerun: ReadonlySet<string>): Decision {
+export function decide(
+  step: Step,
+  plan: StepPlan,
+  entry: RecordedEntry | undefined,
+  rerun: ReadonlySet<string>,
+): Decision {
   if (step.always) return { action: 'run', reason: 'always runs' };
   const dep = step.dependsOn.find((d) => rerun.has(d));
   if (dep) return { action: 'run', reason: `${dep} re-ran` };

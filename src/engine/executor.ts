@@ -45,7 +45,11 @@ export class StepFailure extends RunFailedError {
     const lines = [`node:      ${this.nodeName}`, `step:      ${this.stepId}`];
     const c = this.cause;
     if (c instanceof CommandFailedError) {
-      lines.push(`command:   ${c.command.split('\n').join('\n           ')}`, `exit code: ${c.exitCode}`, 'last output:');
+      lines.push(
+        `command:   ${c.command.split('\n').join('\n           ')}`,
+        `exit code: ${c.exitCode}`,
+        'last output:',
+      );
       lines.push(...tail(c.output, 20).map((l) => `  | ${l}`));
     } else if (c instanceof HaSetupError) {
       lines.push(`error:     ${c.message}`, ...c.details.map((d) => `  ${d}`));
@@ -102,7 +106,11 @@ export function substituteSecrets(content: string, secrets: Record<string, strin
 /** The default `run`: files, then uploads, then commands, each command separately so a failure names it. */
 export async function runPlan(ctx: StepContext): Promise<void> {
   for (const f of ctx.plan.files) {
-    await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode, owner: f.owner, group: f.group });
+    await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), {
+      mode: f.mode,
+      owner: f.owner,
+      group: f.group,
+    });
   }
   for (const u of ctx.plan.uploads) await ctx.t.upload(u.local, u.remote, { mode: u.mode });
   for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);
@@ -114,7 +122,6 @@ export async function runCommand(ctx: Pick<StepContext, 't' | 'progress'>, cmd: 
   return r.stdout;
 }
 
-
 /**
  * Run the ordered steps on every node: nodes in parallel (bounded), steps in order per node.
  * A step is skipped when its journal entry is done with the same fingerprint and its check passes
@@ -124,88 +131,127 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   const outcomes = new Map<string, NodeOutcome>();
   const interrupted = () => o.signal?.aborted === true;
 
-  const nodeTask = (h: NodeHandle) => async (_ctx: unknown, task: ListrTaskWrapper<unknown, typeof DefaultRenderer | typeof SimpleRenderer, typeof SimpleRenderer>) => {
-    const outcome: NodeOutcome = { node: h.node, ok: true, steps: [], warnings: [], logPath: h.logPath };
-    outcomes.set(h.node.name, outcome);
-    const journal: Journal = o.journals?.get(h.node.name) ?? parseJournal(h.facts.journal, o.runbook.name);
-    o.journals?.set(h.node.name, journal);
-    const localJournal = localJournalPath(o.runbookPath, o.runbook, h.node);
-    const rerun = o.rerun?.get(h.node.name) ?? new Set<string>();
-    o.rerun?.set(h.node.name, rerun);
-    const mine = o.steps.filter((s) => appliesTo(s, h.node));
-    for (const [i, step] of mine.entries()) {
-      if (interrupted()) {
-        // A safe point: between two steps. The rest is left for the next apply.
-        outcome.ok = false;
-        for (const rest of mine.slice(i)) outcome.steps.push({ id: rest.id, action: 'not reached', reason: 'interrupted', durationMs: 0 });
-        outcome.failure = new StepFailure(h.node.name, step.id, new CancelledError(`interrupted before ${step.id}`), h.logPath);
-        return;
-      }
-      const base = {
-        runbook: o.runbook, node: h.node, cluster: o.handles.map((x) => x.node), facts: h.facts, sources: o.sources, siteFiles: o.siteFiles,
-        clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
-      };
-      const started = Date.now();
-      task.title = `${h.node.name}: ${step.title} (${i + 1}/${mine.length})`;
-      let plan: StepPlan;
-      let ctx: StepContext;
-      try {
-        plan = step.plan(base);
-        ctx = {
-          ...base, plan, t: h.t, secrets: o.secrets,
-          // The default renderer shows the latest line in place; the line-based renderer would print
-          // every compiler line, so it shows only the steps.
-          progress: o.renderer === 'default' ? (line) => { task.output = line.slice(0, 200); } : () => {},
-          warn: (message) => { outcome.warnings.push(`${step.id}: ${message}`); },
+  const nodeTask =
+    (h: NodeHandle) =>
+    async (
+      _ctx: unknown,
+      task: ListrTaskWrapper<unknown, typeof DefaultRenderer | typeof SimpleRenderer, typeof SimpleRenderer>,
+    ) => {
+      const outcome: NodeOutcome = { node: h.node, ok: true, steps: [], warnings: [], logPath: h.logPath };
+      outcomes.set(h.node.name, outcome);
+      const journal: Journal = o.journals?.get(h.node.name) ?? parseJournal(h.facts.journal, o.runbook.name);
+      o.journals?.set(h.node.name, journal);
+      const localJournal = localJournalPath(o.runbookPath, o.runbook, h.node);
+      const rerun = o.rerun?.get(h.node.name) ?? new Set<string>();
+      o.rerun?.set(h.node.name, rerun);
+      const mine = o.steps.filter((s) => appliesTo(s, h.node));
+      for (const [i, step] of mine.entries()) {
+        if (interrupted()) {
+          // A safe point: between two steps. The rest is left for the next apply.
+          outcome.ok = false;
+          for (const rest of mine.slice(i))
+            outcome.steps.push({ id: rest.id, action: 'not reached', reason: 'interrupted', durationMs: 0 });
+          outcome.failure = new StepFailure(
+            h.node.name,
+            step.id,
+            new CancelledError(`interrupted before ${step.id}`),
+            h.logPath,
+          );
+          return;
+        }
+        const base = {
+          runbook: o.runbook,
+          node: h.node,
+          cluster: o.handles.map((x) => x.node),
+          facts: h.facts,
+          sources: o.sources,
+          siteFiles: o.siteFiles,
+          clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
         };
-        const entry = journal.steps[step.id] as RecordedEntry | undefined;
-        // Already ran in this apply (before a roll continued this node): done.
-        if (rerun.has(step.id) && !step.always) {
-          outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
-          continue;
+        const started = Date.now();
+        task.title = `${h.node.name}: ${step.title} (${i + 1}/${mine.length})`;
+        let plan: StepPlan;
+        let ctx: StepContext;
+        try {
+          plan = step.plan(base);
+          ctx = {
+            ...base,
+            plan,
+            t: h.t,
+            secrets: o.secrets,
+            // The default renderer shows the latest line in place; the line-based renderer would print
+            // every compiler line, so it shows only the steps.
+            progress:
+              o.renderer === 'default'
+                ? (line) => {
+                    task.output = line.slice(0, 200);
+                  }
+                : () => {},
+            warn: (message) => {
+              outcome.warnings.push(`${step.id}: ${message}`);
+            },
+          };
+          const entry = journal.steps[step.id] as RecordedEntry | undefined;
+          // Already ran in this apply (before a roll continued this node): done.
+          if (rerun.has(step.id) && !step.always) {
+            outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
+            continue;
+          }
+          let d = decide(step, plan, entry, rerun);
+          if (d.action === 'check') {
+            d = (await step.check(ctx))
+              ? { action: 'skip', reason: 'done' }
+              : { action: 'run', reason: 'the host no longer matches (check failed)' };
+          }
+          if (d.action === 'skip') {
+            outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
+            continue;
+          }
+          if (o.stopBeforeDisruptive && isDisruptive(step, base)) {
+            outcome.pendingDisruptive = step.id;
+            break;
+          }
+          task.output = `${step.id}: running (${d.reason})`;
+          const record: RecordedEntry = {
+            fingerprint: fingerprintPlan(plan),
+            status: 'running',
+            startedAt: new Date().toISOString(),
+            commands: plan.commands,
+            files: plan.files.map((f) => f.path),
+            digest: digestPlan(plan),
+            dependsOn: step.dependsOn,
+          };
+          journal.steps[step.id] = record;
+          await saveJournal(h.t, journal, localJournal);
+          await (step.run ? step.run(ctx) : runPlan(ctx));
+          record.status = 'done';
+          record.endedAt = new Date().toISOString();
+          record.durationMs = Date.now() - started;
+          await saveJournal(h.t, journal, localJournal);
+          rerun.add(step.id);
+          outcome.steps.push({ id: step.id, action: 'ran', reason: d.reason, durationMs: Date.now() - started });
+        } catch (e) {
+          outcome.ok = false;
+          outcome.steps.push({
+            id: step.id,
+            action: 'failed',
+            reason: e instanceof Error ? e.message : String(e),
+            durationMs: Date.now() - started,
+          });
+          for (const rest of mine.slice(i + 1))
+            outcome.steps.push({ id: rest.id, action: 'not reached', reason: '', durationMs: 0 });
+          const entry = journal.steps[step.id];
+          if (entry && entry.status === 'running' && !(e instanceof ConnectError) && !interrupted()) {
+            entry.status = 'failed';
+            entry.endedAt = new Date().toISOString();
+            await saveJournal(h.t, journal, localJournal).catch(() => {});
+          }
+          outcome.failure = new StepFailure(h.node.name, step.id, e, h.logPath);
+          throw outcome.failure;
         }
-        let d = decide(step, plan, entry, rerun);
-        if (d.action === 'check') {
-          d = (await step.check(ctx)) ? { action: 'skip', reason: 'done' } : { action: 'run', reason: 'the host no longer matches (check failed)' };
-        }
-        if (d.action === 'skip') {
-          outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
-          continue;
-        }
-        if (o.stopBeforeDisruptive && isDisruptive(step, base)) {
-          outcome.pendingDisruptive = step.id;
-          break;
-        }
-        task.output = `${step.id}: running (${d.reason})`;
-        const record: RecordedEntry = {
-          fingerprint: fingerprintPlan(plan), status: 'running', startedAt: new Date().toISOString(),
-          commands: plan.commands, files: plan.files.map((f) => f.path), digest: digestPlan(plan), dependsOn: step.dependsOn,
-        };
-        journal.steps[step.id] = record;
-        await saveJournal(h.t, journal, localJournal);
-        await (step.run ? step.run(ctx) : runPlan(ctx));
-        record.status = 'done';
-        record.endedAt = new Date().toISOString();
-        record.durationMs = Date.now() - started;
-        await saveJournal(h.t, journal, localJournal);
-        rerun.add(step.id);
-        outcome.steps.push({ id: step.id, action: 'ran', reason: d.reason, durationMs: Date.now() - started });
-      } catch (e) {
-        outcome.ok = false;
-        outcome.steps.push({ id: step.id, action: 'failed', reason: e instanceof Error ? e.message : String(e), durationMs: Date.now() - started });
-        for (const rest of mine.slice(i + 1)) outcome.steps.push({ id: rest.id, action: 'not reached', reason: '', durationMs: 0 });
-        const entry = journal.steps[step.id];
-        if (entry && entry.status === 'running' && !(e instanceof ConnectError) && !interrupted()) {
-          entry.status = 'failed';
-          entry.endedAt = new Date().toISOString();
-          await saveJournal(h.t, journal, localJournal).catch(() => {});
-        }
-        outcome.failure = new StepFailure(h.node.name, step.id, e, h.logPath);
-        throw outcome.failure;
       }
-    }
-    task.title = `${h.node.name}: ${outcome.steps.filter((s) => s.action === 'ran').length} ran, ${outcome.steps.filter((s) => s.action === 'skipped').length} already done`;
-  };
+      task.title = `${h.node.name}: ${outcome.steps.filter((s) => s.action === 'ran').length} ran, ${outcome.steps.filter((s) => s.action === 'skipped').length} already done`;
+    };
 
   const list = new Listr(
     o.handles.map((h) => ({ title: h.node.name, task: nodeTask(h) })),
@@ -220,13 +266,25 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   );
   await list.run();
   if (interrupted()) {
-    const where = [...outcomes.values()].map((x) => `${x.node.name}: ${x.steps.filter((s) => s.action === 'ran').length} step(s) ran${x.failure ? `, stopped before ${x.failure.stepId}` : ', done'}`);
-    throw new CancelledError(`interrupted (${where.join('; ')}); run \`ha-setup apply\` again to resume where it stopped`);
+    const where = [...outcomes.values()].map(
+      (x) =>
+        `${x.node.name}: ${x.steps.filter((s) => s.action === 'ran').length} step(s) ran${x.failure ? `, stopped before ${x.failure.stepId}` : ', done'}`,
+    );
+    throw new CancelledError(
+      `interrupted (${where.join('; ')}); run \`ha-setup apply\` again to resume where it stopped`,
+    );
   }
-  return o.handles.map((h) => outcomes.get(h.node.name) ?? { node: h.node, ok: false, steps: [], warnings: [], logPath: h.logPath });
+  return o.handles.map(
+    (h) => outcomes.get(h.node.name) ?? { node: h.node, ok: false, steps: [], warnings: [], logPath: h.logPath },
+  );
 }
 
-export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], startedAt: Date, extra: Record<string, unknown> = {}): string {
+export function writeRunRecord(
+  o: ExecuteOptions,
+  outcomes: NodeOutcome[],
+  startedAt: Date,
+  extra: Record<string, unknown> = {},
+): string {
   const dir = join(runbookDir(o.runbookPath), 'records', o.runbook.name);
   mkdirSync(dir, { recursive: true });
   const record = {
@@ -235,13 +293,30 @@ export function writeRunRecord(o: ExecuteOptions, outcomes: NodeOutcome[], start
     startedAt: startedAt.toISOString(),
     endedAt: new Date().toISOString(),
     // What was built: every source with its checksum, and for git sources the exact commit.
-    sources: Object.values(o.sources).map((s) => ({ id: s.id, version: s.version, sha256: s.sha256, ...(s.git ? { git: s.git } : {}) })),
+    sources: Object.values(o.sources).map((s) => ({
+      id: s.id,
+      version: s.version,
+      sha256: s.sha256,
+      ...(s.git ? { git: s.git } : {}),
+    })),
     ...extra,
     nodes: outcomes.map((out) => {
       const f = o.handles.find((h) => h.node.name === out.node.name)!.facts;
       return {
-        name: out.node.name, host: out.node.host, role: out.node.role, ok: out.ok,
-        facts: { os: `${f.osId} ${f.osVersion}`, release: f.release, family: f.family, arch: f.arch, cores: f.cores, memoryMb: f.memoryMb, firewall: f.firewall, selinux: f.selinux },
+        name: out.node.name,
+        host: out.node.host,
+        role: out.node.role,
+        ok: out.ok,
+        facts: {
+          os: `${f.osId} ${f.osVersion}`,
+          release: f.release,
+          family: f.family,
+          arch: f.arch,
+          cores: f.cores,
+          memoryMb: f.memoryMb,
+          firewall: f.firewall,
+          selinux: f.selinux,
+        },
         steps: out.steps,
         log: out.logPath,
       };

@@ -73,7 +73,9 @@ export function parseFacts(output: string): Facts {
   const b64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
   const osId = kv.os_id ?? 'unknown';
   const osLike = (kv.os_like ?? '').split(/\s+/).filter(Boolean);
-  const family: OsFamily = [osId, ...osLike].some((x) => ['rhel', 'centos', 'fedora', 'rocky', 'almalinux'].includes(x)) ? 'el' : 'debian';
+  const family: OsFamily = [osId, ...osLike].some((x) => ['rhel', 'centos', 'fedora', 'rocky', 'almalinux'].includes(x))
+    ? 'el'
+    : 'debian';
   const major = (kv.os_version ?? '').split('.')[0];
   const interfaces: Record<string, string[]> = {};
   for (const link of (kv.links ?? '').split(/\s+/).filter(Boolean)) interfaces[link] = [];
@@ -85,7 +87,10 @@ export function parseFacts(output: string): Facts {
   const nginxV = b64(kv.nginx_v);
   const kaV = b64(kv.keepalived_v);
   return {
-    osId, osVersion: kv.os_version ?? '', osLike, family,
+    osId,
+    osVersion: kv.os_version ?? '',
+    osLike,
+    family,
     release: family === 'el' ? `el${major}` : `${osId}${major}`,
     packageManager: (kv.pm === 'unknown' ? 'apt' : kv.pm) as PackageManager,
     arch: kv.arch ?? '',
@@ -105,7 +110,12 @@ export function parseFacts(output: string): Facts {
   };
 }
 
-export async function gatherFacts(t: Transport, buildDir: string, nginxBinary: string, keepalivedBinary: string): Promise<Facts> {
+export async function gatherFacts(
+  t: Transport,
+  buildDir: string,
+  nginxBinary: string,
+  keepalivedBinary: string,
+): Promise<Facts> {
   const r = await t.exec(factsScript(buildDir, nginxBinary, keepalivedBinary), { quiet: true });
   if (r.code !== 0) throw new Error(`facts script failed on ${t.label}: ${r.stderr}`);
   return parseFacts(r.stdout);
@@ -122,8 +132,19 @@ export function assumedFacts(release: string): Facts {
     family: el ? 'el' : 'debian',
     release,
     packageManager: el ? (release === 'el7' ? 'yum' : 'dnf') : 'apt',
-    arch: 'x86_64', cores: 4, memoryMb: 4096, freeDiskMb: 20_000, interfaces: {}, systemd: true,
-    selinux: el ? 'Enforcing' : 'absent', firewall: el ? 'firewalld' : 'none', firewallChain: '',
-    nginxVersionOutput: '', keepalivedVersionOutput: '', hostname: '', epochMs: 0, journal: '',
+    arch: 'x86_64',
+    cores: 4,
+    memoryMb: 4096,
+    freeDiskMb: 20_000,
+    interfaces: {},
+    systemd: true,
+    selinux: el ? 'Enforcing' : 'absent',
+    firewall: el ? 'firewalld' : 'none',
+    firewallChain: '',
+    nginxVersionOutput: '',
+    keepalivedVersionOutput: '',
+    hostname: '',
+    epochMs: 0,
+    journal: '',
   };
 }

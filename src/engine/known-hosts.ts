@@ -31,7 +31,16 @@ function hostFieldMatches(field: string, name: string): boolean {
     return mac === hash;
   }
   const patterns = field.split(',');
-  const matches = (h: string) => new RegExp(`^${h.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\[/g, '\\[').replace(/\]/g, '\\]').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i').test(name);
+  const matches = (h: string) =>
+    new RegExp(
+      `^${h
+        .replace(/[.+^${}()|\\]/g, '\\$&')
+        .replace(/\[/g, '\\[')
+        .replace(/\]/g, '\\]')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`,
+      'i',
+    ).test(name);
   // As OpenSSH: a negated pattern that matches rules the whole line out, whatever else matches.
   if (patterns.some((h) => h.startsWith('!') && matches(h.slice(1)))) return false;
   return patterns.some((h) => !h.startsWith('!') && matches(h));
@@ -42,19 +51,21 @@ export function keysForHost(files: string[], host: string, port: number): KnownK
   const keys: KnownKey[] = [];
   for (const file of files) {
     if (!existsSync(file)) continue;
-    readFileSync(file, 'utf8').split('\n').forEach((raw, i) => {
-      const line = raw.trim();
-      if (line === '' || line.startsWith('#')) return;
-      let parts = line.split(/\s+/);
-      let revoked = false;
-      if (parts[0].startsWith('@')) {
-        revoked = parts[0] === '@revoked';
-        if (parts[0] === '@cert-authority') return; // certificates are not supported
-        parts = parts.slice(1);
-      }
-      if (parts.length < 3 || !hostFieldMatches(parts[0], name)) return;
-      keys.push({ type: parts[1], blob: parts[2], file, line: i + 1, revoked });
-    });
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .forEach((raw, i) => {
+        const line = raw.trim();
+        if (line === '' || line.startsWith('#')) return;
+        let parts = line.split(/\s+/);
+        let revoked = false;
+        if (parts[0].startsWith('@')) {
+          revoked = parts[0] === '@revoked';
+          if (parts[0] === '@cert-authority') return; // certificates are not supported
+          parts = parts.slice(1);
+        }
+        if (parts.length < 3 || !hostFieldMatches(parts[0], name)) return;
+        keys.push({ type: parts[1], blob: parts[2], file, line: i + 1, revoked });
+      });
   }
   return keys;
 }
@@ -91,7 +102,13 @@ export function verifyHostKey(files: string[], host: string, port: number, blob:
 
 /** Host key algorithms to offer, known types first, so the server presents a key we can check. */
 export function preferredHostKeyAlgorithms(files: string[], host: string, port: number): string[] | undefined {
-  const types = [...new Set(keysForHost(files, host, port).filter((k) => !k.revoked).map((k) => k.type))];
+  const types = [
+    ...new Set(
+      keysForHost(files, host, port)
+        .filter((k) => !k.revoked)
+        .map((k) => k.type),
+    ),
+  ];
   if (types.length === 0) return undefined;
   const expanded = types.flatMap((t) => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]));
   return expanded;

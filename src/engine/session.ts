@@ -46,7 +46,9 @@ export function runbookDir(runbookPath: string): string {
 export function knownHostsFiles(rb: Runbook, runbookPath: string): { files: string[]; own: string } {
   const base = runbookDir(runbookPath);
   const own = rb.ssh.knownHostsFile
-    ? (isAbsolute(expandTilde(rb.ssh.knownHostsFile)) ? expandTilde(rb.ssh.knownHostsFile) : join(base, rb.ssh.knownHostsFile))
+    ? isAbsolute(expandTilde(rb.ssh.knownHostsFile))
+      ? expandTilde(rb.ssh.knownHostsFile)
+      : join(base, rb.ssh.knownHostsFile)
     : join(base, `${rb.name}.known_hosts`);
   return { files: [join(homedir(), '.ssh', 'known_hosts'), own], own };
 }
@@ -68,15 +70,23 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
       throw secretNotSetError(use, runbookPath, rb.name);
     }
     if (name === rb.vrrp.auth?.passwordEnv && v.length > 8) {
-      throw new InvalidInputError(`${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured differently would not agree`, ['use at most 8 characters']);
+      throw new InvalidInputError(
+        `${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured differently would not agree`,
+        ['use at most 8 characters'],
+      );
     }
     // The Redis password goes into a Lua string and a RESP command: printable, no quote, backslash or space.
     if (name === rb.site.gray?.redis.passwordEnv && !/^[\x21\x23-\x5b\x5d-\x7e]{1,512}$/.test(v)) {
-      throw new InvalidInputError(`${name} (the gray release's Redis password) may only have printable characters other than " \\ and spaces`, ['choose a password without quotes, backslashes or spaces']);
+      throw new InvalidInputError(
+        `${name} (the gray release's Redis password) may only have printable characters other than " \\ and spaces`,
+        ['choose a password without quotes, backslashes or spaces'],
+      );
     }
     // A Consul token goes into a Lua string and an HTTP header: only the characters tokens are made of.
     if (tokens.includes(name) && !/^[A-Za-z0-9._~+/=-]{1,256}$/.test(v)) {
-      throw new InvalidInputError(`${name} is not a Consul ACL token (letters, digits and - . _ ~ + / = only)`, ['check the value; Consul tokens are UUIDs']);
+      throw new InvalidInputError(`${name} is not a Consul ACL token (letters, digits and - . _ ~ + / = only)`, [
+        'check the value; Consul tokens are UUIDs',
+      ]);
     }
     out[name] = v;
   }
@@ -100,14 +110,20 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
       mkdirSync(dirname(logPath), { recursive: true });
       const log = (text: string) => appendFileSync(logPath, text);
       const connect = SshTransport.connect({
-        host: node.host, port: node.port, user: node.user,
+        host: node.host,
+        port: node.port,
+        user: node.user,
         identityFile: rb.ssh.identityFile,
-        knownHostsFiles: files, acceptNewInto: own,
-        sudoPassword, log,
+        knownHostsFiles: files,
+        acceptNewInto: own,
+        sudoPassword,
+        log,
         readyTimeoutMs: o.unreachable ? 8_000 : undefined,
         onUnknownKey: async (host, fp, type) => {
           if (o.acceptNewHostKeys) return true;
-          return o.confirmHostKey ? o.confirmHostKey(`${host} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`) : false;
+          return o.confirmHostKey
+            ? o.confirmHostKey(`${host} presents an unknown ${type} host key ${fp}. Trust it and record it in ${own}?`)
+            : false;
         },
       });
       try {
@@ -119,9 +135,11 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
     }
     // Where the binaries really are (OpenResty keeps nginx under <prefix>/nginx).
     const L = layout(rb);
-    await Promise.all(handles.map(async (h) => {
-      h.facts = await gatherFacts(h.t, rb.build.buildDir, L.nginxBinary, L.keepalivedBinary);
-    }));
+    await Promise.all(
+      handles.map(async (h) => {
+        h.facts = await gatherFacts(h.t, rb.build.buildDir, L.nginxBinary, L.keepalivedBinary);
+      }),
+    );
     return handles;
   } catch (e) {
     await Promise.all(handles.map((h) => h.t.close()));

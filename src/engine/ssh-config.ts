@@ -18,7 +18,13 @@ export interface SshHostConfig {
 }
 
 function patternMatches(pattern: string, host: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    'i',
+  );
   return re.test(host);
 }
 
@@ -31,7 +37,6 @@ function hostMatches(patterns: string[], host: string): boolean {
   }
   return matched;
 }
-
 
 export function parseSshConfig(text: string, host: string, home = homedir()): SshHostConfig {
   const out: SshHostConfig = { identityFiles: [] };

@@ -3,7 +3,13 @@ import { readFileSync } from 'node:fs';
 import { NodeSSH } from 'node-ssh';
 import { HaSetupError, InvalidInputError, RunFailedError } from '../errors.js';
 import { shq } from '../shell.js';
-import { appendKnownHost, fingerprint, preferredHostKeyAlgorithms, verifyHostKey, type HostKeyVerdict } from './known-hosts.js';
+import {
+  appendKnownHost,
+  fingerprint,
+  preferredHostKeyAlgorithms,
+  verifyHostKey,
+  type HostKeyVerdict,
+} from './known-hosts.js';
 import { expandTilde, sshConfigFor } from './ssh-config.js';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -68,7 +74,11 @@ export class CommandFailedError extends RunFailedError {
 export class HostKeyError extends HaSetupError {}
 export class SudoError extends HaSetupError {}
 export class ConnectError extends RunFailedError {
-  constructor(message: string, details: string[] = [], readonly unreachable = false) {
+  constructor(
+    message: string,
+    details: string[] = [],
+    readonly unreachable = false,
+  ) {
     super(message, details);
   }
 }
@@ -120,11 +130,13 @@ export class SshTransport implements Transport {
   static async connect(o: ConnectOptions): Promise<SshTransport> {
     const cfg = sshConfigFor(o.host);
     const host = cfg.hostName ?? o.host;
-    const port = o.port !== 22 ? o.port : cfg.port ?? 22;
-    const user = o.user !== 'root' ? o.user : cfg.user ?? o.user;
+    const port = o.port !== 22 ? o.port : (cfg.port ?? 22);
+    const user = o.user !== 'root' ? o.user : (cfg.user ?? o.user);
     const identity = o.identityFile ? expandTilde(o.identityFile) : cfg.identityFiles.find((f) => existsSync(f));
     const agent = cfg.identityAgent ?? process.env.SSH_AUTH_SOCK;
-    const defaultKey = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(homedir(), '.ssh', f)).find((f) => existsSync(f));
+    const defaultKey = ['id_ed25519', 'id_ecdsa', 'id_rsa']
+      .map((f) => join(homedir(), '.ssh', f))
+      .find((f) => existsSync(f));
     const keyFile = identity ?? (agent ? undefined : defaultKey);
 
     let verdict: HostKeyVerdict | undefined;
@@ -135,12 +147,15 @@ export class SshTransport implements Transport {
     try {
       privateKey = keyFile ? readFileSync(keyFile, 'utf8') : undefined;
     } catch (e) {
-      throw new InvalidInputError(`${o.identityFile ? 'ssh.identityFile: ' : ''}cannot read the SSH key ${keyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, [
-        'give the path of a private key (ssh.identityFile), or leave it out to use the SSH agent',
-      ]);
+      throw new InvalidInputError(
+        `${o.identityFile ? 'ssh.identityFile: ' : ''}cannot read the SSH key ${keyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        ['give the path of a private key (ssh.identityFile), or leave it out to use the SSH agent'],
+      );
     }
     const base = {
-      host, port, username: user,
+      host,
+      port,
+      username: user,
       privateKey,
       agent: keyFile ? undefined : agent,
       readyTimeout: o.readyTimeoutMs ?? 20_000,
@@ -156,11 +171,24 @@ export class SshTransport implements Transport {
           verdict = verifyHostKey(o.knownHostsFiles, host, port, key);
           if (verdict.status === 'known') return verify(true);
           if (verdict.status !== 'unknown') return verify(false);
-          o.onUnknownKey(host, fingerprint(key), keyTypeName(key)).then((ok) => {
-            if (ok && o.acceptNewInto) appendKnownHost(o.acceptNewInto, host, port, key);
-            if (ok) verdict = { status: 'known', entry: { type: keyTypeName(key), blob: key.toString('base64'), file: o.acceptNewInto ?? '', line: 0, revoked: false } };
-            verify(ok);
-          }, () => verify(false));
+          o.onUnknownKey(host, fingerprint(key), keyTypeName(key)).then(
+            (ok) => {
+              if (ok && o.acceptNewInto) appendKnownHost(o.acceptNewInto, host, port, key);
+              if (ok)
+                verdict = {
+                  status: 'known',
+                  entry: {
+                    type: keyTypeName(key),
+                    blob: key.toString('base64'),
+                    file: o.acceptNewInto ?? '',
+                    line: 0,
+                    revoked: false,
+                  },
+                };
+              verify(ok);
+            },
+            () => verify(false),
+          );
         }) as never,
       });
     } catch (e) {
@@ -172,24 +200,46 @@ export class SshTransport implements Transport {
           `remove the old line (ssh-keygen -R ${host} -f <file>) and run again`,
         ]);
       }
-      if (verdict?.status === 'revoked') throw new HostKeyError(`the host key of ${host} is marked @revoked in ${verdict.entry.file}`);
+      if (verdict?.status === 'revoked')
+        throw new HostKeyError(`the host key of ${host} is marked @revoked in ${verdict.entry.file}`);
       if (verdict?.status === 'unknown' && presented) {
-        throw new HostKeyError(`unknown host key for ${host}:${port}: ${keyTypeName(presented)} ${fingerprint(presented)}`, [
-          'check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then run again with --accept-new-host-keys',
-          `or add it to ${o.acceptNewInto ?? '~/.ssh/known_hosts'}`,
-        ]);
+        throw new HostKeyError(
+          `unknown host key for ${host}:${port}: ${keyTypeName(presented)} ${fingerprint(presented)}`,
+          [
+            'check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then run again with --accept-new-host-keys',
+            `or add it to ${o.acceptNewInto ?? '~/.ssh/known_hosts'}`,
+          ],
+        );
       }
       const message = (e as Error).message;
       // The hint follows the failure: a host that does not answer is not a key problem.
-      const unreachable = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|Timed out while waiting for handshake/.test(message);
-      throw new ConnectError(`cannot connect to ${user}@${host}:${port}: ${message}`, unreachable
-        ? [`${host} does not answer on port ${port}: is it up, is the address right, does a firewall or a route stand between?`]
-        : [keyFile ? `key: ${keyFile}` : agent ? 'key: from the SSH agent' : 'no key file and no SSH agent (set ssh.identityFile)'], unreachable);
+      const unreachable =
+        /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|Timed out while waiting for handshake/.test(
+          message,
+        );
+      throw new ConnectError(
+        `cannot connect to ${user}@${host}:${port}: ${message}`,
+        unreachable
+          ? [
+              `${host} does not answer on port ${port}: is it up, is the address right, does a firewall or a route stand between?`,
+            ]
+          : [
+              keyFile
+                ? `key: ${keyFile}`
+                : agent
+                  ? 'key: from the SSH agent'
+                  : 'no key file and no SSH agent (set ssh.identityFile)',
+            ],
+        unreachable,
+      );
     }
     guardConnection(ssh);
     const reopen = async (): Promise<NodeSSH> => {
       const again = new NodeSSH();
-      await again.connect({ ...base, hostVerifier: ((key: Buffer) => presented !== undefined && key.equals(presented)) as never });
+      await again.connect({
+        ...base,
+        hostVerifier: ((key: Buffer) => presented !== undefined && key.equals(presented)) as never,
+      });
       guardConnection(again);
       return again;
     };
@@ -215,7 +265,9 @@ export class SshTransport implements Transport {
     try {
       await this.reconnecting;
     } catch (e) {
-      throw new ConnectError(`lost the connection to ${this.label} and could not connect again: ${(e as Error).message}`);
+      throw new ConnectError(
+        `lost the connection to ${this.label} and could not connect again: ${(e as Error).message}`,
+      );
     }
     return this.ssh;
   }
@@ -257,14 +309,16 @@ export class SshTransport implements Transport {
   async exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
     SshTransport.roundTrips++;
     if (!opts.quiet) this.log(`$ ${script}\n`);
-    if (remoteTrace.level >= (opts.quiet ? 2 : 1)) for (const l of script.split('\n')) remoteTrace.sink(`[${this.label}] $ ${l}`);
+    if (remoteTrace.level >= (opts.quiet ? 2 : 1))
+      for (const l of script.split('\n')) remoteTrace.sink(`[${this.label}] $ ${l}`);
     let stdin = opts.stdin;
     if (this.sudoMode === 'password') stdin = `${this.sudoPassword}\n${stdin ?? ''}`;
     let partial = '';
     const onChunk = (chunk: Buffer) => {
       const text = chunk.toString();
       if (!opts.quiet) this.log(text);
-      if (remoteTrace.level >= 2) for (const l of text.split('\n').filter(Boolean)) remoteTrace.sink(`[${this.label}]   ${l}`);
+      if (remoteTrace.level >= 2)
+        for (const l of text.split('\n').filter(Boolean)) remoteTrace.sink(`[${this.label}]   ${l}`);
       partial += text;
       const lines = partial.split('\n');
       partial = lines.pop() ?? '';
@@ -277,21 +331,29 @@ export class SshTransport implements Transport {
         opts.onStdout?.(chunk.toString());
         onChunk(chunk);
       };
-      const run = async () => (await this.connection()).execCommand(this.wrap(script), { stdin, onStdout, onStderr: onChunk, noTrim: true });
+      const run = async () =>
+        (await this.connection()).execCommand(this.wrap(script), { stdin, onStdout, onStderr: onChunk, noTrim: true });
       // The connection can drop between the check and the call; then the command never started.
       r = await run().catch((e: Error) => (notConnected(e) ? run() : Promise.reject(e)));
     } catch (e) {
       if (e instanceof ConnectError) throw e;
       throw new ConnectError(`lost the connection to ${this.label}: ${(e as Error).message}`);
     }
-    if (r.code === null) throw new ConnectError(`lost the connection to ${this.label} (the command was ended by ${r.signal ?? 'a closed channel'})`);
+    if (r.code === null)
+      throw new ConnectError(
+        `lost the connection to ${this.label} (the command was ended by ${r.signal ?? 'a closed channel'})`,
+      );
     return { code: r.code, stdout: r.stdout, stderr: r.stderr };
   }
 
   private async sftpPut(data: Buffer, remote: string): Promise<void> {
     const sftp = await (await this.connection()).requestSFTP();
     try {
-      await new Promise<void>((resolve, reject) => sftp.writeFile(remote, data, { mode: 0o600 }, (err: Error | null | undefined) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        sftp.writeFile(remote, data, { mode: 0o600 }, (err: Error | null | undefined) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
     } finally {
       sftp.end();
     }

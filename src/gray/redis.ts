@@ -10,10 +10,12 @@ export type RedisReply = string | number | null | RedisReply[] | { error: string
 
 /** RESP2 encoding of one command (arguments as bulk strings: binary safe, nothing to escape). */
 export function encodeCommand(args: (string | number)[]): string {
-  return `*${args.length}\r\n${args.map((a) => {
-    const s = String(a);
-    return `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
-  }).join('')}`;
+  return `*${args.length}\r\n${args
+    .map((a) => {
+      const s = String(a);
+      return `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+    })
+    .join('')}`;
 }
 
 /**
@@ -26,13 +28,17 @@ export function parseReply(buf: Buffer, at = 0): { reply: RedisReply; end: numbe
   const kind = String.fromCharCode(buf[at]);
   const line = buf.toString('utf8', at + 1, eol);
   switch (kind) {
-    case '+': return { reply: line, end: eol + 2 };
-    case '-': return { reply: { error: line }, end: eol + 2 };
-    case ':': return { reply: Number(line), end: eol + 2 };
+    case '+':
+      return { reply: line, end: eol + 2 };
+    case '-':
+      return { reply: { error: line }, end: eol + 2 };
+    case ':':
+      return { reply: Number(line), end: eol + 2 };
     case '$': {
       const n = Number(line);
       if (n < 0) return { reply: null, end: eol + 2 };
-      if (!(n <= MAX_REPLY_BYTES)) throw new RunFailedError(`a reply of ${line} bytes is over the limit of ${MAX_REPLY_BYTES}`);
+      if (!(n <= MAX_REPLY_BYTES))
+        throw new RunFailedError(`a reply of ${line} bytes is over the limit of ${MAX_REPLY_BYTES}`);
       if (buf.length < eol + 2 + n + 2) return undefined;
       return { reply: buf.toString('utf8', eol + 2, eol + 2 + n), end: eol + 2 + n + 2 };
     }
@@ -50,10 +56,11 @@ export function parseReply(buf: Buffer, at = 0): { reply: RedisReply; end: numbe
       return { reply: list, end: pos };
     }
     default:
-      throw new RunFailedError(`not a Redis reply: ${JSON.stringify(buf.toString('utf8', at, Math.min(buf.length, at + 40)))}`);
+      throw new RunFailedError(
+        `not a Redis reply: ${JSON.stringify(buf.toString('utf8', at, Math.min(buf.length, at + 40)))}`,
+      );
   }
 }
-
 
 export interface RedisTarget {
   host: string;
@@ -84,14 +91,24 @@ export async function redisPipeline(t: RedisTarget, commands: (string | number)[
       : connect({ host: t.host, port: t.port }, send);
     let buf = Buffer.alloc(0);
     const got: RedisReply[] = [];
-    const fail = (msg: string) => { sock.destroy(); reject(new RunFailedError(`${where}: ${msg}`)); };
+    const fail = (msg: string) => {
+      sock.destroy();
+      reject(new RunFailedError(`${where}: ${msg}`));
+    };
     sock.setTimeout(t.timeoutMs ?? 5000, () => fail('no answer in time'));
-    sock.on('error', (e: NodeJS.ErrnoException) => fail(`cannot talk to it (${t.tls ? 'TLS: ' : ''}${e.code ?? e.message}${t.tls && e.code ? `: ${e.message}` : ''})`));
-    sock.on('close', () => { if (got.length < all.length) fail('closed the connection'); });
+    sock.on('error', (e: NodeJS.ErrnoException) =>
+      fail(
+        `cannot talk to it (${t.tls ? 'TLS: ' : ''}${e.code ?? e.message}${t.tls && e.code ? `: ${e.message}` : ''})`,
+      ),
+    );
+    sock.on('close', () => {
+      if (got.length < all.length) fail('closed the connection');
+    });
     sock.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       // Not a Redis (an HTTP server, a wrong port) or an answer no rule set needs: stop reading.
-      if (buf.length > MAX_REPLY_BYTES) return fail(`answered more than ${MAX_REPLY_BYTES} bytes; is this the Redis of site.gray?`);
+      if (buf.length > MAX_REPLY_BYTES)
+        return fail(`answered more than ${MAX_REPLY_BYTES} bytes; is this the Redis of site.gray?`);
       let pos = 0;
       try {
         for (;;) {
@@ -104,13 +121,18 @@ export async function redisPipeline(t: RedisTarget, commands: (string | number)[
         return fail(`${(e as Error).message} (is this the Redis of site.gray?)`);
       }
       buf = buf.subarray(pos);
-      if (got.length >= all.length) { sock.end(); resolve(got); }
+      if (got.length >= all.length) {
+        sock.end();
+        resolve(got);
+      }
     });
   });
   replies.forEach((r, i) => {
     if (r && typeof r === 'object' && !Array.isArray(r)) {
-      throw new RunFailedError(`${where} refused ${String(all[i][0])}: ${r.error}`,
-        all[i][0] === 'AUTH' || /NOAUTH/.test(r.error) ? ['check the password (site.gray.redis.passwordEnv)'] : []);
+      throw new RunFailedError(
+        `${where} refused ${String(all[i][0])}: ${r.error}`,
+        all[i][0] === 'AUTH' || /NOAUTH/.test(r.error) ? ['check the password (site.gray.redis.passwordEnv)'] : [],
+      );
     }
   });
   return replies.slice(setup.length);

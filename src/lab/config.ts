@@ -64,9 +64,12 @@ export interface LabAddressing {
 /** Bridge .1, nodes .11, .12, .13, VIP .100 of the lab subnet. */
 export function labAddressing(opts: LabOptions, paths: LabPaths): LabAddressing {
   const cidr = parseCidr(opts.subnet);
-  if (!cidr || cidr.prefix > 24) throw new InvalidInputError(`--subnet ${opts.subnet}: give an IPv4 subnet of /24 or larger, e.g. 10.213.0.0/24`);
-  if (!Number.isInteger(opts.nodes) || opts.nodes < 2 || opts.nodes > 3) throw new InvalidInputError(`--nodes ${opts.nodes}: the lab has 2 or 3 nodes`);
-  if (!LAB_DISTROS.includes(opts.distro)) throw new InvalidInputError(`--distro ${opts.distro}: choose ${LAB_DISTROS.join(' or ')}`);
+  if (!cidr || cidr.prefix > 24)
+    throw new InvalidInputError(`--subnet ${opts.subnet}: give an IPv4 subnet of /24 or larger, e.g. 10.213.0.0/24`);
+  if (!Number.isInteger(opts.nodes) || opts.nodes < 2 || opts.nodes > 3)
+    throw new InvalidInputError(`--nodes ${opts.nodes}: the lab has 2 or 3 nodes`);
+  if (!LAB_DISTROS.includes(opts.distro))
+    throw new InvalidInputError(`--distro ${opts.distro}: choose ${LAB_DISTROS.join(' or ')}`);
   const net = networkOf(cidr);
   return {
     bridgeIp: intToIp(net + 1),

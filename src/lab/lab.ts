@@ -1,13 +1,31 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, openSync, closeSync, renameSync, symlinkSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+  openSync,
+  closeSync,
+  renameSync,
+  symlinkSync,
+} from 'node:fs';
 import { platform } from 'node:os';
 import { join } from 'node:path';
 import { InvalidInputError, RunFailedError, UnsupportedEnvironmentError } from '../errors.js';
 import { commandExists, runLocal } from '../local.js';
 import { pollUntil } from '../poll.js';
 import {
-  BASE_IMAGE_REVISION, LAB_BRIDGE, LAB_COMMENT, LAB_SUDO_USER, labAddressing, labPaths,
-  type LabNode, type LabOptions, type LabPaths,
+  BASE_IMAGE_REVISION,
+  LAB_BRIDGE,
+  LAB_COMMENT,
+  LAB_SUDO_USER,
+  labAddressing,
+  labPaths,
+  type LabNode,
+  type LabOptions,
+  type LabPaths,
 } from './config.js';
 
 export interface LabState {
@@ -35,9 +53,12 @@ const HOST_TOOLS: Array<[string, string]> = [
 ];
 
 export function assertLabHost(): void {
-  if (platform() !== 'linux') throw new UnsupportedEnvironmentError('the lab needs Linux (systemd-nspawn, bridges, iptables)');
+  if (platform() !== 'linux')
+    throw new UnsupportedEnvironmentError('the lab needs Linux (systemd-nspawn, bridges, iptables)');
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new UnsupportedEnvironmentError('the lab needs root (it creates a bridge, NAT rules and containers)', ['run it as root, e.g. sudo ha-setup lab up']);
+    throw new UnsupportedEnvironmentError('the lab needs root (it creates a bridge, NAT rules and containers)', [
+      'run it as root, e.g. sudo ha-setup lab up',
+    ]);
   }
 }
 
@@ -47,11 +68,15 @@ export async function ensureHostTools(log: Log): Promise<void> {
   if (missing.length === 0) return;
   const installCmd = `apt-get update && apt-get install -y ${missing.join(' ')}`;
   if (!(await commandExists('apt-get'))) {
-    throw new UnsupportedEnvironmentError(`the lab needs ${missing.join(', ')}`, [`install them, e.g. on Debian: ${installCmd}`]);
+    throw new UnsupportedEnvironmentError(`the lab needs ${missing.join(', ')}`, [
+      `install them, e.g. on Debian: ${installCmd}`,
+    ]);
   }
   log(`installing host tools: ${missing.join(' ')}`);
   await runLocal('apt-get', ['update'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  await runLocal('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  await runLocal('apt-get', ['install', '-y', '--no-install-recommends', ...missing], {
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
 }
 
 export function readState(paths: LabPaths): LabState | undefined {
@@ -91,7 +116,12 @@ export function labContainerInits(): number[] {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0').some((v) => v.startsWith(`${LAB_ENV_MARK}=`))) pids.push(Number(entry));
+      if (
+        readFileSync(`/proc/${entry}/environ`, 'utf8')
+          .split('\0')
+          .some((v) => v.startsWith(`${LAB_ENV_MARK}=`))
+      )
+        pids.push(Number(entry));
     } catch {
       // process went away
     }
@@ -106,7 +136,8 @@ function labNspawnPids(): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (cmd[0]?.endsWith('systemd-nspawn') && cmd.some((a) => a.startsWith('--machine=halab-'))) pids.push(Number(entry));
+      if (cmd[0]?.endsWith('systemd-nspawn') && cmd.some((a) => a.startsWith('--machine=halab-')))
+        pids.push(Number(entry));
     } catch {
       // process went away
     }
@@ -115,12 +146,32 @@ function labNspawnPids(): number[] {
 }
 
 function sshArgs(paths: LabPaths, ip: string, user = 'root', batch = true): string[] {
-  return ['-i', paths.key, '-o', `UserKnownHostsFile=${paths.knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
-    ...(batch ? ['-o', 'BatchMode=yes'] : []), '-o', 'ConnectTimeout=3', '-o', 'LogLevel=ERROR', `${user}@${ip}`];
+  return [
+    '-i',
+    paths.key,
+    '-o',
+    `UserKnownHostsFile=${paths.knownHosts}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    ...(batch ? ['-o', 'BatchMode=yes'] : []),
+    '-o',
+    'ConnectTimeout=3',
+    '-o',
+    'LogLevel=ERROR',
+    `${user}@${ip}`,
+  ];
 }
 
-export async function labSsh(paths: LabPaths, ip: string, command: string, opts: { user?: string; allowFailure?: boolean; timeoutMs?: number } = {}) {
-  return runLocal('ssh', [...sshArgs(paths, ip, opts.user), command], { allowFailure: opts.allowFailure, timeoutMs: opts.timeoutMs ?? 120_000 });
+export async function labSsh(
+  paths: LabPaths,
+  ip: string,
+  command: string,
+  opts: { user?: string; allowFailure?: boolean; timeoutMs?: number } = {},
+) {
+  return runLocal('ssh', [...sshArgs(paths, ip, opts.user), command], {
+    allowFailure: opts.allowFailure,
+    timeoutMs: opts.timeoutMs ?? 120_000,
+  });
 }
 
 // ---------------------------------------------------------------- base image
@@ -132,14 +183,39 @@ async function ensureBaseImage(opts: LabOptions, paths: LabPaths, log: Log): Pro
   const build = join(paths.cacheDir, `build-${opts.distro}`);
   rmSync(build, { recursive: true, force: true });
   log(`building the ${opts.distro} base image with debootstrap (about a minute, cached in ${paths.cacheDir})`);
-  const include = ['systemd', 'systemd-sysv', 'dbus', 'openssh-server', 'iproute2', 'procps', 'sudo', 'curl', 'ca-certificates',
-    'tcpdump', 'psmisc', 'less', 'xz-utils', 'rsyslog', 'logrotate', 'iputils-ping', 'iputils-arping', 'ccache'];
-  await runLocal('debootstrap', ['--variant=minbase', `--include=${include.join(',')}`, opts.distro, build, 'http://deb.debian.org/debian'], { timeoutMs: 20 * 60_000 });
+  const include = [
+    'systemd',
+    'systemd-sysv',
+    'dbus',
+    'openssh-server',
+    'iproute2',
+    'procps',
+    'sudo',
+    'curl',
+    'ca-certificates',
+    'tcpdump',
+    'psmisc',
+    'less',
+    'xz-utils',
+    'rsyslog',
+    'logrotate',
+    'iputils-ping',
+    'iputils-arping',
+    'ccache',
+  ];
+  await runLocal(
+    'debootstrap',
+    ['--variant=minbase', `--include=${include.join(',')}`, opts.distro, build, 'http://deb.debian.org/debian'],
+    { timeoutMs: 20 * 60_000 },
+  );
   // networkd gives the node its static address; the per-lab sudo user exercises the non-root path.
   await runLocal('systemctl', [`--root=${build}`, 'enable', 'systemd-networkd.service']);
   await runLocal('chroot', [build, 'useradd', '--create-home', '--shell', '/bin/bash', LAB_SUDO_USER]);
-  writeFileSync(join(build, 'etc', 'sudoers.d', LAB_SUDO_USER), `${LAB_SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
-  for (const f of readdirSync(join(build, 'etc', 'ssh'))) if (f.startsWith('ssh_host_')) rmSync(join(build, 'etc', 'ssh', f));
+  writeFileSync(join(build, 'etc', 'sudoers.d', LAB_SUDO_USER), `${LAB_SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n`, {
+    mode: 0o440,
+  });
+  for (const f of readdirSync(join(build, 'etc', 'ssh')))
+    if (f.startsWith('ssh_host_')) rmSync(join(build, 'etc', 'ssh', f));
   rmSync(join(build, 'etc', 'machine-id'), { force: true });
   await runLocal('tar', ['-C', build, '-cf', `${tarball}.partial`, '.']);
   renameSync(`${tarball}.partial`, tarball);
@@ -147,7 +223,12 @@ async function ensureBaseImage(opts: LabOptions, paths: LabPaths, log: Log): Pro
   return tarball;
 }
 
-async function prepareNode(node: LabNode, tarball: string, addr: { bridgeIp: string; prefix: number }, paths: LabPaths): Promise<string> {
+async function prepareNode(
+  node: LabNode,
+  tarball: string,
+  addr: { bridgeIp: string; prefix: number },
+  paths: LabPaths,
+): Promise<string> {
   rmSync(node.dir, { recursive: true, force: true });
   mkdirSync(node.dir, { recursive: true });
   await runLocal('tar', ['-C', node.dir, '-xf', tarball]);
@@ -157,20 +238,29 @@ async function prepareNode(node: LabNode, tarball: string, addr: { bridgeIp: str
   writeFileSync(join(etc, 'machine-id'), `${randomHex(32)}\n`);
   // 10- sorts before the distro's 80-container-host0.network, which would otherwise win.
   mkdirSync(join(etc, 'systemd', 'network'), { recursive: true });
-  writeFileSync(join(etc, 'systemd', 'network', '10-host0.network'),
-    `[Match]\nName=host0\n\n[Network]\nAddress=${node.ip}/${addr.prefix}\nGateway=${addr.bridgeIp}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n`);
+  writeFileSync(
+    join(etc, 'systemd', 'network', '10-host0.network'),
+    `[Match]\nName=host0\n\n[Network]\nAddress=${node.ip}/${addr.prefix}\nGateway=${addr.bridgeIp}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n`,
+  );
   rmSync(join(etc, 'resolv.conf'), { force: true });
   writeFileSync(join(etc, 'resolv.conf'), hostNameservers());
   await runLocal('ssh-keygen', ['-A', '-f', node.dir]);
   if (paths.ccacheDir) useCompilerCache(node.dir);
   const pub = readFileSync(join(`${paths.key}.pub`), 'utf8');
-  for (const [home, owner] of [['root', '0:0'], [join('home', LAB_SUDO_USER), LAB_SUDO_USER]] as const) {
+  for (const [home, owner] of [
+    ['root', '0:0'],
+    [join('home', LAB_SUDO_USER), LAB_SUDO_USER],
+  ] as const) {
     const sshDir = join(node.dir, home, '.ssh');
     mkdirSync(sshDir, { recursive: true, mode: 0o700 });
     writeFileSync(join(sshDir, 'authorized_keys'), pub, { mode: 0o600 });
     if (owner !== '0:0') await runLocal('chroot', [node.dir, 'chown', '-R', `${owner}:${owner}`, `/${home}/.ssh`]);
   }
-  const hostKey = readFileSync(join(etc, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+  const hostKey = readFileSync(join(etc, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+    .trim()
+    .split(/\s+/)
+    .slice(0, 2)
+    .join(' ');
   return `${node.ip} ${hostKey}`;
 }
 
@@ -182,7 +272,10 @@ export const LAB_CCACHE_MOUNT = '/var/cache/ha-setup-ccache';
  * keepalived build on a new lab is a cache hit. What ha-setup runs on the node is unchanged.
  */
 function useCompilerCache(root: string): void {
-  writeFileSync(join(root, 'etc', 'ccache.conf'), `cache_dir = ${LAB_CCACHE_MOUNT}\nmax_size = 4G\n# builds of the same sources in another directory still hit\nhash_dir = false\n`);
+  writeFileSync(
+    join(root, 'etc', 'ccache.conf'),
+    `cache_dir = ${LAB_CCACHE_MOUNT}\nmax_size = 4G\n# builds of the same sources in another directory still hit\nhash_dir = false\n`,
+  );
   const bin = join(root, 'usr', 'local', 'bin');
   mkdirSync(bin, { recursive: true });
   for (const name of ['cc', 'gcc', 'c++', 'g++']) {
@@ -247,7 +340,10 @@ function splitIptablesRule(rule: string): string[] {
 
 export async function labVeths(): Promise<string[]> {
   const r = await runLocal('ip', ['-o', 'link', 'show'], { allowFailure: true });
-  return r.stdout.split('\n').map((l) => /^\d+:\s+(vb-halab-[^@:\s]+)/.exec(l)?.[1]).filter((v): v is string => Boolean(v));
+  return r.stdout
+    .split('\n')
+    .map((l) => /^\d+:\s+(vb-halab-[^@:\s]+)/.exec(l)?.[1])
+    .filter((v): v is string => Boolean(v));
 }
 
 async function bridgeExists(bridge: string): Promise<boolean> {
@@ -261,29 +357,66 @@ function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
   const logFile = join(paths.stateDir, `${node.name}.console.log`);
   const fd = openSync(logFile, 'a');
   // --register=no and --keep-unit are required on hosts without a usable system bus.
-  const child = spawn('systemd-nspawn', ['--boot', '--register=no', '--keep-unit', `--network-bridge=${bridge}`, `--machine=${node.machine}`,
-    `--hostname=${node.name}`, `--setenv=${LAB_ENV_MARK}=${node.name}`,
-    ...(paths.ccacheDir ? [`--bind=${paths.ccacheDir}:${LAB_CCACHE_MOUNT}`] : []), '--directory', node.dir], { detached: true, stdio: ['ignore', fd, fd] });
+  const child = spawn(
+    'systemd-nspawn',
+    [
+      '--boot',
+      '--register=no',
+      '--keep-unit',
+      `--network-bridge=${bridge}`,
+      `--machine=${node.machine}`,
+      `--hostname=${node.name}`,
+      `--setenv=${LAB_ENV_MARK}=${node.name}`,
+      ...(paths.ccacheDir ? [`--bind=${paths.ccacheDir}:${LAB_CCACHE_MOUNT}`] : []),
+      '--directory',
+      node.dir,
+    ],
+    { detached: true, stdio: ['ignore', fd, fd] },
+  );
   child.unref();
   closeSync(fd);
   if (!child.pid) throw new RunFailedError(`could not start systemd-nspawn for ${node.name}`);
   return child.pid;
 }
 
-async function waitForNode(node: LabNode & { pid?: number }, paths: LabPaths, log: Log, timeoutMs = 120_000): Promise<void> {
-  const { done, last } = await pollUntil(async () => {
-    if (!pidAlive(node.pid)) {
-      const consoleLog = readFileSync(join(paths.stateDir, `${node.name}.console.log`), 'utf8');
-      throw new RunFailedError(`${node.name}: systemd-nspawn exited during boot`, consoleLog.trim().split('\n').slice(-20));
-    }
-    const r = await labSsh(paths, node.ip, 'systemctl is-system-running --wait', { allowFailure: true, timeoutMs: 60_000 });
-    const state = r.stdout.trim();
-    return { done: state === 'running' || state === 'degraded', value: state || r.stderr.trim() };
-  }, { budgetMs: timeoutMs, intervalMs: 500 });
-  if (!done) throw new RunFailedError(`${node.name} (${node.ip}) did not answer SSH with a booted system within ${timeoutMs / 1000}s`, [`last answer: ${last}`]);
+async function waitForNode(
+  node: LabNode & { pid?: number },
+  paths: LabPaths,
+  log: Log,
+  timeoutMs = 120_000,
+): Promise<void> {
+  const { done, last } = await pollUntil(
+    async () => {
+      if (!pidAlive(node.pid)) {
+        const consoleLog = readFileSync(join(paths.stateDir, `${node.name}.console.log`), 'utf8');
+        throw new RunFailedError(
+          `${node.name}: systemd-nspawn exited during boot`,
+          consoleLog.trim().split('\n').slice(-20),
+        );
+      }
+      const r = await labSsh(paths, node.ip, 'systemctl is-system-running --wait', {
+        allowFailure: true,
+        timeoutMs: 60_000,
+      });
+      const state = r.stdout.trim();
+      return { done: state === 'running' || state === 'degraded', value: state || r.stderr.trim() };
+    },
+    { budgetMs: timeoutMs, intervalMs: 500 },
+  );
+  if (!done)
+    throw new RunFailedError(
+      `${node.name} (${node.ip}) did not answer SSH with a booted system within ${timeoutMs / 1000}s`,
+      [`last answer: ${last}`],
+    );
   if (last === 'degraded') {
     const failed = await labSsh(paths, node.ip, 'systemctl --failed --no-legend --plain', { allowFailure: true });
-    log(`${node.name}: systemd is degraded: ${failed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]).join(', ')}`);
+    log(
+      `${node.name}: systemd is degraded: ${failed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/\s+/)[0])
+        .join(', ')}`,
+    );
   }
 }
 
@@ -299,9 +432,15 @@ export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Pro
   const addr = labAddressing(opts, paths);
   const existing = readState(paths);
   if (existing && (await labIsHealthy(existing, paths))) {
-    const same = existing.options.nodes === opts.nodes && existing.options.distro === opts.distro && existing.options.subnet === opts.subnet;
+    const same =
+      existing.options.nodes === opts.nodes &&
+      existing.options.distro === opts.distro &&
+      existing.options.subnet === opts.subnet;
     if (!same) {
-      throw new InvalidInputError(`a lab is already up with ${existing.options.nodes} ${existing.options.distro} nodes on ${existing.options.subnet}`, ['run `ha-setup lab down` first to change its shape']);
+      throw new InvalidInputError(
+        `a lab is already up with ${existing.options.nodes} ${existing.options.distro} nodes on ${existing.options.subnet}`,
+        ['run `ha-setup lab down` first to change its shape'],
+      );
     }
     return { state: existing, changed: false };
   }
@@ -321,8 +460,14 @@ export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Pro
 
   const forwardingBefore = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
   const state: LabState = {
-    options: opts, bridge: LAB_BRIDGE, bridgeIp: addr.bridgeIp, prefix: addr.prefix, vip: addr.vip,
-    forwardingBefore, nodes: addr.nodes.map((n) => ({ ...n })), createdAt: new Date().toISOString(),
+    options: opts,
+    bridge: LAB_BRIDGE,
+    bridgeIp: addr.bridgeIp,
+    prefix: addr.prefix,
+    vip: addr.vip,
+    forwardingBefore,
+    nodes: addr.nodes.map((n) => ({ ...n })),
+    createdAt: new Date().toISOString(),
   };
   // Written before any change so `lab down` can always undo what follows.
   writeState(paths, state);
@@ -340,7 +485,9 @@ export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Pro
 export async function labIsHealthy(state: LabState, paths: LabPaths): Promise<boolean> {
   if (!state.nodes.every((n) => pidAlive(n.pid))) return false;
   if (!(await bridgeExists(state.bridge))) return false;
-  const answers = await Promise.all(state.nodes.map((n) => labSsh(paths, n.ip, 'true', { allowFailure: true, timeoutMs: 15_000 })));
+  const answers = await Promise.all(
+    state.nodes.map((n) => labSsh(paths, n.ip, 'true', { allowFailure: true, timeoutMs: 15_000 })),
+  );
   return answers.every((r) => r.code === 0);
 }
 
@@ -354,7 +501,10 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
   const state = readState(paths);
   let removed = 0;
 
-  const pids = new Set<number>([...(state?.nodes.map((n) => n.pid).filter((p): p is number => pidAlive(p)) ?? []), ...labNspawnPids()]);
+  const pids = new Set<number>([
+    ...(state?.nodes.map((n) => n.pid).filter((p): p is number => pidAlive(p)) ?? []),
+    ...labNspawnPids(),
+  ]);
   if (pids.size > 0) {
     if (!opts.quiet) log(`stopping ${pids.size} node(s)`);
     for (const pid of pids) safeKill(pid, 'SIGTERM');
@@ -368,7 +518,10 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
   if (orphans.length > 0) {
     if (!opts.quiet) log(`killing ${orphans.length} orphaned container(s)`);
     for (const pid of orphans) safeKill(pid, 'SIGKILL');
-    await pollUntil(async () => ({ done: labContainerInits().length === 0, value: undefined }), { budgetMs: 10_000, intervalMs: 100 });
+    await pollUntil(async () => ({ done: labContainerInits().length === 0, value: undefined }), {
+      budgetMs: 10_000,
+      intervalMs: 100,
+    });
     removed += orphans.length;
   }
   // Host ends of the nodes' veth pairs and nspawn's runtime directories outlive a killed nspawn.
@@ -386,7 +539,10 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
   }
 
   // Mounts below the lab directory (nspawn cleans its own; a killed one may not have).
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m?.startsWith(paths.stateDir));
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((m) => m?.startsWith(paths.stateDir));
   for (const m of mounts.sort((a, b) => b.length - a.length)) {
     await runLocal('umount', ['-l', m], { allowFailure: true });
     removed++;
@@ -415,36 +571,50 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
   // `lab down` returns only when nothing of the lab is left: nspawn's helpers can outlive the process
   // we waited for by a moment, and a rule or link can survive a first attempt (a busy xtables lock).
   // What is still there is removed again until none is, or named in the error.
-  const cleared = await pollUntil(async () => {
-    const left = await labLeftovers(paths);
-    for (const l of left) {
-      if (l.pid !== undefined) safeKill(l.pid, 'SIGKILL');
-      else if (l.kind === 'rule') await removeLabRules();
-      else if (l.kind === 'link') await runLocal('ip', ['link', 'del', l.name!], { allowFailure: true });
-      else if (l.kind === 'mount') await runLocal('umount', ['-l', l.name!], { allowFailure: true });
-    }
-    return { done: left.length === 0, value: left };
-  }, { budgetMs: 30_000, intervalMs: 100 });
+  const cleared = await pollUntil(
+    async () => {
+      const left = await labLeftovers(paths);
+      for (const l of left) {
+        if (l.pid !== undefined) safeKill(l.pid, 'SIGKILL');
+        else if (l.kind === 'rule') await removeLabRules();
+        else if (l.kind === 'link') await runLocal('ip', ['link', 'del', l.name!], { allowFailure: true });
+        else if (l.kind === 'mount') await runLocal('umount', ['-l', l.name!], { allowFailure: true });
+      }
+      return { done: left.length === 0, value: left };
+    },
+    { budgetMs: 30_000, intervalMs: 100 },
+  );
   if (!cleared.done) {
     const left = await labLeftovers(paths);
-    if (left.length > 0) throw new RunFailedError('lab down could not remove everything of the lab', left.map((l) => l.what));
+    if (left.length > 0)
+      throw new RunFailedError(
+        'lab down could not remove everything of the lab',
+        left.map((l) => l.what),
+      );
   }
   if (!opts.quiet) log(removed > 0 ? 'lab removed' : 'no lab was up');
   return removed;
 }
 
 /** Everything of the lab still on this machine: processes, firewall rules, links, mounts, files. */
-export async function labLeftovers(paths = labPaths()): Promise<Array<{ kind: 'process' | 'rule' | 'link' | 'mount' | 'file'; what: string; pid?: number; name?: string }>> {
+export async function labLeftovers(
+  paths = labPaths(),
+): Promise<Array<{ kind: 'process' | 'rule' | 'link' | 'mount' | 'file'; what: string; pid?: number; name?: string }>> {
   const out: Awaited<ReturnType<typeof labLeftovers>> = [];
   for (const pid of labNspawnPids()) out.push({ kind: 'process', what: `systemd-nspawn process ${pid}`, pid });
   for (const pid of labContainerInits()) out.push({ kind: 'process', what: `container process ${pid}`, pid });
   for (const table of ['nat', 'filter']) {
-    const rules = (await runLocal('iptables', ['-w', '-t', table, '-S'], { allowFailure: true })).stdout.split('\n').filter((l) => l.includes(LAB_COMMENT));
+    const rules = (await runLocal('iptables', ['-w', '-t', table, '-S'], { allowFailure: true })).stdout
+      .split('\n')
+      .filter((l) => l.includes(LAB_COMMENT));
     out.push(...rules.map((r) => ({ kind: 'rule' as const, what: `iptables ${table}: ${r}` })));
   }
   if (await bridgeExists(LAB_BRIDGE)) out.push({ kind: 'link', what: `bridge ${LAB_BRIDGE}`, name: LAB_BRIDGE });
   for (const v of await labVeths()) out.push({ kind: 'link', what: `veth ${v}`, name: v });
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m?.startsWith(paths.stateDir));
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((m) => m?.startsWith(paths.stateDir));
   out.push(...mounts.map((m) => ({ kind: 'mount' as const, what: `mount ${m}`, name: m })));
   if (existsSync(paths.nodesDir)) out.push({ kind: 'file', what: `directory ${paths.nodesDir}` });
   if (existsSync(paths.stateFile)) out.push({ kind: 'file', what: `state ${paths.stateFile}` });
@@ -470,16 +640,28 @@ export interface NodeStatus {
 export async function labStatus(paths = labPaths()): Promise<{ state?: LabState; nodes: NodeStatus[] }> {
   const state = readState(paths);
   if (!state) return { nodes: [] };
-  const nodes = await Promise.all(state.nodes.map(async (n) => {
-    const running = pidAlive(n.pid);
-    const r = running ? await labSsh(paths, n.ip, 'systemctl is-system-running', { allowFailure: true, timeoutMs: 10_000 }) : undefined;
-    return { name: n.name, ip: n.ip, running, ssh: r !== undefined && r.stdout.trim() !== '', systemd: r?.stdout.trim() || (running ? 'unreachable' : 'stopped') };
-  }));
+  const nodes = await Promise.all(
+    state.nodes.map(async (n) => {
+      const running = pidAlive(n.pid);
+      const r = running
+        ? await labSsh(paths, n.ip, 'systemctl is-system-running', { allowFailure: true, timeoutMs: 10_000 })
+        : undefined;
+      return {
+        name: n.name,
+        ip: n.ip,
+        running,
+        ssh: r !== undefined && r.stdout.trim() !== '',
+        systemd: r?.stdout.trim() || (running ? 'unreachable' : 'stopped'),
+      };
+    }),
+  );
   return { state, nodes };
 }
 
 export function findLabNode(state: LabState, which: string): LabNode | undefined {
-  return state.nodes.find((n) => n.name === which || n.ip === which || n.machine === which || String(state.nodes.indexOf(n) + 1) === which);
+  return state.nodes.find(
+    (n) => n.name === which || n.ip === which || n.machine === which || String(state.nodes.indexOf(n) + 1) === which,
+  );
 }
 
 /** Interactive shell (or one command) on a lab node, host keys checked against the lab's known_hosts. */

@@ -20,7 +20,12 @@ export function labRunbook(state: LabState, paths: LabPaths): RunbookInput {
     version: 1,
     name: 'lab',
     ssh: { user: 'root', port: 22, identityFile: paths.key, knownHostsFile: paths.knownHosts },
-    nodes: state.nodes.map((n, i) => ({ host: n.ip, name: n.name, role: i === 0 ? 'master' : 'backup', priority: 100 - 10 * i })),
+    nodes: state.nodes.map((n, i) => ({
+      host: n.ip,
+      name: n.name,
+      role: i === 0 ? 'master' : 'backup',
+      priority: 100 - 10 * i,
+    })),
     vrrp: {
       vip: `${state.vip}/${state.prefix}`,
       interface: 'host0',
@@ -50,10 +55,12 @@ export function labRunbook(state: LabState, paths: LabPaths): RunbookInput {
       mirror: paths.sourcesDir,
       overrides: {
         'ngx-fancyindex': { version: versionOf('ngx-fancyindex') },
-        ...(state.options.distro === 'bookworm' ? {
-          'lua-nginx-module': { version: versionOf('lua-nginx-module') },
-          ngx_devel_kit: { version: versionOf('ngx_devel_kit') },
-        } : {}),
+        ...(state.options.distro === 'bookworm'
+          ? {
+              'lua-nginx-module': { version: versionOf('lua-nginx-module') },
+              ngx_devel_kit: { version: versionOf('ngx_devel_kit') },
+            }
+          : {}),
       },
     },
     verify: { failover: true, maxDowntimeMs: 1000 },

@@ -24,20 +24,31 @@ export class RollStoppedError extends RunFailedError {}
  * standby is touched as late as possible), the VIP holder last. Pure.
  */
 export function rollOrder(pending: Array<{ name: string; priority: number }>, holder: string | undefined): string[] {
-  const others = pending.filter((n) => n.name !== holder).sort((a, b) => a.priority - b.priority).map((n) => n.name);
+  const others = pending
+    .filter((n) => n.name !== holder)
+    .sort((a, b) => a.priority - b.priority)
+    .map((n) => n.name);
   return pending.some((n) => n.name === holder) ? [...others, holder!] : others;
 }
 
 /** A node is healthy again when nginx answers /ha-health with its name and keepalived is BACKUP or MASTER. */
-export async function healthGate(h: NodeHandle, o: Pick<ExecuteOptions, 'runbook'>, budgetMs = 20_000): Promise<{ ok: boolean; detail: string }> {
+export async function healthGate(
+  h: NodeHandle,
+  o: Pick<ExecuteOptions, 'runbook'>,
+  budgetMs = 20_000,
+): Promise<{ ok: boolean; detail: string }> {
   const rb = o.runbook;
   const L = layout(rb);
-  const script = `body=$(curl -fsS -m 2 -- ${shq(`http://127.0.0.1:${rb.site.listen}/ha-health`)} 2>&1); echo "nginx: $body"; ` +
+  const script =
+    `body=$(curl -fsS -m 2 -- ${shq(`http://127.0.0.1:${rb.site.listen}/ha-health`)} 2>&1); echo "nginx: $body"; ` +
     `systemctl is-active keepalived | sed 's/^/keepalived: /'; echo "vrrp: $(cat ${shq(L.stateFile)} 2>/dev/null || echo unknown)"`;
-  const { done, last } = await pollUntil(async () => {
-    const r = await h.t.exec(script, { quiet: true });
-    return { done: gatePassed(h.node.name, r.stdout), value: r.stdout.trim().replace(/\n/g, ', ') };
-  }, { budgetMs, intervalMs: 250 });
+  const { done, last } = await pollUntil(
+    async () => {
+      const r = await h.t.exec(script, { quiet: true });
+      return { done: gatePassed(h.node.name, r.stdout), value: r.stdout.trim().replace(/\n/g, ', ') };
+    },
+    { budgetMs, intervalMs: 250 },
+  );
   return { ok: done, detail: last ?? '' };
 }
 
@@ -66,8 +77,14 @@ export interface RollEnv {
  * before the next starts, and at the end the VIP goes back where the priorities put it. `work`
  * throws to stop the roll; the nodes after it are not touched.
  */
-export async function rollNodes(o: RollEnv, order: string[], what: (node: string) => string, work: (h: NodeHandle) => Promise<void>,
-  event: (node: string, what: string, vipHolder?: string) => void, log: (l: string) => void): Promise<void> {
+export async function rollNodes(
+  o: RollEnv,
+  order: string[],
+  what: (node: string) => string,
+  work: (h: NodeHandle) => Promise<void>,
+  event: (node: string, what: string, vipHolder?: string) => void,
+  log: (l: string) => void,
+): Promise<void> {
   const env = { rb: o.runbook, runbookPath: o.runbookPath, handles: o.handles, log };
   const holderNow = async () => (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
   const rolled: string[] = [];
@@ -77,10 +94,13 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
       await goHome();
       const holder = await holderNow();
       event(name, 'interrupted before this node; roll stopped', holder);
-      throw new CancelledError(`interrupted: the roll stopped before ${name}; the cluster serves from ${holder ?? 'no node'}`, [
-        `rolled: ${rolled.join(', ') || 'none'}; not rolled: ${order.slice(order.indexOf(name)).join(', ')}`,
-        'run the command again to roll the rest',
-      ]);
+      throw new CancelledError(
+        `interrupted: the roll stopped before ${name}; the cluster serves from ${holder ?? 'no node'}`,
+        [
+          `rolled: ${rolled.join(', ') || 'none'}; not rolled: ${order.slice(order.indexOf(name)).join(', ')}`,
+          'run the command again to roll the rest',
+        ],
+      );
     }
     const h = o.handles.find((x) => x.node.name === name)!;
     if ((await holderNow()) === name) {
@@ -95,10 +115,13 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
     const gate = await healthGate(h, o);
     event(name, `health gate ${gate.ok ? 'passed' : 'FAILED'}: ${gate.detail}`, await holderNow());
     if (!gate.ok) {
-      throw new RollStoppedError(`the roll stopped at ${name}: it did not come back healthy within 20 s; the other nodes were not touched`, [
-        `gate: ${gate.detail}`,
-        `fix ${name} (logs: ${h.logPath}), then run the command again: it resumes with ${name}`,
-      ]);
+      throw new RollStoppedError(
+        `the roll stopped at ${name}: it did not come back healthy within 20 s; the other nodes were not touched`,
+        [
+          `gate: ${gate.detail}`,
+          `fix ${name} (logs: ${h.logPath}), then run the command again: it resumes with ${name}`,
+        ],
+      );
     }
     rolled.push(name);
   }
@@ -110,7 +133,9 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
   /** Back to the priorities' choice (the promote boost is cleared; preemption moves the VIP home). */
   async function goHome(): Promise<string | undefined> {
     // With preemption the highest priority takes the VIP back; wait for that, not the first poll.
-    const home = o.runbook.vrrp.preempt ? [...o.handles].sort((a, b) => b.node.priority - a.node.priority)[0] : undefined;
+    const home = o.runbook.vrrp.preempt
+      ? [...o.handles].sort((a, b) => b.node.priority - a.node.priority)[0]
+      : undefined;
     const before = await holderNow();
     const from = o.handles.find((x) => x.node.name === before);
     const handoff = home && from && from !== home ? await beginHandoff(o.runbook, from, home, log) : undefined;
@@ -121,7 +146,10 @@ export async function rollNodes(o: RollEnv, order: string[], what: (node: string
   }
 }
 
-export function rollEventLog(log: (l: string) => void): { events: RollEvent[]; event: (node: string, what: string, vipHolder?: string) => void } {
+export function rollEventLog(log: (l: string) => void): {
+  events: RollEvent[];
+  event: (node: string, what: string, vipHolder?: string) => void;
+} {
   const events: RollEvent[] = [];
   return {
     events,
@@ -136,37 +164,59 @@ export function rollEventLog(log: (l: string) => void): { events: RollEvent[]; e
  * Finish the nodes that stopped before a disruptive step, one at a time (rollNodes): nodes without
  * the VIP first, the holder last after the VIP moved away.
  */
-export async function rollDisruptive(o: ExecuteOptions, first: NodeOutcome[], log: (l: string) => void): Promise<{ outcomes: NodeOutcome[]; events: RollEvent[] }> {
+export async function rollDisruptive(
+  o: ExecuteOptions,
+  first: NodeOutcome[],
+  log: (l: string) => void,
+): Promise<{ outcomes: NodeOutcome[]; events: RollEvent[] }> {
   const { events, event } = rollEventLog(log);
   const pending = first.filter((x) => x.pendingDisruptive);
   const holderAtStart = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
-  const order = rollOrder(pending.map((x) => ({ name: x.node.name, priority: x.node.priority })), holderAtStart);
+  const order = rollOrder(
+    pending.map((x) => ({ name: x.node.name, priority: x.node.priority })),
+    holderAtStart,
+  );
   log(`roll: disruptive steps run one node at a time: ${order.join(' -> ')} (VIP on ${holderAtStart ?? 'no node'})`);
   const merged = new Map(first.map((x) => [x.node.name, x]));
-  await rollNodes(o, order, (name) => merged.get(name)!.pendingDisruptive!, async (h) => {
-    const name = h.node.name;
-    const [second] = await executeSteps({ ...o, handles: [h], stopBeforeDisruptive: false }).catch(async (e: unknown) => {
-      if (!(e instanceof CancelledError)) throw e;
-      // Interrupted inside this node's steps: it has not passed its gate, so the VIP is not moved
-      // back to it; it stays where the roll put it, on a node that is healthy.
-      const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
-      event(name, 'interrupted during its steps; roll stopped', serving);
-      throw new CancelledError(`interrupted: the roll stopped during ${name}'s steps; the cluster serves from ${serving ?? 'no node'}`, [
-        e.message,
-        `${name} has not passed its health gate: the VIP was not moved back to it; not rolled: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
-        'run the command again to finish the roll',
-      ]);
-    });
-    merged.set(name, mergeOutcomes(merged.get(name)!, second));
-    if (!second.ok) {
-      const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
-      event(name, 'failed; roll stopped', serving);
-      throw new RollStoppedError(`the roll stopped at ${name}: step ${second.failure?.stepId ?? '?'} failed; the cluster keeps serving from ${serving ?? 'no node'}`, [
-        ...(second.failure ? second.failure.report(o.runbookPath) : []),
-        `nodes not rolled yet: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
-      ]);
-    }
-  }, event, log);
+  await rollNodes(
+    o,
+    order,
+    (name) => merged.get(name)!.pendingDisruptive!,
+    async (h) => {
+      const name = h.node.name;
+      const [second] = await executeSteps({ ...o, handles: [h], stopBeforeDisruptive: false }).catch(
+        async (e: unknown) => {
+          if (!(e instanceof CancelledError)) throw e;
+          // Interrupted inside this node's steps: it has not passed its gate, so the VIP is not moved
+          // back to it; it stays where the roll put it, on a node that is healthy.
+          const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+          event(name, 'interrupted during its steps; roll stopped', serving);
+          throw new CancelledError(
+            `interrupted: the roll stopped during ${name}'s steps; the cluster serves from ${serving ?? 'no node'}`,
+            [
+              e.message,
+              `${name} has not passed its health gate: the VIP was not moved back to it; not rolled: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
+              'run the command again to finish the roll',
+            ],
+          );
+        },
+      );
+      merged.set(name, mergeOutcomes(merged.get(name)!, second));
+      if (!second.ok) {
+        const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
+        event(name, 'failed; roll stopped', serving);
+        throw new RollStoppedError(
+          `the roll stopped at ${name}: step ${second.failure?.stepId ?? '?'} failed; the cluster keeps serving from ${serving ?? 'no node'}`,
+          [
+            ...(second.failure ? second.failure.report(o.runbookPath) : []),
+            `nodes not rolled yet: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
+          ],
+        );
+      }
+    },
+    event,
+    log,
+  );
   return { outcomes: first.map((x) => merged.get(x.node.name)!), events };
 }
 
@@ -183,5 +233,8 @@ export async function clusterServing(o: Pick<ExecuteOptions, 'handles' | 'runboo
   const holder = views.find((v) => v.holdsVip);
   if (!holder) return false;
   const h = o.handles.find((x) => x.node.name === holder.node)!;
-  return (await h.t.exec('systemctl is-active --quiet nginx && systemctl is-active --quiet keepalived', { quiet: true })).code === 0;
+  return (
+    (await h.t.exec('systemctl is-active --quiet nginx && systemctl is-active --quiet keepalived', { quiet: true }))
+      .code === 0
+  );
 }

@@ -41,21 +41,37 @@ export async function rollbackNginx(o: RollEnv, log: (l: string) => void, only?:
     if (r.code !== 0) missing.push(h.node.name);
   }
   // All or nothing: a cluster with mixed builds after a half rollback is worse than either.
-  if (missing.length > 0) throw new RunFailedError(`no previous nginx binary to roll back to on ${missing.join(', ')}`, ['a previous binary is kept by each install that replaces a build (sbin/nginx.old)']);
+  if (missing.length > 0)
+    throw new RunFailedError(`no previous nginx binary to roll back to on ${missing.join(', ')}`, [
+      'a previous binary is kept by each install that replaces a build (sbin/nginx.old)',
+    ]);
   const holder = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
-  const order = rollOrder(targets.map((h) => ({ name: h.node.name, priority: h.node.priority })), holder);
+  const order = rollOrder(
+    targets.map((h) => ({ name: h.node.name, priority: h.node.priority })),
+    holder,
+  );
   log(`rollback: one node at a time: ${order.join(' -> ')} (VIP on ${holder ?? 'no node'})`);
   const script = rollbackScript(o.runbook);
-  await rollNodes(o, order, () => 'the rollback', async (h: NodeHandle) => {
-    const r = await h.t.exec(script, { onLine: (l) => log(`  ${h.node.name}: ${l}`) });
-    if (r.code !== 0) {
-      event(h.node.name, 'rollback failed; roll stopped');
-      throw new RollStoppedError(`the rollback stopped at ${h.node.name}: ${(r.stderr || r.stdout).trim().split('\n').pop()}`, [
-        `nodes not rolled back: ${order.slice(order.indexOf(h.node.name) + 1).join(', ') || 'none'}`,
-        `log: ${h.logPath}`,
-      ]);
-    }
-    event(h.node.name, 'previous nginx binary serves');
-  }, event, log);
+  await rollNodes(
+    o,
+    order,
+    () => 'the rollback',
+    async (h: NodeHandle) => {
+      const r = await h.t.exec(script, { onLine: (l) => log(`  ${h.node.name}: ${l}`) });
+      if (r.code !== 0) {
+        event(h.node.name, 'rollback failed; roll stopped');
+        throw new RollStoppedError(
+          `the rollback stopped at ${h.node.name}: ${(r.stderr || r.stdout).trim().split('\n').pop()}`,
+          [
+            `nodes not rolled back: ${order.slice(order.indexOf(h.node.name) + 1).join(', ') || 'none'}`,
+            `log: ${h.logPath}`,
+          ],
+        );
+      }
+      event(h.node.name, 'previous nginx binary serves');
+    },
+    event,
+    log,
+  );
   return events;
 }

@@ -30,7 +30,8 @@ export function needsLuaRestySources(rb: Runbook, family: string | undefined): b
  */
 export function requiredSources(rb: Runbook, family?: string): Array<{ id: string; version: string }> {
   const overrides = rb.sources.overrides;
-  const version = (id: string, fallback?: string) => overrides[id]?.version ?? fallback ?? sourceCatalog()[id]?.defaultVersion ?? '';
+  const version = (id: string, fallback?: string) =>
+    overrides[id]?.version ?? fallback ?? sourceCatalog()[id]?.defaultVersion ?? '';
   const out: Array<{ id: string; version: string }> = [{ id: rb.build.flavor, version: rb.build.version }];
   if (rb.keepalived.install === 'source') out.push({ id: 'keepalived', version: rb.keepalived.version });
   for (const m of shippedModules(rb)) for (const s of m.sources) out.push({ id: s, version: version(s) });

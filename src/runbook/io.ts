@@ -16,7 +16,12 @@ export function parseRunbookYaml(text: string, source: string): unknown {
     // The first error is the real one; the ones after it are usually its echoes.
     const first = doc.errors[0];
     const [headline, ...excerpt] = first.message.split('\n');
-    throw new RunbookInvalidError(source, [{ path: '(yaml)', message: [headline.replace(/:$/, ''), ...excerpt.filter((l) => l.trim() !== '')].join('\n    ') }]);
+    throw new RunbookInvalidError(source, [
+      {
+        path: '(yaml)',
+        message: [headline.replace(/:$/, ''), ...excerpt.filter((l) => l.trim() !== '')].join('\n    '),
+      },
+    ]);
   }
   try {
     // A runbook needs no aliases to speak of: a handful at most, never a billion laughs.
@@ -29,13 +34,21 @@ export function parseRunbookYaml(text: string, source: string): unknown {
 /** Read, parse and fully validate a runbook file; throws RunbookInvalidError listing every problem. */
 export function loadRunbook(path: string): LoadedRunbook {
   const abs = resolve(path);
-  if (!existsSync(abs)) throw new InvalidInputError(`runbook ${path} does not exist`, ['create one with `ha-setup init` (or `ha-setup lab up` for the local lab)']);
-  if (!statSync(abs).isFile()) throw new InvalidInputError(`runbook ${path} is not a file`, ['give the runbook file itself, e.g. runbooks/web-ha.yaml']);
+  if (!existsSync(abs))
+    throw new InvalidInputError(`runbook ${path} does not exist`, [
+      'create one with `ha-setup init` (or `ha-setup lab up` for the local lab)',
+    ]);
+  if (!statSync(abs).isFile())
+    throw new InvalidInputError(`runbook ${path} is not a file`, [
+      'give the runbook file itself, e.g. runbooks/web-ha.yaml',
+    ]);
   let text: string;
   try {
     text = readFileSync(abs, 'utf8');
   } catch (e) {
-    throw new InvalidInputError(`cannot read runbook ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new InvalidInputError(
+      `cannot read runbook ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const raw = parseRunbookYaml(text, path);
   const result = validateRunbook(raw);
@@ -70,7 +83,10 @@ export function readSecretsFile(path: string): Record<string, string> {
   // Like ssh with a private key: a secrets file others can read is refused, not used.
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) {
-    throw new InvalidInputError(`${path} is readable or writable by others (mode ${mode.toString(8).padStart(4, '0')}); it holds passwords`, [`chmod 600 ${path}`]);
+    throw new InvalidInputError(
+      `${path} is readable or writable by others (mode ${mode.toString(8).padStart(4, '0')}); it holds passwords`,
+      [`chmod 600 ${path}`],
+    );
   }
   const out: Record<string, string> = {};
   for (const line of readFileSync(path, 'utf8').split('\n')) {
@@ -88,24 +104,33 @@ export function ensureRunbooksGitignore(dir: string): void {
   const file = join(dir, '.gitignore');
   if (existsSync(file)) return;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(file, '# written by ha-setup: secrets, command logs and run records stay out of version control\n*.secrets\nlogs/\nrecords/\n');
+  writeFileSync(
+    file,
+    '# written by ha-setup: secrets, command logs and run records stay out of version control\n*.secrets\nlogs/\nrecords/\n',
+  );
 }
 
 export function writeSecretsFile(path: string, values: Record<string, string>): void {
   ensureRunbooksGitignore(dirname(resolve(path)));
   const existing = readSecretsFile(path);
   const merged = { ...existing, ...values };
-  const body = '# ha-setup secrets: keep out of version control (mode 0600)\n' +
-    Object.entries(merged).map(([k, v]) => `${k}=${v}`).join('\n') + '\n';
+  const body =
+    '# ha-setup secrets: keep out of version control (mode 0600)\n' +
+    Object.entries(merged)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n') +
+    '\n';
   writeFileAtomic(path, body, 0o600);
 }
-
 
 /**
  * Write pins learned on first download into the runbook file itself (comments and layout kept), so
  * every later run and every replay is held to them.
  */
-export function recordPinsInRunbook(path: string, pins: Array<{ id: string; version: string; sha256?: string; commit?: string }>): void {
+export function recordPinsInRunbook(
+  path: string,
+  pins: Array<{ id: string; version: string; sha256?: string; commit?: string }>,
+): void {
   const doc = parseDocument(readFileSync(path, 'utf8'));
   for (const p of pins) {
     doc.setIn(['sources', 'overrides', p.id, 'version'], p.version);

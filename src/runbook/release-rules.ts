@@ -15,12 +15,24 @@ export function releaseProblems(rb: Runbook, release: string): Problem[] {
   const el = release.startsWith('el');
   const luaOnNginx = rb.build.flavor === 'nginx' && rb.build.modules.includes('lua');
   if (luaOnNginx && release === 'el7') {
-    out.push({ path: 'build.modules', message: 'lua on the nginx flavor needs LuaJIT 2.1 and EPEL 7 ships 2.0 (el7); use the openresty flavor (it bundles LuaJIT 2.1) or a newer EL release' });
+    out.push({
+      path: 'build.modules',
+      message:
+        'lua on the nginx flavor needs LuaJIT 2.1 and EPEL 7 ships 2.0 (el7); use the openresty flavor (it bundles LuaJIT 2.1) or a newer EL release',
+    });
   }
   if (rb.build.flavor === 'nginx' && el) {
     const i = rb.site.upstreams.findIndex((u) => u.discovery);
-    if (i >= 0) out.push({ path: `site.upstreams[${i}].discovery`, message: `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes` });
-    else if (rb.site.gray) out.push({ path: 'site.gray', message: `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes` });
+    if (i >= 0)
+      out.push({
+        path: `site.upstreams[${i}].discovery`,
+        message: `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes`,
+      });
+    else if (rb.site.gray)
+      out.push({
+        path: 'site.gray',
+        message: `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes`,
+      });
   }
   return out;
 }
@@ -30,7 +42,10 @@ export function releaseProblems(rb: Runbook, release: string): Problem[] {
  * which records the pin in the runbook. `families`: the nodes' OS families (some sources are one
  * family's only); without, every family's.
  */
-export function unpinnedSources(rb: Runbook, families: string[] = ['debian', 'el']): Array<{ id: string; version: string; where: string }> {
+export function unpinnedSources(
+  rb: Runbook,
+  families: string[] = ['debian', 'el'],
+): Array<{ id: string; version: string; where: string }> {
   const refs = [requiredSources(rb), ...families.map((f) => requiredSources(rb, f))].flat();
   const seen = new Set<string>();
   const out: Array<{ id: string; version: string; where: string }> = [];
@@ -39,7 +54,11 @@ export function unpinnedSources(rb: Runbook, families: string[] = ['debian', 'el
     seen.add(ref.id);
     const spec = sourceSpec(rb, ref);
     if (spec.kind === 'git' ? spec.commit === undefined : spec.sha256 === undefined) {
-      out.push({ id: ref.id, version: ref.version, where: spec.kind === 'git' ? `git ${spec.url}` : spec.url ?? spec.path ?? 'no URL' });
+      out.push({
+        id: ref.id,
+        version: ref.version,
+        where: spec.kind === 'git' ? `git ${spec.url}` : (spec.url ?? spec.path ?? 'no URL'),
+      });
     }
   }
   return out;

@@ -7,9 +7,16 @@ import { validateRunbook } from './validate.js';
  * The same cluster on new hosts: roles and priorities kept in order, hosts (and the VIP) replaced.
  * Pure: returns the new runbook document, validated.
  */
-export function replayRunbook(rb: Runbook, hosts: string[], vip: string | undefined, name: string | undefined): RunbookInput {
+export function replayRunbook(
+  rb: Runbook,
+  hosts: string[],
+  vip: string | undefined,
+  name: string | undefined,
+): RunbookInput {
   if (hosts.length !== rb.nodes.length) {
-    throw new InvalidInputError(`--hosts has ${hosts.length} address(es); the runbook has ${rb.nodes.length} nodes (roles and priorities are kept in order)`);
+    throw new InvalidInputError(
+      `--hosts has ${hosts.length} address(es); the runbook has ${rb.nodes.length} nodes (roles and priorities are kept in order)`,
+    );
   }
   const bad = hosts.find((h) => !isIPv4(h) && !isDnsName(h));
   if (bad) throw new InvalidInputError(`--hosts: "${bad}" is not an IPv4 address or DNS name`);
@@ -17,7 +24,9 @@ export function replayRunbook(rb: Runbook, hosts: string[], vip: string | undefi
   if (!vip) {
     const c = parseCidr(rb.vrrp.vip)!;
     if (hosts.some((h) => isIPv4(h) && !inSubnet(h, c))) {
-      throw new InvalidInputError(`the new hosts are not in the subnet of the runbook's VIP ${rb.vrrp.vip}`, ['give the new cluster its VIP with --vip <address>/<prefix>']);
+      throw new InvalidInputError(`the new hosts are not in the subnet of the runbook's VIP ${rb.vrrp.vip}`, [
+        'give the new cluster its VIP with --vip <address>/<prefix>',
+      ]);
     }
     newVip = rb.vrrp.vip;
   }

@@ -24,20 +24,47 @@ export interface SecretUse {
 /** Every secret a runbook uses, with where its value is sent (plan shows this). */
 export function secretUses(rb: Runbook): SecretUse[] {
   const out: SecretUse[] = [];
-  if (rb.vrrp.auth) out.push({ name: rb.vrrp.auth.passwordEnv, field: 'vrrp.auth.passwordEnv', goesTo: 'keepalived.conf on every node (auth_pass of the VRRP adverts)' });
-  if (rb.ssh.sudoPasswordEnv) out.push({ name: rb.ssh.sudoPasswordEnv, field: 'ssh.sudoPasswordEnv', goesTo: `sudo on every node, over SSH as ${rb.ssh.user} (read by sudo only)`, optional: true });
+  if (rb.vrrp.auth)
+    out.push({
+      name: rb.vrrp.auth.passwordEnv,
+      field: 'vrrp.auth.passwordEnv',
+      goesTo: 'keepalived.conf on every node (auth_pass of the VRRP adverts)',
+    });
+  if (rb.ssh.sudoPasswordEnv)
+    out.push({
+      name: rb.ssh.sudoPasswordEnv,
+      field: 'ssh.sudoPasswordEnv',
+      goesTo: `sudo on every node, over SSH as ${rb.ssh.user} (read by sudo only)`,
+      optional: true,
+    });
   rb.site.upstreams.forEach((u, i) => {
     const c = u.discovery?.consul;
-    if (c?.tokenEnv) out.push({ name: c.tokenEnv, field: `site.upstreams[${i}].discovery.consul.tokenEnv`, goesTo: `Consul ${c.address} (X-Consul-Token, from nginx on every node; kept in its config.lua, mode 0600)` });
+    if (c?.tokenEnv)
+      out.push({
+        name: c.tokenEnv,
+        field: `site.upstreams[${i}].discovery.consul.tokenEnv`,
+        goesTo: `Consul ${c.address} (X-Consul-Token, from nginx on every node; kept in its config.lua, mode 0600)`,
+      });
   });
   const g = rb.site.gray;
-  if (g?.redis.passwordEnv) out.push({ name: g.redis.passwordEnv, field: 'site.gray.redis.passwordEnv', goesTo: `Redis ${g.redis.address} (AUTH, from nginx on every node and from \`ha-setup gray\` on this machine)` });
+  if (g?.redis.passwordEnv)
+    out.push({
+      name: g.redis.passwordEnv,
+      field: 'site.gray.redis.passwordEnv',
+      goesTo: `Redis ${g.redis.address} (AUTH, from nginx on every node and from \`ha-setup gray\` on this machine)`,
+    });
   return out;
 }
 
 /** Environment variables holding Consul ACL tokens. */
 export function consulTokenNames(rb: Runbook): string[] {
-  return [...new Set(secretUses(rb).filter((u) => u.field.endsWith('consul.tokenEnv')).map((u) => u.name))];
+  return [
+    ...new Set(
+      secretUses(rb)
+        .filter((u) => u.field.endsWith('consul.tokenEnv'))
+        .map((u) => u.name),
+    ),
+  ];
 }
 
 /** The value of a secret: HA_SETUP_* from the environment (then the .secrets file), any other name from the .secrets file only. */
@@ -48,14 +75,21 @@ export function resolveSecret(name: string, runbookPath: string, runbookName: st
 }
 
 /** The error for a secret that has no value where ha-setup may read it. */
-export function secretNotSetError(use: Pick<SecretUse, 'name' | 'field'>, runbookPath: string, runbookName: string): InvalidInputError {
+export function secretNotSetError(
+  use: Pick<SecretUse, 'name' | 'field'>,
+  runbookPath: string,
+  runbookName: string,
+): InvalidInputError {
   const file = join(dirname(resolve(runbookPath)), `${runbookName}.secrets`);
   const { name, field } = use;
   if (!name.startsWith(SECRET_ENV_PREFIX) && process.env[name] !== undefined) {
-    return new InvalidInputError(`${field}: ${name} is set in the environment, but ha-setup reads only ${SECRET_ENV_PREFIX}* variables from the environment`, [
-      'a runbook names where its secrets go, so it may not pick any variable of yours',
-      `rename it in the runbook (e.g. ${SECRET_ENV_PREFIX}${name}) and export that, or put ${name}=... into ${file} (mode 0600)`,
-    ]);
+    return new InvalidInputError(
+      `${field}: ${name} is set in the environment, but ha-setup reads only ${SECRET_ENV_PREFIX}* variables from the environment`,
+      [
+        'a runbook names where its secrets go, so it may not pick any variable of yours',
+        `rename it in the runbook (e.g. ${SECRET_ENV_PREFIX}${name}) and export that, or put ${name}=... into ${file} (mode 0600)`,
+      ],
+    );
   }
   return new InvalidInputError(`${field}: the secret ${name} is not set`, [
     name.startsWith(SECRET_ENV_PREFIX)

@@ -2,7 +2,16 @@ import type { z } from 'zod';
 import { moduleById, moduleCatalog, moduleUnavailableReason, sourceCatalog } from '../catalog.js';
 import type { Problem } from '../errors.js';
 import { broadcastOf, inSubnet, isDnsName, isIPv4, networkOf, parseCidr, ipToInt, peerAddressProblem } from '../net.js';
-import { buildSchema, keepalivedSchema, nodeSchema, runbookSchema, siteSchema, sourcesSchema, vrrpSchema, type Runbook } from './schema.js';
+import {
+  buildSchema,
+  keepalivedSchema,
+  nodeSchema,
+  runbookSchema,
+  siteSchema,
+  sourcesSchema,
+  vrrpSchema,
+  type Runbook,
+} from './schema.js';
 
 export type ValidationResult = { ok: true; runbook: Runbook; problems: [] } | { ok: false; problems: Problem[] };
 
@@ -23,7 +32,11 @@ export function validateRunbook(input: unknown): ValidationResult {
   const problems: Problem[] = [];
   const secretPaths = findLiteralSecrets(input, []);
   for (const p of secretPaths) {
-    problems.push({ path: formatPath(p), message: 'a literal password is not allowed in the runbook; put it in the environment or runbooks/<name>.secrets and reference it with passwordEnv' });
+    problems.push({
+      path: formatPath(p),
+      message:
+        'a literal password is not allowed in the runbook; put it in the environment or runbooks/<name>.secrets and reference it with passwordEnv',
+    });
   }
   const secretKeys = new Set(secretPaths.map(formatPath));
 
@@ -54,7 +67,9 @@ function findLiteralSecrets(value: unknown, path: PropertyKey[]): PropertyKey[][
   if (Array.isArray(value)) return value.flatMap((v, i) => findLiteralSecrets(v, [...path, i]));
   if (value && typeof value === 'object') {
     return Object.entries(value).flatMap(([k, v]) =>
-      LITERAL_SECRET_KEY.test(k) && (typeof v === 'string' || typeof v === 'number') ? [[...path, k]] : findLiteralSecrets(v, [...path, k]),
+      LITERAL_SECRET_KEY.test(k) && (typeof v === 'string' || typeof v === 'number')
+        ? [[...path, k]]
+        : findLiteralSecrets(v, [...path, k]),
     );
   }
   return [];
@@ -70,7 +85,16 @@ function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): { present: b
   return { present: true, value: cur };
 }
 
-const shown = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'a list' : v === null ? 'null' : typeof v === 'object' ? 'a mapping' : String(v));
+const shown = (v: unknown) =>
+  typeof v === 'string'
+    ? JSON.stringify(v)
+    : Array.isArray(v)
+      ? 'a list'
+      : v === null
+        ? 'null'
+        : typeof v === 'object'
+          ? 'a mapping'
+          : String(v);
 
 function describeIssue(issue: z.core.$ZodIssue, secretKeys: Set<string>, input: unknown): Problem[] {
   if (issue.code === 'unrecognized_keys') {
@@ -85,7 +109,8 @@ function describeIssue(issue: z.core.$ZodIssue, secretKeys: Set<string>, input: 
   if (issue.code === 'invalid_type') {
     const at = valueAt(input, issue.path);
     const what = issue.message.replace(/^Invalid input: /, '');
-    if (!at.present || at.value === undefined) return [{ path: formatPath(issue.path), message: `is required (${what})` }];
+    if (!at.present || at.value === undefined)
+      return [{ path: formatPath(issue.path), message: `is required (${what})` }];
     return [{ path: formatPath(issue.path), message: `${what}, got ${shown(at.value)}` }];
   }
   return [{ path: formatPath(issue.path), message: issue.message }];
@@ -153,7 +178,11 @@ export function semanticProblems(s: Sections): Problem[] {
   const noLua = build !== undefined && build.flavor === 'nginx' && !build.modules.includes('lua');
   if (site && noLua) {
     site.upstreams.forEach((u, i) => {
-      if (u.discovery) add(`site.upstreams[${i}].discovery`, 'Consul discovery runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)');
+      if (u.discovery)
+        add(
+          `site.upstreams[${i}].discovery`,
+          'Consul discovery runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)',
+        );
     });
   }
   if (site) {
@@ -172,8 +201,10 @@ export function semanticProblems(s: Sections): Problem[] {
     const g = site.gray;
     const names = site.upstreams.map((u) => u.name);
     const known = names.length ? `one of ${names.join(', ')}` : 'none is defined';
-    if (!names.includes(g.stable)) add('site.gray.stable', `"${g.stable}" is not an upstream in site.upstreams (${known})`);
-    if (!names.includes(g.canary)) add('site.gray.canary', `"${g.canary}" is not an upstream in site.upstreams (${known})`);
+    if (!names.includes(g.stable))
+      add('site.gray.stable', `"${g.stable}" is not an upstream in site.upstreams (${known})`);
+    if (!names.includes(g.canary))
+      add('site.gray.canary', `"${g.canary}" is not an upstream in site.upstreams (${known})`);
     if (g.stable === g.canary) add('site.gray.canary', 'must be another upstream than site.gray.stable');
     if (noLua) {
       add('site.gray', 'gray release runs in nginx\'s Lua: add "lua" to build.modules (OpenResty has it built in)');
@@ -182,50 +213,79 @@ export function semanticProblems(s: Sections): Problem[] {
   if (site) {
     site.upstreams.forEach((u, i) => {
       const c = u.discovery?.consul;
-      if (c?.tls && !c.address.startsWith('https://')) add(`site.upstreams[${i}].discovery.consul.tls`, 'tls applies to an https:// address; write the address as https://<IPv4>:<port> (Consul\'s https port, often 8501)');
+      if (c?.tls && !c.address.startsWith('https://'))
+        add(
+          `site.upstreams[${i}].discovery.consul.tls`,
+          "tls applies to an https:// address; write the address as https://<IPv4>:<port> (Consul's https port, often 8501)",
+        );
     });
   }
   if (site && noLua && site.include.lua.length > 0) {
-    add('site.include.lua', 'Lua modules need the lua module on the nginx flavor: add "lua" to build.modules (OpenResty has it built in)');
+    add(
+      'site.include.lua',
+      'Lua modules need the lua module on the nginx flavor: add "lua" to build.modules (OpenResty has it built in)',
+    );
   }
 
   if (nodes) {
     if (nodes.length < 2) add('nodes', `an HA pair needs at least 2 nodes; found ${nodes.length}`);
     const seen = new Map<string, number>();
     nodes.forEach((n, i) => {
-      if (!isIPv4(n.host) && !isDnsName(n.host)) add(`nodes[${i}].host`, `"${n.host}" is not an IPv4 address or DNS name`);
+      if (!isIPv4(n.host) && !isDnsName(n.host))
+        add(`nodes[${i}].host`, `"${n.host}" is not an IPv4 address or DNS name`);
       const key = n.host.toLowerCase();
-      if (seen.has(key)) add(`nodes[${i}].host`, `duplicate host "${n.host}" (also nodes[${seen.get(key)}].host); every node must be a different host`);
+      if (seen.has(key))
+        add(
+          `nodes[${i}].host`,
+          `duplicate host "${n.host}" (also nodes[${seen.get(key)}].host); every node must be a different host`,
+        );
       else seen.set(key, i);
     });
     const names = new Map<string, number>();
     nodes.forEach((n, i) => {
       if (!n.name) return;
-      if (names.has(n.name)) add(`nodes[${i}].name`, `duplicate node name "${n.name}" (also nodes[${names.get(n.name)}].name)`);
+      if (names.has(n.name))
+        add(`nodes[${i}].name`, `duplicate node name "${n.name}" (also nodes[${names.get(n.name)}].name)`);
       else names.set(n.name, i);
     });
 
     const masters = nodes.map((n, i) => ({ n, i })).filter((x) => x.n.role === 'master');
     const preempt = vrrp?.preempt ?? true;
     if (masters.length > 1) {
-      for (const { i } of masters.slice(1)) add(`nodes[${i}].role`, `more than one master (also nodes[${masters[0].i}]); exactly one node has role master`);
+      for (const { i } of masters.slice(1))
+        add(`nodes[${i}].role`, `more than one master (also nodes[${masters[0].i}]); exactly one node has role master`);
     } else if (masters.length === 0 && preempt) {
-      add('nodes', 'no node has role master; exactly one node must be master (all may be backup only with vrrp.preempt: false)');
+      add(
+        'nodes',
+        'no node has role master; exactly one node must be master (all may be backup only with vrrp.preempt: false)',
+      );
     }
     const prios = new Map<number, number>();
     nodes.forEach((n, i) => {
-      if (prios.has(n.priority)) add(`nodes[${i}].priority`, `priority ${n.priority} is also used by nodes[${prios.get(n.priority)}]; priorities must be unique`);
+      if (prios.has(n.priority))
+        add(
+          `nodes[${i}].priority`,
+          `priority ${n.priority} is also used by nodes[${prios.get(n.priority)}]; priorities must be unique`,
+        );
       else prios.set(n.priority, i);
     });
     if (masters.length === 1) {
       const m = masters[0];
       nodes.forEach((n, i) => {
-        if (i !== m.i && n.priority >= m.n.priority) add(`nodes[${i}].priority`, `backup priority ${n.priority} is not below the master's ${m.n.priority} (nodes[${m.i}]); the master must have the highest priority`);
+        if (i !== m.i && n.priority >= m.n.priority)
+          add(
+            `nodes[${i}].priority`,
+            `backup priority ${n.priority} is not below the master's ${m.n.priority} (nodes[${m.i}]); the master must have the highest priority`,
+          );
       });
     }
     if (vrrp?.unicast) {
       nodes.forEach((n, i) => {
-        if (!isIPv4(n.host)) add(`nodes[${i}].host`, `unicast VRRP needs an IPv4 address for every node (unicast_src_ip/unicast_peer); "${n.host}" is a name`);
+        if (!isIPv4(n.host))
+          add(
+            `nodes[${i}].host`,
+            `unicast VRRP needs an IPv4 address for every node (unicast_src_ip/unicast_peer); "${n.host}" is a name`,
+          );
       });
     }
   }
@@ -233,7 +293,10 @@ export function semanticProblems(s: Sections): Problem[] {
   if (vrrp) {
     const cidr = parseCidr(vrrp.vip);
     if (!cidr) {
-      add('vrrp.vip', `"${vrrp.vip}" is not an IPv4 address in CIDR form; write it with its prefix length, e.g. 192.168.56.200/24`);
+      add(
+        'vrrp.vip',
+        `"${vrrp.vip}" is not an IPv4 address in CIDR form; write it with its prefix length, e.g. 192.168.56.200/24`,
+      );
     } else {
       const ip = ipToInt(cidr.address);
       if (cidr.prefix < 31 && (ip === networkOf(cidr) || ip === broadcastOf(cidr))) {
@@ -241,18 +304,29 @@ export function semanticProblems(s: Sections): Problem[] {
       }
       nodes?.forEach((n, i) => {
         if (!isIPv4(n.host)) return;
-        if (n.host === cidr.address) add('vrrp.vip', `the VIP ${cidr.address} is the address of nodes[${i}]; the VIP must be a free address`);
-        else if (!inSubnet(n.host, cidr)) add('vrrp.vip', `the VIP ${vrrp.vip} is not in the subnet of nodes[${i}].host ${n.host}; the VIP must share the nodes' subnet`);
+        if (n.host === cidr.address)
+          add('vrrp.vip', `the VIP ${cidr.address} is the address of nodes[${i}]; the VIP must be a free address`);
+        else if (!inSubnet(n.host, cidr))
+          add(
+            'vrrp.vip',
+            `the VIP ${vrrp.vip} is not in the subnet of nodes[${i}].host ${n.host}; the VIP must share the nodes' subnet`,
+          );
       });
     }
     if (vrrp.version === 2) {
       if (!Number.isInteger(vrrp.advertInt) || vrrp.advertInt < 1 || vrrp.advertInt > 255) {
-        add('vrrp.advertInt', `${vrrp.advertInt} is not allowed with VRRP version 2; use whole seconds from 1 to 255 (or version 3 for sub-second adverts)`);
+        add(
+          'vrrp.advertInt',
+          `${vrrp.advertInt} is not allowed with VRRP version 2; use whole seconds from 1 to 255 (or version 3 for sub-second adverts)`,
+        );
       }
     } else {
       const centis = Math.round(vrrp.advertInt * 100);
       if (vrrp.advertInt < 0.01 || vrrp.advertInt > 40.95 || Math.abs(centis - vrrp.advertInt * 100) > 1e-6) {
-        add('vrrp.advertInt', `${vrrp.advertInt} is not allowed with VRRP version 3; use 0.01 to 40.95 seconds in steps of 0.01`);
+        add(
+          'vrrp.advertInt',
+          `${vrrp.advertInt} is not allowed with VRRP version 3; use 0.01 to 40.95 seconds in steps of 0.01`,
+        );
       }
       if (vrrp.auth) add('vrrp.auth', 'VRRP version 3 has no authentication; remove auth or use version 2');
     }
@@ -261,7 +335,10 @@ export function semanticProblems(s: Sections): Problem[] {
   if (build) {
     const catalogIds = moduleCatalog().map((m) => m.id);
     if (build.flavor === 'openresty' && build.version.split('.').length !== 4) {
-      add('build.version', `"${build.version}" is not an OpenResty version; OpenResty versions have four parts, e.g. 1.27.1.2`);
+      add(
+        'build.version',
+        `"${build.version}" is not an OpenResty version; OpenResty versions have four parts, e.g. 1.27.1.2`,
+      );
     }
     if (build.flavor === 'nginx' && build.version.split('.').length !== 3) {
       add('build.version', `"${build.version}" is not an nginx version; nginx versions have three parts, e.g. 1.22.1`);
@@ -276,7 +353,11 @@ export function semanticProblems(s: Sections): Problem[] {
         return;
       }
       const why = moduleUnavailableReason(mod, build.flavor, build.version);
-      if (why) add(`build.modules[${i}]`, `module "${id}" ${why}${/compile/.test(why) ? `; remove it or use an older ${build.flavor}` : ''}`);
+      if (why)
+        add(
+          `build.modules[${i}]`,
+          `module "${id}" ${why}${/compile/.test(why) ? `; remove it or use an older ${build.flavor}` : ''}`,
+        );
     });
   }
 
@@ -291,7 +372,10 @@ export function semanticProblems(s: Sections): Problem[] {
       const topFailed = w > 0 ? top : top + w;
       const nextHealthy = w > 0 ? next + w : next;
       if (topFailed >= nextHealthy) {
-        add('keepalived.check.weight', `weight ${w} cannot flip the election: with priorities ${top}/${next} the master keeps ${topFailed} >= ${nextHealthy} when its nginx dies, so there is no failover; use weight 0 (a failed check puts the node in FAULT) or a weight larger than ${top - next}`);
+        add(
+          'keepalived.check.weight',
+          `weight ${w} cannot flip the election: with priorities ${top}/${next} the master keeps ${topFailed} >= ${nextHealthy} when its nginx dies, so there is no failover; use weight 0 (a failed check puts the node in FAULT) or a weight larger than ${top - next}`,
+        );
       }
     }
   }
@@ -300,7 +384,11 @@ export function semanticProblems(s: Sections): Problem[] {
 }
 
 /** Overrides must name a known source and say where it comes from without contradictions. */
-function sourceProblems(sources: Runbook['sources'], build?: Runbook['build'], keepalived?: Runbook['keepalived']): Problem[] {
+function sourceProblems(
+  sources: Runbook['sources'],
+  build?: Runbook['build'],
+  keepalived?: Runbook['keepalived'],
+): Problem[] {
   const out: Problem[] = [];
   const catalog = sourceCatalog();
   for (const [id, o] of Object.entries(sources.overrides)) {
@@ -312,17 +400,27 @@ function sourceProblems(sources: Runbook['sources'], build?: Runbook['build'], k
     }
     const given = (['url', 'path', 'git'] as const).filter((k) => o[k] !== undefined);
     if (given.length > 1) out.push({ path, message: `give one of url, path or git, not ${given.join(' and ')}` });
-    if (o.git && !o.ref) out.push({ path: `${path}.ref`, message: 'a git source needs ref: the tag, branch or full commit id to build' });
+    if (o.git && !o.ref)
+      out.push({ path: `${path}.ref`, message: 'a git source needs ref: the tag, branch or full commit id to build' });
     const isGit = o.git !== undefined || (entry.git !== undefined && o.url === undefined && o.path === undefined);
     if (!isGit && (o.ref !== undefined || o.commit !== undefined)) {
-      out.push({ path, message: `ref and commit apply to git sources; ${id} comes from ${o.path ? 'a local path' : 'a tarball URL'} (set git, or use sha256)` });
+      out.push({
+        path,
+        message: `ref and commit apply to git sources; ${id} comes from ${o.path ? 'a local path' : 'a tarball URL'} (set git, or use sha256)`,
+      });
     }
     if (isGit && o.sha256 !== undefined) {
-      out.push({ path: `${path}.sha256`, message: 'a git source is held to its commit, not a tarball checksum; use commit' });
+      out.push({
+        path: `${path}.sha256`,
+        message: 'a git source is held to its commit, not a tarball checksum; use commit',
+      });
     }
     const coreVersion = id === build?.flavor ? build.version : id === 'keepalived' ? keepalived?.version : undefined;
     if (coreVersion && o.version && o.version !== coreVersion) {
-      out.push({ path: `${path}.version`, message: `${o.version} differs from the version in use (${coreVersion}); a pin recorded here belongs to ${o.version}: update or remove both` });
+      out.push({
+        path: `${path}.version`,
+        message: `${o.version} differs from the version in use (${coreVersion}); a pin recorded here belongs to ${o.version}: update or remove both`,
+      });
     }
   }
   return out;

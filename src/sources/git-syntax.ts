@@ -22,12 +22,17 @@ export function gitUrlProblem(s: string): string | undefined {
   const url = /^(https?|ssh|git|file):\/\/(.*)$/.exec(s);
   if (url) {
     const rest = url[2];
-    if (url[1] === 'file') return rest.startsWith('/') ? undefined : `"${s}": a file URL needs an absolute path (file:///srv/git/x.git)`;
+    if (url[1] === 'file')
+      return rest.startsWith('/') ? undefined : `"${s}": a file URL needs an absolute path (file:///srv/git/x.git)`;
     const host = rest.replace(/^[^@/]*@/, '').split(/[/:]/)[0];
     const user = /^([^@/]*)@/.exec(rest)?.[1];
     if (host === '') return `"${s}" has no host`;
     // ssh gets "user@host" as one argument: a user starting with "-" would be an option to it.
-    if (user !== undefined && (user.startsWith('-') || decodeURIComponent(user.replace(/%(?![0-9a-fA-F]{2})/g, '%25')).startsWith('-'))) return `"${s}": the user name starts with "-"`;
+    if (
+      user !== undefined &&
+      (user.startsWith('-') || decodeURIComponent(user.replace(/%(?![0-9a-fA-F]{2})/g, '%25')).startsWith('-'))
+    )
+      return `"${s}": the user name starts with "-"`;
     if (host.startsWith('-')) return `"${s}": the host starts with "-"`;
     return undefined;
   }
@@ -45,9 +50,16 @@ export function gitRefProblem(s: string): string | undefined {
   if (s.startsWith('-')) return `"${s}" starts with "-"; git would read it as an option`;
   if (isCommit(s)) return undefined;
   // eslint-disable-next-line no-control-regex
-  const bad = /[\x00-\x20\x7f~^:?*[\\]/.test(s) || s.includes('..') || s.includes('@{') || s === '@'
-    || s.endsWith('/') || s.endsWith('.') || s.endsWith('.lock') || s.includes('//')
-    || s.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
+  const bad =
+    /[\x00-\x20\x7f~^:?*[\\]/.test(s) ||
+    s.includes('..') ||
+    s.includes('@{') ||
+    s === '@' ||
+    s.endsWith('/') ||
+    s.endsWith('.') ||
+    s.endsWith('.lock') ||
+    s.includes('//') ||
+    s.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
   if (bad) return `"${s}" is not a valid tag or branch name (git check-ref-format) nor a full commit id`;
   return undefined;
 }

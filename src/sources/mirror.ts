@@ -1,5 +1,15 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sourceCatalog } from '../catalog.js';
@@ -41,7 +51,11 @@ export interface FillOptions {
  * fetched from the official URL, else from Debian's source archive (`apt-get source`). A file
  * whose checksum differs from its pin is an error and is never used.
  */
-export async function fillMirror(dir: string, refs: SourceRef[], opts: FillOptions = {}): Promise<Record<string, string>> {
+export async function fillMirror(
+  dir: string,
+  refs: SourceRef[],
+  opts: FillOptions = {},
+): Promise<Record<string, string>> {
   const log = opts.log ?? (() => {});
   mkdirSync(dir, { recursive: true });
   const out: Record<string, string> = {};
@@ -49,7 +63,10 @@ export async function fillMirror(dir: string, refs: SourceRef[], opts: FillOptio
     const entry = sourceCatalog()[ref.id];
     if (!entry) throw new InvalidInputError(`unknown source "${ref.id}"`);
     const pin = pinFor(ref);
-    if (!pin) throw new InvalidInputError(`no sha256 pin for ${ref.id} ${ref.version}`, ['add one under sources.overrides in the runbook']);
+    if (!pin)
+      throw new InvalidInputError(`no sha256 pin for ${ref.id} ${ref.version}`, [
+        'add one under sources.overrides in the runbook',
+      ]);
     const target = join(dir, mirrorFileName(ref));
     if (existsSync(target) && (await sha256File(target)) === pin) {
       out[ref.id] = target;
@@ -91,7 +108,10 @@ async function acceptIfPinned(partial: string, target: string, pin: string, ref:
   const actual = await sha256File(partial);
   if (actual !== pin) {
     rmSync(partial, { force: true });
-    throw new ChecksumError(`checksum mismatch for ${ref.id} ${ref.version}: the file was discarded`, [`expected sha256 ${pin}`, `got      sha256 ${actual}`]);
+    throw new ChecksumError(`checksum mismatch for ${ref.id} ${ref.version}: the file was discarded`, [
+      `expected sha256 ${pin}`,
+      `got      sha256 ${actual}`,
+    ]);
   }
   renameSync(partial, target);
 }
@@ -102,7 +122,13 @@ async function download(url: string, dest: string): Promise<void> {
   writeFileSync(dest, Buffer.from(await res.arrayBuffer()));
 }
 
-async function fromDebianSource(pkg: string, origName: string, target: string, pin: string, ref: SourceRef): Promise<void> {
+async function fromDebianSource(
+  pkg: string,
+  origName: string,
+  target: string,
+  pin: string,
+  ref: SourceRef,
+): Promise<void> {
   if (!(await commandExists('apt-get'))) throw new Error('apt-get is not available on this machine');
   await ensureDebSrc();
   // Ask for the Debian version whose upstream part is the one we need: with several suites in
@@ -123,13 +149,23 @@ async function fromDebianSource(pkg: string, origName: string, target: string, p
     found = { versions: [...found.versions, ...more.versions], exact: more.exact };
   }
   const exact = found.exact;
-  if (!exact) throw new Error(`Debian's source archive has ${pkg} ${[...new Set(found.versions.map(upstream))].join(', ') || '(none)'}, not ${ref.version}`);
+  if (!exact)
+    throw new Error(
+      `Debian's source archive has ${pkg} ${[...new Set(found.versions.map(upstream))].join(', ') || '(none)'}, not ${ref.version}`,
+    );
   const work = mkdtempSync(join(tmpdir(), 'ha-setup-src-'));
   try {
     // Only the orig tarball matters; a missing .dsc or diff (a superseded security upload) is not fatal.
-    const r = await runLocal('apt-get', [...apt, 'source', '--download-only', '--', `${pkg}=${exact}`], { cwd: work, allowFailure: true, timeoutMs: 10 * 60_000 });
+    const r = await runLocal('apt-get', [...apt, 'source', '--download-only', '--', `${pkg}=${exact}`], {
+      cwd: work,
+      allowFailure: true,
+      timeoutMs: 10 * 60_000,
+    });
     const orig = readdirSync(work).find((f) => f === origName);
-    if (!orig) throw new Error(`apt-get source ${pkg}=${exact} did not provide ${origName}${r.code !== 0 ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`);
+    if (!orig)
+      throw new Error(
+        `apt-get source ${pkg}=${exact} did not provide ${origName}${r.code !== 0 ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`,
+      );
     renameSync(join(work, orig), `${target}.partial`);
     await acceptIfPinned(`${target}.partial`, target, pin, ref);
   } finally {
@@ -149,16 +185,34 @@ async function otherSuitesApt(): Promise<string[]> {
   const dir = join(process.env.XDG_CACHE_HOME ?? join(process.env.HOME ?? tmpdir(), '.cache'), 'ha-setup', 'apt-src');
   mkdirSync(join(dir, 'lists', 'partial'), { recursive: true });
   mkdirSync(join(dir, 'archives', 'partial'), { recursive: true });
-  const listing = await runLocal('sh', ['-c', 'cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true']);
-  const mirror = /(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(https?:\/\/\S+\/debian)\/?\s/m.exec(listing.stdout)?.[1] ?? 'http://deb.debian.org/debian';
+  const listing = await runLocal('sh', [
+    '-c',
+    'cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true',
+  ]);
+  const mirror =
+    /(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(https?:\/\/\S+\/debian)\/?\s/m.exec(listing.stdout)?.[1] ??
+    'http://deb.debian.org/debian';
   const keyring = '/usr/share/keyrings/debian-archive-keyring.gpg';
   const signed = existsSync(keyring) ? ` [signed-by=${keyring}]` : '';
   const list = `${OTHER_SUITES.map((suite) => `deb-src${signed} ${mirror} ${suite} main`).join('\n')}\n`;
   const listFile = join(dir, 'sources.list');
-  const stale = !existsSync(listFile) || readFileSync(listFile, 'utf8') !== list || !existsSync(join(dir, 'updated'))
-    || Date.now() - Number(readFileSync(join(dir, 'updated'), 'utf8')) > 86_400_000;
-  const opts = [`-o`, `Dir::Etc::SourceList=${listFile}`, '-o', 'Dir::Etc::SourceParts=/dev/null', '-o', `Dir::State::Lists=${join(dir, 'lists')}`,
-    '-o', `Dir::Cache=${dir}`, '-o', `Dir::Cache::Archives=${join(dir, 'archives')}`];
+  const stale =
+    !existsSync(listFile) ||
+    readFileSync(listFile, 'utf8') !== list ||
+    !existsSync(join(dir, 'updated')) ||
+    Date.now() - Number(readFileSync(join(dir, 'updated'), 'utf8')) > 86_400_000;
+  const opts = [
+    `-o`,
+    `Dir::Etc::SourceList=${listFile}`,
+    '-o',
+    'Dir::Etc::SourceParts=/dev/null',
+    '-o',
+    `Dir::State::Lists=${join(dir, 'lists')}`,
+    '-o',
+    `Dir::Cache=${dir}`,
+    '-o',
+    `Dir::Cache::Archives=${join(dir, 'archives')}`,
+  ];
   if (stale) {
     writeFileSync(listFile, list);
     await runLocal('apt-get', [...opts, 'update'], { timeoutMs: 10 * 60_000 });
@@ -169,7 +223,10 @@ async function otherSuitesApt(): Promise<string[]> {
 
 /** `apt-get source` needs deb-src entries; add them (mirroring the deb entries) when there are none. */
 export async function ensureDebSrc(): Promise<void> {
-  const listing = await runLocal('sh', ['-c', 'cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true']);
+  const listing = await runLocal('sh', [
+    '-c',
+    'cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true',
+  ]);
   if (/^\s*(deb-src\s|Types:.*\bdeb-src\b)/m.test(listing.stdout)) {
     // deb-src is configured; the index may still be missing, which `apt-get source` reports.
     const probe = await runLocal('apt-cache', ['showsrc', 'hello'], { allowFailure: true });
@@ -179,7 +236,10 @@ export async function ensureDebSrc(): Promise<void> {
     if (existsSync(deb822)) {
       writeFileSync(DEB_SRC_FILE, readFileSync(deb822, 'utf8').replace(/^Types:\s*deb\s*$/gm, 'Types: deb-src'));
     } else if (existsSync('/etc/apt/sources.list')) {
-      const lines = readFileSync('/etc/apt/sources.list', 'utf8').split('\n').filter((l) => /^deb\s/.test(l)).map((l) => l.replace(/^deb\s/, 'deb-src '));
+      const lines = readFileSync('/etc/apt/sources.list', 'utf8')
+        .split('\n')
+        .filter((l) => /^deb\s/.test(l))
+        .map((l) => l.replace(/^deb\s/, 'deb-src '));
       writeFileSync('/etc/apt/sources.list.d/ha-setup-deb-src.list', `${lines.join('\n')}\n`);
     } else {
       throw new Error('no apt sources found to derive deb-src entries from');

@@ -39,8 +39,13 @@ export interface PreparedSources {
  * the mirror, the cache, else downloaded (URL) or fetched from git at a pinned commit into the cache.
  * Nodes never download anything.
  */
-export async function prepareSources(rb: Runbook, runbookDir: string, opts: PrepareOptions = {}): Promise<PreparedSources> {
-  const refs = [requiredSources(rb), ...(opts.families ?? []).map((f) => requiredSources(rb, f))].flat()
+export async function prepareSources(
+  rb: Runbook,
+  runbookDir: string,
+  opts: PrepareOptions = {},
+): Promise<PreparedSources> {
+  const refs = [requiredSources(rb), ...(opts.families ?? []).map((f) => requiredSources(rb, f))]
+    .flat()
     .filter((r, i, all) => all.findIndex((x) => x.id === r.id) === i);
   const log = opts.log ?? (() => {});
   const out: Record<string, LocalSource> = {};
@@ -63,7 +68,12 @@ export async function prepareSources(rb: Runbook, runbookDir: string, opts: Prep
 }
 
 async function prepareTarball(
-  rb: Runbook, spec: Extract<SourceSpec, { kind: 'tarball' }>, runbookDir: string, cache: string, opts: PrepareOptions, log: (l: string) => void,
+  rb: Runbook,
+  spec: Extract<SourceSpec, { kind: 'tarball' }>,
+  runbookDir: string,
+  cache: string,
+  opts: PrepareOptions,
+  log: (l: string) => void,
 ): Promise<{ source: LocalSource; learnedSha?: string }> {
   const ref = { id: spec.id, version: spec.version };
   const pin = spec.sha256;
@@ -77,12 +87,20 @@ async function prepareTarball(
   for (const file of candidates) {
     if (!existsSync(file)) continue;
     const sum = await sha256File(file);
-    if (pin && sum !== pin) throw new RunFailedError(`checksum mismatch for ${file}`, [`expected sha256 ${pin}`, `got      sha256 ${sum}`, 'the file is not used; replace or delete it']);
+    if (pin && sum !== pin)
+      throw new RunFailedError(`checksum mismatch for ${file}`, [
+        `expected sha256 ${pin}`,
+        `got      sha256 ${sum}`,
+        'the file is not used; replace or delete it',
+      ]);
     if (!pin && !spec.path) continue; // an unpinned file found by name is not trusted
     return { source: { ...ref, path: file, sha256: sum } };
   }
   if (spec.path) throw new InvalidInputError(`sources.overrides.${spec.id}.path: ${candidates[0]} does not exist`);
-  if (!spec.url) throw new InvalidInputError(`no source for ${spec.id} ${spec.version}`, [`set sources.overrides.${spec.id}.url, .path or .git`]);
+  if (!spec.url)
+    throw new InvalidInputError(`no source for ${spec.id} ${spec.version}`, [
+      `set sources.overrides.${spec.id}.url, .path or .git`,
+    ]);
   if (!pin && !opts.trustOnFirstDownload) {
     throw new InvalidInputError(`no sha256 pin for ${spec.id} ${spec.version}`, [
       `set sources.overrides.${spec.id}.sha256 to the checksum the project publishes for ${spec.url}`,
@@ -92,36 +110,55 @@ async function prepareTarball(
   }
   // Trusting a first download means trusting the channel: never a plain-HTTP one anyone on the path can change.
   if (!pin && !spec.url.startsWith('https://')) {
-    throw new InvalidInputError(`${spec.id} ${spec.version}: --trust-on-first-download needs an https:// URL, not ${spec.url}`, [
-      `set sources.overrides.${spec.id}.sha256 to the checksum the project publishes, or give an https:// URL`,
-    ]);
+    throw new InvalidInputError(
+      `${spec.id} ${spec.version}: --trust-on-first-download needs an https:// URL, not ${spec.url}`,
+      [`set sources.overrides.${spec.id}.sha256 to the checksum the project publishes, or give an https:// URL`],
+    );
   }
   const target = join(cache, name);
   log(`downloading ${spec.url}`);
   const res = await fetch(spec.url, { signal: AbortSignal.timeout(120_000), redirect: 'follow' }).catch((e: Error) => {
-    throw new RunFailedError(`cannot download ${spec.url}: ${e.message}`, ['without internet access on this machine, set sources.mirror to a directory holding the pinned tarballs']);
+    throw new RunFailedError(`cannot download ${spec.url}: ${e.message}`, [
+      'without internet access on this machine, set sources.mirror to a directory holding the pinned tarballs',
+    ]);
   });
   if (!res.ok) throw new RunFailedError(`cannot download ${spec.url}: HTTP ${res.status}`);
   writeFileSync(`${target}.partial`, Buffer.from(await res.arrayBuffer()));
   const sum = await sha256File(`${target}.partial`);
   if (pin && sum !== pin) {
     rmSync(`${target}.partial`, { force: true });
-    throw new RunFailedError(`checksum mismatch for ${spec.url}: the download was discarded`, [`expected sha256 ${pin}`, `got      sha256 ${sum}`]);
+    throw new RunFailedError(`checksum mismatch for ${spec.url}: the download was discarded`, [
+      `expected sha256 ${pin}`,
+      `got      sha256 ${sum}`,
+    ]);
   }
   renameSync(`${target}.partial`, target);
   if (!pin) log(`trusted on first download: ${spec.id} ${spec.version} sha256 ${sum}`);
   return { source: { ...ref, path: target, sha256: sum }, learnedSha: pin ? undefined : sum };
 }
 
-async function prepareGit(spec: Extract<SourceSpec, { kind: 'git' }>, cache: string, opts: PrepareOptions, log: (l: string) => void): Promise<LocalSource> {
+async function prepareGit(
+  spec: Extract<SourceSpec, { kind: 'git' }>,
+  cache: string,
+  opts: PrepareOptions,
+  log: (l: string) => void,
+): Promise<LocalSource> {
   const ref = { id: spec.id, version: spec.version };
   const archive = (commit: string) => join(cache, gitArchiveName(ref, commit));
   const origin = (commit: string) => ({ url: spec.url, fetchedFrom: spec.fetchFrom, ref: spec.ref, commit });
   if (spec.commit && existsSync(archive(spec.commit))) {
     // Named for the commit is not enough: git archive records the commit it was made from.
-    const inside = await runLocal('git', ['get-tar-commit-id'], { input: readFileSync(archive(spec.commit)), allowFailure: true });
+    const inside = await runLocal('git', ['get-tar-commit-id'], {
+      input: readFileSync(archive(spec.commit)),
+      allowFailure: true,
+    });
     if (inside.stdout.trim() === spec.commit) {
-      return { ...ref, path: archive(spec.commit), sha256: await sha256File(archive(spec.commit)), git: origin(spec.commit) };
+      return {
+        ...ref,
+        path: archive(spec.commit),
+        sha256: await sha256File(archive(spec.commit)),
+        git: origin(spec.commit),
+      };
     }
     log(`${archive(spec.commit)} does not hold commit ${spec.commit}; fetching it again`);
     rmSync(archive(spec.commit), { force: true });
@@ -132,14 +169,18 @@ async function prepareGit(spec: Extract<SourceSpec, { kind: 'git' }>, cache: str
       'or run with --trust-on-first-download: it records the commit the ref resolves to now in the runbook',
     ]);
   }
-  if (!(await commandExists('git'))) throw new InvalidInputError(`${spec.id} comes from git, and git is not installed on this machine`, ['install git (apt-get install git / dnf install git)']);
+  if (!(await commandExists('git')))
+    throw new InvalidInputError(`${spec.id} comes from git, and git is not installed on this machine`, [
+      'install git (apt-get install git / dnf install git)',
+    ]);
   log(`fetching ${spec.id} ${spec.ref} from ${spec.fetchFrom}`);
   const commit = await fetchAndArchive(spec, `${spec.id}-${spec.version}/`, (c) => archive(c));
   if (spec.commit && commit !== spec.commit) {
     rmSync(archive(commit), { force: true });
-    throw new RunFailedError(`${spec.id}: ${spec.ref} at ${spec.fetchFrom} resolves to ${commit}, not the pinned ${spec.commit}`, [
-      'a moved tag or another repository: review the change before updating the pin (sources.overrides.<id>.commit)',
-    ]);
+    throw new RunFailedError(
+      `${spec.id}: ${spec.ref} at ${spec.fetchFrom} resolves to ${commit}, not the pinned ${spec.commit}`,
+      ['a moved tag or another repository: review the change before updating the pin (sources.overrides.<id>.commit)'],
+    );
   }
   if (!spec.commit) log(`trusted on first download: ${spec.id} ${spec.ref} is commit ${commit}`);
   return { ...ref, path: archive(commit), sha256: await sha256File(archive(commit)), git: origin(commit) };
@@ -149,7 +190,11 @@ async function prepareGit(spec: Extract<SourceSpec, { kind: 'git' }>, cache: str
  * Fetch `ref` (shallow when the server allows it) into a throw-away bare repository, resolve it to
  * a commit and write `git archive` of it. Positionals always follow `--`; no terminal prompts.
  */
-async function fetchAndArchive(spec: Extract<SourceSpec, { kind: 'git' }>, prefix: string, target: (commit: string) => string): Promise<string> {
+async function fetchAndArchive(
+  spec: Extract<SourceSpec, { kind: 'git' }>,
+  prefix: string,
+  target: (commit: string) => string,
+): Promise<string> {
   const work = mkdtempSync(join(tmpdir(), 'ha-setup-git-'));
   const env = { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'true' };
   const git = (args: string[], allowFailure = false) =>
@@ -164,14 +209,15 @@ async function fetchAndArchive(spec: Extract<SourceSpec, { kind: 'git' }>, prefi
       if (full.code !== 0) {
         throw new RunFailedError(`cannot fetch ${spec.id} from ${spec.fetchFrom}`, [
           ...tail(full.stderr || shallow.stderr, 5),
-          'without internet access here, point sources.gitRewrite (or git\'s url.<base>.insteadOf) at a reachable git server',
+          "without internet access here, point sources.gitRewrite (or git's url.<base>.insteadOf) at a reachable git server",
         ]);
       }
       rev = spec.ref;
     }
     const resolved = await git(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{commit}`], true);
     const commit = resolved.stdout.trim();
-    if (resolved.code !== 0 || !isCommit(commit)) throw new RunFailedError(`${spec.id}: ${spec.ref} is not a tag, branch or commit of ${spec.fetchFrom}`);
+    if (resolved.code !== 0 || !isCommit(commit))
+      throw new RunFailedError(`${spec.id}: ${spec.ref} is not a tag, branch or commit of ${spec.fetchFrom}`);
     const out = target(commit);
     await git(['archive', '--format=tar', `--prefix=${prefix}`, '-o', `${out}.partial`, '--', commit]);
     renameSync(`${out}.partial`, out);

@@ -11,7 +11,9 @@ import type { SourceRef } from './mirror.js';
 // plan and validate without fetching, and by the preparation that fetches.
 
 export function sourceCacheDir(rb: Runbook): string {
-  return rb.sources.cacheDir ? expandTilde(rb.sources.cacheDir) : join(process.env.HA_SETUP_CACHE_DIR ?? join(homedir(), '.cache', 'ha-setup'), 'sources');
+  return rb.sources.cacheDir
+    ? expandTilde(rb.sources.cacheDir)
+    : join(process.env.HA_SETUP_CACHE_DIR ?? join(homedir(), '.cache', 'ha-setup'), 'sources');
 }
 
 /** Where one source comes from, decided from the catalog and the runbook's override alone (pure). */
@@ -34,10 +36,25 @@ export function sourceSpec(rb: Runbook, ref: SourceRef): SourceSpec {
     }
     // A ref that is itself a commit id pins itself; a tag or branch needs the commit it must resolve to.
     const commit = o.commit ?? (isCommit(gitRef) ? gitRef : o.ref === undefined ? known?.commit : undefined);
-    return { kind: 'git', id: ref.id, version: ref.version, url: gitUrl, fetchFrom: rewriteGitUrl(gitUrl, rb.sources.gitRewrite), ref: gitRef, commit };
+    return {
+      kind: 'git',
+      id: ref.id,
+      version: ref.version,
+      url: gitUrl,
+      fetchFrom: rewriteGitUrl(gitUrl, rb.sources.gitRewrite),
+      ref: gitRef,
+      commit,
+    };
   }
   const url = o.url ?? entry?.url?.replaceAll('{version}', ref.version);
-  return { kind: 'tarball', id: ref.id, version: ref.version, url, path: o.path, sha256: o.sha256 ?? entry?.pins[ref.version] };
+  return {
+    kind: 'tarball',
+    id: ref.id,
+    version: ref.version,
+    url,
+    path: o.path,
+    sha256: o.sha256 ?? entry?.pins[ref.version],
+  };
 }
 
 /** The cache file of a git source at a commit (plain tar: `git archive` output is stable per commit). */

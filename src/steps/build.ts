@@ -6,7 +6,10 @@ import { configureSpec, jobs } from './configure.js';
 
 /** Identifies one configured build: a change of arguments is a different build. */
 export function buildId(pc: PlanContext): string {
-  return createHash('sha256').update(JSON.stringify(configureSpec(pc))).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify(configureSpec(pc)))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 const builtMarker = (dir: string) => `${dir}/.ha-setup-built`;
@@ -19,7 +22,9 @@ export const buildStep: Step = {
   plan(pc): StepPlan {
     const plan = emptyPlan();
     const { dir } = configureSpec(pc);
-    plan.commands.push(`cd ${shq(dir)} && rm -f ${shq(builtMarker(dir))} && make -j${jobs(pc)} && echo ${shq(buildId(pc))} > ${shq(builtMarker(dir))}`);
+    plan.commands.push(
+      `cd ${shq(dir)} && rm -f ${shq(builtMarker(dir))} && make -j${jobs(pc)} && echo ${shq(buildId(pc))} > ${shq(builtMarker(dir))}`,
+    );
     return plan;
   },
   async check(ctx) {

@@ -10,7 +10,15 @@ import { layout } from '../runbook/layout.js';
 import { gatewayEnabled } from '../runbook/derived.js';
 
 export { layout };
-export { gatewayEnabled, LUA_RESTY_SOURCES, needsLuaRestySources, nginxVersion, requiredSources, selectedModules, shippedModules } from '../runbook/derived.js';
+export {
+  gatewayEnabled,
+  LUA_RESTY_SOURCES,
+  needsLuaRestySources,
+  nginxVersion,
+  requiredSources,
+  selectedModules,
+  shippedModules,
+} from '../runbook/derived.js';
 
 export function keepalivedEnvFile(f: Facts): string {
   return f.family === 'el' ? '/etc/sysconfig/keepalived' : '/etc/default/keepalived';
@@ -49,8 +57,9 @@ export function luaPackagePath(pc: PlanContext): string | undefined {
   // The operator's Lua (site.include.lua) first, so its modules are found before anything else.
   // $prefix (nginx's -p) rather than the absolute conf dir: nginx-config tests the staged copy in a
   // prefix of its own, and its Lua must be the staged one.
-  const site = (rb.site.include.lua.length > 0 ? '$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;' : '')
-    + (gatewayEnabled(rb) ? '$prefix/conf/ha-gateway/?.lua;' : '');
+  const site =
+    (rb.site.include.lua.length > 0 ? '$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;' : '') +
+    (gatewayEnabled(rb) ? '$prefix/conf/ha-gateway/?.lua;' : '');
   if (rb.build.flavor === 'openresty') return site ? `${site};` : undefined;
   if (!rb.build.modules.includes('lua')) return undefined;
   const dir = L.luaDir;
@@ -79,7 +88,10 @@ export function filesMatchScript(files: PlannedFile[], contentFor: (f: PlannedFi
 
 /** The default check for steps that only write files: every file on the host matches. */
 export async function filesMatch(ctx: StepContext): Promise<boolean> {
-  const r = await ctx.t.exec(filesMatchScript(ctx.plan.files, (f) => substituteSecrets(f.content, ctx.secrets)), { quiet: true });
+  const r = await ctx.t.exec(
+    filesMatchScript(ctx.plan.files, (f) => substituteSecrets(f.content, ctx.secrets)),
+    { quiet: true },
+  );
   return r.code === 0;
 }
 

@@ -3,9 +3,17 @@ import { shq, shqAll } from '../shell.js';
 import { layout, luajitPaths, probe, shippedModules } from './common.js';
 
 const COMMON_ARGS = [
-  '--with-http_ssl_module', '--with-http_v2_module', '--with-http_realip_module', '--with-http_stub_status_module',
-  '--with-http_gzip_static_module', '--with-threads', '--with-file-aio', '--with-pcre-jit',
-  '--with-stream', '--with-stream_ssl_module', '--with-stream_realip_module',
+  '--with-http_ssl_module',
+  '--with-http_v2_module',
+  '--with-http_realip_module',
+  '--with-http_stub_status_module',
+  '--with-http_gzip_static_module',
+  '--with-threads',
+  '--with-file-aio',
+  '--with-pcre-jit',
+  '--with-stream',
+  '--with-stream_ssl_module',
+  '--with-stream_realip_module',
 ];
 
 export interface ConfigureSpec {
@@ -47,7 +55,9 @@ export function jobs(pc: PlanContext): number {
 export const argsFile = (dir: string) => `${dir}/.ha-setup-configure-args`;
 
 export function configureCommand(spec: ConfigureSpec): string {
-  const env = Object.entries(spec.env).map(([k, v]) => `${k}=${shq(v)}`).join(' ');
+  const env = Object.entries(spec.env)
+    .map(([k, v]) => `${k}=${shq(v)}`)
+    .join(' ');
   return `cd ${shq(spec.dir)} && ${env ? `env ${env} ` : ''}./configure ${shqAll(spec.args)}`;
 }
 
@@ -66,6 +76,9 @@ export const configureStep: Step = {
   },
   async check(ctx) {
     const spec = configureSpec(ctx);
-    return probe(ctx, `[ -f ${shq(`${spec.dir}/Makefile`)} ] && [ "$(cat ${shq(argsFile(spec.dir))} 2>/dev/null)" = ${shq(spec.args.join(' '))} ]`);
+    return probe(
+      ctx,
+      `[ -f ${shq(`${spec.dir}/Makefile`)} ] && [ "$(cat ${shq(argsFile(spec.dir))} 2>/dev/null)" = ${shq(spec.args.join(' '))} ]`,
+    );
   },
 };

@@ -9,8 +9,11 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
   if (!rb.firewall.manage) return { apply: [], verify: [] };
   // The address a peer's adverts come from: its host when that is an address, else what the peer
   // itself has on its VRRP interface (a rule source must be an address for firewalld).
-  const peers = pc.cluster.filter((n) => n.index !== pc.node.index).map((n) =>
-    isIPv4(n.host) ? n.host : pc.clusterFacts[n.name]?.interfaces[n.interface]?.[0]?.split('/')[0] ?? n.host);
+  const peers = pc.cluster
+    .filter((n) => n.index !== pc.node.index)
+    .map((n) =>
+      isIPv4(n.host) ? n.host : (pc.clusterFacts[n.name]?.interfaces[n.interface]?.[0]?.split('/')[0] ?? n.host),
+    );
   const port = rb.site.listen;
   switch (pc.facts.firewall) {
     case 'firewalld': {
@@ -23,15 +26,23 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
           `firewall-cmd --permanent --add-port=${port}/tcp`,
           'firewall-cmd --reload',
         ],
-        verify: [...rules.map((r) => `firewall-cmd --query-rich-rule=${shq(r)}`), `firewall-cmd --query-port=${port}/tcp`],
+        verify: [
+          ...rules.map((r) => `firewall-cmd --query-rich-rule=${shq(r)}`),
+          `firewall-cmd --query-port=${port}/tcp`,
+        ],
       };
     }
     case 'iptables': {
-      const rules = [...peers.map((p) => ['-p', 'vrrp', '-s', p, '-j', 'ACCEPT']), ['-p', 'tcp', '--dport', String(port), '-j', 'ACCEPT']]
-        .map((r) => r.map(shq).join(' '));
+      const rules = [
+        ...peers.map((p) => ['-p', 'vrrp', '-s', p, '-j', 'ACCEPT']),
+        ['-p', 'tcp', '--dport', String(port), '-j', 'ACCEPT'],
+      ].map((r) => r.map(shq).join(' '));
       return {
-        apply: rules.map((r) => `iptables -C INPUT ${r} 2>/dev/null || iptables -I INPUT ${r}`)
-          .concat(['if command -v netfilter-persistent >/dev/null; then netfilter-persistent save; elif [ -f /etc/sysconfig/iptables ]; then iptables-save > /etc/sysconfig/iptables; fi']),
+        apply: rules
+          .map((r) => `iptables -C INPUT ${r} 2>/dev/null || iptables -I INPUT ${r}`)
+          .concat([
+            'if command -v netfilter-persistent >/dev/null; then netfilter-persistent save; elif [ -f /etc/sysconfig/iptables ]; then iptables-save > /etc/sysconfig/iptables; fi',
+          ]),
         verify: rules.map((r) => `iptables -C INPUT ${r}`),
       };
     }
@@ -40,7 +51,9 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
       const chain = (pc.facts.firewallChain || 'inet filter input').split(' ').map(shq).join(' ');
       const stmts = [...peers.map((p) => `ip saddr ${p} ip protocol vrrp accept`), `tcp dport ${port} accept`];
       return {
-        apply: stmts.map((s) => `nft list chain ${chain} | grep -F ${shq(s)} >/dev/null || nft insert rule ${chain} ${s}`),
+        apply: stmts.map(
+          (s) => `nft list chain ${chain} | grep -F ${shq(s)} >/dev/null || nft insert rule ${chain} ${s}`,
+        ),
         verify: stmts.map((s) => `nft list chain ${chain} | grep -F ${shq(s)} >/dev/null`),
       };
     }
@@ -58,8 +71,14 @@ export const firewallStep: Step = {
     const plan = emptyPlan();
     const { apply } = firewallCommands(pc);
     plan.commands.push(...apply);
-    if (apply.length === 0) plan.notes.push(pc.runbook.firewall.manage ? `no active firewall found (${pc.facts.firewall}); nothing to open` : 'firewall.manage is false');
-    if (pc.facts.selinux === 'Enforcing') plan.notes.push('SELinux is enforcing and stays so; nginx runs from its prefix under systemd');
+    if (apply.length === 0)
+      plan.notes.push(
+        pc.runbook.firewall.manage
+          ? `no active firewall found (${pc.facts.firewall}); nothing to open`
+          : 'firewall.manage is false',
+      );
+    if (pc.facts.selinux === 'Enforcing')
+      plan.notes.push('SELinux is enforcing and stays so; nginx runs from its prefix under systemd');
     return plan;
   },
   async check(ctx) {

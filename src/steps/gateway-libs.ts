@@ -21,19 +21,25 @@ export const gatewayLibsStep: Step = {
     const plan = emptyPlan();
     const so = cjsonSo(pc);
     if (!so) {
-      plan.notes.push(pc.runbook.build.flavor === 'openresty' ? 'OpenResty bundles cjson' : 'no Consul discovery in this runbook: nothing to do');
+      plan.notes.push(
+        pc.runbook.build.flavor === 'openresty'
+          ? 'OpenResty bundles cjson'
+          : 'no Consul discovery in this runbook: nothing to do',
+      );
       return plan;
     }
     const dir = layout(pc.runbook).luaDir;
-    plan.commands.push([
-      `if [ ! -e ${shq(so)} ]; then`,
-      `  work=$(mktemp -d); cd "$work"`,
-      `  apt-get download lua-cjson`,
-      `  mkdir -p ${shq(dir)}; for deb in ./*.deb; do dpkg-deb -x "$deb" ${shq(dir)}; done`,
-      `  cd /; rm -rf "$work"`,
-      `fi`,
-      `[ -e ${shq(so)} ]`,
-    ].join('\n'));
+    plan.commands.push(
+      [
+        `if [ ! -e ${shq(so)} ]; then`,
+        `  work=$(mktemp -d); cd "$work"`,
+        `  apt-get download lua-cjson`,
+        `  mkdir -p ${shq(dir)}; for deb in ./*.deb; do dpkg-deb -x "$deb" ${shq(dir)}; done`,
+        `  cd /; rm -rf "$work"`,
+        `fi`,
+        `[ -e ${shq(so)} ]`,
+      ].join('\n'),
+    );
     return plan;
   },
   async check(ctx) {

@@ -26,7 +26,10 @@ function tlsConfig(tls: { serverName?: string } | undefined, host: string) {
 
 /** Does the gateway talk TLS to anything (Consul over https, Redis with tls)? */
 export function gatewayUsesTls(rb: Runbook): boolean {
-  return discoveredUpstreams(rb).some((u) => u.discovery!.consul.address.startsWith('https://')) || rb.site.gray?.redis.tls !== undefined;
+  return (
+    discoveredUpstreams(rb).some((u) => u.discovery!.consul.address.startsWith('https://')) ||
+    rb.site.gray?.redis.tls !== undefined
+  );
 }
 
 /** The trusted CA file for TLS from Lua: the runbook's CA files as one bundle, else the nodes' system CAs. */
@@ -70,7 +73,9 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
   const [problem] = releaseProblems(rb, pc.facts.release).filter((p) => p.path !== 'build.modules');
   if (problem) throw new InvalidInputError(`${problem.path}: ${problem.message}`);
   const dir = `${layout(rb).confDir}/${GATEWAY_DIR}/ha_gateway`;
-  const modules = readdirSync(luaSourceDir).filter((f) => f.endsWith('.lua')).sort()
+  const modules = readdirSync(luaSourceDir)
+    .filter((f) => f.endsWith('.lua'))
+    .sort()
     .map((f) => ({ path: `${dir}/${f}`, content: readFileSync(join(luaSourceDir, f), 'utf8'), mode: 0o644 }));
   const config = render('ha-gateway-config.lua.njk', {
     gray: grayConfig(rb),
@@ -90,7 +95,10 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
         timeoutMs: Math.max(500, Math.min(5000, Math.round(c.interval * 1000))),
         servers: u.servers,
         check: u.discovery!.check
-          ? { ...u.discovery!.check, timeoutMs: Math.max(300, Math.min(3000, Math.round(u.discovery!.check.interval * 1000))) }
+          ? {
+              ...u.discovery!.check,
+              timeoutMs: Math.max(300, Math.min(3000, Math.round(u.discovery!.check.interval * 1000))),
+            }
           : undefined,
         // Substituted at apply time; never in the runbook, the plan or the records.
         token: c.tokenEnv ? `@@secret:${c.tokenEnv}@@` : '',
@@ -102,8 +110,13 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
   // The CA certificates the gateway's TLS connections are verified against, as one bundle.
   const cas = caFiles(rb).map(({ file }) => pc.siteFiles?.ca[file]);
   if (gatewayUsesTls(rb) && cas.length > 0) {
-    if (cas.some((c) => c === undefined)) throw new InvalidInputError('tls.caFile: the CA files were not read on the control machine');
-    files.push({ path: `${layout(rb).confDir}/${TRUSTED_CA}`, content: `${[...new Set(cas.map((c) => c!.trim()))].join('\n')}\n`, mode: 0o644 });
+    if (cas.some((c) => c === undefined))
+      throw new InvalidInputError('tls.caFile: the CA files were not read on the control machine');
+    files.push({
+      path: `${layout(rb).confDir}/${TRUSTED_CA}`,
+      content: `${[...new Set(cas.map((c) => c!.trim()))].join('\n')}\n`,
+      mode: 0o644,
+    });
   }
   return files;
 }

@@ -8,11 +8,20 @@ export function healthCheckFiles(pc: PlanContext) {
   const L = layout(rb);
   return [
     {
-      path: L.checkScript, mode: 0o755, owner: 'root',
-      content: render('check_nginx.sh.njk', { listen: rb.site.listen, httpTimeout: 1, tryRestart: true, restartMarker: '/run/ha-setup-nginx-restart-tried' }),
+      path: L.checkScript,
+      mode: 0o755,
+      owner: 'root',
+      content: render('check_nginx.sh.njk', {
+        listen: rb.site.listen,
+        httpTimeout: 1,
+        tryRestart: true,
+        restartMarker: '/run/ha-setup-nginx-restart-tried',
+      }),
     },
     {
-      path: L.notifyScript, mode: 0o755, owner: 'root',
+      path: L.notifyScript,
+      mode: 0o755,
+      owner: 'root',
       content: render('notify.sh.njk', { stateFile: L.stateFile, facility: rb.logging.facility }),
     },
   ];
@@ -35,7 +44,9 @@ export const healthCheckStep: Step = {
   },
   async check(ctx) {
     const L = layout(ctx.runbook);
-    const dirsOk = secureDirs(L).map((d) => `[ "$(stat -c %U:%a ${shq(d)} 2>/dev/null)" = root:755 ]`).join(' && ');
+    const dirsOk = secureDirs(L)
+      .map((d) => `[ "$(stat -c %U:%a ${shq(d)} 2>/dev/null)" = root:755 ]`)
+      .join(' && ');
     return (await filesMatch(ctx)) && probe(ctx, dirsOk);
   },
 };

@@ -9,8 +9,15 @@ import { configureSpec } from './configure.js';
 export function upgradeScriptFile(pc: PlanContext): PlannedFile {
   const L = layout(pc.runbook);
   return {
-    path: L.upgradeScript, mode: 0o755, owner: 'root',
-    content: render('nginx-upgrade.sh.njk', { binary: L.nginxBinary, confFile: L.confFile, pidFile: L.pidFile, healthUrl: `http://127.0.0.1:${pc.runbook.site.listen}/ha-health` }),
+    path: L.upgradeScript,
+    mode: 0o755,
+    owner: 'root',
+    content: render('nginx-upgrade.sh.njk', {
+      binary: L.nginxBinary,
+      confFile: L.confFile,
+      pidFile: L.pidFile,
+      healthUrl: `http://127.0.0.1:${pc.runbook.site.listen}/ha-health`,
+    }),
   };
 }
 
@@ -30,11 +37,15 @@ export const installStep: Step = {
     const bin = L.nginxBinary;
     const keep = `${bin}.old.ha-keep`;
     plan.files.push(upgradeScriptFile(pc));
-    plan.commands.push(`if pgrep -f ${shq(`[n]ginx: master process ${bin}`)} >/dev/null && ! systemctl is-active --quiet nginx 2>/dev/null; then echo ${shq(`nginx from ${bin} is running outside systemd; stop it first`)} >&2; exit 1; fi`);
+    plan.commands.push(
+      `if pgrep -f ${shq(`[n]ginx: master process ${bin}`)} >/dev/null && ! systemctl is-active --quiet nginx 2>/dev/null; then echo ${shq(`nginx from ${bin} is running outside systemd; stop it first`)} >&2; exit 1; fi`,
+    );
     if (needsLuaRestySources(pc.runbook, pc.facts.family)) {
       // resty.core and resty.lrucache as plain Lua files on lua_package_path (Debian: packages step).
       const lib = `${L.luaDir}/lib`;
-      plan.commands.push(`mkdir -p ${shq(lib)} && ${LUA_RESTY_SOURCES.map((src) => `cp -a ${shq(`${L.srcDir(src)}/lib/.`)} ${shq(lib)}/`).join(' && ')}`);
+      plan.commands.push(
+        `mkdir -p ${shq(lib)} && ${LUA_RESTY_SOURCES.map((src) => `cp -a ${shq(`${L.srcDir(src)}/lib/.`)} ${shq(lib)}/`).join(' && ')}`,
+      );
     }
     // Keep the binary being replaced as sbin/nginx.old (and its build id) for the hot upgrade's
     // rollback and for \`ha-setup rollback\`. make install would also move it there, but on a re-run
@@ -51,12 +62,17 @@ if [ -f ${shq(keep)} ]; then mv -f -- ${shq(keep)} ${shq(`${bin}.old`)}; fi`);
     // (lua needs lua_package_path to start at all; a removed module's directives stop the old
     // config from loading). So nginx-config, which writes and tests that configuration with the new
     // binary, performs the upgrade; this marker tells it to. A stopped nginx is started by nginx-service.
-    plan.commands.push(`if systemctl is-active --quiet nginx; then : > ${shq(L.upgradePending)}; echo 'the running nginx moves to the new binary once nginx-config has written the configuration for it'; else echo 'nginx is not running: nothing to upgrade in place'; fi`);
+    plan.commands.push(
+      `if systemctl is-active --quiet nginx; then : > ${shq(L.upgradePending)}; echo 'the running nginx moves to the new binary once nginx-config has written the configuration for it'; else echo 'nginx is not running: nothing to upgrade in place'; fi`,
+    );
     plan.commands.push(`echo ${shq(id)} > ${shq(L.installedMarker)}`);
     return plan;
   },
   async check(ctx) {
     const L = layout(ctx.runbook);
-    return probe(ctx, `[ -x ${shq(L.nginxBinary)} ] && ${shq(L.nginxBinary)} -v >/dev/null 2>&1 && [ "$(cat ${shq(L.installedMarker)} 2>/dev/null)" = ${shq(buildId(ctx))} ]`);
+    return probe(
+      ctx,
+      `[ -x ${shq(L.nginxBinary)} ] && ${shq(L.nginxBinary)} -v >/dev/null 2>&1 && [ "$(cat ${shq(L.installedMarker)} 2>/dev/null)" = ${shq(buildId(ctx))} ]`,
+    );
   },
 };

@@ -27,12 +27,16 @@ export const keepalivedBuildStep: Step = {
     const plan = emptyPlan();
     if (rb.keepalived.install === 'source') {
       const dir = L.srcDir('keepalived');
-      plan.commands.push(`cd ${shq(dir)} && ./configure --prefix=${shq(rb.keepalived.prefix)} --sysconfdir=/etc && make -j${jobs(pc)} && make install`);
+      plan.commands.push(
+        `cd ${shq(dir)} && ./configure --prefix=${shq(rb.keepalived.prefix)} --sysconfdir=/etc && make -j${jobs(pc)} && make install`,
+      );
       plan.commands.push(`${shq(L.keepalivedBinary)} --version 2>&1 | sed -n 1p`);
     } else {
       const pm = pc.facts.packageManager;
       const pkgs = packagesFor('keepalivedPackage', pc.facts).join(' ');
-      plan.commands.push(pm === 'apt' ? `DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${pkgs}` : `${pm} install -y ${pkgs}`);
+      plan.commands.push(
+        pm === 'apt' ? `DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${pkgs}` : `${pm} install -y ${pkgs}`,
+      );
       // The package may start keepalived with its example config; ours starts it in the start step.
       plan.commands.push('systemctl stop keepalived 2>/dev/null || true');
     }
@@ -43,9 +47,10 @@ export const keepalivedBuildStep: Step = {
   async check(ctx) {
     const rb = ctx.runbook;
     const L = layout(rb);
-    const versionOk = rb.keepalived.install === 'source'
-      ? `${shq(L.keepalivedBinary)} --version 2>&1 | grep -F ${shq(`Keepalived v${rb.keepalived.version} `)} >/dev/null`
-      : `[ -x ${shq(L.keepalivedBinary)} ]`;
+    const versionOk =
+      rb.keepalived.install === 'source'
+        ? `${shq(L.keepalivedBinary)} --version 2>&1 | grep -F ${shq(`Keepalived v${rb.keepalived.version} `)} >/dev/null`
+        : `[ -x ${shq(L.keepalivedBinary)} ]`;
     return (await filesMatch(ctx)) && probe(ctx, versionOk);
   },
 };

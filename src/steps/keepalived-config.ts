@@ -58,8 +58,13 @@ export const keepalivedConfigStep: Step = {
     const test = `${shq(L.keepalivedBinary)} -t -f ${shq(staged)}`;
     const r = await ctx.t.exec(`${test}; rc=$?; rm -f ${shq(staged)}; exit $rc`, { onLine: ctx.progress });
     if (r.code !== 0) {
-      const why = r.code === 5 ? ' (script security refused a script: check ownership and modes of /etc/keepalived/scripts)' : '';
-      throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}${why}\n(the live configuration was left untouched)`);
+      const why =
+        r.code === 5 ? ' (script security refused a script: check ownership and modes of /etc/keepalived/scripts)' : '';
+      throw new CommandFailedError(
+        test,
+        r.code,
+        `${r.stdout}\n${r.stderr}${why}\n(the live configuration was left untouched)`,
+      );
     }
     await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
     for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);

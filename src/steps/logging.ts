@@ -8,8 +8,19 @@ export function loggingFiles(pc: PlanContext) {
   const facilityNumber = Number(rb.logging.facility.replace('local', ''));
   return [
     { path: keepalivedEnvFile(pc.facts), content: render('keepalived.env.njk', { facilityNumber }), mode: 0o644 },
-    { path: L.rsyslogDropIn, content: render('rsyslog-keepalived.conf.njk', { facility: rb.logging.facility, logFile: rb.logging.keepalivedLog }), mode: 0o644 },
-    { path: L.logrotate, content: render('logrotate-keepalived.njk', { logFile: rb.logging.keepalivedLog }), mode: 0o644 },
+    {
+      path: L.rsyslogDropIn,
+      content: render('rsyslog-keepalived.conf.njk', {
+        facility: rb.logging.facility,
+        logFile: rb.logging.keepalivedLog,
+      }),
+      mode: 0o644,
+    },
+    {
+      path: L.logrotate,
+      content: render('logrotate-keepalived.njk', { logFile: rb.logging.keepalivedLog }),
+      mode: 0o644,
+    },
   ];
 }
 
@@ -23,7 +34,9 @@ export const loggingStep: Step = {
     const plan = emptyPlan();
     plan.files.push(...loggingFiles(pc));
     const pm = pc.facts.packageManager;
-    plan.commands.push(`command -v rsyslogd >/dev/null || ${pm === 'apt' ? 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsyslog' : `${pm} install -y rsyslog`}`);
+    plan.commands.push(
+      `command -v rsyslogd >/dev/null || ${pm === 'apt' ? 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsyslog' : `${pm} install -y rsyslog`}`,
+    );
     plan.commands.push('systemctl enable rsyslog >/dev/null 2>&1 || true; systemctl restart rsyslog');
     // keepalived reads its options only at start.
     plan.commands.push('if systemctl is-active --quiet keepalived; then systemctl restart keepalived; fi');

@@ -52,12 +52,24 @@ export function includeFiles(pc: PlanContext): PlannedFile[] {
   };
   const base = (rel: string) => rel.split('/').pop()!;
   // Lua modules live under the conf directory too: they are staged and tested with it.
-  const lua = Object.entries(pc.siteFiles?.lua ?? {})
-    .map(([inside, c]) => ({ path: remotePathInside(`${L.confDir}/${LUA_DIR}`, inside, 'site.include.lua'), content: c, mode: 0o644 }));
-  if (rb.site.include.lua.length > 0 && lua.length === 0) throw new InvalidInputError('site.include.lua: the Lua files were not read on the control machine');
+  const lua = Object.entries(pc.siteFiles?.lua ?? {}).map(([inside, c]) => ({
+    path: remotePathInside(`${L.confDir}/${LUA_DIR}`, inside, 'site.include.lua'),
+    content: c,
+    mode: 0o644,
+  }));
+  if (rb.site.include.lua.length > 0 && lua.length === 0)
+    throw new InvalidInputError('site.include.lua: the Lua files were not read on the control machine');
   return [
-    ...rb.site.include.http.map((rel, i) => ({ path: remotePathInside(`${L.confDir}/conf.d`, `${HTTP_PREFIX}${base(rel)}`, `site.include.http[${i}]`), content: content(rel), mode: 0o644 })),
-    ...rb.site.include.server.map((rel, i) => ({ path: remotePathInside(`${L.confDir}/${SERVER_DIR}`, base(rel), `site.include.server[${i}]`), content: content(rel), mode: 0o644 })),
+    ...rb.site.include.http.map((rel, i) => ({
+      path: remotePathInside(`${L.confDir}/conf.d`, `${HTTP_PREFIX}${base(rel)}`, `site.include.http[${i}]`),
+      content: content(rel),
+      mode: 0o644,
+    })),
+    ...rb.site.include.server.map((rel, i) => ({
+      path: remotePathInside(`${L.confDir}/${SERVER_DIR}`, base(rel), `site.include.server[${i}]`),
+      content: content(rel),
+      mode: 0o644,
+    })),
     ...lua,
   ];
 }
@@ -138,7 +150,13 @@ export const nginxConfigStep: Step = {
     if (!(await filesMatch(ctx))) return false;
     const keep = ctx.plan.files.map((f) => f.path);
     // Include files removed from the runbook must be gone from the host too.
-    return probe(ctx, staleIncludesProbe(L.confDir, keep.map((k) => k.slice(L.confDir.length + 1))));
+    return probe(
+      ctx,
+      staleIncludesProbe(
+        L.confDir,
+        keep.map((k) => k.slice(L.confDir.length + 1)),
+      ),
+    );
   },
   async run(ctx) {
     const L = layout(ctx.runbook);
@@ -147,7 +165,10 @@ export const nginxConfigStep: Step = {
     // prefix of its own, so `$prefix` paths (lua_package_path) resolve to the staged Lua files too.
     const stage = `${L.nginxHome}/.ha-setup-conf-test`;
     const stageConf = `${stage}/conf`;
-    await runCommand(ctx, `rm -rf ${shq(stage)} && mkdir -p ${shq(`${stage}/logs`)} && cp -a ${shq(L.confDir)} ${shq(stageConf)} && mkdir -p ${shq(`${stageConf}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`);
+    await runCommand(
+      ctx,
+      `rm -rf ${shq(stage)} && mkdir -p ${shq(`${stage}/logs`)} && cp -a ${shq(L.confDir)} ${shq(stageConf)} && mkdir -p ${shq(`${stageConf}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`,
+    );
     for (const f of ctx.plan.files) {
       const staged = f.path.replace(L.confDir, stageConf);
       await ctx.t.writeFile(staged, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
@@ -158,7 +179,10 @@ export const nginxConfigStep: Step = {
     if (r.code !== 0) {
       // A new binary waiting for this configuration refuses it too: it goes, the running one comes
       // back on disk (kept as .failed, like the upgrade script does), and install runs again next time.
-      const back = await ctx.t.exec(`if [ -e ${shq(L.upgradePending)} ]; then ${revertPendingBinary(L)}; echo "master $(cat ${shq(L.pidFile)} 2>/dev/null)"; fi`, { quiet: true });
+      const back = await ctx.t.exec(
+        `if [ -e ${shq(L.upgradePending)} ]; then ${revertPendingBinary(L)}; echo "master $(cat ${shq(L.pidFile)} 2>/dev/null)"; fi`,
+        { quiet: true },
+      );
       const master = /master (\d+)/.exec(back.stdout)?.[1];
       const why = master
         ? `the new binary refuses the new ${L.confFile}; master ${master} keeps serving with the old binary (back in ${L.nginxBinary}, the new one kept as ${L.nginxBinary}.failed)`
@@ -166,9 +190,13 @@ export const nginxConfigStep: Step = {
       throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(${why})`);
     }
     // A deferred hot upgrade can still fail: keep the configuration the running master has, to put back.
-    await runCommand(ctx, `if [ -e ${shq(L.upgradePending)} ]; then rm -rf -- ${shq(L.confBeforeUpgrade)} && cp -a -- ${shq(L.confDir)} ${shq(L.confBeforeUpgrade)}; fi`);
+    await runCommand(
+      ctx,
+      `if [ -e ${shq(L.upgradePending)} ]; then rm -rf -- ${shq(L.confBeforeUpgrade)} && cp -a -- ${shq(L.confDir)} ${shq(L.confBeforeUpgrade)}; fi`,
+    );
     await runCommand(ctx, staleIncludesScript(L.confDir, ctx.plan.files, L.confDir));
-    for (const f of ctx.plan.files) await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
+    for (const f of ctx.plan.files)
+      await ctx.t.writeFile(f.path, substituteSecrets(f.content, ctx.secrets), { mode: f.mode });
     for (const cmd of ctx.plan.commands) await runCommand(ctx, cmd);
   },
 };

@@ -39,6 +39,8 @@ systemctl is-active nginx`);
     return plan;
   },
   async check(ctx) {
-    return (await filesMatch(ctx)) && probe(ctx, 'systemctl is-enabled --quiet nginx && systemctl is-active --quiet nginx');
+    return (
+      (await filesMatch(ctx)) && probe(ctx, 'systemctl is-enabled --quiet nginx && systemctl is-active --quiet nginx')
+    );
   },
 };

@@ -8,7 +8,9 @@ export function packageList(pc: PlanContext): string[] {
   const pm = pc.facts.packageManager;
   const list = [
     ...packagesFor('build', pc.facts),
-    ...(rb.keepalived.install === 'source' ? packagesFor('keepalived', pc.facts) : packagesFor('keepalivedPackage', pc.facts)),
+    ...(rb.keepalived.install === 'source'
+      ? packagesFor('keepalived', pc.facts)
+      : packagesFor('keepalivedPackage', pc.facts)),
     ...packagesFor('runtime', pc.facts),
   ];
   for (const m of selectedModules(rb)) {
@@ -21,16 +23,18 @@ export function packageList(pc: PlanContext): string[] {
 }
 
 function missingScript(pc: PlanContext, pkgs: string[]): string {
-  const q = pc.facts.packageManager === 'apt'
-    ? `dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null`
-    : 'rpm -q "$p" >/dev/null 2>&1';
+  const q =
+    pc.facts.packageManager === 'apt'
+      ? `dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null`
+      : 'rpm -q "$p" >/dev/null 2>&1';
   return `missing=""; for p in ${shqAll(pkgs)}; do ${q} || missing="$missing $p"; done`;
 }
 
 /** lua-resty-core and lua-resty-lrucache as plain files unpacked from the distribution's packages. */
 function luaRestyCommand(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
-  if (rb.build.flavor !== 'nginx' || !rb.build.modules.includes('lua') || pc.facts.packageManager !== 'apt') return undefined;
+  if (rb.build.flavor !== 'nginx' || !rb.build.modules.includes('lua') || pc.facts.packageManager !== 'apt')
+    return undefined;
   const dir = layout(rb).luaDir;
   return [
     `if [ ! -f ${shq(`${dir}/usr/share/lua/5.1/resty/core.lua`)} ]; then`,
@@ -51,24 +55,33 @@ export const packagesStep: Step = {
     const plan = emptyPlan();
     const pkgs = packageList(pc);
     const pm = pc.facts.packageManager;
-    const install = pm === 'apt'
-      ? 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing'
-      : `${pm} install -y $missing`;
-    plan.commands.push(`${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`);
+    const install =
+      pm === 'apt'
+        ? 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing'
+        : `${pm} install -y $missing`;
+    plan.commands.push(
+      `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`,
+    );
     // yum exits 0 when a name does not exist; ask the package database, so a missing package fails
     // here by name instead of later in configure.
-    plan.commands.push(`${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "not installed after the install command:$missing (wrong name for this release, or a repository such as EPEL is missing)" >&2; exit 1; fi`);
+    plan.commands.push(
+      `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "not installed after the install command:$missing (wrong name for this release, or a repository such as EPEL is missing)" >&2; exit 1; fi`,
+    );
     const lua = luaRestyCommand(pc);
     if (lua) plan.commands.push(lua);
     if (pc.facts.family === 'el' && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) {
-      plan.notes.push(`luajit-devel comes from EPEL: enable it (${pc.facts.packageManager} install epel-release) if the install fails`);
+      plan.notes.push(
+        `luajit-devel comes from EPEL: enable it (${pc.facts.packageManager} install epel-release) if the install fails`,
+      );
     }
     plan.notes.push(`packages: ${pkgs.join(' ')}`);
     return plan;
   },
   async check(ctx) {
     const pkgs = packageList(ctx);
-    const lua = luaRestyCommand(ctx) ? `[ -f ${shq(`${layout(ctx.runbook).luaDir}/usr/share/lua/5.1/resty/core.lua`)} ]` : 'true';
+    const lua = luaRestyCommand(ctx)
+      ? `[ -f ${shq(`${layout(ctx.runbook).luaDir}/usr/share/lua/5.1/resty/core.lua`)} ]`
+      : 'true';
     return probe(ctx, `${missingScript(ctx, pkgs)}\n[ -z "$missing" ] && ${lua}`);
   },
 };

@@ -24,7 +24,8 @@ export function corePatches(pc: PlanContext): CorePatchTask[] {
   return out;
 }
 
-const appliedTest = (t: CorePatchTask) => `patch -p1 -R --dry-run -s -f -d ${shq(t.target)} < ${shq(t.patchFile)} >/dev/null 2>&1`;
+const appliedTest = (t: CorePatchTask) =>
+  `patch -p1 -R --dry-run -s -f -d ${shq(t.target)} < ${shq(t.patchFile)} >/dev/null 2>&1`;
 
 export const patchStep: Step = {
   id: 'patch',
@@ -34,7 +35,9 @@ export const patchStep: Step = {
   plan(pc): StepPlan {
     const plan = emptyPlan();
     for (const t of corePatches(pc)) {
-      plan.commands.push(`if ${appliedTest(t)}; then echo 'already applied'; else patch -p1 -f -d ${shq(t.target)} < ${shq(t.patchFile)}; fi`);
+      plan.commands.push(
+        `if ${appliedTest(t)}; then echo 'already applied'; else patch -p1 -f -d ${shq(t.target)} < ${shq(t.patchFile)}; fi`,
+      );
       plan.notes.push(`${t.module}: ${t.patchFile} -> ${t.target}`);
     }
     return plan;

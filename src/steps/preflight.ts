@@ -18,16 +18,25 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   if (!addrs) {
     problems.push(`interface ${iface} does not exist (found: ${Object.keys(ctx.facts.interfaces).join(', ')})`);
   } else if (!addrs.some((a) => inSubnet(a.split('/')[0], cidr))) {
-    problems.push(`interface ${iface} has no address in the VIP's subnet ${rb.vrrp.vip} (it has: ${addrs.join(', ') || 'none'})`);
+    problems.push(
+      `interface ${iface} has no address in the VIP's subnet ${rb.vrrp.vip} (it has: ${addrs.join(', ') || 'none'})`,
+    );
   }
-  if (ctx.facts.freeDiskMb < MIN_FREE_MB) problems.push(`only ${ctx.facts.freeDiskMb} MiB free for ${rb.build.buildDir}; at least ${MIN_FREE_MB} MiB are needed`);
+  if (ctx.facts.freeDiskMb < MIN_FREE_MB)
+    problems.push(
+      `only ${ctx.facts.freeDiskMb} MiB free for ${rb.build.buildDir}; at least ${MIN_FREE_MB} MiB are needed`,
+    );
   if (!ctx.facts.systemd) problems.push('systemd is not running; ha-setup manages services with systemd');
   // The same rules `validate --os` and `plan --offline --os` apply.
   for (const p of releaseProblems(rb, ctx.facts.release)) problems.push(`${p.path}: ${p.message}`);
 
-  const times = Object.values(ctx.clusterFacts).map((f) => f.epochMs).filter((t) => t > 0);
+  const times = Object.values(ctx.clusterFacts)
+    .map((f) => f.epochMs)
+    .filter((t) => t > 0);
   if (times.length > 1 && Math.max(...times) - Math.min(...times) > MAX_SKEW_MS) {
-    problems.push(`clocks differ by ${Math.max(...times) - Math.min(...times)} ms between nodes (more than ${MAX_SKEW_MS} ms); enable NTP (chrony or systemd-timesyncd)`);
+    problems.push(
+      `clocks differ by ${Math.max(...times) - Math.min(...times)} ms between nodes (more than ${MAX_SKEW_MS} ms); enable NTP (chrony or systemd-timesyncd)`,
+    );
   }
 
   const L = layout(rb);
@@ -38,27 +47,45 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   if (users !== '' && !users.includes('nginx')) {
     problems.push(`port ${port} is in use by another program: ${users.split('\n')[0]}`);
   } else if (users.includes('nginx')) {
-    const ours = await ctx.t.exec(`pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null`, { quiet: true });
-    if (ours.code !== 0) problems.push(`port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`);
+    const ours = await ctx.t.exec(`pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null`, {
+      quiet: true,
+    });
+    if (ours.code !== 0)
+      problems.push(
+        `port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,
+      );
   }
 
   // Once our keepalived runs here with this VRID, the VIP and the VRID's adverts on the segment are
   // this cluster's own: the network probes below (several seconds) were done on the first apply.
   const vrid = rb.vrrp.virtualRouterId;
-  const ourKeepalived = await ctx.t.exec(`systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${vrid}`)} ${shq(L.keepalivedConf)}`, { quiet: true });
+  const ourKeepalived = await ctx.t.exec(
+    `systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${vrid}`)} ${shq(L.keepalivedConf)}`,
+    { quiet: true },
+  );
   if (ourKeepalived.code === 0) return problems;
 
   await ensureProbeTools(ctx);
 
   // The VIP must not answer unless a node of this cluster holds it (known from every node's facts).
-  const heldByCluster = Object.values(ctx.clusterFacts).some((f) => Object.values(f.interfaces).flat().some((a) => a.split('/')[0] === cidr.address));
+  const heldByCluster = Object.values(ctx.clusterFacts).some((f) =>
+    Object.values(f.interfaces)
+      .flat()
+      .some((a) => a.split('/')[0] === cidr.address),
+  );
   if (!heldByCluster && addrs) {
     const probeVip = await ctx.t.exec(
       `if command -v arping >/dev/null; then arping -c 2 -w 2 -I ${shq(iface)} ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; ` +
-      `elif command -v ping >/dev/null; then ping -c 1 -W 1 ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; else echo unknown; fi`, { quiet: true });
+        `elif command -v ping >/dev/null; then ping -c 1 -W 1 ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; else echo unknown; fi`,
+      { quiet: true },
+    );
     const verdict = probeVip.stdout.trim();
-    if (verdict === 'answered') problems.push(`the VIP ${cidr.address} already answers on the network and no node of this cluster holds it; another host uses it`);
-    else if (verdict === 'unknown') ctx.warn('neither arping nor ping is installed: could not check that the VIP is free');
+    if (verdict === 'answered')
+      problems.push(
+        `the VIP ${cidr.address} already answers on the network and no node of this cluster holds it; another host uses it`,
+      );
+    else if (verdict === 'unknown')
+      ctx.warn('neither arping nor ping is installed: could not check that the VIP is free');
   }
 
   // Listen for VRRP adverts with our VRID from hosts outside this cluster.
@@ -67,11 +94,15 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     { quiet: true },
   );
   const out = listen.stdout.trim();
-  if (out === 'no-tcpdump') ctx.warn(`tcpdump is not installed: could not listen for VRRP adverts with VRID ${vrid} on ${iface}`);
+  if (out === 'no-tcpdump')
+    ctx.warn(`tcpdump is not installed: could not listen for VRRP adverts with VRID ${vrid} on ${iface}`);
   else {
     const clusterHosts = new Set(ctx.cluster.map((n) => n.host));
     const foreign = out.split('\n').filter((s) => s !== '' && !clusterHosts.has(s));
-    if (foreign.length > 0) problems.push(`VRID ${vrid} is already advertised on ${iface} by ${foreign.join(', ')}; choose another vrrp.virtualRouterId`);
+    if (foreign.length > 0)
+      problems.push(
+        `VRID ${vrid} is already advertised on ${iface} by ${foreign.join(', ')}; choose another vrrp.virtualRouterId`,
+      );
   }
   return problems;
 }
@@ -84,10 +115,14 @@ async function ensureProbeTools(ctx: StepContext): Promise<void> {
   const pkgs = packagesFor('preflight', ctx.facts);
   if (pkgs.length === 0) return;
   const pm = ctx.facts.packageManager;
-  const install = pm === 'apt'
-    ? `export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1; }`
-    : `${pm} install -y ${shqAll(pkgs)} >/dev/null 2>&1`;
-  const r = await ctx.t.exec(`if command -v tcpdump >/dev/null && command -v arping >/dev/null; then exit 0; fi\n${install}\ncommand -v tcpdump >/dev/null && command -v arping >/dev/null`, { quiet: true });
+  const install =
+    pm === 'apt'
+      ? `export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1; }`
+      : `${pm} install -y ${shqAll(pkgs)} >/dev/null 2>&1`;
+  const r = await ctx.t.exec(
+    `if command -v tcpdump >/dev/null && command -v arping >/dev/null; then exit 0; fi\n${install}\ncommand -v tcpdump >/dev/null && command -v arping >/dev/null`,
+    { quiet: true },
+  );
   if (r.code !== 0) ctx.warn(`could not install ${pkgs.join(' ')} for the network checks`);
 }
 
@@ -101,7 +136,9 @@ export const preflightStep: Step = {
   always: true,
   plan(): StepPlan {
     const plan = emptyPlan();
-    plan.notes.push('checks: interface and subnet, VIP free, site port free, disk space, clock skew, sudo, VRID not in use');
+    plan.notes.push(
+      'checks: interface and subnet, VIP free, site port free, disk space, clock skew, sudo, VRID not in use',
+    );
     return plan;
   },
   async check() {

@@ -19,15 +19,25 @@ function sourcesStepFor(id: string, title: string, wanted: (sourceId: string) =>
     plan: (pc) => planFor(pc, refs(pc)),
     async check(ctx) {
       const L = layout(ctx.runbook);
-      const tests = refs(ctx).map((ref) =>
-        `[ "$(cat ${shq(marker(L.srcDir(ref.id)))} 2>/dev/null)" = ${shq(ctx.sources[ref.id]?.sha256 ?? 'missing')} ]`);
+      const tests = refs(ctx).map(
+        (ref) =>
+          `[ "$(cat ${shq(marker(L.srcDir(ref.id)))} 2>/dev/null)" = ${shq(ctx.sources[ref.id]?.sha256 ?? 'missing')} ]`,
+      );
       return probe(ctx, tests.join(' && ') || 'true');
     },
   };
 }
 
-export const sourcesStep = sourcesStepFor('sources', 'Upload and unpack verified nginx sources', (id) => id !== 'keepalived');
-export const keepalivedSourcesStep = sourcesStepFor('keepalived-sources', 'Upload and unpack the verified keepalived source', (id) => id === 'keepalived');
+export const sourcesStep = sourcesStepFor(
+  'sources',
+  'Upload and unpack verified nginx sources',
+  (id) => id !== 'keepalived',
+);
+export const keepalivedSourcesStep = sourcesStepFor(
+  'keepalived-sources',
+  'Upload and unpack the verified keepalived source',
+  (id) => id === 'keepalived',
+);
 
 function planFor(pc: PlanContext, wanted: Array<{ id: string; version: string }>): StepPlan {
   const plan = emptyPlan();
@@ -40,10 +50,14 @@ function planFor(pc: PlanContext, wanted: Array<{ id: string; version: string }>
     const dir = L.srcDir(ref.id);
     plan.uploads.push({ local: src.path, remote, sha256: src.sha256, mode: 0o644 });
     // Unpacked under a name of our own (--strip-components) so paths never depend on the tarball's top directory.
-    plan.commands.push(`rm -rf ${shq(dir)} && mkdir -p ${shq(dir)} && tar -xf ${shq(remote)} -C ${shq(dir)} --strip-components=1 --no-same-owner && echo ${shq(src.sha256)} > ${shq(marker(dir))}`);
-    plan.notes.push(src.git
-      ? `${ref.id} ${ref.version} git ${src.git.url} ${src.git.ref} = commit ${src.git.commit}`
-      : `${ref.id} ${ref.version} sha256 ${src.sha256}`);
+    plan.commands.push(
+      `rm -rf ${shq(dir)} && mkdir -p ${shq(dir)} && tar -xf ${shq(remote)} -C ${shq(dir)} --strip-components=1 --no-same-owner && echo ${shq(src.sha256)} > ${shq(marker(dir))}`,
+    );
+    plan.notes.push(
+      src.git
+        ? `${ref.id} ${ref.version} git ${src.git.url} ${src.git.ref} = commit ${src.git.commit}`
+        : `${ref.id} ${ref.version} sha256 ${src.sha256}`,
+    );
   }
   return plan;
 }

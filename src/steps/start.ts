@@ -9,7 +9,9 @@ export const startStep: Step = {
   disruptive: true,
   plan(): StepPlan {
     const plan = emptyPlan();
-    plan.commands.push('systemctl daemon-reload && systemctl enable keepalived && systemctl restart keepalived && sleep 0.5 && systemctl is-active keepalived');
+    plan.commands.push(
+      'systemctl daemon-reload && systemctl enable keepalived && systemctl restart keepalived && sleep 0.5 && systemctl is-active keepalived',
+    );
     return plan;
   },
   async check(ctx) {

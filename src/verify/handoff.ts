@@ -24,12 +24,21 @@ export const HANDOFF_MAX_DRAIN_MS = 10_000;
 export function handoffScript(rb: Runbook, iface: string): string {
   const L = layout(rb);
   return render('handoff.sh.njk', {
-    vip: parseCidr(rb.vrrp.vip)!.address, iface, port: rb.site.listen, stateFile: L.handoffState, expireSeconds: HANDOFF_EXPIRE_SECONDS,
+    vip: parseCidr(rb.vrrp.vip)!.address,
+    iface,
+    port: rb.site.listen,
+    stateFile: L.handoffState,
+    expireSeconds: HANDOFF_EXPIRE_SECONDS,
   });
 }
 
 /** The commands each side runs, in order (takeover names the old holder). Pure. */
-export function handoffCommands(rb: Runbook): { release: string; takeover: (oldHolderAddress: string) => string; connections: string; end: string } {
+export function handoffCommands(rb: Runbook): {
+  release: string;
+  takeover: (oldHolderAddress: string) => string;
+  connections: string;
+  end: string;
+} {
   const s = shq(layout(rb).handoffScript);
   return {
     release: `/bin/sh ${s} release`,
@@ -54,13 +63,17 @@ export interface Handoff {
   end(moved: boolean): Promise<void>;
 }
 
-
 /**
  * Prepare both nodes before the VIP moves from `from` to `to`. When a node cannot take part (no nft,
  * a kernel without nft dup), the move goes ahead as before and the log says that connections open at
  * that instant may be reset.
  */
-export async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle, log: (l: string) => void): Promise<Handoff> {
+export async function beginHandoff(
+  rb: Runbook,
+  from: NodeHandle,
+  to: NodeHandle,
+  log: (l: string) => void,
+): Promise<Handoff> {
   const L = layout(rb);
   const c = handoffCommands(rb);
   const both = [from, to];
@@ -70,15 +83,22 @@ export async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle
   try {
     const fromAddress = await addressOnInterface(from, rb);
     if (!fromAddress) throw new Error(`${from.node.name} has no IPv4 address of its own on ${from.node.interface}`);
-    await Promise.all(both.map((h) => h.t.exec(`mkdir -p ${shq(L.handoffScript.replace(/\/[^/]+$/, ''))}`, { quiet: true })
-      .then(() => h.t.writeFile(L.handoffScript, handoffScript(rb, h.node.interface), { mode: 0o700 }))));
+    await Promise.all(
+      both.map((h) =>
+        h.t
+          .exec(`mkdir -p ${shq(L.handoffScript.replace(/\/[^/]+$/, ''))}`, { quiet: true })
+          .then(() => h.t.writeFile(L.handoffScript, handoffScript(rb, h.node.interface), { mode: 0o700 })),
+      ),
+    );
     const rel = await from.t.exec(c.release, { quiet: true });
     if (rel.code !== 0) throw new Error(`${from.node.name}: ${(rel.stderr || rel.stdout).trim()}`);
     const take = await to.t.exec(c.takeover(fromAddress), { quiet: true });
     if (take.code !== 0) throw new Error(`${to.node.name}: ${(take.stderr || take.stdout).trim()}`);
   } catch (e) {
     await undo();
-    log(`connection handoff unavailable (${(e as Error).message.split('\n')[0]}): connections open at the instant the VIP moves may be reset`);
+    log(
+      `connection handoff unavailable (${(e as Error).message.split('\n')[0]}): connections open at the instant the VIP moves may be reset`,
+    );
     return { end: async () => undefined };
   }
   return {
@@ -88,13 +108,19 @@ export async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle
       if (moved) {
         // The old holder drains: at least the minimum, until it has no connection on the VIP, at most the maximum.
         await sleep(250);
-        ({ last: open = -1 } = await pollUntil(async () => {
-          const r = await from.t.exec(c.connections, { quiet: true }).catch(() => undefined);
-          const n = r && r.code === 0 ? Number(r.stdout.trim()) : -1;
-          return { done: n === 0 && Date.now() - start >= HANDOFF_MIN_DRAIN_MS, value: n };
-        }, { budgetMs: HANDOFF_MAX_DRAIN_MS - 250, intervalMs: 250 }));
+        ({ last: open = -1 } = await pollUntil(
+          async () => {
+            const r = await from.t.exec(c.connections, { quiet: true }).catch(() => undefined);
+            const n = r && r.code === 0 ? Number(r.stdout.trim()) : -1;
+            return { done: n === 0 && Date.now() - start >= HANDOFF_MIN_DRAIN_MS, value: n };
+          },
+          { budgetMs: HANDOFF_MAX_DRAIN_MS - 250, intervalMs: 250 },
+        ));
       }
-      if (open > 0) log(`handoff: ${from.node.name} still had ${open} connection(s) on the VIP after ${HANDOFF_MAX_DRAIN_MS / 1000} s; they are closed now`);
+      if (open > 0)
+        log(
+          `handoff: ${from.node.name} still had ${open} connection(s) on the VIP after ${HANDOFF_MAX_DRAIN_MS / 1000} s; they are closed now`,
+        );
       await undo();
     },
   };

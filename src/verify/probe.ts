@@ -16,14 +16,27 @@ export interface Prober {
   stop(): Promise<ProbeSample[]>;
 }
 
-export function probeOnce(host: string, port: number, timeoutMs: number): Promise<{ ok: boolean; node?: string; error?: string }> {
+export function probeOnce(
+  host: string,
+  port: number,
+  timeoutMs: number,
+): Promise<{ ok: boolean; node?: string; error?: string }> {
   return new Promise((resolve) => {
     // A fresh connection each time (agent: false): a kept-alive socket would hide a moved VIP.
-    const req = http.request({ host, port, path: '/ha-health', method: 'GET', agent: false, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(res.statusCode === 200 ? { ok: true, node: body.trim() } : { ok: false, error: `HTTP ${res.statusCode}` }));
-    });
+    const req = http.request(
+      { host, port, path: '/ha-health', method: 'GET', agent: false, timeout: timeoutMs },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () =>
+          resolve(
+            res.statusCode === 200 ? { ok: true, node: body.trim() } : { ok: false, error: `HTTP ${res.statusCode}` },
+          ),
+        );
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e) => resolve({ ok: false, error: e.message }));
     req.end();
@@ -74,7 +87,9 @@ export function measureOutage(samples: ProbeSample[], newHolder: string): Outage
   const answeredBy = [...new Set(samples.filter((s) => s.ok).map((s) => s.node!))];
   if (failed.length === 0) return { downtimeMs: 0, failedRequests: 0, totalRequests: samples.length, answeredBy };
   const firstFail = failed[0].sentAt;
-  const recovered = samples.filter((s) => s.ok && s.node === newHolder && s.doneAt > firstFail).sort((a, b) => a.doneAt - b.doneAt)[0];
+  const recovered = samples
+    .filter((s) => s.ok && s.node === newHolder && s.doneAt > firstFail)
+    .sort((a, b) => a.doneAt - b.doneAt)[0];
   const lastFail = failed[failed.length - 1].doneAt;
   const downtimeMs = Math.round((recovered ? recovered.doneAt : lastFail) - firstFail);
   return { downtimeMs, failedRequests: failed.length, totalRequests: samples.length, answeredBy };
@@ -82,14 +97,23 @@ export function measureOutage(samples: ProbeSample[], newHolder: string): Outage
 
 /** The part of a transport the remote prober needs. */
 export interface ProbeHost {
-  exec(script: string, opts?: { onStdout?: (text: string) => void; quiet?: boolean }): Promise<{ code: number; stdout: string }>;
+  exec(
+    script: string,
+    opts?: { onStdout?: (text: string) => void; quiet?: boolean },
+  ): Promise<{ code: number; stdout: string }>;
 }
 
 /**
  * The same probe run on a node (when the control machine cannot reach the VIP): a curl loop
  * printing `<epoch ms> OK <node>` or `<epoch ms> FAIL` per request until a stop file appears.
  */
-export function startRemoteProber(host: ProbeHost, vip: string, port: number, intervalMs = 50, timeoutMs = 250): Prober {
+export function startRemoteProber(
+  host: ProbeHost,
+  vip: string,
+  port: number,
+  intervalMs = 50,
+  timeoutMs = 250,
+): Prober {
   const stopFile = `/run/ha-setup-probe-stop-${process.pid}`;
   const samples: ProbeSample[] = [];
   let t0: number | undefined;
@@ -107,7 +131,13 @@ wait; rm -f ${stopFile}`;
     t0 ??= sent;
     const ok = m[3] !== undefined;
     // The node reports only when each request was sent; a failure took the full timeout.
-    samples.push({ sentAt: sent - t0, doneAt: sent - t0 + (ok ? 1 : timeoutMs), ok, node: m[3], error: ok ? undefined : 'no answer' });
+    samples.push({
+      sentAt: sent - t0,
+      doneAt: sent - t0 + (ok ? 1 : timeoutMs),
+      ok,
+      node: m[3],
+      error: ok ? undefined : 'no answer',
+    });
   };
   let partial = '';
   const running = host.exec(script, {

@@ -44,7 +44,6 @@ export interface Env {
   log: (l: string) => void;
 }
 
-
 async function exec(h: NodeHandle, script: string): Promise<void> {
   const r = await h.t.exec(script);
   if (r.code !== 0) throw new RunFailedError(`${h.node.name}: ${script} failed (${r.code})`, [r.stderr.trim()]);
@@ -84,7 +83,10 @@ async function action(env: Env, scenario: Scenario, holder: NodeHandle, target: 
       return exec(holder, 'systemctl stop keepalived');
     case 'node-down': {
       const veth = env.labVeths?.[holder.node.name];
-      if (!veth) throw new RunFailedError('the node-down scenario works on the lab only (it takes the node\'s link down from the lab host)');
+      if (!veth)
+        throw new RunFailedError(
+          "the node-down scenario works on the lab only (it takes the node's link down from the lab host)",
+        );
       await runLocal('ip', ['link', 'set', veth, 'down']);
       return;
     }
@@ -120,9 +122,17 @@ async function plannedMove(env: Env, holder: NodeHandle, target: NodeHandle): Pr
   // Outrank every other node as it stands now (a node may still carry a boost from an earlier move),
   // and only then clear the others' boosts: clearing first would let preemption move the VIP to a
   // node nobody asked for, outside the connection handoff.
-  const boosts = await Promise.all(env.handles.map(async (h) => Number((await h.t.exec(`cat ${shq(L.promoteFile)} 2>/dev/null || echo 0`, { quiet: true })).stdout.trim()) || 0));
+  const boosts = await Promise.all(
+    env.handles.map(
+      async (h) =>
+        Number((await h.t.exec(`cat ${shq(L.promoteFile)} 2>/dev/null || echo 0`, { quiet: true })).stdout.trim()) || 0,
+    ),
+  );
   const others = env.handles.filter((h) => h !== target);
-  const highest = Math.max(holder.node.priority, ...others.map((h) => h.node.priority + boosts[env.handles.indexOf(h)]));
+  const highest = Math.max(
+    holder.node.priority,
+    ...others.map((h) => h.node.priority + boosts[env.handles.indexOf(h)]),
+  );
   const boost = Math.min(254 - target.node.priority, Math.max(0, highest - target.node.priority + 10));
   await exec(target, `echo ${boost} > ${shq(L.promoteFile)}`);
   await Promise.all(others.map((h) => exec(h, `echo 0 > ${shq(L.promoteFile)}`)));
@@ -130,7 +140,14 @@ async function plannedMove(env: Env, holder: NodeHandle, target: NodeHandle): Pr
 
 export async function clearPromotions(env: Env): Promise<void> {
   const L = layout(env.rb);
-  await Promise.all(env.handles.map((h) => exec(h, `echo 0 > ${shq(L.promoteFile)}; echo 0 > ${shq(L.maintenanceFile)}; if systemctl is-active --quiet nginx; then echo 0 > ${shq(L.trackFile)}; fi`)));
+  await Promise.all(
+    env.handles.map((h) =>
+      exec(
+        h,
+        `echo 0 > ${shq(L.promoteFile)}; echo 0 > ${shq(L.maintenanceFile)}; if systemctl is-active --quiet nginx; then echo 0 > ${shq(L.trackFile)}; fi`,
+      ),
+    ),
+  );
 }
 
 async function waitFor(cond: () => Promise<boolean>, budgetMs: number): Promise<boolean> {
@@ -146,15 +163,27 @@ export function sustainedSplitBrain(timeline: Array<{ holders: string[] }>): boo
   return timeline.some((t, i) => t.holders.length > 1 && (timeline[i + 1]?.holders.length ?? 0) > 1);
 }
 
-async function measurePhase(env: Env, from: string, expectTo: (views: VrrpView[]) => string | undefined, act: () => Promise<void>, skip: () => Set<string>, probeFrom?: NodeHandle): Promise<PhaseResult> {
+async function measurePhase(
+  env: Env,
+  from: string,
+  expectTo: (views: VrrpView[]) => string | undefined,
+  act: () => Promise<void>,
+  skip: () => Set<string>,
+  probeFrom?: NodeHandle,
+): Promise<PhaseResult> {
   const vip = parseCidr(env.rb.vrrp.vip)!.address;
-  const prober = probeFrom ? startRemoteProber(probeFrom.t, vip, env.rb.site.listen) : startProber(vip, env.rb.site.listen);
+  const prober = probeFrom
+    ? startRemoteProber(probeFrom.t, vip, env.rb.site.listen)
+    : startProber(vip, env.rb.site.listen);
   const monitor = startHolderMonitor(env, skip);
   await sleep(400);
   await act();
   let to: string | undefined;
   const moved = await waitFor(async () => {
-    const views = await vrrpViews(env.handles.filter((h) => !skip().has(h.node.name)), env.rb);
+    const views = await vrrpViews(
+      env.handles.filter((h) => !skip().has(h.node.name)),
+      env.rb,
+    );
     to = expectTo(views);
     return to !== undefined && prober.samples.some((s) => s.ok && s.node === to);
   }, 30_000);
@@ -162,7 +191,14 @@ async function measurePhase(env: Env, from: string, expectTo: (views: VrrpView[]
   const samples = await prober.stop();
   const timeline = await monitor.stop();
   const maxHolders = Math.max(0, ...timeline.map((t) => t.holders.length));
-  return { from, to: moved ? to! : null, moved, splitBrain: sustainedSplitBrain(timeline), maxHolders, ...measureOutage(samples, to ?? '') };
+  return {
+    from,
+    to: moved ? to! : null,
+    moved,
+    splitBrain: sustainedSplitBrain(timeline),
+    maxHolders,
+    ...measureOutage(samples, to ?? ''),
+  };
 }
 
 /**
@@ -170,37 +206,59 @@ async function measurePhase(env: Env, from: string, expectTo: (views: VrrpView[]
  * and watch for split brain; then restore it and measure the failback (preempt) or confirm the
  * VIP stays where it went (nopreempt).
  */
-export async function verifyFailover(env: Env, scenario: Scenario, targetName?: string, probeFromName?: string): Promise<VerifyResult> {
+export async function verifyFailover(
+  env: Env,
+  scenario: Scenario,
+  targetName?: string,
+  probeFromName?: string,
+): Promise<VerifyResult> {
   const rb = env.rb;
   const vip = parseCidr(rb.vrrp.vip)!.address;
   const problems: string[] = [];
   await clearPromotions(env);
   const before = await vrrpViews(env.handles, rb);
   const holders = before.filter((v) => v.holdsVip);
-  if (holders.length !== 1) throw new RunFailedError(`before the test ${holders.length} nodes hold the VIP (exactly one should)`, before.map((v) => `${v.node}: ${v.state}${v.holdsVip ? ', holds the VIP' : ''}`));
+  if (holders.length !== 1)
+    throw new RunFailedError(
+      `before the test ${holders.length} nodes hold the VIP (exactly one should)`,
+      before.map((v) => `${v.node}: ${v.state}${v.holdsVip ? ', holds the VIP' : ''}`),
+    );
   const holder = env.handles.find((h) => h.node.name === holders[0].node)!;
   const others = env.handles.filter((h) => h !== holder).sort((a, b) => b.node.priority - a.node.priority);
   const target = targetName ? env.handles.find((h) => h.node.name === targetName) : others[0];
-  if (!target || target === holder) throw new RunFailedError(`--to ${targetName}: not a node that could take over (holder is ${holder.node.name})`);
+  if (!target || target === holder)
+    throw new RunFailedError(`--to ${targetName}: not a node that could take over (holder is ${holder.node.name})`);
   // Probe from this machine when it reaches the VIP; otherwise from a node that does not hold it.
-  let probeFrom = probeFromName ? env.handles.find((h) => h.node.name === probeFromName || h.node.host === probeFromName) : undefined;
+  let probeFrom = probeFromName
+    ? env.handles.find((h) => h.node.name === probeFromName || h.node.host === probeFromName)
+    : undefined;
   if (probeFromName && !probeFrom) throw new RunFailedError(`--probe-from ${probeFromName}: no such node`);
   let first = probeFrom ? { ok: false, error: 'not tried' } : await probeOnce(vip, rb.site.listen, 2000);
   if (!first.ok) {
     if (probeFrom) env.log(`probing the VIP from ${probeFrom.node.name}`);
     else {
       probeFrom = others[others.length - 1];
-      env.log(`this machine cannot reach http://${vip}:${rb.site.listen}/ha-health (${first.error}); probing from ${probeFrom.node.name} instead`);
+      env.log(
+        `this machine cannot reach http://${vip}:${rb.site.listen}/ha-health (${first.error}); probing from ${probeFrom.node.name} instead`,
+      );
     }
     const r = await probeFrom.t.exec(`curl -fsS -m 2 -- http://${vip}:${rb.site.listen}/ha-health`, { quiet: true });
     first = r.code === 0 ? { ok: true, node: r.stdout.trim() } : { ok: false, error: `curl exit ${r.code}` };
-    if (!first.ok) throw new RunFailedError(`http://${vip}:${rb.site.listen}/ha-health answers neither this machine nor ${probeFrom.node.name}`);
+    if (!first.ok)
+      throw new RunFailedError(
+        `http://${vip}:${rb.site.listen}/ha-health answers neither this machine nor ${probeFrom.node.name}`,
+      );
   }
-  if (first.node !== holder.node.name) problems.push(`/ha-health answered "${first.node}" but ${holder.node.name} holds the VIP`);
+  if (first.node !== holder.node.name)
+    problems.push(`/ha-health answered "${first.node}" but ${holder.node.name} holds the VIP`);
   // Every node must be able to take the VIP: nginx answers locally and keepalived runs, before any move.
   for (const h of env.handles) {
-    const r = await h.t.exec(`curl -fsS -m 2 -o /dev/null -- http://127.0.0.1:${rb.site.listen}/ha-health && echo nginx-ok; systemctl is-active keepalived >/dev/null && echo keepalived-ok; true`, { quiet: true });
-    if (!r.stdout.includes('nginx-ok')) problems.push(`${h.node.name}: nginx does not answer /ha-health on 127.0.0.1:${rb.site.listen}`);
+    const r = await h.t.exec(
+      `curl -fsS -m 2 -o /dev/null -- http://127.0.0.1:${rb.site.listen}/ha-health && echo nginx-ok; systemctl is-active keepalived >/dev/null && echo keepalived-ok; true`,
+      { quiet: true },
+    );
+    if (!r.stdout.includes('nginx-ok'))
+      problems.push(`${h.node.name}: nginx does not answer /ha-health on 127.0.0.1:${rb.site.listen}`);
     if (!r.stdout.includes('keepalived-ok')) problems.push(`${h.node.name}: keepalived is not running`);
   }
 
@@ -209,16 +267,27 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
   env.log(`${scenario}: ${holder.node.name} holds ${vip}; breaking it`);
   // A planned move hands the connections open at that instant over (the crash scenarios cannot).
   let handoff: Handoff | undefined;
-  const failover = await measurePhase(env, holder.node.name, (views) => views.find((v) => v.holdsVip && v.node !== holder.node.name)?.node, async () => {
-    if (scenario === 'node-down') down.add(holder.node.name);
-    if (scenario === 'planned') handoff = await beginHandoff(rb, holder, target, env.log);
-    await action(env, scenario, holder, target);
-  }, skip, probeFrom);
+  const failover = await measurePhase(
+    env,
+    holder.node.name,
+    (views) => views.find((v) => v.holdsVip && v.node !== holder.node.name)?.node,
+    async () => {
+      if (scenario === 'node-down') down.add(holder.node.name);
+      if (scenario === 'planned') handoff = await beginHandoff(rb, holder, target, env.log);
+      await action(env, scenario, holder, target);
+    },
+    skip,
+    probeFrom,
+  );
   await handoff?.end(failover.moved);
-  env.log(`${scenario}: VIP ${failover.moved ? `moved to ${failover.to}` : 'did not move'}; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`);
+  env.log(
+    `${scenario}: VIP ${failover.moved ? `moved to ${failover.to}` : 'did not move'}; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`,
+  );
   if (!failover.moved) problems.push(`the VIP did not move away from ${holder.node.name} within 30 s`);
-  if (failover.splitBrain) problems.push(`split brain: ${failover.maxHolders} nodes held the VIP at once during failover`);
-  if (failover.downtimeMs > rb.verify.maxDowntimeMs) problems.push(`downtime ${failover.downtimeMs} ms exceeds verify.maxDowntimeMs ${rb.verify.maxDowntimeMs}`);
+  if (failover.splitBrain)
+    problems.push(`split brain: ${failover.maxHolders} nodes held the VIP at once during failover`);
+  if (failover.downtimeMs > rb.verify.maxDowntimeMs)
+    problems.push(`downtime ${failover.downtimeMs} ms exceeds verify.maxDowntimeMs ${rb.verify.maxDowntimeMs}`);
 
   let failback: VerifyResult['failback'] = null;
   if (failover.moved) {
@@ -226,20 +295,30 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
     const expectBack = rb.vrrp.preempt && holder.node.priority === topPriority;
     const newHolder = failover.to!;
     let handback: Handoff | undefined;
-    const phase = await measurePhase(env, newHolder, (views) => {
-      const h = views.find((v) => v.holdsVip);
-      if (expectBack) return h?.node === holder.node.name ? h.node : undefined;
-      return h?.node;
-    }, async () => {
-      down.delete(holder.node.name);
-      if (scenario === 'planned' && expectBack) handback = await beginHandoff(rb, env.handles.find((h) => h.node.name === newHolder)!, holder, env.log);
-      await restore(env, scenario, holder);
-      if (!expectBack) await sleep(3000);
-    }, skip, probeFrom);
+    const phase = await measurePhase(
+      env,
+      newHolder,
+      (views) => {
+        const h = views.find((v) => v.holdsVip);
+        if (expectBack) return h?.node === holder.node.name ? h.node : undefined;
+        return h?.node;
+      },
+      async () => {
+        down.delete(holder.node.name);
+        if (scenario === 'planned' && expectBack)
+          handback = await beginHandoff(rb, env.handles.find((h) => h.node.name === newHolder)!, holder, env.log);
+        await restore(env, scenario, holder);
+        if (!expectBack) await sleep(3000);
+      },
+      skip,
+      probeFrom,
+    );
     await handback?.end(phase.moved);
     failback = { ...phase, expected: expectBack ? 'back to the old master' : 'stays on the new master' };
-    if (expectBack && !phase.moved) problems.push(`the VIP did not return to ${holder.node.name} after it was restored`);
-    if (!expectBack && phase.to !== newHolder) problems.push(`with nopreempt the VIP should stay on ${newHolder}, but ${phase.to ?? 'no node'} holds it`);
+    if (expectBack && !phase.moved)
+      problems.push(`the VIP did not return to ${holder.node.name} after it was restored`);
+    if (!expectBack && phase.to !== newHolder)
+      problems.push(`with nopreempt the VIP should stay on ${newHolder}, but ${phase.to ?? 'no node'} holds it`);
     if (phase.splitBrain) problems.push(`split brain: ${phase.maxHolders} nodes held the VIP at once during failback`);
   } else {
     await restore(env, scenario, holder).catch(() => {});
@@ -247,8 +326,15 @@ export async function verifyFailover(env: Env, scenario: Scenario, targetName?: 
   if (scenario === 'planned') await clearPromotions(env);
   const states = await vrrpViews(env.handles, rb);
   const result: VerifyResult = {
-    scenario, at: new Date().toISOString(), probedFrom: probeFrom ? `node ${probeFrom.node.name}` : 'control machine', vip: rb.vrrp.vip,
-    failover, failback, passed: problems.length === 0, problems, states,
+    scenario,
+    at: new Date().toISOString(),
+    probedFrom: probeFrom ? `node ${probeFrom.node.name}` : 'control machine',
+    vip: rb.vrrp.vip,
+    failover,
+    failback,
+    passed: problems.length === 0,
+    problems,
+    states,
   };
   saveVerifyResult(env.runbookPath, rb, result);
   return result;
@@ -278,7 +364,10 @@ export async function plannedFailover(env: Env, targetName?: string): Promise<{ 
   if (!env.rb.vrrp.preempt) await clearPromotions(env);
   const handoff = await beginHandoff(env.rb, holder, target, env.log);
   await plannedMove(env, holder, target);
-  const ok = await waitFor(async () => (await vrrpViews(env.handles, env.rb)).find((v) => v.holdsVip)?.node === target.node.name, 15_000);
+  const ok = await waitFor(
+    async () => (await vrrpViews(env.handles, env.rb)).find((v) => v.holdsVip)?.node === target.node.name,
+    15_000,
+  );
   await handoff.end(ok);
   if (!ok) throw new RunFailedError(`the VIP did not move to ${target.node.name} within 15 s`);
   // Without preemption the old holder need not stay in FAULT: back to BACKUP, it stays a standby for

@@ -38,11 +38,19 @@ export function runbookFromAnswers(a: Answers): RunbookInput {
     keepalived: {
       version: String(a.keepalivedVersion),
       prefix: String(a.keepalivedPrefix),
-      check: { interval: Number(a.checkInterval), fall: Number(a.checkFall), rise: Number(a.checkRise), weight: Number(a.checkWeight) },
+      check: {
+        interval: Number(a.checkInterval),
+        fall: Number(a.checkFall),
+        rise: Number(a.checkRise),
+        weight: Number(a.checkWeight),
+      },
     },
     site: {
       listen: Number(a.listen),
-      upstreams: upstreamServers.length > 0 ? [{ name: 'app', servers: upstreamServers, ...discoveryFromAnswers(a) }, ...canaryUpstream(a)] : [],
+      upstreams:
+        upstreamServers.length > 0
+          ? [{ name: 'app', servers: upstreamServers, ...discoveryFromAnswers(a) }, ...canaryUpstream(a)]
+          : [],
       ...grayFromAnswers(a),
     },
     verify: { failover: a.failover !== false, maxDowntimeMs: Number(a.maxDowntimeMs ?? 1000) },
@@ -57,7 +65,13 @@ function canaryUpstream(a: Answers) {
 function grayFromAnswers(a: Answers) {
   if (splitList(String(a.grayCanary ?? '')).length === 0) return {};
   const passwordEnv = String(a.grayPasswordEnv ?? '').trim();
-  return { gray: { redis: { address: String(a.grayRedis).trim(), ...(passwordEnv ? { passwordEnv } : {}) }, stable: 'app', canary: 'canary' } };
+  return {
+    gray: {
+      redis: { address: String(a.grayRedis).trim(), ...(passwordEnv ? { passwordEnv } : {}) },
+      stable: 'app',
+      canary: 'canary',
+    },
+  };
 }
 
 function discoveryFromAnswers(a: Answers) {

@@ -1,5 +1,16 @@
 import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
-import { broadcastOf, inSubnet, interfaceForVip, ipToInt, isDnsName, isIPv4, networkOf, parseCidr, peerAddressProblem, type InterfaceAddress } from '../net.js';
+import {
+  broadcastOf,
+  inSubnet,
+  interfaceForVip,
+  ipToInt,
+  isDnsName,
+  isIPv4,
+  networkOf,
+  parseCidr,
+  peerAddressProblem,
+  type InterfaceAddress,
+} from '../net.js';
 import { interfaceName, absolutePath, consulAddress, redisAddress } from '../runbook/schema.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
@@ -34,16 +45,23 @@ export interface Question {
   tuning?: boolean;
 }
 
-const zodMessage = (schema: { safeParse: (v: unknown) => { success: boolean; error?: { issues: { message: string }[] } } }) =>
+const zodMessage =
+  (schema: { safeParse: (v: unknown) => { success: boolean; error?: { issues: { message: string }[] } } }) =>
   (v: string) => {
     const r = schema.safeParse(v);
     return r.success ? undefined : r.error!.issues[0].message;
   };
 
 const intIn = (lo: number, hi: number, what: string) => (v: string) =>
-  /^-?\d+$/.test(v.trim()) && Number(v) >= lo && Number(v) <= hi ? undefined : `${what} must be a whole number from ${lo} to ${hi}`;
+  /^-?\d+$/.test(v.trim()) && Number(v) >= lo && Number(v) <= hi
+    ? undefined
+    : `${what} must be a whole number from ${lo} to ${hi}`;
 
-export const splitList = (v: string): string[] => v.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+export const splitList = (v: string): string[] =>
+  v
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 const DEFAULT_VERSIONS = { openresty: '1.27.1.2', nginx: '1.26.3' } as const;
 
@@ -55,7 +73,8 @@ function serverListProblem(v: string): string | undefined {
     const host = s.split(':')[0];
     if (/^[\d.]+$/.test(host) && !isIPv4(host)) return `${host} is not an IPv4 address`;
     const problem = isIPv4(host) ? peerAddressProblem(host, []) : undefined;
-    if (problem) return `${host} ${problem.replace(/; list its network.*$/, '')} (site.peerNetworks in the runbook allows it)`;
+    if (problem)
+      return `${host} ${problem.replace(/; list its network.*$/, '')} (site.peerNetworks in the runbook allows it)`;
   }
   return undefined;
 }
@@ -82,18 +101,28 @@ function interfaceNote(a: Answers): string {
     return 'common names: eth0, ens18 / ens192 (VMs), enp0s3 (VirtualBox), eno1 (servers); `ip -br addr` on a node lists them';
   }
   const vip = parseCidr(String(a.vip ?? ''));
-  const lines = found.map((x) => `${x.iface} ${x.cidr}${vip && inSubnet(vip.address, parseCidr(x.cidr)!) ? '  <- the VIP\'s subnet' : ''}`);
+  const lines = found.map(
+    (x) => `${x.iface} ${x.cidr}${vip && inSubnet(vip.address, parseCidr(x.cidr)!) ? "  <- the VIP's subnet" : ''}`,
+  );
   return `interfaces on ${host}:\n${lines.join('\n')}`;
 }
 
 export const questions: Question[] = [
   {
-    id: 'name', flag: '--name <name>', kind: 'text', message: 'Cluster name', help: 'cluster name, lowercase letters, digits and dashes (default web-ha)',
+    id: 'name',
+    flag: '--name <name>',
+    kind: 'text',
+    message: 'Cluster name',
+    help: 'cluster name, lowercase letters, digits and dashes (default web-ha)',
     default: () => 'web-ha',
     validate: (v) => (/^[a-z0-9-]+$/.test(v) ? undefined : 'use lowercase letters, digits and dashes'),
   },
   {
-    id: 'hosts', flag: '--hosts <list>', kind: 'text', message: 'Node addresses (comma-separated; IPv4 or DNS names)', help: 'node addresses, comma-separated (or use --node)',
+    id: 'hosts',
+    flag: '--hosts <list>',
+    kind: 'text',
+    message: 'Node addresses (comma-separated; IPv4 or DNS names)',
+    help: 'node addresses, comma-separated (or use --node)',
     validate: (v) => {
       const hosts = splitList(v);
       if (hosts.length < 2) return 'an HA pair needs at least 2 nodes';
@@ -104,16 +133,27 @@ export const questions: Question[] = [
     },
   },
   {
-    id: 'master', flag: '--master <host>', kind: 'select', message: 'Which node is the master?', help: 'host of the master node (default: the first)',
+    id: 'master',
+    flag: '--master <host>',
+    kind: 'select',
+    message: 'Which node is the master?',
+    help: 'host of the master node (default: the first)',
     choices: (a) => [
       ...splitList(String(a.hosts ?? '')).map((h) => ({ value: h, label: h })),
       { value: 'none', label: 'none (all BACKUP, nopreempt)', hint: 'sets preempt: false' },
     ],
     default: (a) => splitList(String(a.hosts ?? ''))[0],
-    validate: (v, a) => (v === 'none' || splitList(String(a.hosts ?? '')).includes(v) ? undefined : `"${v}" is not one of the node addresses`),
+    validate: (v, a) =>
+      v === 'none' || splitList(String(a.hosts ?? '')).includes(v)
+        ? undefined
+        : `"${v}" is not one of the node addresses`,
   },
   {
-    id: 'priorities', flag: '--priorities <list>', kind: 'text', message: 'Priorities in node order (master highest)', help: 'VRRP priorities in node order (default 100,90,80... with the master first)',
+    id: 'priorities',
+    flag: '--priorities <list>',
+    kind: 'text',
+    message: 'Priorities in node order (master highest)',
+    help: 'VRRP priorities in node order (default 100,90,80... with the master first)',
     default: (a) => defaultPriorities(a).join(','),
     validate: (v, a) => {
       const p = splitList(v);
@@ -131,99 +171,186 @@ export const questions: Question[] = [
     },
   },
   {
-    id: 'sshUser', flag: '--ssh-user <user>', kind: 'text', message: 'SSH user', help: 'SSH user for every node (default: User for every host in ~/.ssh/config, else root; non-root uses sudo -n)',
-    default: (a) => (typeof a.detectedUser === 'string' && a.detectedUser ? a.detectedUser : 'root'), validate: (v) => (/^[a-z_][a-z0-9_.-]*$/i.test(v) ? undefined : 'not a valid user name'),
+    id: 'sshUser',
+    flag: '--ssh-user <user>',
+    kind: 'text',
+    message: 'SSH user',
+    help: 'SSH user for every node (default: User for every host in ~/.ssh/config, else root; non-root uses sudo -n)',
+    default: (a) => (typeof a.detectedUser === 'string' && a.detectedUser ? a.detectedUser : 'root'),
+    validate: (v) => (/^[a-z_][a-z0-9_.-]*$/i.test(v) ? undefined : 'not a valid user name'),
   },
   {
-    id: 'sshPort', flag: '--ssh-port <port>', kind: 'text', message: 'SSH port', help: 'SSH port (default 22)',
-    default: () => '22', validate: intIn(1, 65535, 'ssh port'),
+    id: 'sshPort',
+    flag: '--ssh-port <port>',
+    kind: 'text',
+    message: 'SSH port',
+    help: 'SSH port (default 22)',
+    default: () => '22',
+    validate: intIn(1, 65535, 'ssh port'),
   },
   {
-    id: 'identityFile', flag: '--identity-file <path>', kind: 'text', message: 'SSH private key (empty: use the SSH agent)', help: 'SSH private key file (default: from ~/.ssh/config or the agent)',
+    id: 'identityFile',
+    flag: '--identity-file <path>',
+    kind: 'text',
+    message: 'SSH private key (empty: use the SSH agent)',
+    help: 'SSH private key file (default: from ~/.ssh/config or the agent)',
     default: (a) => (typeof a.detectedIdentity === 'string' ? a.detectedIdentity : ''),
   },
   {
-    id: 'vip', flag: '--vip <cidr>', kind: 'text', message: 'Virtual IP with prefix length (e.g. 192.168.56.200/24)', help: 'virtual IP in CIDR form, e.g. 192.168.56.200/24',
+    id: 'vip',
+    flag: '--vip <cidr>',
+    kind: 'text',
+    message: 'Virtual IP with prefix length (e.g. 192.168.56.200/24)',
+    help: 'virtual IP in CIDR form, e.g. 192.168.56.200/24',
     validate: (v, a) => {
       const c = parseCidr(v);
       if (!c) return 'write the VIP in CIDR form, e.g. 192.168.56.200/24';
       const ip = ipToInt(c.address);
-      if (c.prefix < 31 && (ip === networkOf(c) || ip === broadcastOf(c))) return `${c.address} is the network or broadcast address of ${v}; pick a host address`;
+      if (c.prefix < 31 && (ip === networkOf(c) || ip === broadcastOf(c)))
+        return `${c.address} is the network or broadcast address of ${v}; pick a host address`;
       const hosts = splitList(String(a.hosts ?? ''));
       if (hosts.includes(c.address)) return 'the VIP must not be a node address';
       const outside = hosts.filter((h) => isIPv4(h) && !inSubnet(h, c));
-      if (outside.length > 0) return `${outside.join(', ')} ${outside.length === 1 ? 'is' : 'are'} not in ${c.address}/${c.prefix}: the VIP must share the nodes' subnet (check the prefix length)`;
+      if (outside.length > 0)
+        return `${outside.join(', ')} ${outside.length === 1 ? 'is' : 'are'} not in ${c.address}/${c.prefix}: the VIP must share the nodes' subnet (check the prefix length)`;
       return undefined;
     },
   },
   {
-    id: 'lookupInterface', flag: '--lookup-interface', kind: 'confirm',
-    message: 'Look up the first node\'s interfaces over SSH to suggest the VIP\'s (runs `ip -4 -o addr show` there, changes nothing)?',
-    help: 'suggest the VIP interface from the first node\'s addresses, read over SSH (changes nothing; default no)',
-    default: () => false, when: (a) => a.interface === undefined, notApplicable: '--interface already names the interface',
+    id: 'lookupInterface',
+    flag: '--lookup-interface',
+    kind: 'confirm',
+    message:
+      "Look up the first node's interfaces over SSH to suggest the VIP's (runs `ip -4 -o addr show` there, changes nothing)?",
+    help: "suggest the VIP interface from the first node's addresses, read over SSH (changes nothing; default no)",
+    default: () => false,
+    when: (a) => a.interface === undefined,
+    notApplicable: '--interface already names the interface',
   },
   {
-    id: 'interface', flag: '--interface <name>', kind: 'text', message: 'Network interface carrying the VIP (as shown by `ip link`)', help: 'interface that carries the VIP, e.g. eth0',
+    id: 'interface',
+    flag: '--interface <name>',
+    kind: 'text',
+    message: 'Network interface carrying the VIP (as shown by `ip link`)',
+    help: 'interface that carries the VIP, e.g. eth0',
     default: (a) => interfaceForVip(detectedInterfaces(a), String(a.vip ?? '')),
     note: (a) => interfaceNote(a),
     validate: zodMessage(interfaceName),
   },
   {
-    id: 'vrid', flag: '--vrid <id>', kind: 'text', message: 'VRRP virtual router id (unique on the LAN)', help: 'VRRP virtual_router_id 1..255 (default: the VIP\'s last octet)',
-    default: (a) => defaultVrid(a.vip as string | undefined) ?? '51', validate: intIn(1, 255, 'virtual router id'),
+    id: 'vrid',
+    flag: '--vrid <id>',
+    kind: 'text',
+    message: 'VRRP virtual router id (unique on the LAN)',
+    help: "VRRP virtual_router_id 1..255 (default: the VIP's last octet)",
+    default: (a) => defaultVrid(a.vip as string | undefined) ?? '51',
+    validate: intIn(1, 255, 'virtual router id'),
   },
   {
-    id: 'vrrpVersion', flag: '--vrrp-version <2|3>', kind: 'select', message: 'VRRP version', help: 'VRRP version 2 or 3 (default 3)',
+    id: 'vrrpVersion',
+    flag: '--vrrp-version <2|3>',
+    kind: 'select',
+    message: 'VRRP version',
+    help: 'VRRP version 2 or 3 (default 3)',
     choices: () => [
       { value: '3', label: 'VRRPv3', hint: 'sub-second adverts, no authentication' },
       { value: '2', label: 'VRRPv2', hint: 'whole-second adverts, optional PASS auth' },
     ],
-    default: () => '3', validate: (v) => (v === '2' || v === '3' ? undefined : 'VRRP version is 2 or 3'),
+    default: () => '3',
+    validate: (v) => (v === '2' || v === '3' ? undefined : 'VRRP version is 2 or 3'),
   },
   {
-    id: 'customize', flag: '--customize', kind: 'confirm', message: 'Customize tuning (advert interval, versions, prefixes, health-check timing, failover limit)?',
-    help: 'ask the tuning questions too (default: their defaults)', default: () => false,
-  },
-  {
-    id: 'advertInt', tuning: true, flag: '--advert-int <seconds>', kind: 'text', message: 'Advertisement interval (seconds)', help: 'advert interval: v2 whole seconds 1..255, v3 0.01..40.95 (default 1 for v2, 0.1 for v3)',
-    default: (a) => (a.vrrpVersion === '2' ? '1' : '0.1'),
-    validate: (v, a) => {
-      const n = Number(v);
-      if (a.vrrpVersion === '2') return Number.isInteger(n) && n >= 1 && n <= 255 ? undefined : 'VRRPv2 adverts are whole seconds from 1 to 255';
-      return Number.isFinite(n) && n >= 0.01 && n <= 40.95 && Math.abs(Math.round(n * 100) - n * 100) < 1e-6 ? undefined : 'VRRPv3 adverts are 0.01 to 40.95 seconds';
-    },
-  },
-  {
-    id: 'unicast', flag: '--unicast', kind: 'confirm', message: 'Use unicast VRRP (clouds that block multicast)?', help: 'unicast VRRP to the peers instead of multicast 224.0.0.18',
+    id: 'customize',
+    flag: '--customize',
+    kind: 'confirm',
+    message: 'Customize tuning (advert interval, versions, prefixes, health-check timing, failover limit)?',
+    help: 'ask the tuning questions too (default: their defaults)',
     default: () => false,
   },
   {
-    id: 'preempt', flag: '--no-preempt', kind: 'confirm', message: 'Should a recovered master take the VIP back (preempt)?', help: 'do not take the VIP back when a higher-priority node recovers',
+    id: 'advertInt',
+    tuning: true,
+    flag: '--advert-int <seconds>',
+    kind: 'text',
+    message: 'Advertisement interval (seconds)',
+    help: 'advert interval: v2 whole seconds 1..255, v3 0.01..40.95 (default 1 for v2, 0.1 for v3)',
+    default: (a) => (a.vrrpVersion === '2' ? '1' : '0.1'),
+    validate: (v, a) => {
+      const n = Number(v);
+      if (a.vrrpVersion === '2')
+        return Number.isInteger(n) && n >= 1 && n <= 255 ? undefined : 'VRRPv2 adverts are whole seconds from 1 to 255';
+      return Number.isFinite(n) && n >= 0.01 && n <= 40.95 && Math.abs(Math.round(n * 100) - n * 100) < 1e-6
+        ? undefined
+        : 'VRRPv3 adverts are 0.01 to 40.95 seconds';
+    },
+  },
+  {
+    id: 'unicast',
+    flag: '--unicast',
+    kind: 'confirm',
+    message: 'Use unicast VRRP (clouds that block multicast)?',
+    help: 'unicast VRRP to the peers instead of multicast 224.0.0.18',
+    default: () => false,
+  },
+  {
+    id: 'preempt',
+    flag: '--no-preempt',
+    kind: 'confirm',
+    message: 'Should a recovered master take the VIP back (preempt)?',
+    help: 'do not take the VIP back when a higher-priority node recovers',
     default: (a) => a.master !== 'none',
     when: (a) => a.master !== 'none',
   },
   {
-    id: 'flavor', flag: '--flavor <flavor>', kind: 'select', message: 'What to build', help: 'openresty or nginx (default openresty)',
+    id: 'flavor',
+    flag: '--flavor <flavor>',
+    kind: 'select',
+    message: 'What to build',
+    help: 'openresty or nginx (default openresty)',
     choices: () => [
       { value: 'openresty', label: 'OpenResty', hint: 'nginx + LuaJIT + lua modules bundled' },
       { value: 'nginx', label: 'nginx', hint: 'plain nginx, modules added from source' },
     ],
-    default: () => 'openresty', validate: (v) => (v === 'openresty' || v === 'nginx' ? undefined : 'flavor is openresty or nginx'),
+    default: () => 'openresty',
+    validate: (v) => (v === 'openresty' || v === 'nginx' ? undefined : 'flavor is openresty or nginx'),
   },
   {
-    id: 'buildVersion', tuning: true, flag: '--build-version <version>', kind: 'text', message: 'Version to build', help: 'OpenResty/nginx version (default 1.27.1.2 / 1.26.3)',
+    id: 'buildVersion',
+    tuning: true,
+    flag: '--build-version <version>',
+    kind: 'text',
+    message: 'Version to build',
+    help: 'OpenResty/nginx version (default 1.27.1.2 / 1.26.3)',
     default: (a) => DEFAULT_VERSIONS[(a.flavor as 'openresty' | 'nginx') ?? 'openresty'],
-    validate: (v, a) => (a.flavor === 'nginx' ? /^\d+\.\d+\.\d+$/ : /^\d+\.\d+\.\d+\.\d+$/).test(v) ? undefined : `not a ${a.flavor} version`,
+    validate: (v, a) =>
+      (a.flavor === 'nginx' ? /^\d+\.\d+\.\d+$/ : /^\d+\.\d+\.\d+\.\d+$/).test(v)
+        ? undefined
+        : `not a ${a.flavor} version`,
   },
   {
-    id: 'modules', flag: '--modules <list>', kind: 'multiselect', message: 'Third-party modules', help: `modules, comma-separated: ${moduleCatalog().map((m) => m.id).join(', ')}`,
+    id: 'modules',
+    flag: '--modules <list>',
+    kind: 'multiselect',
+    message: 'Third-party modules',
+    help: `modules, comma-separated: ${moduleCatalog()
+      .map((m) => m.id)
+      .join(', ')}`,
     // Only what can build for the chosen flavor and version is offered; the rest is named with why.
-    choices: (a) => moduleCatalog().filter((m) => !moduleUnavailableReason(m, a.flavor as Flavor, String(a.buildVersion))).map((m) => ({
-      value: m.id, label: `${m.id}: ${m.title}`, hint: moduleOrigin(m, a.flavor as Flavor),
-    })),
+    choices: (a) =>
+      moduleCatalog()
+        .filter((m) => !moduleUnavailableReason(m, a.flavor as Flavor, String(a.buildVersion)))
+        .map((m) => ({
+          value: m.id,
+          label: `${m.id}: ${m.title}`,
+          hint: moduleOrigin(m, a.flavor as Flavor),
+        })),
     note: (a) => {
-      const out = moduleCatalog().map((m) => [m.id, moduleUnavailableReason(m, a.flavor as Flavor, String(a.buildVersion))]).filter(([, why]) => why);
-      return out.length ? `not offered for ${a.flavor} ${a.buildVersion}: ${out.map(([id, why]) => `${id} (${why})`).join('; ')}` : undefined;
+      const out = moduleCatalog()
+        .map((m) => [m.id, moduleUnavailableReason(m, a.flavor as Flavor, String(a.buildVersion))])
+        .filter(([, why]) => why);
+      return out.length
+        ? `not offered for ${a.flavor} ${a.buildVersion}: ${out.map(([id, why]) => `${id} (${why})`).join('; ')}`
+        : undefined;
     },
     default: () => [],
     validate: (v) => {
@@ -233,44 +360,97 @@ export const questions: Question[] = [
     },
   },
   {
-    id: 'prefix', tuning: true, flag: '--prefix <path>', kind: 'text', message: 'Install prefix', help: 'install prefix (default /usr/local/openresty or /usr/local/nginx)',
-    default: (a) => (a.flavor === 'nginx' ? '/usr/local/nginx' : '/usr/local/openresty'), validate: zodMessage(absolutePath),
+    id: 'prefix',
+    tuning: true,
+    flag: '--prefix <path>',
+    kind: 'text',
+    message: 'Install prefix',
+    help: 'install prefix (default /usr/local/openresty or /usr/local/nginx)',
+    default: (a) => (a.flavor === 'nginx' ? '/usr/local/nginx' : '/usr/local/openresty'),
+    validate: zodMessage(absolutePath),
   },
   {
-    id: 'keepalivedVersion', tuning: true, flag: '--keepalived-version <version>', kind: 'text', message: 'keepalived version (built from source)', help: 'keepalived version (default 2.3.4)',
-    default: () => '2.3.4', validate: (v) => (/^\d+\.\d+\.\d+$/.test(v) ? undefined : 'keepalived versions look like 2.3.4'),
+    id: 'keepalivedVersion',
+    tuning: true,
+    flag: '--keepalived-version <version>',
+    kind: 'text',
+    message: 'keepalived version (built from source)',
+    help: 'keepalived version (default 2.3.4)',
+    default: () => '2.3.4',
+    validate: (v) => (/^\d+\.\d+\.\d+$/.test(v) ? undefined : 'keepalived versions look like 2.3.4'),
   },
   {
-    id: 'keepalivedPrefix', tuning: true, flag: '--keepalived-prefix <path>', kind: 'text', message: 'keepalived prefix', help: 'keepalived prefix (default /usr/local/keepalived)',
-    default: () => '/usr/local/keepalived', validate: zodMessage(absolutePath),
+    id: 'keepalivedPrefix',
+    tuning: true,
+    flag: '--keepalived-prefix <path>',
+    kind: 'text',
+    message: 'keepalived prefix',
+    help: 'keepalived prefix (default /usr/local/keepalived)',
+    default: () => '/usr/local/keepalived',
+    validate: zodMessage(absolutePath),
   },
   {
-    id: 'checkInterval', tuning: true, flag: '--check-interval <seconds>', kind: 'text', message: 'Health check interval (seconds)', help: 'health check interval in seconds (default 1)',
-    default: () => '1', validate: intIn(1, 3600, 'interval'),
+    id: 'checkInterval',
+    tuning: true,
+    flag: '--check-interval <seconds>',
+    kind: 'text',
+    message: 'Health check interval (seconds)',
+    help: 'health check interval in seconds (default 1)',
+    default: () => '1',
+    validate: intIn(1, 3600, 'interval'),
   },
   {
-    id: 'checkFall', tuning: true, flag: '--check-fall <n>', kind: 'text', message: 'Failed checks before FAULT', help: 'failed checks before the node gives up the VIP (default 2)',
-    default: () => '2', validate: intIn(1, 100, 'fall'),
+    id: 'checkFall',
+    tuning: true,
+    flag: '--check-fall <n>',
+    kind: 'text',
+    message: 'Failed checks before FAULT',
+    help: 'failed checks before the node gives up the VIP (default 2)',
+    default: () => '2',
+    validate: intIn(1, 100, 'fall'),
   },
   {
-    id: 'checkRise', tuning: true, flag: '--check-rise <n>', kind: 'text', message: 'Good checks before recovery', help: 'good checks before the node is healthy again (default 2)',
-    default: () => '2', validate: intIn(1, 100, 'rise'),
+    id: 'checkRise',
+    tuning: true,
+    flag: '--check-rise <n>',
+    kind: 'text',
+    message: 'Good checks before recovery',
+    help: 'good checks before the node is healthy again (default 2)',
+    default: () => '2',
+    validate: intIn(1, 100, 'rise'),
   },
   {
-    id: 'checkWeight', tuning: true, flag: '--check-weight <n>', kind: 'text', message: 'Check weight (0: a failed check means FAULT)', help: 'vrrp_script weight -253..253 (default 0)',
-    default: () => '0', validate: intIn(-253, 253, 'weight'),
+    id: 'checkWeight',
+    tuning: true,
+    flag: '--check-weight <n>',
+    kind: 'text',
+    message: 'Check weight (0: a failed check means FAULT)',
+    help: 'vrrp_script weight -253..253 (default 0)',
+    default: () => '0',
+    validate: intIn(-253, 253, 'weight'),
   },
   {
-    id: 'listen', flag: '--listen <port>', kind: 'text', message: 'Site listen port', help: 'port the site listens on (default 80)',
-    default: () => '80', validate: intIn(1, 65535, 'listen port'),
+    id: 'listen',
+    flag: '--listen <port>',
+    kind: 'text',
+    message: 'Site listen port',
+    help: 'port the site listens on (default 80)',
+    default: () => '80',
+    validate: intIn(1, 65535, 'listen port'),
   },
   {
-    id: 'upstream', flag: '--upstream <servers>', kind: 'text', message: 'Upstream servers for the site (comma-separated host:port; empty for none)', help: 'upstream servers, comma-separated host:port (default none)',
+    id: 'upstream',
+    flag: '--upstream <servers>',
+    kind: 'text',
+    message: 'Upstream servers for the site (comma-separated host:port; empty for none)',
+    help: 'upstream servers, comma-separated host:port (default none)',
     default: () => '',
     validate: (v) => serverListProblem(v),
   },
   {
-    id: 'consul', flag: '--consul <url>', kind: 'text',
+    id: 'consul',
+    flag: '--consul <url>',
+    kind: 'text',
     message: 'Consul agent for the upstream peers (http://IPv4:port; empty for the static servers above)',
     help: 'take the upstream peers from Consul, e.g. http://10.0.0.5:8500 (default none)',
     default: () => '',
@@ -284,24 +464,48 @@ export const questions: Question[] = [
     },
   },
   {
-    id: 'consulService', flag: '--consul-service <name>', kind: 'text', message: 'Consul service name of the upstream', help: 'Consul service whose passing instances are the peers (default app)',
-    default: () => 'app', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
-    validate: (v) => (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(v) ? undefined : 'must be a Consul service name (letters, digits, _ . -)'),
+    id: 'consulService',
+    flag: '--consul-service <name>',
+    kind: 'text',
+    message: 'Consul service name of the upstream',
+    help: 'Consul service whose passing instances are the peers (default app)',
+    default: () => 'app',
+    when: (a) => String(a.consul ?? '').trim() !== '',
+    notApplicable: 'needs --consul',
+    validate: (v) =>
+      /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(v)
+        ? undefined
+        : 'must be a Consul service name (letters, digits, _ . -)',
   },
   {
-    id: 'consulTokenEnv', tuning: true, flag: '--consul-token-env <NAME>', kind: 'text', message: 'Environment variable holding the Consul ACL token (empty: no ACLs)',
+    id: 'consulTokenEnv',
+    tuning: true,
+    flag: '--consul-token-env <NAME>',
+    kind: 'text',
+    message: 'Environment variable holding the Consul ACL token (empty: no ACLs)',
     help: 'Consul ACL token read from this variable at apply time (default none)',
-    default: () => '', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
-    validate: (v) => (v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name'),
+    default: () => '',
+    when: (a) => String(a.consul ?? '').trim() !== '',
+    notApplicable: 'needs --consul',
+    validate: (v) =>
+      v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name',
   },
   {
-    id: 'peerCheckPath', flag: '--peer-check <path>', kind: 'text', message: 'Active health check of the peers: GET this path (empty: Consul\'s checks only)',
+    id: 'peerCheckPath',
+    flag: '--peer-check <path>',
+    kind: 'text',
+    message: "Active health check of the peers: GET this path (empty: Consul's checks only)",
     help: 'path nginx requests on every discovered peer; below HTTP 500 is healthy (default /)',
-    default: () => '/', when: (a) => String(a.consul ?? '').trim() !== '', notApplicable: 'needs --consul',
-    validate: (v) => (v === '' || /^\/[A-Za-z0-9_.~%/?=&-]*$/.test(v) ? undefined : 'must be a URL path starting with /'),
+    default: () => '/',
+    when: (a) => String(a.consul ?? '').trim() !== '',
+    notApplicable: 'needs --consul',
+    validate: (v) =>
+      v === '' || /^\/[A-Za-z0-9_.~%/?=&-]*$/.test(v) ? undefined : 'must be a URL path starting with /',
   },
   {
-    id: 'grayCanary', flag: '--gray-canary <servers>', kind: 'text',
+    id: 'grayCanary',
+    flag: '--gray-canary <servers>',
+    kind: 'text',
     message: 'Gray release: canary servers (comma-separated host:port; empty for none)',
     help: 'servers of a canary upstream "canary" that rules in Redis send chosen clients to (default none)',
     default: () => '',
@@ -313,24 +517,45 @@ export const questions: Question[] = [
     },
   },
   {
-    id: 'grayRedis', flag: '--gray-redis <host:port>', kind: 'text', message: 'Redis holding the gray release rules (IPv4:port)',
+    id: 'grayRedis',
+    flag: '--gray-redis <host:port>',
+    kind: 'text',
+    message: 'Redis holding the gray release rules (IPv4:port)',
     help: 'Redis the nodes read the gray release rules from, e.g. 10.0.0.7:6379',
-    when: (a) => String(a.grayCanary ?? '').trim() !== '', notApplicable: 'needs --gray-canary',
+    when: (a) => String(a.grayCanary ?? '').trim() !== '',
+    notApplicable: 'needs --gray-canary',
     validate: (v) => zodMessage(redisAddress)(v.trim()),
   },
   {
-    id: 'grayPasswordEnv', tuning: true, flag: '--gray-redis-password-env <NAME>', kind: 'text', message: 'Environment variable holding the Redis password (empty: none)',
+    id: 'grayPasswordEnv',
+    tuning: true,
+    flag: '--gray-redis-password-env <NAME>',
+    kind: 'text',
+    message: 'Environment variable holding the Redis password (empty: none)',
     help: 'Redis password (requirepass) read from this variable at apply time (default none)',
-    default: () => '', when: (a) => String(a.grayCanary ?? '').trim() !== '', notApplicable: 'needs --gray-canary',
-    validate: (v) => (v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name'),
+    default: () => '',
+    when: (a) => String(a.grayCanary ?? '').trim() !== '',
+    notApplicable: 'needs --gray-canary',
+    validate: (v) =>
+      v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name',
   },
   {
-    id: 'failover', flag: '--no-failover', kind: 'confirm', message: 'Run the measured failover test at the end of apply?', help: 'skip the failover test at the end of apply',
+    id: 'failover',
+    flag: '--no-failover',
+    kind: 'confirm',
+    message: 'Run the measured failover test at the end of apply?',
+    help: 'skip the failover test at the end of apply',
     default: () => true,
   },
   {
-    id: 'maxDowntimeMs', tuning: true, flag: '--max-downtime-ms <ms>', kind: 'text', message: 'Maximum accepted failover downtime (ms)', help: 'failover test fails above this downtime (default 1000)',
-    default: () => '1000', validate: intIn(1, 600000, 'maxDowntimeMs'),
+    id: 'maxDowntimeMs',
+    tuning: true,
+    flag: '--max-downtime-ms <ms>',
+    kind: 'text',
+    message: 'Maximum accepted failover downtime (ms)',
+    help: 'failover test fails above this downtime (default 1000)',
+    default: () => '1000',
+    validate: intIn(1, 600000, 'maxDowntimeMs'),
     when: (a) => a.failover !== false,
   },
 ];
@@ -338,12 +563,14 @@ export const questions: Question[] = [
 /** Why a feature that runs in nginx's Lua cannot be had with the chosen build, if it cannot. */
 function luaMissing(a: Answers, feature: string): string | undefined {
   const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
-  return a.flavor === 'nginx' && !modules.includes('lua') ? `${feature} runs in nginx's Lua: add lua to the modules (or use OpenResty), or leave this empty` : undefined;
+  return a.flavor === 'nginx' && !modules.includes('lua')
+    ? `${feature} runs in nginx's Lua: add lua to the modules (or use OpenResty), or leave this empty`
+    : undefined;
 }
 
 export function defaultPriorities(a: Answers): number[] {
   const hosts = splitList(String(a.hosts ?? ''));
-  const master = a.master === 'none' ? undefined : (a.master as string | undefined) ?? hosts[0];
+  const master = a.master === 'none' ? undefined : ((a.master as string | undefined) ?? hosts[0]);
   const order = master ? [master, ...hosts.filter((h) => h !== master)] : hosts;
   const byHost = new Map(order.map((h, i) => [h, 100 - 10 * i]));
   return hosts.map((h) => byHost.get(h)!);

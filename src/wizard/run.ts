@@ -32,17 +32,36 @@ const QUESTION_FOR_PATH: Array<[RegExp, string]> = [
   [/^nodes\[\d+\]\.priority/, 'priorities'],
   [/^nodes\[\d+\]\.role/, 'master'],
   [/^nodes/, 'hosts'],
-  [/^ssh\.user/, 'sshUser'], [/^ssh\.port/, 'sshPort'], [/^ssh\.identityFile/, 'identityFile'],
-  [/^vrrp\.vip/, 'vip'], [/^vrrp\.interface/, 'interface'], [/^vrrp\.virtualRouterId/, 'vrid'],
-  [/^vrrp\.version|^vrrp\.auth/, 'vrrpVersion'], [/^vrrp\.advertInt/, 'advertInt'], [/^vrrp\.unicast/, 'unicast'], [/^vrrp\.preempt/, 'preempt'],
-  [/^build\.flavor/, 'flavor'], [/^build\.version/, 'buildVersion'], [/^build\.modules/, 'modules'], [/^build\.prefix/, 'prefix'],
-  [/^keepalived\.version/, 'keepalivedVersion'], [/^keepalived\.prefix/, 'keepalivedPrefix'],
-  [/^keepalived\.check\.interval/, 'checkInterval'], [/^keepalived\.check\.fall/, 'checkFall'], [/^keepalived\.check\.rise/, 'checkRise'], [/^keepalived\.check\.weight/, 'checkWeight'],
-  [/^site\.listen/, 'listen'], [/^site\.upstream/, 'upstream'], [/^verify\.maxDowntimeMs/, 'maxDowntimeMs'], [/^verify/, 'failover'],
+  [/^ssh\.user/, 'sshUser'],
+  [/^ssh\.port/, 'sshPort'],
+  [/^ssh\.identityFile/, 'identityFile'],
+  [/^vrrp\.vip/, 'vip'],
+  [/^vrrp\.interface/, 'interface'],
+  [/^vrrp\.virtualRouterId/, 'vrid'],
+  [/^vrrp\.version|^vrrp\.auth/, 'vrrpVersion'],
+  [/^vrrp\.advertInt/, 'advertInt'],
+  [/^vrrp\.unicast/, 'unicast'],
+  [/^vrrp\.preempt/, 'preempt'],
+  [/^build\.flavor/, 'flavor'],
+  [/^build\.version/, 'buildVersion'],
+  [/^build\.modules/, 'modules'],
+  [/^build\.prefix/, 'prefix'],
+  [/^keepalived\.version/, 'keepalivedVersion'],
+  [/^keepalived\.prefix/, 'keepalivedPrefix'],
+  [/^keepalived\.check\.interval/, 'checkInterval'],
+  [/^keepalived\.check\.fall/, 'checkFall'],
+  [/^keepalived\.check\.rise/, 'checkRise'],
+  [/^keepalived\.check\.weight/, 'checkWeight'],
+  [/^site\.listen/, 'listen'],
+  [/^site\.upstream/, 'upstream'],
+  [/^verify\.maxDowntimeMs/, 'maxDowntimeMs'],
+  [/^verify/, 'failover'],
 ];
 
 export function questionsFor(paths: string[]): string[] {
-  const ids = paths.map((path) => QUESTION_FOR_PATH.find(([re]) => re.test(path))?.[1]).filter((x): x is string => Boolean(x));
+  const ids = paths
+    .map((path) => QUESTION_FOR_PATH.find(([re]) => re.test(path))?.[1])
+    .filter((x): x is string => Boolean(x));
   return [...new Set(ids)];
 }
 
@@ -62,10 +81,16 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
   const questionIds = new Set(questions.map((q) => q.id));
   // Kept answers are in place from the start, so a question's `when` sees the whole earlier round
   // (--interface kept means the lookup question stays skipped, wherever it sits in the order).
-  const a: Answers = { ...Object.fromEntries(Object.entries(kept).filter(([k]) => !questionIds.has(k) || !opts.ask?.includes(k))), ...given };
+  const a: Answers = {
+    ...Object.fromEntries(Object.entries(kept).filter(([k]) => !questionIds.has(k) || !opts.ask?.includes(k))),
+    ...given,
+  };
   const toAsk = questions.filter((q) => given[q.id] === undefined && kept[q.id] === undefined).length;
   if (opts.interactive && !opts.yes && toAsk > 0) {
-    p.intro(`ha-setup: up to ${toAsk} questions, then a summary to confirm; Enter takes the default shown, Ctrl-C cancels and writes nothing`, { output: opts.output });
+    p.intro(
+      `ha-setup: up to ${toAsk} questions, then a summary to confirm; Enter takes the default shown, Ctrl-C cancels and writes nothing`,
+      { output: opts.output },
+    );
   }
   const errors: string[] = [];
   const missing: string[] = [];
@@ -82,7 +107,8 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
       continue;
     }
     await resolveOne(q);
-    if (q.id === 'lookupInterface' && a.lookupInterface === true && a.detectedInterfaces === undefined) await lookUpInterfaces(a, opts);
+    if (q.id === 'lookupInterface' && a.lookupInterface === true && a.detectedInterfaces === undefined)
+      await lookUpInterfaces(a, opts);
     // However the name was given (flag, default, prompt): at a terminal, an existing file is asked about now.
     if (q.id === 'name' && opts.existing && opts.interactive && !errors.length) await confirmNewFile(q, a, opts);
   }
@@ -124,7 +150,10 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
     ]);
   }
   if (!opts.interactive && !opts.yes && defaulted.length > 0) {
-    throw new InvalidInputError('no terminal to ask in; pass --yes to take the defaults or give these flags', defaulted);
+    throw new InvalidInputError(
+      'no terminal to ask in; pass --yes to take the defaults or give these flags',
+      defaulted,
+    );
   }
   return a;
 }
@@ -133,7 +162,8 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
 async function lookUpInterfaces(a: Answers, opts: WizardOptions): Promise<void> {
   const host = splitList(String(a.hosts ?? ''))[0];
   if (!opts.lookupInterfaces || !host) return;
-  const warn = (m: string) => (opts.interactive || !opts.warn ? warnProblem(m, opts.output) : opts.warn(`warning: ${m}`));
+  const warn = (m: string) =>
+    opts.interactive || !opts.warn ? warnProblem(m, opts.output) : opts.warn(`warning: ${m}`);
   try {
     const found = await opts.lookupInterfaces(a);
     a.detectedInterfaces = found.map((x) => `${x.iface} ${x.cidr}`);
@@ -156,8 +186,13 @@ export async function confirmSummary(lines: string[], file: string, opts: Wizard
 async function confirmNewFile(q: Question, a: Answers, opts: WizardOptions): Promise<void> {
   for (let file = opts.existing!(String(a.name)); file; file = opts.existing!(String(a.name))) {
     const choice = await p.select({
-      input: opts.input, output: opts.output, message: `${file} already exists`,
-      options: [{ value: 'rename', label: 'use another name' }, { value: 'overwrite', label: 'overwrite it when the wizard is done' }],
+      input: opts.input,
+      output: opts.output,
+      message: `${file} already exists`,
+      options: [
+        { value: 'rename', label: 'use another name' },
+        { value: 'overwrite', label: 'overwrite it when the wizard is done' },
+      ],
       initialValue: 'rename',
     });
     if (p.isCancel(choice)) throw new CancelledError('wizard cancelled; nothing was written');
@@ -177,17 +212,31 @@ async function ask(q: Question, a: Answers, def: Answers[string], opts: WizardOp
   if (q.kind === 'text') {
     const d = def === undefined ? undefined : String(def);
     value = await p.text({
-      ...io, message: q.message, placeholder: d || undefined, defaultValue: d,
+      ...io,
+      message: q.message,
+      placeholder: d || undefined,
+      defaultValue: d,
       validate: (v) => {
-        const text = v === undefined || v === '' ? d ?? '' : v;
+        const text = v === undefined || v === '' ? (d ?? '') : v;
         if (text === '' && d === undefined) return 'an answer is required';
         return q.validate?.(text, a);
       },
     });
   } else if (q.kind === 'select') {
-    value = await p.select({ ...io, message: q.message, options: q.choices!(a), initialValue: def as string | undefined });
+    value = await p.select({
+      ...io,
+      message: q.message,
+      options: q.choices!(a),
+      initialValue: def as string | undefined,
+    });
   } else if (q.kind === 'multiselect') {
-    value = await p.multiselect({ ...io, message: q.message, options: q.choices!(a), initialValues: (def as string[] | undefined) ?? [], required: false });
+    value = await p.multiselect({
+      ...io,
+      message: q.message,
+      options: q.choices!(a),
+      initialValues: (def as string[] | undefined) ?? [],
+      required: false,
+    });
   } else {
     value = await p.confirm({ ...io, message: q.message, initialValue: def as boolean | undefined });
   }

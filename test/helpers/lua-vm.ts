@@ -15,8 +15,13 @@ const luaDir = join(import.meta.dirname, '..', '..', 'src', 'lua', 'ha_gateway')
  * `ha_gateway.<name>` (package.preload), as on the nodes.
  */
 export function luaModuleRunner(module: string): (chunk: string) => string {
-  const preload = readdirSync(luaDir).filter((f) => f.endsWith('.lua')).map((f) =>
-    `package.preload["ha_gateway.${f.slice(0, -4)}"] = function() ${readFileSync(join(luaDir, f), 'utf8')}\nend`).join('\n');
+  const preload = readdirSync(luaDir)
+    .filter((f) => f.endsWith('.lua'))
+    .map(
+      (f) =>
+        `package.preload["ha_gateway.${f.slice(0, -4)}"] = function() ${readFileSync(join(luaDir, f), 'utf8')}\nend`,
+    )
+    .join('\n');
   return (chunk) => {
     const L = lauxlib.luaL_newstate();
     lualib.luaL_openlibs(L);

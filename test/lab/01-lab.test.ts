@@ -17,7 +17,16 @@ const leftovers = async () => (await labLeftovers(paths)).map((l) => l.what);
 async function cli(argv: string[], cwd: string) {
   let out = '';
   let err = '';
-  const code = await main(argv, { cwd, interactive: false, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+  const code = await main(argv, {
+    cwd,
+    interactive: false,
+    stdout: (s) => {
+      out += s;
+    },
+    stderr: (s) => {
+      err += s;
+    },
+  });
   return { code, out, err };
 }
 
@@ -43,7 +52,11 @@ describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => 
   it('nodes answer SSH with host-key checking on, run systemd, reach each other and the package archive', async () => {
     const state = readState(paths)!;
     for (const [i, node] of state.nodes.entries()) {
-      const r = await labSsh(paths, node.ip, 'hostname; systemctl is-system-running; cat /etc/os-release | grep ^VERSION_CODENAME');
+      const r = await labSsh(
+        paths,
+        node.ip,
+        'hostname; systemctl is-system-running; cat /etc/os-release | grep ^VERSION_CODENAME',
+      );
       expect(r.stdout).toContain(node.name);
       expect(r.stdout).toMatch(/running|degraded/);
       expect(r.stdout).toContain('VERSION_CODENAME=bookworm');
@@ -60,16 +73,42 @@ describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => 
     const state = readState(paths)!;
     const emptyKnownHosts = join(cwd, 'empty_known_hosts');
     writeFileSync(emptyKnownHosts, '');
-    const r = await runLocal('ssh', ['-i', paths.key, '-o', `UserKnownHostsFile=${emptyKnownHosts}`, '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'BatchMode=yes', `root@${state.nodes[0].ip}`, 'true'], { allowFailure: true });
+    const r = await runLocal(
+      'ssh',
+      [
+        '-i',
+        paths.key,
+        '-o',
+        `UserKnownHostsFile=${emptyKnownHosts}`,
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        'BatchMode=yes',
+        `root@${state.nodes[0].ip}`,
+        'true',
+      ],
+      { allowFailure: true },
+    );
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/Host key verification failed/);
   });
 
-  it('init --lookup-interface reads the first node\'s interfaces over SSH and takes the one in the VIP\'s subnet; an unknown host key is refused without --accept-new-host-keys', async () => {
+  it("init --lookup-interface reads the first node's interfaces over SSH and takes the one in the VIP's subnet; an unknown host key is refused without --accept-new-host-keys", async () => {
     const state = readState(paths)!;
     const dir = mkdtempSync(join(tmpdir(), 'ha-setup-lookup-'));
-    const args = ['init', '--hosts', state.nodes.map((n) => n.ip).join(','), '--vip', `${state.vip}/24`, '--identity-file', paths.key, '--lookup-interface', '--yes', '--name', 'looked-up'];
+    const args = [
+      'init',
+      '--hosts',
+      state.nodes.map((n) => n.ip).join(','),
+      '--vip',
+      `${state.vip}/24`,
+      '--identity-file',
+      paths.key,
+      '--lookup-interface',
+      '--yes',
+      '--name',
+      'looked-up',
+    ];
     const refused = await cli(args, dir);
     expect(refused.code).toBe(2);
     expect(refused.out + refused.err).toMatch(/could not look up the interfaces on 10\.213\.0\.11: .*host key/i);
@@ -97,7 +136,12 @@ describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => 
     const compile = `echo ${JSON.stringify(src)} > /tmp/probe.c && ccache -z >/dev/null && cc -c /tmp/probe.c -o /tmp/probe.o && ccache --print-stats`;
     // build-essential is not in the base image (apply installs it); the probe needs a compiler.
     for (const node of state.nodes) {
-      const gcc = await labSsh(paths, node.ip, 'command -v x86_64-linux-gnu-gcc-12 >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends gcc) >/dev/null 2>&1; readlink /usr/local/bin/cc', { timeoutMs: 300_000 });
+      const gcc = await labSsh(
+        paths,
+        node.ip,
+        'command -v x86_64-linux-gnu-gcc-12 >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends gcc) >/dev/null 2>&1; readlink /usr/local/bin/cc',
+        { timeoutMs: 300_000 },
+      );
       expect(gcc.stdout.trim()).toBe('/usr/bin/ccache');
     }
     const stat = (out: string, key: string) => Number(new RegExp(`^${key}\\t(\\d+)$`, 'm').exec(out)?.[1]);

@@ -5,8 +5,24 @@ import { parse, stringify } from 'yaml';
 import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
-const ALL = ['packages', 'sources', 'patch', 'configure', 'build', 'install', 'gateway-libs', 'nginx-config', 'nginx-service', 'keepalived-sources',
-  'keepalived-build', 'health-check', 'keepalived-config', 'logging', 'firewall', 'start'];
+const ALL = [
+  'packages',
+  'sources',
+  'patch',
+  'configure',
+  'build',
+  'install',
+  'gateway-libs',
+  'nginx-config',
+  'nginx-service',
+  'keepalived-sources',
+  'keepalived-build',
+  'health-check',
+  'keepalived-config',
+  'logging',
+  'firewall',
+  'start',
+];
 
 // The whole install plan, for real: 2 bookworm nodes, nginx 1.22.1 with fancyindex and lua (+ ndk),
 // keepalived 2.2.7 from source, sources from the pinned offline mirror, over real SSH.
@@ -51,7 +67,10 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     await lab.ssh(0, `logger -p local0.notice -t Keepalived_vrrp ${marker}; sleep 1`);
     const own = await lab.ssh(0, `grep -c ${marker} /var/log/keepalived.log`);
     expect(own.stdout.trim()).toBe('1');
-    const general = await lab.ssh(0, `grep -c ${marker} /var/log/syslog /var/log/messages 2>/dev/null | awk -F: '{s+=$2} END {print s+0}'`);
+    const general = await lab.ssh(
+      0,
+      `grep -c ${marker} /var/log/syslog /var/log/messages 2>/dev/null | awk -F: '{s+=$2} END {print s+0}'`,
+    );
     expect(general.stdout.trim()).toBe('0');
     const transitions = await lab.ssh(0, 'grep -c "Entering MASTER STATE" /var/log/keepalived.log');
     expect(Number(transitions.stdout.trim())).toBeGreaterThan(0);
@@ -72,7 +91,8 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     // keepalived.conf differs per node (priority): that step is shown once per node, the rest once.
     expect(r.out).toMatch(/-- \[done\] keepalived-config: .*\[node1\]/);
     expect(r.out).toMatch(/-- \[done\] packages: .*\[every node\]/);
-    for (const node of ['node1', 'node2']) expect(r.out).toContain(`  ${node}: 0 will run, ${ALL.length} done, 0 will re-run`);
+    for (const node of ['node1', 'node2'])
+      expect(r.out).toContain(`  ${node}: 0 will run, ${ALL.length} done, 0 will re-run`);
     expect(r.out).toMatch(/node1 +10\.213\.0\.11 +master +priority 100 +debian12 \(observed on the host\)/);
     const json = JSON.parse((await cli(['plan', lab.runbookPath, '--json', '--limit', 'node2'])).out);
     expect(json.nodes.map((n: { name: string }) => n.name)).toEqual(['node2']);
@@ -101,7 +121,11 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     const forged = join(lab.runbookPath, '..', 'forged_known_hosts');
     // node1 listed with node2's key: the key node1 presents is "changed".
     const real = readFileSync(lab.paths.knownHosts, 'utf8').trim().split('\n');
-    const node2Key = real.find((l) => l.startsWith('10.213.0.12 '))!.split(' ').slice(1).join(' ');
+    const node2Key = real
+      .find((l) => l.startsWith('10.213.0.12 '))!
+      .split(' ')
+      .slice(1)
+      .join(' ');
     writeFileSync(forged, `10.213.0.11 ${node2Key}\n${real.find((l) => l.startsWith('10.213.0.12 '))}\n`);
     doc.ssh.knownHostsFile = forged;
     const file = join(lab.runbookPath, '..', 'forged.yaml');
@@ -124,7 +148,14 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     ].join(' && ');
     expect((await lab.ssh(1, rogue)).code).toBe(0);
     try {
-      expect((await lab.ssh(1, 'systemctl stop nginx && /usr/local/nginx/sbin/nginx -p /tmp/rogue/ -c /tmp/rogue/nginx.conf')).code).toBe(0);
+      expect(
+        (
+          await lab.ssh(
+            1,
+            'systemctl stop nginx && /usr/local/nginx/sbin/nginx -p /tmp/rogue/ -c /tmp/rogue/nginx.conf',
+          )
+        ).code,
+      ).toBe(0);
       // Something answers /ha-health on :80 and a process is called "nginx: master process"...
       expect((await lab.ssh(1, 'curl -fsS http://127.0.0.1/ha-health')).stdout.trim()).toBe('fake');
       expect((await lab.ssh(1, 'pgrep -f "nginx: master process" >/dev/null && echo yes')).stdout.trim()).toBe('yes');
@@ -132,9 +163,15 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
       const check = await lab.ssh(1, '/etc/keepalived/scripts/check_nginx.sh; echo "exit $?"');
       expect(check.stdout.trim()).toBe('exit 1');
     } finally {
-      await lab.ssh(1, 'kill $(cat /tmp/rogue/nginx.pid) 2>/dev/null; sleep 0.5; systemctl start nginx; rm -rf /tmp/rogue');
+      await lab.ssh(
+        1,
+        'kill $(cat /tmp/rogue/nginx.pid) 2>/dev/null; sleep 0.5; systemctl start nginx; rm -rf /tmp/rogue',
+      );
     }
-    const ok = await lab.ssh(1, 'for i in $(seq 1 50); do /etc/keepalived/scripts/check_nginx.sh && break; sleep 0.2; done; /etc/keepalived/scripts/check_nginx.sh; echo "exit $?"');
+    const ok = await lab.ssh(
+      1,
+      'for i in $(seq 1 50); do /etc/keepalived/scripts/check_nginx.sh && break; sleep 0.2; done; /etc/keepalived/scripts/check_nginx.sh; echo "exit $?"',
+    );
     expect(ok.stdout.trim()).toBe('exit 0');
   });
 });

@@ -29,7 +29,12 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       expect(res.failover).toMatchObject({ from: 'node1', to: 'node2', moved: true, splitBrain: false });
       expect(typeof res.failover.downtimeMs).toBe('number');
       expect(res.failover.totalRequests).toBeGreaterThan(5);
-      expect(res.failback).toMatchObject({ expected: 'back to the old master', to: 'node1', moved: true, splitBrain: false });
+      expect(res.failback).toMatchObject({
+        expected: 'back to the old master',
+        to: 'node1',
+        moved: true,
+        splitBrain: false,
+      });
       expect(r.out).toMatch(new RegExp(`scenario ${scenario}: PASSED`));
       expect(r.out).toMatch(/downtime \d+ ms/);
     });
@@ -39,7 +44,13 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     const r = await cli(['verify', lab.runbookPath, '--scenario', 'planned']);
     expect(r.code, r.err).toBe(0);
     const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
-    expect(res.failover).toMatchObject({ moved: true, to: 'node2', failedRequests: 0, downtimeMs: 0, splitBrain: false });
+    expect(res.failover).toMatchObject({
+      moved: true,
+      to: 'node2',
+      failedRequests: 0,
+      downtimeMs: 0,
+      splitBrain: false,
+    });
   });
 
   it('verify --probe-from probes the VIP from a node and still measures the failover', async () => {
@@ -68,15 +79,45 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
   describe('connection handoff at planned VIP moves', () => {
     // 32 MiB read at 4 MiB/s: one connection for eight seconds, far more than the socket buffers
     // hold, so the old holder is still sending when the VIP moves.
-    const download = () => new Promise<{ code: number; out: string }>((resolve) => {
-      execFile('curl', ['-sS', '--limit-rate', '4M', '--max-time', '40', '-o', '/dev/null', '-w', '%{size_download}', '--', `http://${lab.state.vip}/handoff.bin`],
-        (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: `${stdout} ${stderr}`.trim() }));
-    });
-    const leftovers = async (i: number) => (await lab.ssh(i, `nft list tables 2>/dev/null | grep -c ha_setup_handoff; ip -4 -o addr show dev lo | grep -c ' ${lab.state.vip}/32'; ` +
-      'cat /proc/sys/net/ipv4/conf/host0/arp_ignore /proc/sys/net/ipv4/conf/host0/arp_announce; systemctl is-active ha-setup-handoff-end.timer; ls /run/ha-setup/handoff.state 2>&1 | grep -c "No such"')).stdout.trim().split('\n');
+    const download = () =>
+      new Promise<{ code: number; out: string }>((resolve) => {
+        execFile(
+          'curl',
+          [
+            '-sS',
+            '--limit-rate',
+            '4M',
+            '--max-time',
+            '40',
+            '-o',
+            '/dev/null',
+            '-w',
+            '%{size_download}',
+            '--',
+            `http://${lab.state.vip}/handoff.bin`,
+          ],
+          (err, stdout, stderr) =>
+            resolve({
+              code: err ? Number((err as { code?: number }).code ?? 1) : 0,
+              out: `${stdout} ${stderr}`.trim(),
+            }),
+        );
+      });
+    const leftovers = async (i: number) =>
+      (
+        await lab.ssh(
+          i,
+          `nft list tables 2>/dev/null | grep -c ha_setup_handoff; ip -4 -o addr show dev lo | grep -c ' ${lab.state.vip}/32'; ` +
+            'cat /proc/sys/net/ipv4/conf/host0/arp_ignore /proc/sys/net/ipv4/conf/host0/arp_announce; systemctl is-active ha-setup-handoff-end.timer; ls /run/ha-setup/handoff.state 2>&1 | grep -c "No such"',
+        )
+      ).stdout
+        .trim()
+        .split('\n');
 
     beforeAll(async () => {
-      await Promise.all([0, 1].map((i) => lab.ssh(i, 'head -c 33554432 /dev/zero > /usr/local/nginx/html/handoff.bin')));
+      await Promise.all(
+        [0, 1].map((i) => lab.ssh(i, 'head -c 33554432 /dev/zero > /usr/local/nginx/html/handoff.bin')),
+      );
       const home = await cli(['failover', lab.runbookPath, '--to', 'node1']);
       expect(home.code, home.err).toBe(0);
     });
@@ -97,7 +138,10 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       }
       const samples = await prober.stop();
       const failed = samples.filter((s) => !s.ok);
-      console.log(`four planned moves: ${samples.length} requests, ${failed.length} failed`, failed.map((f) => `${f.sentAt.toFixed(0)} ms: ${f.error}`));
+      console.log(
+        `four planned moves: ${samples.length} requests, ${failed.length} failed`,
+        failed.map((f) => `${f.sentAt.toFixed(0)} ms: ${f.error}`),
+      );
       expect(samples.length).toBeGreaterThan(1000);
       expect(failed).toEqual([]);
       expect(new Set(samples.map((s) => s.node))).toEqual(new Set(['node1', 'node2']));
@@ -112,7 +156,9 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
         await new Promise((r) => setTimeout(r, 1000));
         const back = await cli(['failover', lab.runbookPath, '--to', 'node1']);
         expect(back.code, back.err).toBe(0);
-        expect(back.out).toMatch(/connection handoff unavailable \(node1: .*nft.*\): connections open at the instant the VIP moves may be reset/);
+        expect(back.out).toMatch(
+          /connection handoff unavailable \(node1: .*nft.*\): connections open at the instant the VIP moves may be reset/,
+        );
         const got = await inFlight;
         expect(got.code).not.toBe(0);
         for (const i of [0, 1]) expect(await leftovers(i)).toEqual(['0', '0', '0', '0', 'inactive', '1']);
@@ -125,7 +171,12 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
   it('a failover that exceeds maxDowntimeMs fails the verification with exit 1', async () => {
     const { readFileSync: read, writeFileSync } = await import('node:fs');
     const strict = join(lab.runbookPath, '..', 'strict.yaml');
-    writeFileSync(strict, read(lab.runbookPath, 'utf8').replace(/maxDowntimeMs: \d+/, 'maxDowntimeMs: 1').replace('name: lab', 'name: lab'));
+    writeFileSync(
+      strict,
+      read(lab.runbookPath, 'utf8')
+        .replace(/maxDowntimeMs: \d+/, 'maxDowntimeMs: 1')
+        .replace('name: lab', 'name: lab'),
+    );
     const r = await cli(['verify', strict, '--scenario', 'node-down', '--yes']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/downtime \d+ ms exceeds verify\.maxDowntimeMs 1/);
@@ -135,8 +186,18 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     const r = await cli(['status', lab.runbookPath, '--json']);
     expect(r.code, r.err).toBe(0);
     const s = JSON.parse(r.out);
-    expect(s.nodes.map((n: { name: string; holdsVip: boolean; vrrpState: string; nginx: string; keepalived: string }) => [n.name, n.holdsVip, n.vrrpState, n.nginx, n.keepalived]))
-      .toEqual([['node1', true, 'MASTER', 'active', 'active'], ['node2', false, 'BACKUP', 'active', 'active']]);
+    expect(
+      s.nodes.map((n: { name: string; holdsVip: boolean; vrrpState: string; nginx: string; keepalived: string }) => [
+        n.name,
+        n.holdsVip,
+        n.vrrpState,
+        n.nginx,
+        n.keepalived,
+      ]),
+    ).toEqual([
+      ['node1', true, 'MASTER', 'active', 'active'],
+      ['node2', false, 'BACKUP', 'active', 'active'],
+    ]);
     expect(s.nodes[0].nginxVersion).toMatch(/nginx\/1\.22\.1/);
     expect(s.lastVerify.passed).toBeTypeOf('boolean');
     // --debug shows the remote commands (read-only probes included) on stderr; without it, none.
@@ -161,7 +222,10 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       expect(r.out).toMatch(/VIP holder: node1/);
       expect(r.out).not.toMatch(/key:/);
       const json = JSON.parse((await cli(['status', lab.runbookPath, '--json'])).out);
-      expect(json.nodes.map((n: { name: string; reachable: boolean }) => [n.name, n.reachable])).toEqual([['node1', true], ['node2', false]]);
+      expect(json.nodes.map((n: { name: string; reachable: boolean }) => [n.name, n.reachable])).toEqual([
+        ['node1', true],
+        ['node2', false],
+      ]);
       const plan = await cli(['plan', lab.runbookPath]);
       expect(plan.code).toBe(1);
       expect(plan.err).toMatch(/10\.213\.0\.12 does not answer on port 22/);
@@ -183,19 +247,43 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     const file = join(lab.runbookPath, '..', 'lab.handover.md');
     expect(existsSync(file)).toBe(true);
     const md = readFileSync(file, 'utf8');
-    for (const section of ['## Summary', '## Topology', '## Hosts', '## VRRP', '## Build', '## File locations', '## Day-2 operations',
-      '## Last verification', '## Troubleshooting', '## Commands executed per node']) expect(md).toContain(section);
+    for (const section of [
+      '## Summary',
+      '## Topology',
+      '## Hosts',
+      '## VRRP',
+      '## Build',
+      '## File locations',
+      '## Day-2 operations',
+      '## Last verification',
+      '## Troubleshooting',
+      '## Commands executed per node',
+    ])
+      expect(md).toContain(section);
     expect(md).toMatch(/```mermaid\nflowchart TB/);
     // The document travels: no path of this machine in it.
     expect(md).not.toContain(join(lab.runbookPath, '..'));
     expect(md).toMatch(/\| node1 \| master \| 100 \| 10\.213\.0\.11 \| host0 \| debian 12 \|/);
     expect(md).toMatch(/client-observed downtime \| \d+ ms/);
-    for (const fault of ['VRID collision', 'protocol 112', 'Multicast blocked', 'auth_pass longer than 8', 'Script security', 'vrrp_strict']) expect(md).toContain(fault);
-    expect(md).toMatch(/### node2 \(10\.213\.0\.12\)[\s\S]*\*\*configure\*\*[\s\S]*\.\/configure --prefix=\/usr\/local\/nginx/);
+    for (const fault of [
+      'VRID collision',
+      'protocol 112',
+      'Multicast blocked',
+      'auth_pass longer than 8',
+      'Script security',
+      'vrrp_strict',
+    ])
+      expect(md).toContain(fault);
+    expect(md).toMatch(
+      /### node2 \(10\.213\.0\.12\)[\s\S]*\*\*configure\*\*[\s\S]*\.\/configure --prefix=\/usr\/local\/nginx/,
+    );
   });
 
   it('split brain (VRRP dropped on one node) is reported by status and refused by verify', async () => {
-    await lab.ssh(1, 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null 2>&1; iptables -I INPUT -p vrrp -j DROP');
+    await lab.ssh(
+      1,
+      'DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null 2>&1; iptables -I INPUT -p vrrp -j DROP',
+    );
     try {
       await new Promise((r) => setTimeout(r, 2000));
       const st = await cli(['status', lab.runbookPath, '--json']);
@@ -212,7 +300,8 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
   });
 
   it('the firewall step opens VRRP and the site port under a restrictive iptables INPUT policy', async () => {
-    const lockDown = 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null 2>&1; ' +
+    const lockDown =
+      'DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null 2>&1; ' +
       'iptables -A INPUT -i lo -j ACCEPT; iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT; ' +
       'iptables -A INPUT -p tcp --dport 22 -j ACCEPT; iptables -P INPUT DROP';
     await Promise.all([lab.ssh(0, lockDown), lab.ssh(1, lockDown)]);

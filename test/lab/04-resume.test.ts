@@ -43,10 +43,17 @@ describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-ro
   });
 
   it('a run whose connection to node1 dies during the build fails that node only', async () => {
-    const child = spawn(process.execPath, [BIN, 'apply', runbook, '--renderer', 'simple', '--no-verify'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true' } });
+    const child = spawn(process.execPath, [BIN, 'apply', runbook, '--renderer', 'simple', '--no-verify'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CI: 'true' },
+    });
     let output = '';
-    child.stdout.on('data', (d) => { output += d; });
-    child.stderr.on('data', (d) => { output += d; });
+    child.stdout.on('data', (d) => {
+      output += d;
+    });
+    child.stderr.on('data', (d) => {
+      output += d;
+    });
     const exited = new Promise<number>((res) => child.on('close', (code) => res(code ?? 1)));
     const deadline = Date.now() + 15 * 60_000;
     while ((await journalStatus(lab, 0, 'build')) !== 'running') {
@@ -80,7 +87,10 @@ describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-ro
     expect(ran.node1).not.toContain('sources');
     expect(ran.node1).not.toContain('configure');
     expect(ran.node2).toEqual([]);
-    const who = await lab.ssh(0, 'stat -c %U /etc/keepalived/keepalived.conf; grep -c auth_pass /etc/keepalived/keepalived.conf');
+    const who = await lab.ssh(
+      0,
+      'stat -c %U /etc/keepalived/keepalived.conf; grep -c auth_pass /etc/keepalived/keepalived.conf',
+    );
     expect(who.stdout.split('\n').slice(0, 2)).toEqual(['root', '1']);
   });
 
@@ -95,16 +105,19 @@ describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-ro
   // write stored "password\n{json}" in a world-readable file and resume was silently lost.
   it('a sudo user whose rule asks for a password: sudo gets the password, no command and no file does', async () => {
     for (const i of [0, 1]) {
-      const setup = await lab.ssh(i, [
-        'id hapw >/dev/null 2>&1 || useradd --create-home --shell /bin/bash hapw',
-        `echo 'hapw:${SUDO_PASSWORD}' | chpasswd`,
-        "echo 'hapw ALL=(ALL) ALL' > /etc/sudoers.d/hapw && chmod 440 /etc/sudoers.d/hapw",
-        'install -d -m 700 -o hapw -g hapw /home/hapw/.ssh && install -m 600 -o hapw -g hapw /root/.ssh/authorized_keys /home/hapw/.ssh/authorized_keys',
-        // Two steps re-run on each node (the journal is written four times in one connection, sudo's
-        // credential cache warm after the first command): the health-check script and the notify script differ.
-        "echo '# changed by hand' >> /etc/keepalived/scripts/check_nginx.sh",
-        "echo '# changed by hand' >> /etc/keepalived/scripts/notify.sh",
-      ].join(' && '));
+      const setup = await lab.ssh(
+        i,
+        [
+          'id hapw >/dev/null 2>&1 || useradd --create-home --shell /bin/bash hapw',
+          `echo 'hapw:${SUDO_PASSWORD}' | chpasswd`,
+          "echo 'hapw ALL=(ALL) ALL' > /etc/sudoers.d/hapw && chmod 440 /etc/sudoers.d/hapw",
+          'install -d -m 700 -o hapw -g hapw /home/hapw/.ssh && install -m 600 -o hapw -g hapw /root/.ssh/authorized_keys /home/hapw/.ssh/authorized_keys',
+          // Two steps re-run on each node (the journal is written four times in one connection, sudo's
+          // credential cache warm after the first command): the health-check script and the notify script differ.
+          "echo '# changed by hand' >> /etc/keepalived/scripts/check_nginx.sh",
+          "echo '# changed by hand' >> /etc/keepalived/scripts/notify.sh",
+        ].join(' && '),
+      );
       expect(setup.code, setup.stderr).toBe(0);
     }
     const doc = parse(readFileSync(runbook, 'utf8'));
@@ -125,7 +138,10 @@ describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-ro
       // It parses (resume works) and holds no password line.
       const journal = JSON.parse((await lab.ssh(i, 'cat /var/lib/ha-setup/journal.json')).stdout);
       expect(journal.steps['health-check'].status).toBe('done');
-      const leaked = await lab.ssh(i, `grep -rlF -- ${SUDO_PASSWORD} /var/lib/ha-setup /etc/keepalived /usr/local/nginx/conf /tmp /root /home 2>/dev/null || true`);
+      const leaked = await lab.ssh(
+        i,
+        `grep -rlF -- ${SUDO_PASSWORD} /var/lib/ha-setup /etc/keepalived /usr/local/nginx/conf /tmp /root /home 2>/dev/null || true`,
+      );
       expect(leaked.stdout.trim()).toBe('');
     }
     // Back to the passwordless user for the rest of the suite.
@@ -139,7 +155,9 @@ describe.skipIf(!inject('labAvailable'))('resume after a lost connection, non-ro
     const docs = await cli(['docs', runbook]);
     expect(docs.code, docs.err).toBe(0);
     const dir = join(runbook, '..');
-    const leaked = filesUnder(dir).filter((f) => !f.endsWith('.secrets') && [PASSWORD, SUDO_PASSWORD].some((p) => readFileSync(f, 'utf8').includes(p)));
+    const leaked = filesUnder(dir).filter(
+      (f) => !f.endsWith('.secrets') && [PASSWORD, SUDO_PASSWORD].some((p) => readFileSync(f, 'utf8').includes(p)),
+    );
     expect(leaked).toEqual([]);
     expect(filesUnder(dir).some((f) => f.includes(`${join('logs', '')}`))).toBe(true);
   });

@@ -25,35 +25,57 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
 
     // Backends on :9001 of both nodes, and slapd with one user on node2.
     const backend = readFileSync(join(fixtures, 'backend.py'), 'utf8');
-    await Promise.all([0, 1].map(async (i) => {
-      const ip = lab.state.nodes[i].ip;
-      const r = await lab.ssh(i, [
-        'set -e',
-        'export DEBIAN_FRONTEND=noninteractive',
-        'apt-get update -q >/dev/null',
-        // A node as customers have them: without the tools preflight's network checks need.
-        'apt-get remove -y -q tcpdump iputils-arping >/dev/null',
-        i === 1
-          ? `printf '%s\\n' 'slapd slapd/internal/adminpw password labadmin' 'slapd slapd/internal/generated_adminpw password labadmin' 'slapd slapd/password1 password labadmin' 'slapd slapd/password2 password labadmin' 'slapd slapd/domain string ha.lab' 'slapd shared/organization string ha-lab' | debconf-set-selections
+    await Promise.all(
+      [0, 1].map(async (i) => {
+        const ip = lab.state.nodes[i].ip;
+        const r = await lab.ssh(
+          i,
+          [
+            'set -e',
+            'export DEBIAN_FRONTEND=noninteractive',
+            'apt-get update -q >/dev/null',
+            // A node as customers have them: without the tools preflight's network checks need.
+            'apt-get remove -y -q tcpdump iputils-arping >/dev/null',
+            i === 1
+              ? `printf '%s\\n' 'slapd slapd/internal/adminpw password labadmin' 'slapd slapd/internal/generated_adminpw password labadmin' 'slapd slapd/password1 password labadmin' 'slapd slapd/password2 password labadmin' 'slapd slapd/domain string ha.lab' 'slapd shared/organization string ha-lab' | debconf-set-selections
              apt-get install -y -q --no-install-recommends python3 slapd ldap-utils >/dev/null`
-          : 'apt-get install -y -q --no-install-recommends python3 >/dev/null',
-        `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
-        `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} 9001\\n' > /etc/systemd/system/lab-backend.service`,
-        'systemctl daemon-reload && systemctl restart lab-backend',
-      ].join('\n'));
-      expect(r.code, r.stderr).toBe(0);
-    }));
+              : 'apt-get install -y -q --no-install-recommends python3 >/dev/null',
+            `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
+            `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} 9001\\n' > /etc/systemd/system/lab-backend.service`,
+            'systemctl daemon-reload && systemctl restart lab-backend',
+          ].join('\n'),
+        );
+        expect(r.code, r.stderr).toBe(0);
+      }),
+    );
     const ldif = [
-      'dn: ou=people,dc=ha,dc=lab', 'objectClass: organizationalUnit', 'ou: people', '',
-      'dn: uid=alice,ou=people,dc=ha,dc=lab', 'objectClass: inetOrgPerson', 'uid: alice', 'cn: Alice', 'sn: Lab', 'userPassword: wonderland', '',
+      'dn: ou=people,dc=ha,dc=lab',
+      'objectClass: organizationalUnit',
+      'ou: people',
+      '',
+      'dn: uid=alice,ou=people,dc=ha,dc=lab',
+      'objectClass: inetOrgPerson',
+      'uid: alice',
+      'cn: Alice',
+      'sn: Lab',
+      'userPassword: wonderland',
+      '',
     ].join('\n');
-    const ldap = await lab.ssh(1, `ldapadd -x -H ldap://127.0.0.1 -D cn=admin,dc=ha,dc=lab -w labadmin <<'LDIF'\n${ldif}LDIF`);
+    const ldap = await lab.ssh(
+      1,
+      `ldapadd -x -H ldap://127.0.0.1 -D cn=admin,dc=ha,dc=lab -w labadmin <<'LDIF'\n${ldif}LDIF`,
+    );
     expect(ldap.code, ldap.stderr).toBe(0);
 
     // The runbook: every git module, the site include with the module test server on :8080.
     const dir = join(lab.runbookPath, '..');
-    writeFileSync(join(dir, 'modules-test.conf'), readFileSync(join(fixtures, 'modules-test.conf'), 'utf8')
-      .replaceAll('@NODE1@', n1).replaceAll('@NODE2@', n2).replaceAll('@LDAP@', n2));
+    writeFileSync(
+      join(dir, 'modules-test.conf'),
+      readFileSync(join(fixtures, 'modules-test.conf'), 'utf8')
+        .replaceAll('@NODE1@', n1)
+        .replaceAll('@NODE2@', n2)
+        .replaceAll('@LDAP@', n2),
+    );
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
     doc.build.modules = ['fancyindex', 'lua', ...GIT_MODULES];
     doc.sources.gitRewrite = { 'https://github.com/': git.base };
@@ -69,14 +91,24 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(ranSteps(lab.runbookPath).node1).toEqual(expect.arrayContaining(['sources', 'patch', 'configure', 'build', 'install']));
+    expect(ranSteps(lab.runbookPath).node1).toEqual(
+      expect.arrayContaining(['sources', 'patch', 'configure', 'build', 'install']),
+    );
     // Preflight installed tcpdump and arping itself, so the VIP and VRID checks ran for real.
     expect(r.out).not.toMatch(/could not (install|check|listen)/);
     for (const i of [0, 1]) expect((await lab.ssh(i, 'command -v tcpdump && command -v arping')).code).toBe(0);
     const record = JSON.parse(readFileSync(join(lab.runbookPath, '..', 'records', 'lab', 'last-run.json'), 'utf8'));
     const gitSources = record.sources.filter((s: { git?: unknown }) => s.git);
     expect(gitSources.map((s: { id: string }) => s.id).sort()).toEqual(
-      ['headers-more-nginx-module', 'ngx_cache_purge', 'nginx-auth-ldap', 'nginx-module-vts', 'nginx-sticky-module-ng', 'nginx_upstream_check_module'].sort());
+      [
+        'headers-more-nginx-module',
+        'ngx_cache_purge',
+        'nginx-auth-ldap',
+        'nginx-module-vts',
+        'nginx-sticky-module-ng',
+        'nginx_upstream_check_module',
+      ].sort(),
+    );
     for (const s of gitSources) {
       expect(s.git.fetchedFrom.startsWith(git.base)).toBe(true);
       expect(s.git.commit).toMatch(/^[0-9a-f]{40}$/);
@@ -88,10 +120,22 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
   it('nginx -V lists every module and the upstream-check patch is in the core', async () => {
     for (const i of [0, 1]) {
       const v = await lab.ssh(i, '/usr/local/nginx/sbin/nginx -V 2>&1');
-      for (const dir of ['nginx_upstream_check_module', 'nginx-sticky-module-ng', 'nginx-auth-ldap', 'ngx_cache_purge', 'headers-more-nginx-module', 'nginx-module-vts', 'ngx-fancyindex', 'lua-nginx-module']) {
+      for (const dir of [
+        'nginx_upstream_check_module',
+        'nginx-sticky-module-ng',
+        'nginx-auth-ldap',
+        'ngx_cache_purge',
+        'headers-more-nginx-module',
+        'nginx-module-vts',
+        'ngx-fancyindex',
+        'lua-nginx-module',
+      ]) {
         expect(v.stdout).toContain(`--add-module=/usr/local/src/ha-setup/src/${dir}`);
       }
-      const patched = await lab.ssh(i, 'grep -c ngx_http_upstream_check_peer_down /usr/local/src/ha-setup/src/nginx/src/http/ngx_http_upstream_round_robin.c');
+      const patched = await lab.ssh(
+        i,
+        'grep -c ngx_http_upstream_check_peer_down /usr/local/src/ha-setup/src/nginx/src/http/ngx_http_upstream_round_robin.c',
+      );
       expect(Number(patched.stdout.trim())).toBeGreaterThan(0);
     }
   });
@@ -104,12 +148,19 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     try {
       await new Promise((r) => setTimeout(r, 2500));
       const status = await curl(0, "'http://127.0.0.1:8080/check_status?format=json'");
-      const servers = JSON.parse(status.stdout).servers.server as Array<{ upstream: string; name: string; status: string }>;
+      const servers = JSON.parse(status.stdout).servers.server as Array<{
+        upstream: string;
+        name: string;
+        status: string;
+      }>;
       const checked = servers.filter((s) => s.upstream === 'checked');
       expect(checked.find((s) => s.name.startsWith(lab.state.nodes[1].ip))?.status).toBe('down');
       expect(checked.find((s) => s.name.startsWith(lab.state.nodes[0].ip))?.status).toBe('up');
       for (let k = 0; k < 20; k++) {
-        const r = await lab.ssh(0, "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/checked/; echo; curl -sS -m 5 http://127.0.0.1:8080/checked/");
+        const r = await lab.ssh(
+          0,
+          "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/checked/; echo; curl -sS -m 5 http://127.0.0.1:8080/checked/",
+        );
         const [code, body] = r.stdout.split('\n');
         expect(code).toBe('200');
         expect(body).toContain(`backend ${lab.state.nodes[0].ip}:9001`);
@@ -120,10 +171,14 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
   });
 
   it('sticky: a client with its cookie always reaches the same backend; without it, both serve', async () => {
-    const first = await lab.ssh(0, "rm -f /tmp/jar; curl -sS -m 5 -c /tmp/jar http://127.0.0.1:8080/sticky/; grep -c route /tmp/jar");
+    const first = await lab.ssh(
+      0,
+      'rm -f /tmp/jar; curl -sS -m 5 -c /tmp/jar http://127.0.0.1:8080/sticky/; grep -c route /tmp/jar',
+    );
     expect(first.stdout).toMatch(/\n1\n?$/);
     const seen = new Set<string>();
-    for (let k = 0; k < 10; k++) seen.add((await curl(0, '-b /tmp/jar http://127.0.0.1:8080/sticky/')).stdout.split(' ')[1]);
+    for (let k = 0; k < 10; k++)
+      seen.add((await curl(0, '-b /tmp/jar http://127.0.0.1:8080/sticky/')).stdout.split(' ')[1]);
     expect(seen.size).toBe(1);
     const free = new Set<string>();
     for (let k = 0; k < 10; k++) free.add((await curl(0, 'http://127.0.0.1:8080/sticky/')).stdout.split(' ')[1]);
@@ -132,7 +187,9 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
 
   it('auth-ldap against a real slapd: right password 200, wrong 401, LDAP down refuses', async () => {
     const code = async (user: string) =>
-      (await lab.ssh(0, `curl -sS -m 10 -o /dev/null -w '%{http_code}' -u ${user} http://127.0.0.1:8080/ldap/`)).stdout.trim();
+      (
+        await lab.ssh(0, `curl -sS -m 10 -o /dev/null -w '%{http_code}' -u ${user} http://127.0.0.1:8080/ldap/`)
+      ).stdout.trim();
     expect(await code('alice:wonderland')).toBe('200');
     expect(await code('alice:wrong')).toBe('401');
     expect(await code('mallory:wonderland')).toBe('401');
@@ -151,11 +208,20 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
   });
 
   it('cache-purge: cached, purged, fetched again', async () => {
-    const get = async () => (await lab.ssh(0, "curl -sS -m 5 -D - -o /dev/null http://127.0.0.1:8080/cached/page | grep -i '^x-cache-status' | tr -d '\\r'")).stdout.trim();
+    const get = async () =>
+      (
+        await lab.ssh(
+          0,
+          "curl -sS -m 5 -D - -o /dev/null http://127.0.0.1:8080/cached/page | grep -i '^x-cache-status' | tr -d '\\r'",
+        )
+      ).stdout.trim();
     await lab.ssh(0, 'curl -sS -m 5 -o /dev/null -X PURGE http://127.0.0.1:8080/cached/page');
     expect(await get()).toMatch(/MISS/);
     expect(await get()).toMatch(/HIT/);
-    const purge = await lab.ssh(0, "curl -sS -m 5 -o /dev/null -w '%{http_code}' -X PURGE http://127.0.0.1:8080/cached/page");
+    const purge = await lab.ssh(
+      0,
+      "curl -sS -m 5 -o /dev/null -w '%{http_code}' -X PURGE http://127.0.0.1:8080/cached/page",
+    );
     expect(purge.stdout.trim()).toBe('200');
     expect(await get()).toMatch(/MISS/);
   });
@@ -163,7 +229,7 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
   it('headers-more sets and clears headers; vts lists the upstreams as JSON', async () => {
     const h = await lab.ssh(0, 'curl -sS -m 5 -D - -o /dev/null http://127.0.0.1:8080/headers');
     expect(h.stdout).toMatch(/^X-HA-Test: on\r?$/m);
-    expect(h.stdout).not.toMatch(/^Server:/mi);
+    expect(h.stdout).not.toMatch(/^Server:/im);
     const vts = JSON.parse((await curl(0, 'http://127.0.0.1:8080/vts/format/json')).stdout);
     expect(Object.keys(vts.upstreamZones)).toEqual(expect.arrayContaining(['checked', 'stickied', 'plain']));
   });
@@ -177,9 +243,13 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
   it('your own Lua modules (site.include.lua) load through lua_package_path; a change to one is a reload, not a restart', async () => {
     const dir = join(lab.runbookPath, '..');
     mkdirSync(join(dir, 'lua', 'lab'), { recursive: true });
-    const greet = (word: string) => `local M = {}\nfunction M.hello(node) return "${word} from " .. node end\nreturn M\n`;
+    const greet = (word: string) =>
+      `local M = {}\nfunction M.hello(node) return "${word} from " .. node end\nreturn M\n`;
     writeFileSync(join(dir, 'lua', 'lab', 'greet.lua'), greet('hello'));
-    writeFileSync(join(dir, 'lua-test.conf'), 'location = /lua-mod {\n    default_type text/plain;\n    content_by_lua_block { ngx.say(require("lab.greet").hello(ngx.var.hostname)) }\n}\n');
+    writeFileSync(
+      join(dir, 'lua-test.conf'),
+      'location = /lua-mod {\n    default_type text/plain;\n    content_by_lua_block { ngx.say(require("lab.greet").hello(ngx.var.hostname)) }\n}\n',
+    );
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
     doc.site.include = { http: ['modules-test.conf'], server: ['lua-test.conf'], lua: ['lua'] };
     writeFileSync(lab.runbookPath, stringify(doc));
@@ -205,7 +275,10 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     expect(r.code, r.err).toBe(0);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
     // (writeFile's timestamped .bak copies of changed files stay, as everywhere.)
-    const gone = await lab.ssh(0, "ls /usr/local/nginx/conf/conf.d/ | grep -v '[.]bak$'; find /usr/local/nginx/conf/ha-lua /usr/local/nginx/conf/ha-site.d -type f ! -name '*.bak' | wc -l");
+    const gone = await lab.ssh(
+      0,
+      "ls /usr/local/nginx/conf/conf.d/ | grep -v '[.]bak$'; find /usr/local/nginx/conf/ha-lua /usr/local/nginx/conf/ha-site.d -type f ! -name '*.bak' | wc -l",
+    );
     expect(gone.stdout.trim()).toBe('ha-site.conf\n0');
     const port = await lab.ssh(0, "curl -sS -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/headers");
     expect(port.stdout.trim()).not.toBe('200');

@@ -24,17 +24,25 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     const directSamples = await direct.stop();
     const failed = samples.filter((s) => !s.ok);
     const failedDirect = directSamples.filter((s) => !s.ok);
-    console.log(`${command} ${extra.join(' ')}: ${Date.now() - started} ms; VIP: ${samples.length} requests, ${failed.length} failed; node2 direct: ${directSamples.length} requests, ${failedDirect.length} failed`);
+    console.log(
+      `${command} ${extra.join(' ')}: ${Date.now() - started} ms; VIP: ${samples.length} requests, ${failed.length} failed; node2 direct: ${directSamples.length} requests, ${failedDirect.length} failed`,
+    );
     // Which request failed, when and how (a reset, a timeout): what tells a VIP flip from a restart.
-    for (const f of [...failed, ...failedDirect]) console.log(`  failed request sent at ${Math.round(f.sentAt)} ms: ${f.error}`);
+    for (const f of [...failed, ...failedDirect])
+      console.log(`  failed request sent at ${Math.round(f.sentAt)} ms: ${f.error}`);
     return { r, failed, failedDirect, samples, holders: [...new Set(samples.filter((s) => s.ok).map((s) => s.node))] };
   }
   /** Everything apply logged for a node on this machine (runbooks/logs/<run>/<node>.log). */
   const nodeLogs = (node: string) => {
     const dir = join(lab.runbookPath, '..', 'logs');
-    return readdirSync(dir).map((run) => join(dir, run, `${node}.log`)).filter((f) => existsSync(f)).map((f) => readFileSync(f, 'utf8')).join('\n');
+    return readdirSync(dir)
+      .map((run) => join(dir, run, `${node}.log`))
+      .filter((f) => existsSync(f))
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
   };
-  const systemdMainPid = (i: number) => lab.ssh(i, 'systemctl show -p MainPID --value nginx').then((r) => r.stdout.trim());
+  const systemdMainPid = (i: number) =>
+    lab.ssh(i, 'systemctl show -p MainPID --value nginx').then((r) => r.stdout.trim());
   const nginxV = (i: number) => lab.ssh(i, '/usr/local/nginx/sbin/nginx -V 2>&1').then((r) => r.stdout);
 
   /** Sets build.modules, applies under load and checks the roll lost nothing; returns the apply. */
@@ -87,15 +95,26 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
       const pid = await masterPid(i);
       expect(pid).not.toBe(pidsBefore[i]);
       expect(await systemdMainPid(i)).toBe(pid);
-      expect((await lab.ssh(i, 'systemctl is-active nginx; /usr/local/nginx/sbin/nginx.old -V 2>&1 | grep -c ngx-fancyindex')).stdout.trim().split('\n')).toEqual(['active', '1']);
-      expect(nodeLogs(`node${i + 1}`)).toContain(`hot upgrade: done: master ${pid} serves with the new binary; systemd MainPID ${pid}`);
+      expect(
+        (
+          await lab.ssh(
+            i,
+            'systemctl is-active nginx; /usr/local/nginx/sbin/nginx.old -V 2>&1 | grep -c ngx-fancyindex',
+          )
+        ).stdout
+          .trim()
+          .split('\n'),
+      ).toEqual(['active', '1']);
+      expect(nodeLogs(`node${i + 1}`)).toContain(
+        `hot upgrade: done: master ${pid} serves with the new binary; systemd MainPID ${pid}`,
+      );
     }
     const record = JSON.parse(readFileSync(join(lab.runbookPath, '..', 'records', 'lab', 'last-run.json'), 'utf8'));
     expect(record.serving).toBe(true);
     expect(record.roll.map((e: { node: string }) => e.node)).toEqual(['node2', 'node1', 'node1', 'cluster']);
   });
 
-  it('rollback brings the previous build back node by node and apply installs the runbook\'s build again: 0 failed requests', async () => {
+  it("rollback brings the previous build back node by node and apply installs the runbook's build again: 0 failed requests", async () => {
     const back = await applyUnderLoad([], 'rollback');
     expect(back.r.code, back.r.out + back.r.err).toBe(0);
     expect(back.failed).toHaveLength(0);
@@ -134,21 +153,28 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
   });
 
   it('removing lua together with the location that uses it: the new binary waits for the new configuration and both go in together, node by node; adding it back: 0 failed requests each', async () => {
-    const luaStatus = (i: number) => lab.ssh(i, 'curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1/ha-lua').then((r) => r.stdout.trim());
+    const luaStatus = (i: number) =>
+      lab.ssh(i, 'curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1/ha-lua').then((r) => r.stdout.trim());
     expect([await luaStatus(0), await luaStatus(1)]).toEqual(['200', '200']);
     const pidsBefore = [await masterPid(0), await masterPid(1)];
     await changeModulesAndRoll((m) => m.filter((x) => x !== 'lua'));
     for (const i of [0, 1]) {
       const log = nodeLogs(`node${i + 1}`);
       // the new binary waited for the configuration written for it (the old one has /ha-lua)
-      expect(log).toContain('the running nginx moves to the new binary once nginx-config has written the configuration for it');
+      expect(log).toContain(
+        'the running nginx moves to the new binary once nginx-config has written the configuration for it',
+      );
       const pid = await masterPid(i);
       expect(pid).not.toBe(pidsBefore[i]);
       expect(log).toContain(`hot upgrade: done: master ${pid} serves with the new binary; systemd MainPID ${pid}`);
       expect(await systemdMainPid(i)).toBe(pid);
       expect(await nginxV(i)).not.toContain('lua-nginx-module');
       expect(await luaStatus(i)).toBe('404');
-      expect((await lab.ssh(i, 'ls -a /usr/local/nginx | grep -c "ha-setup-upgrade-pending\\|ha-setup-conf-before-upgrade"')).stdout.trim()).toBe('0');
+      expect(
+        (
+          await lab.ssh(i, 'ls -a /usr/local/nginx | grep -c "ha-setup-upgrade-pending\\|ha-setup-conf-before-upgrade"')
+        ).stdout.trim(),
+      ).toBe('0');
     }
     // Adding it back: a binary with lua does not even start without lua_package_path (resty.core),
     // which only the new configuration has; both go in together again.
@@ -171,7 +197,9 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     expect(holders).toEqual(['node1']);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
     expect([await masterPid(0), await masterPid(1)]).toEqual(before);
-    expect((await lab.ssh(0, 'grep -c "server_name day2.example" /usr/local/nginx/conf/conf.d/ha-site.conf')).stdout.trim()).toBe('1');
+    expect(
+      (await lab.ssh(0, 'grep -c "server_name day2.example" /usr/local/nginx/conf/conf.d/ha-site.conf')).stdout.trim(),
+    ).toBe('1');
   });
 
   it('a configuration nginx -t accepts but the master cannot load (init_by_lua fails at reload) fails the apply; the previous one keeps serving, 0 failed requests', async () => {
@@ -197,7 +225,8 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
   });
 
   it('a keepalived setting change (advert interval, check timing) reloads keepalived: same keepalived PID, VIP stays, 0 failed requests', async () => {
-    const kaPid = (i: number) => lab.ssh(i, 'systemctl show -p MainPID --value keepalived').then((r) => r.stdout.trim());
+    const kaPid = (i: number) =>
+      lab.ssh(i, 'systemctl show -p MainPID --value keepalived').then((r) => r.stdout.trim());
     const before = [await kaPid(0), await kaPid(1)];
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
     doc.vrrp.advertInt = 2;
@@ -237,7 +266,10 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     writeFileSync(lab.runbookPath, stringify(doc));
     const prober = startProber(lab.state.vip, 80, 20, 500);
     const bin = join(import.meta.dirname, '..', '..', 'bin', 'ha-setup.js');
-    const child = spawn(process.execPath, [bin, 'apply', lab.runbookPath, '--renderer', 'simple', '--no-verify'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: 'true' } });
+    const child = spawn(process.execPath, [bin, 'apply', lab.runbookPath, '--renderer', 'simple', '--no-verify'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CI: 'true' },
+    });
     let output = '';
     let interrupted = false;
     const onData = (d: Buffer) => {
@@ -262,12 +294,17 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     const during = /interrupted: the roll stopped during node1's steps; the cluster serves from node2/.test(output);
     expect(before || during, output.slice(-2000)).toBe(true);
     const holderIp = lab.state.nodes[before ? 0 : 1].ip;
-    expect((await lab.ssh(before ? 0 : 1, 'ip -4 -o addr show dev host0')).stdout, holderIp).toContain(`${lab.state.vip}/`);
+    expect((await lab.ssh(before ? 0 : 1, 'ip -4 -o addr show dev host0')).stdout, holderIp).toContain(
+      `${lab.state.vip}/`,
+    );
     const again = await applyUnderLoad(['--no-verify']);
     expect(again.r.code, again.r.out + again.r.err).toBe(0);
     expect(again.failed).toHaveLength(0);
     expect(ranSteps(lab.runbookPath).node2).toEqual([]);
-    for (const i of [0, 1]) expect((await lab.ssh(i, 'cat /etc/rsyslog.d/01-ha-setup-keepalived.conf')).stdout).toContain(doc.logging.facility);
+    for (const i of [0, 1])
+      expect((await lab.ssh(i, 'cat /etc/rsyslog.d/01-ha-setup-keepalived.conf')).stdout).toContain(
+        doc.logging.facility,
+      );
   });
 
   it('a new binary that refuses the config stops the roll at the first node: the old binary serves there, exit 1, 0 failed requests', async () => {
@@ -283,11 +320,22 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
     expect(holders).toEqual(['node1']);
     // install leaves the new binary waiting for the new configuration; nginx-config finds it refuses that too
     expect(r.err).toMatch(/the roll stopped at node2: step nginx-config failed; the cluster keeps serving from node1/);
-    expect(r.out + r.err).toMatch(/the new binary refuses the new .*nginx\.conf; master \d+ keeps serving with the old binary/);
+    expect(r.out + r.err).toMatch(
+      /the new binary refuses the new .*nginx\.conf; master \d+ keeps serving with the old binary/,
+    );
     expect(r.err).toMatch(/nodes not rolled yet: node1/);
     // node2: same master, the working binary back on disk, the failed one kept for inspection.
     expect([await masterPid(0), await masterPid(1)]).toEqual(pidsBefore);
-    expect((await lab.ssh(1, '/usr/local/nginx/sbin/nginx -t -q && /usr/local/nginx/sbin/nginx -V 2>&1 | grep -c without-http_gzip_module; ls /usr/local/nginx/sbin/nginx.failed')).stdout.trim().split('\n')).toEqual(['0', '/usr/local/nginx/sbin/nginx.failed']);
+    expect(
+      (
+        await lab.ssh(
+          1,
+          '/usr/local/nginx/sbin/nginx -t -q && /usr/local/nginx/sbin/nginx -V 2>&1 | grep -c without-http_gzip_module; ls /usr/local/nginx/sbin/nginx.failed',
+        )
+      ).stdout
+        .trim()
+        .split('\n'),
+    ).toEqual(['0', '/usr/local/nginx/sbin/nginx.failed']);
     expect(ranSteps(lab.runbookPath).node1).not.toContain('install');
   });
 });

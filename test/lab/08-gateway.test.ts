@@ -10,26 +10,47 @@ import { withLab, type Lab } from './helpers/with-lab.js';
 const fixtures = join(import.meta.dirname, '..', 'fixtures', 'lab');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Sample { sentAt: number; ok: boolean; backend?: string; error?: string }
+interface Sample {
+  sentAt: number;
+  ok: boolean;
+  backend?: string;
+  error?: string;
+}
 
 /** A client through the VIP: a request every intervalMs for durationMs (each its own connection). */
-async function load(host: string, durationMs: number, during?: (elapsed: () => number) => Promise<void>, intervalMs = 20, headers: Record<string, string> = {}): Promise<Sample[]> {
+async function load(
+  host: string,
+  durationMs: number,
+  during?: (elapsed: () => number) => Promise<void>,
+  intervalMs = 20,
+  headers: Record<string, string> = {},
+): Promise<Sample[]> {
   const t0 = Date.now();
   const samples: Sample[] = [];
   const pending: Promise<void>[] = [];
-  const one = () => new Promise<void>((resolve) => {
-    const sentAt = Date.now() - t0;
-    const req = http.get({ host, port: 80, path: '/gw', agent: false, timeout: 3000, headers }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => {
-        samples.push(res.statusCode === 200 ? { sentAt, ok: true, backend: body.split(' ')[1] } : { sentAt, ok: false, error: `HTTP ${res.statusCode}` });
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const sentAt = Date.now() - t0;
+      const req = http.get({ host, port: 80, path: '/gw', agent: false, timeout: 3000, headers }, (res) => {
+        let body = '';
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () => {
+          samples.push(
+            res.statusCode === 200
+              ? { sentAt, ok: true, backend: body.split(' ')[1] }
+              : { sentAt, ok: false, error: `HTTP ${res.statusCode}` },
+          );
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (e) => {
+        samples.push({ sentAt, ok: false, error: e.message });
         resolve();
       });
     });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => { samples.push({ sentAt, ok: false, error: e.message }); resolve(); });
-  });
   const side = during ? during(() => Date.now() - t0) : Promise.resolve();
   while (Date.now() - t0 < durationMs) {
     pending.push(one());
@@ -46,8 +67,12 @@ function backendOf(host: string, headers: Record<string, string> = {}): Promise<
   return new Promise((resolve, reject) => {
     const req = http.get({ host, port: 80, path: '/gw', agent: false, timeout: 3000, headers }, (res) => {
       let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => (res.statusCode === 200 ? resolve(body.split(' ')[1]) : reject(new Error(`HTTP ${res.statusCode}: ${body}`))));
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () =>
+        res.statusCode === 200 ? resolve(body.split(' ')[1]) : reject(new Error(`HTTP ${res.statusCode}: ${body}`)),
+      );
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
@@ -57,17 +82,23 @@ function backendOf(host: string, headers: Record<string, string> = {}): Promise<
 /** lab-gw@<port>.service on both nodes: the fixture backend answering "backend <ip>:<port> ...". */
 async function installBackends(lab: Lab): Promise<void> {
   const backend = readFileSync(join(fixtures, 'backend.py'), 'utf8');
-  await Promise.all([0, 1].map(async (i) => {
-    const ip = lab.state.nodes[i].ip;
-    const x = await lab.ssh(i, [
-      'set -e', 'export DEBIAN_FRONTEND=noninteractive',
-      'command -v python3 >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends python3 >/dev/null; }',
-      `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
-      `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} %%i\\n' > /etc/systemd/system/lab-gw@.service`,
-      'systemctl daemon-reload',
-    ].join('\n'));
-    expect(x.code, x.stderr).toBe(0);
-  }));
+  await Promise.all(
+    [0, 1].map(async (i) => {
+      const ip = lab.state.nodes[i].ip;
+      const x = await lab.ssh(
+        i,
+        [
+          'set -e',
+          'export DEBIAN_FRONTEND=noninteractive',
+          'command -v python3 >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends python3 >/dev/null; }',
+          `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
+          `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} %%i\\n' > /etc/systemd/system/lab-gw@.service`,
+          'systemctl daemon-reload',
+        ].join('\n'),
+      );
+      expect(x.code, x.stderr).toBe(0);
+    }),
+  );
 }
 
 /**
@@ -76,20 +107,23 @@ async function installBackends(lab: Lab): Promise<void> {
  */
 async function startConsul(lab: Lab, opts: { extraArgs?: string; restart?: boolean } = {}): Promise<void> {
   const n1 = lab.state.nodes[0].ip;
-  const consul = await lab.ssh(0, [
-    'set -e',
-    'if [ ! -x /opt/consul/usr/bin/consul ]; then',
-    '  mkdir -p /tmp/bullseye/lists/partial /opt/consul; cd /tmp/bullseye',
-    '  echo "deb http://deb.debian.org/debian bullseye main" > sources.list',
-    '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=/tmp/bullseye/lists"',
-    '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1',
-    '  dpkg-deb -x consul_*.deb /opt/consul',
-    'fi',
-    `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn${opts.extraArgs ?? ''}\\n' > /etc/systemd/system/lab-consul.service`,
-    `systemctl daemon-reload; ${opts.restart ? '' : 'systemctl is-active --quiet lab-consul || '}systemctl restart lab-consul`,
-    'for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
-    '/opt/consul/usr/bin/consul version | head -1',
-  ].join('\n'));
+  const consul = await lab.ssh(
+    0,
+    [
+      'set -e',
+      'if [ ! -x /opt/consul/usr/bin/consul ]; then',
+      '  mkdir -p /tmp/bullseye/lists/partial /opt/consul; cd /tmp/bullseye',
+      '  echo "deb http://deb.debian.org/debian bullseye main" > sources.list',
+      '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=/tmp/bullseye/lists"',
+      '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1',
+      '  dpkg-deb -x consul_*.deb /opt/consul',
+      'fi',
+      `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn${opts.extraArgs ?? ''}\\n' > /etc/systemd/system/lab-consul.service`,
+      `systemctl daemon-reload; ${opts.restart ? '' : 'systemctl is-active --quiet lab-consul || '}systemctl restart lab-consul`,
+      'for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
+      '/opt/consul/usr/bin/consul version | head -1',
+    ].join('\n'),
+  );
   expect(consul.code, consul.stderr).toBe(0);
   expect(consul.stdout).toContain('Consul v1.8.7');
 }
@@ -100,14 +134,25 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
   let lab: Lab;
   let n1: string;
   let n2: string;
-  const masterPids = async () => Promise.all([0, 1].map(async (i) => (await lab.ssh(i, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()));
-  const status = async (node: number) => JSON.parse((await lab.ssh(node, 'curl -sS -m 3 http://127.0.0.1/ha-gateway/status')).stdout);
+  const masterPids = async () =>
+    Promise.all([0, 1].map(async (i) => (await lab.ssh(i, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()));
+  const status = async (node: number) =>
+    JSON.parse((await lab.ssh(node, 'curl -sS -m 3 http://127.0.0.1/ha-gateway/status')).stdout);
   const register = async (port: number, ip: string, checkPort = port) => {
-    const body = JSON.stringify({ ID: `app-${port}`, Name: 'app', Address: ip, Port: port, Check: { HTTP: `http://${ip}:${checkPort}/health`, Interval: '1s', Timeout: '1s' } });
+    const body = JSON.stringify({
+      ID: `app-${port}`,
+      Name: 'app',
+      Address: ip,
+      Port: port,
+      Check: { HTTP: `http://${ip}:${checkPort}/health`, Interval: '1s', Timeout: '1s' },
+    });
     const r = await lab.ssh(0, `curl -sS -f -X PUT --data '${body}' http://${n1}:8500/v1/agent/service/register`);
     expect(r.code, r.stderr).toBe(0);
   };
-  const passing = async () => JSON.parse((await lab.ssh(0, `curl -sS http://${n1}:8500/v1/health/service/app?passing=1`)).stdout).map((e: { Service: { Port: number } }) => e.Service.Port).sort();
+  const passing = async () =>
+    JSON.parse((await lab.ssh(0, `curl -sS http://${n1}:8500/v1/health/service/app?passing=1`)).stdout)
+      .map((e: { Service: { Port: number } }) => e.Service.Port)
+      .sort();
 
   beforeAll(async () => {
     lab = await withLab();
@@ -117,7 +162,12 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
 
     // Backends: lab-gw@<port>.service on each node answering "backend <ip>:<port> ...".
     await installBackends(lab);
-    for (const [i, port] of [[0, 9101], [1, 9102], [0, 9103], [1, 9104]] as const) {
+    for (const [i, port] of [
+      [0, 9101],
+      [1, 9102],
+      [0, 9103],
+      [1, 9104],
+    ] as const) {
       expect((await lab.ssh(i, `systemctl restart lab-gw@${port}`)).code).toBe(0);
     }
 
@@ -129,19 +179,24 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     expect(await passing()).toEqual([9101, 9102, 9103]);
 
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-    doc.site.upstreams = [{
-      name: 'gw',
-      servers: [`${n1}:9101`],
-      discovery: {
-        consul: { address: `http://${n1}:8500`, service: 'app', interval: 0.5 },
-        check: { path: '/health', interval: 0.5, fall: 2, rise: 2 },
+    doc.site.upstreams = [
+      {
+        name: 'gw',
+        servers: [`${n1}:9101`],
+        discovery: {
+          consul: { address: `http://${n1}:8500`, service: 'app', interval: 0.5 },
+          check: { path: '/health', interval: 0.5, fall: 2, rise: 2 },
+        },
       },
-    }];
+    ];
     writeFileSync(lab.runbookPath, stringify(doc));
     r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(r.code, r.out + r.err).toBe(0);
     // lua-cjson is unpacked (gateway-libs, never a rebuild); the rest is configuration, reloaded.
-    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['gateway-libs', 'nginx-config'], node2: ['gateway-libs', 'nginx-config'] });
+    expect(ranSteps(lab.runbookPath)).toEqual({
+      node1: ['gateway-libs', 'nginx-config'],
+      node2: ['gateway-libs', 'nginx-config'],
+    });
   });
 
   it('traffic through the VIP reaches every instance Consul lists; the status page shows them', async () => {
@@ -151,7 +206,11 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     expect(served(s)).toEqual([`${n1}:9101`, `${n1}:9103`, `${n2}:9102`]);
     const st = await status(0);
     expect(st.upstreams.gw.source).toBe('consul');
-    expect(st.upstreams.gw.peers.map((p: { address: string }) => p.address)).toEqual([`${n1}:9101`, `${n1}:9103`, `${n2}:9102`]);
+    expect(st.upstreams.gw.peers.map((p: { address: string }) => p.address)).toEqual([
+      `${n1}:9101`,
+      `${n1}:9103`,
+      `${n2}:9102`,
+    ]);
   });
 
   it('an instance Consul marks critical leaves the rotation: 0 failed requests, no reload', async () => {
@@ -168,7 +227,10 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     expect(served(s.filter((x) => x.sentAt > stoppedAt + 4000))).toEqual([`${n1}:9101`, `${n1}:9103`]);
     // Consul's check runs every 1 s and the poll every 0.5 s: both nodes dropped it from their list.
     for (const i of [0, 1]) {
-      expect((await status(i)).upstreams.gw.peers.map((p: { address: string }) => p.address)).toEqual([`${n1}:9101`, `${n1}:9103`]);
+      expect((await status(i)).upstreams.gw.peers.map((p: { address: string }) => p.address)).toEqual([
+        `${n1}:9101`,
+        `${n1}:9103`,
+      ]);
     }
     expect(await masterPids()).toEqual(pids);
   });
@@ -189,14 +251,22 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     expect(s.filter((x) => !x.ok)).toEqual([]);
     expect(served(s)).toEqual([`${n1}:9101`, `${n1}:9103`, `${n2}:9104`]);
     for (const i of [0, 1]) expect((await status(i)).upstreams.gw.error).toMatch(/Consul unreachable/);
-    await lab.ssh(0, 'systemctl start lab-consul; for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done');
+    await lab.ssh(
+      0,
+      'systemctl start lab-consul; for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
+    );
     await lab.ssh(1, 'systemctl start lab-gw@9102');
     for (let k = 0; k < 40 && (await passing()).length < 4; k++) await sleep(500);
     expect(await passing()).toEqual([9101, 9102, 9103, 9104]);
     await sleep(1500);
     const st = await status(0);
     expect(st.upstreams.gw.error).toBeUndefined();
-    expect(st.upstreams.gw.peers.map((p: { address: string }) => p.address)).toEqual([`${n1}:9101`, `${n1}:9103`, `${n2}:9102`, `${n2}:9104`]);
+    expect(st.upstreams.gw.peers.map((p: { address: string }) => p.address)).toEqual([
+      `${n1}:9101`,
+      `${n1}:9103`,
+      `${n2}:9102`,
+      `${n2}:9104`,
+    ]);
   });
 
   it('a backend killed without Consul noticing: the active health check takes it out, requests keep succeeding', async () => {
@@ -239,7 +309,10 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     expect(r.code, r.err).toBe(0);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
     // The access log is buffered (flush=5s); the apply above took longer than that.
-    const log = await lab.ssh(0, `grep -c '"upstream":"gw","upstream_addr":"${n1}:9101"' /usr/local/nginx/logs/access.log`);
+    const log = await lab.ssh(
+      0,
+      `grep -c '"upstream":"gw","upstream_addr":"${n1}:9101"' /usr/local/nginx/logs/access.log`,
+    );
     expect(Number(log.stdout.trim())).toBeGreaterThan(0);
   });
 
@@ -271,7 +344,13 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
       expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
       expect(await masterPids()).toEqual(pids);
       // Anonymous reads see nothing (above): peers back on both nodes means nginx sends the token.
-      for (let k = 0; k < 40 && ((await status(0)).upstreams.gw.error !== undefined || (await status(1)).upstreams.gw.error !== undefined); k++) await sleep(250);
+      for (
+        let k = 0;
+        k < 40 &&
+        ((await status(0)).upstreams.gw.error !== undefined || (await status(1)).upstreams.gw.error !== undefined);
+        k++
+      )
+        await sleep(250);
       for (const i of [0, 1]) {
         const gw = (await status(i)).upstreams.gw;
         expect(gw.error).toBeUndefined();
@@ -296,15 +375,26 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
   let n1: string;
   let n2: string;
   const gray = (...args: string[]) => cli(['gray', lab.runbookPath, ...args]);
-  const status = async (node: number) => JSON.parse((await lab.ssh(node, 'curl -sS -m 3 http://127.0.0.1/ha-gateway/status')).stdout);
-  const masterPids = async () => Promise.all([0, 1].map(async (i) => (await lab.ssh(i, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()));
+  const status = async (node: number) =>
+    JSON.parse((await lab.ssh(node, 'curl -sS -m 3 http://127.0.0.1/ha-gateway/status')).stdout);
+  const masterPids = async () =>
+    Promise.all([0, 1].map(async (i) => (await lab.ssh(i, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()));
   /** Waits until both nodes' status pages show `percent` and `ips` in force (the rules are polled). */
   const inForce = async (want: { ips?: string[]; values?: string[]; percent?: number }) => {
     for (let k = 0; k < 30; k++) {
       const all = await Promise.all([0, 1].map(status));
       // An empty list may come back as {} (lua-cjson without array_mt).
       const list = (x: unknown) => (Array.isArray(x) ? x.join() : '');
-      if (all.every((st) => st.gray.rules && (want.ips ?? []).join() === list(st.gray.rules.ips) && (want.values ?? []).join() === list(st.gray.rules.values) && (want.percent ?? 0) === st.gray.rules.percent)) return;
+      if (
+        all.every(
+          (st) =>
+            st.gray.rules &&
+            (want.ips ?? []).join() === list(st.gray.rules.ips) &&
+            (want.values ?? []).join() === list(st.gray.rules.values) &&
+            (want.percent ?? 0) === st.gray.rules.percent,
+        )
+      )
+        return;
       await sleep(200);
     }
     throw new Error(`rules ${JSON.stringify(want)} never in force: ${JSON.stringify((await status(0)).gray)}`);
@@ -315,32 +405,61 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     lab = await withLab();
     [n1, n2] = lab.state.nodes.map((n) => n.ip);
     await installBackends(lab);
-    for (const [i, port] of [[0, 9101], [1, 9102], [1, CANARY]] as const) {
+    for (const [i, port] of [
+      [0, 9101],
+      [1, 9102],
+      [1, CANARY],
+    ] as const) {
       expect((await lab.ssh(i, `systemctl restart lab-gw@${port}`)).code).toBe(0);
     }
     // Debian's redis-server, run by a unit of ours on 6380 (the package's own stays on 127.0.0.1:6379).
-    const redis = await lab.ssh(0, [
-      'set -e', 'export DEBIAN_FRONTEND=noninteractive',
-      'command -v redis-server >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends redis-server >/dev/null; }',
-      `printf '[Service]\\nExecStart=/usr/bin/redis-server --bind 0.0.0.0 --port 6380 --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis.service`,
-      'systemctl daemon-reload; systemctl restart lab-redis',
-      `for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
-      `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 flushdb; redis-server --version`,
-    ].join('\n'));
+    const redis = await lab.ssh(
+      0,
+      [
+        'set -e',
+        'export DEBIAN_FRONTEND=noninteractive',
+        'command -v redis-server >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends redis-server >/dev/null; }',
+        `printf '[Service]\\nExecStart=/usr/bin/redis-server --bind 0.0.0.0 --port 6380 --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis.service`,
+        'systemctl daemon-reload; systemctl restart lab-redis',
+        `for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+        `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 flushdb; redis-server --version`,
+      ].join('\n'),
+    );
     expect(redis.code, redis.stderr).toBe(0);
     // Stable's peers come from Consul, so gray release and discovery work together.
     await startConsul(lab);
-    for (const [ip, port] of [[n1, 9101], [n2, 9102]] as const) {
-      const body = JSON.stringify({ ID: `gray-stable-${port}`, Name: 'gray-stable', Address: ip, Port: port, Check: { HTTP: `http://${ip}:${port}/health`, Interval: '1s', Timeout: '1s' } });
-      expect((await lab.ssh(0, `curl -sS -f -X PUT --data '${body}' http://${n1}:8500/v1/agent/service/register`)).code).toBe(0);
+    for (const [ip, port] of [
+      [n1, 9101],
+      [n2, 9102],
+    ] as const) {
+      const body = JSON.stringify({
+        ID: `gray-stable-${port}`,
+        Name: 'gray-stable',
+        Address: ip,
+        Port: port,
+        Check: { HTTP: `http://${ip}:${port}/health`, Interval: '1s', Timeout: '1s' },
+      });
+      expect(
+        (await lab.ssh(0, `curl -sS -f -X PUT --data '${body}' http://${n1}:8500/v1/agent/service/register`)).code,
+      ).toBe(0);
     }
 
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
     doc.site.upstreams = [
-      { name: 'stable', servers: [`${n1}:9101`], discovery: { consul: { address: `http://${n1}:8500`, service: 'gray-stable', interval: 0.5 } } },
+      {
+        name: 'stable',
+        servers: [`${n1}:9101`],
+        discovery: { consul: { address: `http://${n1}:8500`, service: 'gray-stable', interval: 0.5 } },
+      },
       { name: 'canary', servers: [`${n2}:${CANARY}`] },
     ];
-    doc.site.gray = { redis: { address: `${n1}:6380`, db: 3, passwordEnv: 'HA_SETUP_LAB_GRAY_PW' }, stable: 'stable', canary: 'canary', cookie: 'gray_user', refresh: 0.5 };
+    doc.site.gray = {
+      redis: { address: `${n1}:6380`, db: 3, passwordEnv: 'HA_SETUP_LAB_GRAY_PW' },
+      stable: 'stable',
+      canary: 'canary',
+      cookie: 'gray_user',
+      refresh: 0.5,
+    };
     writeFileSync(lab.runbookPath, stringify(doc));
     const pids = await masterPids();
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
@@ -403,7 +522,9 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     const sides = async () => {
       const out: boolean[] = [];
       for (let i = 0; i < users.length; i += 50) {
-        const batch = await Promise.all(users.slice(i, i + 50).map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })));
+        const batch = await Promise.all(
+          users.slice(i, i + 50).map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })),
+        );
         out.push(...batch.map((b) => b === `${n2}:${CANARY}`));
       }
       return out;
@@ -459,7 +580,10 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     const cliDown = await gray('status');
     expect(cliDown.code).toBe(1);
     expect(cliDown.err).toMatch(/Redis at .*:6380/);
-    await lab.ssh(0, `systemctl start lab-redis; for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`);
+    await lab.ssh(
+      0,
+      `systemctl start lab-redis; for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+    );
     // This Redis keeps nothing on disk: the operator puts the rules back.
     expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
     await inForce({ ips: [lab.state.bridgeIp] });
@@ -470,21 +594,28 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
   // The review: raw rule lists went into the 1 MiB dict the peer lists live in, unchecked; near the
   // limit they evicted the peers (intermittent 502), and every request walked every CIDR.
   it('50,000 rules: in force on both nodes, routing right for a listed and an unlisted client, Consul peers untouched, no failed request', async () => {
-    const fill = await lab.ssh(0, `awk 'BEGIN { for (i = 0; i < 50000; i++) printf "SADD ha-setup:gray:ips 10.%d.%d.1\\n", int(i / 256) % 256, i % 256 }' | redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 --pipe`);
+    const fill = await lab.ssh(
+      0,
+      `awk 'BEGIN { for (i = 0; i < 50000; i++) printf "SADD ha-setup:gray:ips 10.%d.%d.1\\n", int(i / 256) % 256, i % 256 }' | redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 --pipe`,
+    );
     expect(fill.code, fill.stderr).toBe(0);
     expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
     const started = Date.now();
     for (;;) {
       const all = await Promise.all([0, 1].map(status));
       if (all.every((st) => st.gray.rules?.counts?.ips === 50001)) break;
-      if (Date.now() - started > 20_000) throw new Error(`50,001 rules never in force: ${JSON.stringify((await status(0)).gray).slice(0, 500)}`);
+      if (Date.now() - started > 20_000)
+        throw new Error(`50,001 rules never in force: ${JSON.stringify((await status(0)).gray).slice(0, 500)}`);
       await sleep(200);
     }
     console.log(`50,001 gray rules in force on both nodes after ${Date.now() - started} ms`);
     const st = await status(0);
     expect(st.gray.error).toBeUndefined();
     expect(st.gray.rules.ips.length).toBeLessThanOrEqual(100);
-    expect(st.upstreams.stable.peers.map((p: { address: string }) => p.address).sort()).toEqual([`${n1}:9101`, `${n2}:9102`]);
+    expect(st.upstreams.stable.peers.map((p: { address: string }) => p.address).sort()).toEqual([
+      `${n1}:9101`,
+      `${n2}:9102`,
+    ]);
     const s = await load(lab.state.vip, 3000);
     expect(s.filter((x) => !x.ok)).toEqual([]);
     expect(served(s)).toEqual([`${n2}:${CANARY}`]);
@@ -492,7 +623,9 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     const other = await lab.ssh(1, `for k in 1 2 3 4; do curl -sS -m 3 http://${lab.state.vip}/ ; echo; done`);
     expect(other.stdout).not.toContain(String(CANARY));
     expect(other.stdout).toMatch(/9101|9102/);
-    expect((await lab.ssh(0, `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 del ha-setup:gray:ips`)).code).toBe(0);
+    expect(
+      (await lab.ssh(0, `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 del ha-setup:gray:ips`)).code,
+    ).toBe(0);
     await inForce({});
   });
 
@@ -500,7 +633,10 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     // The access log is buffered (flush=5s).
     await sleep(5500);
     await backendOf(lab.state.vip);
-    const log = await lab.ssh(0, `grep -c '"upstream":"canary","upstream_addr":"${n2}:${CANARY}".*"gray":"ip ${lab.state.bridgeIp}' /usr/local/nginx/logs/access.log; grep -c '"gray":"-"' /usr/local/nginx/logs/access.log`);
+    const log = await lab.ssh(
+      0,
+      `grep -c '"upstream":"canary","upstream_addr":"${n2}:${CANARY}".*"gray":"ip ${lab.state.bridgeIp}' /usr/local/nginx/logs/access.log; grep -c '"gray":"-"' /usr/local/nginx/logs/access.log`,
+    );
     const [canary, stable] = log.stdout.trim().split('\n').map(Number);
     expect(canary).toBeGreaterThan(0);
     expect(stable).toBeGreaterThan(0);
@@ -518,30 +654,48 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
   // TLS servers (Consul's https port, Redis's tls-port with no plain port) with certificates from a
   // CA made here; the nodes verify them by name, and a capture on the wire finds no password.
   it('Consul over https and Redis over TLS: peers and rules as before, and the password is not on the wire', async () => {
-    const tls = await lab.ssh(0, [
-      'set -e', 'export DEBIAN_FRONTEND=noninteractive',
-      'command -v openssl >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends openssl >/dev/null; }',
-      'mkdir -p /etc/lab-tls && cd /etc/lab-tls',
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=lab CA' 2>/dev/null",
-      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=consul.lab' 2>/dev/null",
-      "printf 'subjectAltName=DNS:consul.lab,DNS:redis.lab\\n' > san.ext",
-      'openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null',
-      'chmod 644 server.key',
-      `printf '{"ports": {"https": 8501}, "cert_file": "/etc/lab-tls/server.pem", "key_file": "/etc/lab-tls/server.key", "ca_file": "/etc/lab-tls/ca.pem", "verify_incoming": false}\\n' > consul-tls.json`,
-      `printf '[Service]\\nExecStart=/usr/bin/redis-server --port 0 --tls-port 6381 --tls-cert-file /etc/lab-tls/server.pem --tls-key-file /etc/lab-tls/server.key --tls-ca-cert-file /etc/lab-tls/ca.pem --tls-auth-clients no --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis-tls.service`,
-      'systemctl daemon-reload; systemctl restart lab-redis-tls',
-      `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p 6381 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
-      'cat /etc/lab-tls/ca.pem',
-    ].join('\n'));
+    const tls = await lab.ssh(
+      0,
+      [
+        'set -e',
+        'export DEBIAN_FRONTEND=noninteractive',
+        'command -v openssl >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends openssl >/dev/null; }',
+        'mkdir -p /etc/lab-tls && cd /etc/lab-tls',
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=lab CA' 2>/dev/null",
+        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=consul.lab' 2>/dev/null",
+        "printf 'subjectAltName=DNS:consul.lab,DNS:redis.lab\\n' > san.ext",
+        'openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null',
+        'chmod 644 server.key',
+        `printf '{"ports": {"https": 8501}, "cert_file": "/etc/lab-tls/server.pem", "key_file": "/etc/lab-tls/server.key", "ca_file": "/etc/lab-tls/ca.pem", "verify_incoming": false}\\n' > consul-tls.json`,
+        `printf '[Service]\\nExecStart=/usr/bin/redis-server --port 0 --tls-port 6381 --tls-cert-file /etc/lab-tls/server.pem --tls-key-file /etc/lab-tls/server.key --tls-ca-cert-file /etc/lab-tls/ca.pem --tls-auth-clients no --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis-tls.service`,
+        'systemctl daemon-reload; systemctl restart lab-redis-tls',
+        `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p 6381 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+        'cat /etc/lab-tls/ca.pem',
+      ].join('\n'),
+    );
     expect(tls.code, tls.stderr).toBe(0);
-    writeFileSync(join(lab.runbookPath, '..', 'lab-ca.pem'), tls.stdout.slice(tls.stdout.indexOf('-----BEGIN CERTIFICATE-----')));
+    writeFileSync(
+      join(lab.runbookPath, '..', 'lab-ca.pem'),
+      tls.stdout.slice(tls.stdout.indexOf('-----BEGIN CERTIFICATE-----')),
+    );
     await startConsul(lab, { extraArgs: ' -config-file /etc/lab-tls/consul-tls.json', restart: true });
-    const https = await lab.ssh(0, `for i in $(seq 1 40); do curl -sS --cacert /etc/lab-tls/ca.pem --resolve consul.lab:8501:${n1} https://consul.lab:8501/v1/status/leader && break; sleep 0.25; done`);
+    const https = await lab.ssh(
+      0,
+      `for i in $(seq 1 40); do curl -sS --cacert /etc/lab-tls/ca.pem --resolve consul.lab:8501:${n1} https://consul.lab:8501/v1/status/leader && break; sleep 0.25; done`,
+    );
     expect(https.stdout, https.stderr).toContain(':');
 
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-    doc.site.upstreams[0].discovery.consul = { ...doc.site.upstreams[0].discovery.consul, address: `https://${n1}:8501`, tls: { caFile: 'lab-ca.pem', serverName: 'consul.lab' } };
-    doc.site.gray.redis = { ...doc.site.gray.redis, address: `${n1}:6381`, tls: { caFile: 'lab-ca.pem', serverName: 'redis.lab' } };
+    doc.site.upstreams[0].discovery.consul = {
+      ...doc.site.upstreams[0].discovery.consul,
+      address: `https://${n1}:8501`,
+      tls: { caFile: 'lab-ca.pem', serverName: 'consul.lab' },
+    };
+    doc.site.gray.redis = {
+      ...doc.site.gray.redis,
+      address: `${n1}:6381`,
+      tls: { caFile: 'lab-ca.pem', serverName: 'redis.lab' },
+    };
     writeFileSync(lab.runbookPath, stringify(doc));
     const pids = await masterPids();
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
@@ -552,8 +706,17 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     // Consul's peers over https on both nodes, verified for consul.lab.
     for (let k = 0; k < 40; k++) {
       const all = await Promise.all([0, 1].map(status));
-      if (all.every((st) => st.upstreams.stable.source === 'consul' && !st.upstreams.stable.error && st.upstreams.stable.peers.length === 2)) break;
-      if (k === 39) throw new Error(`Consul over https never answered: ${JSON.stringify(all.map((st) => st.upstreams.stable))}`);
+      if (
+        all.every(
+          (st) =>
+            st.upstreams.stable.source === 'consul' &&
+            !st.upstreams.stable.error &&
+            st.upstreams.stable.peers.length === 2,
+        )
+      )
+        break;
+      if (k === 39)
+        throw new Error(`Consul over https never answered: ${JSON.stringify(all.map((st) => st.upstreams.stable))}`);
       await sleep(250);
     }
     // The rules over TLS, from this machine (ha-setup gray) and from the nodes.

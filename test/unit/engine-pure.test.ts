@@ -13,41 +13,102 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 describe('facts', () => {
   it('parses what the facts script prints: OS family and release, interfaces, firewall, versions, journal', () => {
-    const f = parseFacts([
-      'os_id=rocky', 'os_version=9.3', 'os_like=rhel centos fedora', 'arch=x86_64', 'cores=4', 'mem_kb=8000000', 'free_kb=2097152',
-      'ifaces=lo=127.0.0.1/8 eth0=10.0.0.11/24 eth0=10.0.0.100/24 ', 'links=lo eth0 eth1 ', 'systemd=1', 'selinux=Enforcing',
-      'firewall=firewalld', 'firewall_chain=', 'pm=dnf', `nginx_v=${b64('nginx version: openresty/1.27.1.2\nbuilt by gcc')}`,
-      `keepalived_v=${b64('Keepalived v2.3.4 (01/01,2026)')}`, 'hostname=gw1', 'epoch_ms=1764633600000', `journal=${b64('{"version":1}')}`,
-    ].join('\n'));
+    const f = parseFacts(
+      [
+        'os_id=rocky',
+        'os_version=9.3',
+        'os_like=rhel centos fedora',
+        'arch=x86_64',
+        'cores=4',
+        'mem_kb=8000000',
+        'free_kb=2097152',
+        'ifaces=lo=127.0.0.1/8 eth0=10.0.0.11/24 eth0=10.0.0.100/24 ',
+        'links=lo eth0 eth1 ',
+        'systemd=1',
+        'selinux=Enforcing',
+        'firewall=firewalld',
+        'firewall_chain=',
+        'pm=dnf',
+        `nginx_v=${b64('nginx version: openresty/1.27.1.2\nbuilt by gcc')}`,
+        `keepalived_v=${b64('Keepalived v2.3.4 (01/01,2026)')}`,
+        'hostname=gw1',
+        'epoch_ms=1764633600000',
+        `journal=${b64('{"version":1}')}`,
+      ].join('\n'),
+    );
     expect(f).toMatchObject({
-      family: 'el', release: 'el9', packageManager: 'dnf', cores: 4, memoryMb: 7813, freeDiskMb: 2048, systemd: true, firewall: 'firewalld',
+      family: 'el',
+      release: 'el9',
+      packageManager: 'dnf',
+      cores: 4,
+      memoryMb: 7813,
+      freeDiskMb: 2048,
+      systemd: true,
+      firewall: 'firewalld',
       interfaces: { lo: ['127.0.0.1/8'], eth0: ['10.0.0.11/24', '10.0.0.100/24'], eth1: [] },
-      nginxVersionOutput: 'nginx version: openresty/1.27.1.2\nbuilt by gcc', keepalivedVersionOutput: 'Keepalived v2.3.4 (01/01,2026)',
+      nginxVersionOutput: 'nginx version: openresty/1.27.1.2\nbuilt by gcc',
+      keepalivedVersionOutput: 'Keepalived v2.3.4 (01/01,2026)',
       journal: '{"version":1}',
     });
-    const deb = parseFacts(`os_id=debian\nos_version=12\npm=apt\nnginx_v=\nkeepalived_v=${b64('bash: keepalived: command not found')}`);
-    expect(deb).toMatchObject({ family: 'debian', release: 'debian12', nginxVersionOutput: '', keepalivedVersionOutput: '' });
+    const deb = parseFacts(
+      `os_id=debian\nos_version=12\npm=apt\nnginx_v=\nkeepalived_v=${b64('bash: keepalived: command not found')}`,
+    );
+    expect(deb).toMatchObject({
+      family: 'debian',
+      release: 'debian12',
+      nginxVersionOutput: '',
+      keepalivedVersionOutput: '',
+    });
   });
 
   it('the facts script asks the real binaries (OpenResty keeps nginx under <prefix>/nginx)', () => {
-    expect(factsScript('/usr/local/src/ha-setup', '/usr/local/openresty/nginx/sbin/nginx', '/usr/local/keepalived/sbin/keepalived'))
-      .toContain('/usr/local/openresty/nginx/sbin/nginx -V');
+    expect(
+      factsScript(
+        '/usr/local/src/ha-setup',
+        '/usr/local/openresty/nginx/sbin/nginx',
+        '/usr/local/keepalived/sbin/keepalived',
+      ),
+    ).toContain('/usr/local/openresty/nginx/sbin/nginx -V');
   });
 });
 
 describe('journal', () => {
   it('parses a journal, and starts afresh on anything else (a password line in front of it included)', () => {
-    expect(parseJournal('{"version":1,"runbook":"x","steps":{"a":{"status":"done"}}}', 'x').steps).toEqual({ a: { status: 'done' } });
-    expect(parseJournal('hunter2\n{"version":1,"runbook":"x","steps":{}}', 'x')).toEqual({ version: 1, runbook: 'x', steps: {} });
+    expect(parseJournal('{"version":1,"runbook":"x","steps":{"a":{"status":"done"}}}', 'x').steps).toEqual({
+      a: { status: 'done' },
+    });
+    expect(parseJournal('hunter2\n{"version":1,"runbook":"x","steps":{}}', 'x')).toEqual({
+      version: 1,
+      runbook: 'x',
+      steps: {},
+    });
     expect(parseJournal('', 'y')).toEqual({ version: 1, runbook: 'y', steps: {} });
     expect(parseJournal('{"version":2}', 'y').steps).toEqual({});
   });
 });
 
 describe('why a step runs', () => {
-  const plan = (cmd: string, content = 'a'): StepPlan => ({ commands: [cmd], files: [{ path: '/etc/x', content, mode: 0o644 }], uploads: [], notes: [] });
-  const step = (dependsOn: string[] = []): Step => ({ id: 's', title: 's', appliesTo: 'all', dependsOn, plan: () => plan('x'), check: async () => true });
-  const entry = (p: StepPlan, extra = {}) => ({ fingerprint: fingerprintPlan(p), status: 'done' as const, startedAt: '', digest: digestPlan(p), ...extra });
+  const plan = (cmd: string, content = 'a'): StepPlan => ({
+    commands: [cmd],
+    files: [{ path: '/etc/x', content, mode: 0o644 }],
+    uploads: [],
+    notes: [],
+  });
+  const step = (dependsOn: string[] = []): Step => ({
+    id: 's',
+    title: 's',
+    appliesTo: 'all',
+    dependsOn,
+    plan: () => plan('x'),
+    check: async () => true,
+  });
+  const entry = (p: StepPlan, extra = {}) => ({
+    fingerprint: fingerprintPlan(p),
+    status: 'done' as const,
+    startedAt: '',
+    digest: digestPlan(p),
+    ...extra,
+  });
 
   it('names what changed', () => {
     expect(describeChange(digestPlan(plan('a')), digestPlan(plan('b')))).toBe('commands changed');
@@ -59,16 +120,25 @@ describe('why a step runs', () => {
     const p = plan('a');
     expect(decide(step(), p, entry(p), new Set())).toEqual({ action: 'check', reason: 'fingerprint matches' });
     expect(decide(step(), plan('b'), entry(p), new Set())).toEqual({ action: 'run', reason: 'commands changed' });
-    expect(decide(step(['install']), p, entry(p), new Set(['install']))).toEqual({ action: 'run', reason: 'install re-ran' });
-    expect(decide(step(['install']), p, entry(p, { dependsOn: [] }), new Set())).toEqual({ action: 'run', reason: 'it now depends on install' });
+    expect(decide(step(['install']), p, entry(p), new Set(['install']))).toEqual({
+      action: 'run',
+      reason: 'install re-ran',
+    });
+    expect(decide(step(['install']), p, entry(p, { dependsOn: [] }), new Set())).toEqual({
+      action: 'run',
+      reason: 'it now depends on install',
+    });
     // A journal from before dependencies were recorded: no mass re-run.
     expect(decide(step(['install']), p, entry(p), new Set()).action).toBe('check');
-    expect(decide(step(), p, { ...entry(p), status: 'running' }, new Set())).toEqual({ action: 'run', reason: 'it was interrupted' });
+    expect(decide(step(), p, { ...entry(p), status: 'running' }, new Set())).toEqual({
+      action: 'run',
+      reason: 'it was interrupted',
+    });
   });
 });
 
 describe('roll', () => {
-  it('health gate: nginx answers with this node\'s name and keepalived is BACKUP or MASTER', () => {
+  it("health gate: nginx answers with this node's name and keepalived is BACKUP or MASTER", () => {
     expect(gatePassed('node1', 'nginx: node1\nkeepalived: active\nvrrp: BACKUP\n')).toBe(true);
     expect(gatePassed('node1', 'nginx: node1\nkeepalived: active\nvrrp: MASTER')).toBe(true);
     expect(gatePassed('node1', 'nginx: node11\nkeepalived: active\nvrrp: MASTER')).toBe(false);
@@ -78,7 +148,16 @@ describe('roll', () => {
   });
 
   it('order: nodes without the VIP first, lowest priority first, the holder last', () => {
-    expect(rollOrder([{ name: 'a', priority: 100 }, { name: 'b', priority: 90 }, { name: 'c', priority: 80 }], 'a')).toEqual(['c', 'b', 'a']);
+    expect(
+      rollOrder(
+        [
+          { name: 'a', priority: 100 },
+          { name: 'b', priority: 90 },
+          { name: 'c', priority: 80 },
+        ],
+        'a',
+      ),
+    ).toEqual(['c', 'b', 'a']);
     expect(rollOrder([{ name: 'b', priority: 90 }], 'a')).toEqual(['b']);
   });
 });
@@ -86,14 +165,28 @@ describe('roll', () => {
 describe('pollUntil', () => {
   it('returns as soon as the check is done, else after the budget with the last value; an abort ends it early', async () => {
     let n = 0;
-    expect(await pollUntil(async () => ({ done: ++n === 3, value: n }), { budgetMs: 5000, intervalMs: 1 })).toEqual({ done: true, last: 3 });
+    expect(await pollUntil(async () => ({ done: ++n === 3, value: n }), { budgetMs: 5000, intervalMs: 1 })).toEqual({
+      done: true,
+      last: 3,
+    });
     const t = Date.now();
-    expect(await pollUntil(async () => ({ done: false, value: 'x' }), { budgetMs: 100, intervalMs: 20 })).toEqual({ done: false, last: 'x' });
+    expect(await pollUntil(async () => ({ done: false, value: 'x' }), { budgetMs: 100, intervalMs: 20 })).toEqual({
+      done: false,
+      last: 'x',
+    });
     expect(Date.now() - t).toBeLessThan(1000);
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
     const t2 = Date.now();
-    expect((await pollUntil(async () => ({ done: false, value: 0 }), { budgetMs: 60_000, intervalMs: 10_000, signal: ac.signal })).done).toBe(false);
+    expect(
+      (
+        await pollUntil(async () => ({ done: false, value: 0 }), {
+          budgetMs: 60_000,
+          intervalMs: 10_000,
+          signal: ac.signal,
+        })
+      ).done,
+    ).toBe(false);
     expect(Date.now() - t2).toBeLessThan(5000);
     const t3 = Date.now();
     await sleep(10_000, AbortSignal.abort());

@@ -37,7 +37,10 @@ class FakeTransport implements Transport {
 }
 
 const step = (id: string, dependsOn: string[] = [], extra: Partial<Step> = {}): Step => ({
-  id, title: id, appliesTo: 'all', dependsOn,
+  id,
+  title: id,
+  appliesTo: 'all',
+  dependsOn,
   plan: () => ({ ...emptyPlan(), commands: [`do ${id}`] }),
   check: async () => true,
   ...extra,
@@ -46,15 +49,32 @@ const step = (id: string, dependsOn: string[] = [], extra: Partial<Step> = {}): 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'ha-setup-engine-'));
   const { runbook } = loadRunbook(join(import.meta.dirname, '..', 'fixtures', 'valid.yaml'));
-  const handles: NodeHandle[] = resolveNodes(runbook).map((node) => ({ node, t: new FakeTransport(node.name), facts: assumedFacts('debian12'), logPath: join(dir, `${node.name}.log`) }));
+  const handles: NodeHandle[] = resolveNodes(runbook).map((node) => ({
+    node,
+    t: new FakeTransport(node.name),
+    facts: assumedFacts('debian12'),
+    logPath: join(dir, `${node.name}.log`),
+  }));
   const run = async (steps: Step[], rb = runbook) => {
-    for (const h of handles) h.facts = { ...h.facts, journal: (h.t as FakeTransport).files.get('/var/lib/ha-setup/journal.json') ?? '' };
-    return executeSteps({ runbook: rb, runbookPath: join(dir, 'rb.yaml'), handles, steps, sources: {}, secrets: {}, concurrency: 2, renderer: 'silent', runId: 'test' });
+    for (const h of handles)
+      h.facts = { ...h.facts, journal: (h.t as FakeTransport).files.get('/var/lib/ha-setup/journal.json') ?? '' };
+    return executeSteps({
+      runbook: rb,
+      runbookPath: join(dir, 'rb.yaml'),
+      handles,
+      steps,
+      sources: {},
+      secrets: {},
+      concurrency: 2,
+      renderer: 'silent',
+      runId: 'test',
+    });
   };
   return { runbook, handles, run, fake: (i: number) => handles[i].t as FakeTransport };
 }
 
-const ran = (outcome: { steps: Array<{ id: string; action: string }> }) => outcome.steps.filter((s) => s.action === 'ran').map((s) => s.id);
+const ran = (outcome: { steps: Array<{ id: string; action: string }> }) =>
+  outcome.steps.filter((s) => s.action === 'ran').map((s) => s.id);
 
 describe('engine ordering and dependencies (fake transport)', () => {
   const steps = [step('a'), step('b', ['a']), step('c', ['b']), step('d')];
@@ -62,7 +82,10 @@ describe('engine ordering and dependencies (fake transport)', () => {
   it('runs steps in array order on every node, then skips them all', async () => {
     const { run, fake } = setup();
     const first = await run(steps);
-    expect(first.map(ran)).toEqual([['a', 'b', 'c', 'd'], ['a', 'b', 'c', 'd']]);
+    expect(first.map(ran)).toEqual([
+      ['a', 'b', 'c', 'd'],
+      ['a', 'b', 'c', 'd'],
+    ]);
     expect(fake(0).commands).toEqual(['do a', 'do b', 'do c', 'do d']);
     const second = await run(steps);
     expect(second.map(ran)).toEqual([[], []]);
@@ -70,20 +93,40 @@ describe('engine ordering and dependencies (fake transport)', () => {
 
   it('a changed input re-runs that step and its dependents, nothing else', async () => {
     const { run, runbook } = setup();
-    const s = [step('a'), step('b', ['a']), step('c', ['b']), step('d'),
-      step('configure', [], { plan: (pc) => ({ ...emptyPlan(), commands: [`configure ${pc.runbook.build.configureArgs.join(' ')}`] }) }),
-      step('build', ['configure']), step('install', ['build']), step('restart', ['install'])];
+    const s = [
+      step('a'),
+      step('b', ['a']),
+      step('c', ['b']),
+      step('d'),
+      step('configure', [], {
+        plan: (pc) => ({ ...emptyPlan(), commands: [`configure ${pc.runbook.build.configureArgs.join(' ')}`] }),
+      }),
+      step('build', ['configure']),
+      step('install', ['build']),
+      step('restart', ['install']),
+    ];
     await run(s);
     const changed = { ...runbook, build: { ...runbook.build, configureArgs: ['--with-http_sub_module'] } };
     const again = await run(s, changed);
-    expect(again.map(ran)).toEqual([['configure', 'build', 'install', 'restart'], ['configure', 'build', 'install', 'restart']]);
+    expect(again.map(ran)).toEqual([
+      ['configure', 'build', 'install', 'restart'],
+      ['configure', 'build', 'install', 'restart'],
+    ]);
   });
 
   it('a failed check re-runs the step even with a matching fingerprint', async () => {
     const { run } = setup();
     await run(steps);
-    const again = await run([step('a', [], { check: async () => false }), step('b', ['a']), step('c', ['b']), step('d')]);
-    expect(again.map(ran)).toEqual([['a', 'b', 'c'], ['a', 'b', 'c']]);
+    const again = await run([
+      step('a', [], { check: async () => false }),
+      step('b', ['a']),
+      step('c', ['b']),
+      step('d'),
+    ]);
+    expect(again.map(ran)).toEqual([
+      ['a', 'b', 'c'],
+      ['a', 'b', 'c'],
+    ]);
   });
 
   it('a failing node stops its own later steps; the other node finishes', async () => {
@@ -93,7 +136,12 @@ describe('engine ordering and dependencies (fake transport)', () => {
     expect(out[0].ok).toBe(true);
     expect(ran(out[0])).toEqual(['a', 'b', 'c', 'd']);
     expect(out[1].ok).toBe(false);
-    expect(out[1].steps.map((s) => `${s.id}:${s.action}`)).toEqual(['a:ran', 'b:failed', 'c:not reached', 'd:not reached']);
+    expect(out[1].steps.map((s) => `${s.id}:${s.action}`)).toEqual([
+      'a:ran',
+      'b:failed',
+      'c:not reached',
+      'd:not reached',
+    ]);
     const report = out[1].failure!.report('rb.yaml').join('\n');
     expect(report).toMatch(/step:\s+b/);
     expect(report).toMatch(/exit code: 7/);
@@ -108,35 +156,70 @@ describe('engine ordering and dependencies (fake transport)', () => {
   it('a step interrupted half-way (journal says running) is re-run', () => {
     const s = step('x');
     const plan = s.plan({} as never);
-    expect(decide(s, plan, { fingerprint: fingerprintPlan(plan), status: 'running', startedAt: '' }, new Set()))
-      .toEqual({ action: 'run', reason: 'it was interrupted' });
-    expect(decide(s, plan, { fingerprint: fingerprintPlan(plan), status: 'done', startedAt: '' }, new Set()))
-      .toEqual({ action: 'check', reason: 'fingerprint matches' });
-    expect(decide(s, plan, { fingerprint: fingerprintPlan(plan), status: 'done', startedAt: '' }, new Set(['y'])).action).toBe('check');
-    expect(decide(step('z', ['y']), plan, { fingerprint: fingerprintPlan(plan), status: 'done', startedAt: '' }, new Set(['y'])))
-      .toEqual({ action: 'run', reason: 'y re-ran' });
+    expect(
+      decide(s, plan, { fingerprint: fingerprintPlan(plan), status: 'running', startedAt: '' }, new Set()),
+    ).toEqual({ action: 'run', reason: 'it was interrupted' });
+    expect(decide(s, plan, { fingerprint: fingerprintPlan(plan), status: 'done', startedAt: '' }, new Set())).toEqual({
+      action: 'check',
+      reason: 'fingerprint matches',
+    });
+    expect(
+      decide(s, plan, { fingerprint: fingerprintPlan(plan), status: 'done', startedAt: '' }, new Set(['y'])).action,
+    ).toBe('check');
+    expect(
+      decide(
+        step('z', ['y']),
+        plan,
+        { fingerprint: fingerprintPlan(plan), status: 'done', startedAt: '' },
+        new Set(['y']),
+      ),
+    ).toEqual({ action: 'run', reason: 'y re-ran' });
   });
 
   it('master-only and backup-only steps run where they apply', async () => {
     const { run } = setup();
-    const out = await run([step('all'), step('m', [], { appliesTo: 'master' }), step('b', [], { appliesTo: 'backups' })]);
-    expect(out.map(ran)).toEqual([['all', 'm'], ['all', 'b']]);
+    const out = await run([
+      step('all'),
+      step('m', [], { appliesTo: 'master' }),
+      step('b', [], { appliesTo: 'backups' }),
+    ]);
+    expect(out.map(ran)).toEqual([
+      ['all', 'm'],
+      ['all', 'b'],
+    ]);
   });
 });
 
 describe('serving cluster: disruptive steps are held back for the roll', () => {
   it('stops each node before the first disruptive step that would run; a second call for one node carries on with what ran', async () => {
     const { runbook, handles, run } = setup();
-    const steps = [step('a'), step('b', ['a']), step('restart', ['b'], { disruptive: true }), step('after', ['restart'])];
+    const steps = [
+      step('a'),
+      step('b', ['a']),
+      step('restart', ['b'], { disruptive: true }),
+      step('after', ['restart']),
+    ];
     await run(steps);
     // Change a's input: b must re-run (dependency), and the disruptive restart too, but not yet.
     const changed = [step('a', [], { plan: () => ({ ...emptyPlan(), commands: ['do a v2'] }) }), ...steps.slice(1)];
     const rerun = new Map<string, Set<string>>();
     const journals = new Map();
-    const base = { runbook, runbookPath: join(mkdtempSync(join(tmpdir(), 'ha-setup-roll-')), 'rb.yaml'), sources: {}, secrets: {}, concurrency: 2, renderer: 'silent' as const, runId: 't2' };
-    for (const h of handles) h.facts = { ...h.facts, journal: (h.t as FakeTransport).files.get('/var/lib/ha-setup/journal.json') ?? '' };
+    const base = {
+      runbook,
+      runbookPath: join(mkdtempSync(join(tmpdir(), 'ha-setup-roll-')), 'rb.yaml'),
+      sources: {},
+      secrets: {},
+      concurrency: 2,
+      renderer: 'silent' as const,
+      runId: 't2',
+    };
+    for (const h of handles)
+      h.facts = { ...h.facts, journal: (h.t as FakeTransport).files.get('/var/lib/ha-setup/journal.json') ?? '' };
     const first = await executeSteps({ ...base, handles, steps: changed, stopBeforeDisruptive: true, rerun, journals });
-    expect(first.map((o) => [ran(o), o.pendingDisruptive])).toEqual([[['a', 'b'], 'restart'], [['a', 'b'], 'restart']]);
+    expect(first.map((o) => [ran(o), o.pendingDisruptive])).toEqual([
+      [['a', 'b'], 'restart'],
+      [['a', 'b'], 'restart'],
+    ]);
     const [second] = await executeSteps({ ...base, handles: [handles[1]], steps: changed, rerun, journals });
     // a and b are not run again (journal carried over); restart runs because b ran; after because restart did.
     expect(ran(second)).toEqual(['restart', 'after']);
@@ -144,7 +227,11 @@ describe('serving cluster: disruptive steps are held back for the roll', () => {
 
   it('rolls the nodes that do not hold the VIP first, lowest priority first, the holder last', async () => {
     const { rollOrder } = await import('../../src/orchestrate/roll.js');
-    const nodes = [{ name: 'n1', priority: 100 }, { name: 'n2', priority: 90 }, { name: 'n3', priority: 80 }];
+    const nodes = [
+      { name: 'n1', priority: 100 },
+      { name: 'n2', priority: 90 },
+      { name: 'n3', priority: 80 },
+    ];
     expect(rollOrder(nodes, 'n1')).toEqual(['n3', 'n2', 'n1']);
     expect(rollOrder(nodes, 'n2')).toEqual(['n3', 'n1', 'n2']);
     expect(rollOrder(nodes.slice(1), 'n1')).toEqual(['n3', 'n2']);
@@ -157,7 +244,12 @@ describe('serving cluster: disruptive steps are held back for the roll', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', 'fixtures', 'valid.yaml'));
     const [node] = resolveNodes(runbook);
     const pc = { runbook, node, cluster: [node], facts: assumedFacts('debian12'), sources: {}, clusterFacts: {} };
-    expect(INSTALL_STEPS.filter((s) => isDisruptive(s, pc)).map((s) => s.id)).toEqual(['install', 'nginx-service', 'logging', 'start']);
+    expect(INSTALL_STEPS.filter((s) => isDisruptive(s, pc)).map((s) => s.id)).toEqual([
+      'install',
+      'nginx-service',
+      'logging',
+      'start',
+    ]);
     const pkg = { ...pc, runbook: { ...runbook, keepalived: { ...runbook.keepalived, install: 'package' as const } } };
     expect(INSTALL_STEPS.filter((s) => isDisruptive(s, pkg)).map((s) => s.id)).toContain('keepalived-build');
   });

@@ -36,13 +36,22 @@ describe('git URLs and refs a runbook may give', () => {
     ['ftp://host/x', /not a git URL/],
   ])('rejects %s', (url, why) => expect(gitUrlProblem(url)).toMatch(why));
 
-  it.each(['v0.39', '1.2.6', 'release/1.x', 'e538034b6ad7992080d2403d6d3da56e4f7ac01e'])('accepts ref %s', (ref) => expect(gitRefProblem(ref)).toBeUndefined());
-  it.each(['--output=/tmp/x', '-b', 'a..b', 'a b', 'v1~1', 'v1^', 'x.lock', 'a@{1}', '', 'a/.hidden', 'end/'])('rejects ref %j', (ref) => expect(gitRefProblem(ref)).toBeDefined());
+  it.each(['v0.39', '1.2.6', 'release/1.x', 'e538034b6ad7992080d2403d6d3da56e4f7ac01e'])('accepts ref %s', (ref) =>
+    expect(gitRefProblem(ref)).toBeUndefined(),
+  );
+  it.each(['--output=/tmp/x', '-b', 'a..b', 'a b', 'v1~1', 'v1^', 'x.lock', 'a@{1}', '', 'a/.hidden', 'end/'])(
+    'rejects ref %j',
+    (ref) => expect(gitRefProblem(ref)).toBeDefined(),
+  );
 
   it('rewrites the longest matching prefix, like url.<base>.insteadOf', () => {
     const map = { 'https://github.com/': 'git://10.0.0.1/', 'https://github.com/openresty/': 'git://10.0.0.2/or/' };
-    expect(rewriteGitUrl('https://github.com/kvspb/nginx-auth-ldap.git', map)).toBe('git://10.0.0.1/kvspb/nginx-auth-ldap.git');
-    expect(rewriteGitUrl('https://github.com/openresty/lua-resty-http.git', map)).toBe('git://10.0.0.2/or/lua-resty-http.git');
+    expect(rewriteGitUrl('https://github.com/kvspb/nginx-auth-ldap.git', map)).toBe(
+      'git://10.0.0.1/kvspb/nginx-auth-ldap.git',
+    );
+    expect(rewriteGitUrl('https://github.com/openresty/lua-resty-http.git', map)).toBe(
+      'git://10.0.0.2/or/lua-resty-http.git',
+    );
     expect(rewriteGitUrl('https://gitlab.com/x.git', map)).toBe('https://gitlab.com/x.git');
   });
 });
@@ -56,25 +65,106 @@ describe('source overrides in validation', () => {
   };
 
   it.each<[string, (r: any) => void, RegExp]>([
-    ['git as an option', (r) => { r.sources = { overrides: { ngx_cache_purge: { git: '--upload-pack=touch /tmp/x', ref: 'v1' } } }; }, /sources\.overrides\.ngx_cache_purge\.git: .*starts with "-"/],
-    ['ref as an option', (r) => { r.sources = { overrides: { ngx_cache_purge: { ref: '--output=/tmp/x' } } }; }, /sources\.overrides\.ngx_cache_purge\.ref: .*starts with "-"/],
-    ['git without ref', (r) => { r.sources = { overrides: { ngx_cache_purge: { git: 'https://example.com/x.git' } } }; }, /sources\.overrides\.ngx_cache_purge\.ref: a git source needs ref/],
-    ['unknown source id', (r) => { r.sources = { overrides: { 'no-such-thing': { version: '1' } } }; }, /sources\.overrides\.no-such-thing: unknown source/],
-    ['url and git together', (r) => { r.sources = { overrides: { ngx_cache_purge: { url: 'https://x/y.tar.gz', git: 'https://x/y.git', ref: 'v1' } } }; }, /give one of url, path or git/],
-    ['sha256 on a git source', (r) => { r.sources = { overrides: { ngx_cache_purge: { sha256: 'a'.repeat(64) } } }; }, /held to its commit, not a tarball checksum/],
-    ['ref on a tarball source', (r) => { r.sources = { overrides: { openresty: { ref: 'v1' } } }; }, /ref and commit apply to git sources/],
-    ['commit not a full id', (r) => { r.sources = { overrides: { ngx_cache_purge: { commit: 'abc123' } } }; }, /full commit id/],
-    ['version with a slash', (r) => { r.sources = { overrides: { ngx_cache_purge: { version: '../../etc' } } }; }, /version label/],
-    ['core version differs from build.version', (r) => { r.sources = { overrides: { openresty: { version: '1.25.3.1', sha256: 'b'.repeat(64) } } }; }, /differs from the version in use \(1\.27\.1\.2\)/],
-    ['download URL not http(s)', (r) => { r.sources = { overrides: { openresty: { url: 'file:///etc/passwd' } } }; }, /http:\/\/ or https:\/\//],
-    ['gitRewrite target as an option', (r) => { r.sources = { gitRewrite: { 'https://github.com/': '--upload-pack=x' } }; }, /starts with "-"/],
+    [
+      'git as an option',
+      (r) => {
+        r.sources = { overrides: { ngx_cache_purge: { git: '--upload-pack=touch /tmp/x', ref: 'v1' } } };
+      },
+      /sources\.overrides\.ngx_cache_purge\.git: .*starts with "-"/,
+    ],
+    [
+      'ref as an option',
+      (r) => {
+        r.sources = { overrides: { ngx_cache_purge: { ref: '--output=/tmp/x' } } };
+      },
+      /sources\.overrides\.ngx_cache_purge\.ref: .*starts with "-"/,
+    ],
+    [
+      'git without ref',
+      (r) => {
+        r.sources = { overrides: { ngx_cache_purge: { git: 'https://example.com/x.git' } } };
+      },
+      /sources\.overrides\.ngx_cache_purge\.ref: a git source needs ref/,
+    ],
+    [
+      'unknown source id',
+      (r) => {
+        r.sources = { overrides: { 'no-such-thing': { version: '1' } } };
+      },
+      /sources\.overrides\.no-such-thing: unknown source/,
+    ],
+    [
+      'url and git together',
+      (r) => {
+        r.sources = {
+          overrides: { ngx_cache_purge: { url: 'https://x/y.tar.gz', git: 'https://x/y.git', ref: 'v1' } },
+        };
+      },
+      /give one of url, path or git/,
+    ],
+    [
+      'sha256 on a git source',
+      (r) => {
+        r.sources = { overrides: { ngx_cache_purge: { sha256: 'a'.repeat(64) } } };
+      },
+      /held to its commit, not a tarball checksum/,
+    ],
+    [
+      'ref on a tarball source',
+      (r) => {
+        r.sources = { overrides: { openresty: { ref: 'v1' } } };
+      },
+      /ref and commit apply to git sources/,
+    ],
+    [
+      'commit not a full id',
+      (r) => {
+        r.sources = { overrides: { ngx_cache_purge: { commit: 'abc123' } } };
+      },
+      /full commit id/,
+    ],
+    [
+      'version with a slash',
+      (r) => {
+        r.sources = { overrides: { ngx_cache_purge: { version: '../../etc' } } };
+      },
+      /version label/,
+    ],
+    [
+      'core version differs from build.version',
+      (r) => {
+        r.sources = { overrides: { openresty: { version: '1.25.3.1', sha256: 'b'.repeat(64) } } };
+      },
+      /differs from the version in use \(1\.27\.1\.2\)/,
+    ],
+    [
+      'download URL not http(s)',
+      (r) => {
+        r.sources = { overrides: { openresty: { url: 'file:///etc/passwd' } } };
+      },
+      /http:\/\/ or https:\/\//,
+    ],
+    [
+      'gitRewrite target as an option',
+      (r) => {
+        r.sources = { gitRewrite: { 'https://github.com/': '--upload-pack=x' } };
+      },
+      /starts with "-"/,
+    ],
   ])('rejects %s', (_, mutate, expected) => {
     expect(problems(mutate).join('\n')).toMatch(expected);
   });
 
   it('every catalog git source has a pinned default ref', () => {
     const rb = runbookSchema.parse(fixture());
-    for (const id of ['ngx_cache_purge', 'nginx_upstream_check_module', 'nginx-sticky-module-ng', 'nginx-auth-ldap', 'headers-more-nginx-module', 'nginx-module-vts']) {
+    for (const id of [
+      'ngx_cache_purge',
+      'nginx_upstream_check_module',
+      'nginx-sticky-module-ng',
+      'nginx-auth-ldap',
+      'headers-more-nginx-module',
+      'nginx-module-vts',
+    ]) {
       const spec = sourceSpec(rb, { id, version: defaultVersion(id) });
       expect(spec.kind).toBe('git');
       if (spec.kind === 'git') expect(spec.commit).toMatch(/^[0-9a-f]{40}$/);
@@ -90,7 +180,17 @@ function defaultVersion(id: string): string {
 /** A throw-away repository with two tagged commits, served as file:// (real git, no network). */
 function makeRepo(): { url: string; v1: string; v2: string; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'ha-setup-git-unit-'));
-  const git = (...args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } }).trim();
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-C', dir, ...args], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        GIT_AUTHOR_NAME: 't',
+        GIT_AUTHOR_EMAIL: 't@t',
+        GIT_COMMITTER_NAME: 't',
+        GIT_COMMITTER_EMAIL: 't@t',
+      },
+    }).trim();
   execFileSync('git', ['init', '-q', dir]);
   writeFileSync(join(dir, 'config'), 'ngx_addon_name=x\n');
   git('add', '.');
@@ -108,7 +208,11 @@ describe('git sources on the control machine (real git, file:// repository)', ()
     const r = fixture();
     // An unpinned core from a local path (accepted as given) keeps the test on the git source.
     r.build = { ...r.build, flavor: 'nginx', version: '1.0.99', prefix: '/usr/local/nginx', modules: ['cache-purge'] };
-    r.sources = { cacheDir: join(dir, 'cache'), mirror: join(dir, 'empty-mirror'), overrides: { ngx_cache_purge: override, nginx: { path: fileURLToPath(import.meta.url) } } };
+    r.sources = {
+      cacheDir: join(dir, 'cache'),
+      mirror: join(dir, 'empty-mirror'),
+      overrides: { ngx_cache_purge: override, nginx: { path: fileURLToPath(import.meta.url) } },
+    };
     r.keepalived.install = 'package';
     const v = validateRunbook(r);
     if (!v.ok) throw new Error(v.problems.map((p) => `${p.path}: ${p.message}`).join('\n'));
@@ -165,10 +269,17 @@ describe('property: no runbook string can start an option', () => {
   // A runbook with every optional string field present, so the walk reaches all of them.
   const full = () => {
     const r = fixture();
-    r.ssh = { ...r.ssh, identityFile: '~/.ssh/id_ed25519', knownHostsFile: './known_hosts', sudoPasswordEnv: 'HA_SUDO' };
+    r.ssh = {
+      ...r.ssh,
+      identityFile: '~/.ssh/id_ed25519',
+      knownHostsFile: './known_hosts',
+      sudoPasswordEnv: 'HA_SUDO',
+    };
     Object.assign(r.nodes[0], { name: 'web1', user: 'deploy', interface: 'eth0' });
     r.sources = {
-      mirror: '/srv/mirror', cacheDir: '/var/cache/ha', gitRewrite: { 'https://github.com/': 'git://10.0.0.1/' },
+      mirror: '/srv/mirror',
+      cacheDir: '/var/cache/ha',
+      gitRewrite: { 'https://github.com/': 'git://10.0.0.1/' },
       overrides: {
         ngx_cache_purge: { version: '2.5.6', git: 'https://github.com/x/y.git', ref: 'v1', commit: 'a'.repeat(40) },
         openresty: { version: '1.27.1.2', url: 'https://example.com/o.tar.gz', sha256: 'b'.repeat(64) },
@@ -195,19 +306,22 @@ describe('property: no runbook string can start an option', () => {
     expect(leaves.length).toBeGreaterThan(30);
   });
 
-  it.each(['-x', '--upload-pack=touch /tmp/pwned', '-oProxyCommand=sh'])('every string field set to %j is rejected at that field', (evil) => {
-    const accepted: string[] = [];
-    for (const path of leaves) {
-      if (optionsByDesign(path)) continue;
-      const r = full();
-      let o: any = r;
-      for (const k of path.slice(0, -1)) o = o[k];
-      o[path[path.length - 1]] = evil;
-      const v = validateRunbook(r);
-      if (v.ok) accepted.push(path.join('.'));
-    }
-    expect(accepted).toEqual([]);
-  });
+  it.each(['-x', '--upload-pack=touch /tmp/pwned', '-oProxyCommand=sh'])(
+    'every string field set to %j is rejected at that field',
+    (evil) => {
+      const accepted: string[] = [];
+      for (const path of leaves) {
+        if (optionsByDesign(path)) continue;
+        const r = full();
+        let o: any = r;
+        for (const k of path.slice(0, -1)) o = o[k];
+        o[path[path.length - 1]] = evil;
+        const v = validateRunbook(r);
+        if (v.ok) accepted.push(path.join('.'));
+      }
+      expect(accepted).toEqual([]);
+    },
+  );
 
   it('configure arguments must be single options', () => {
     const r = full();

@@ -39,7 +39,9 @@ describe('golden plans', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
     const c = handoffCommands(runbook);
     const commands = { release: c.release, takeover: c.takeover('192.0.2.11'), connections: c.connections, end: c.end };
-    const text = `${handoffScript(runbook, 'eth0')}\n--- commands\n${Object.entries(commands).map(([k, v]) => `${k}: ${v}`).join('\n')}\n`;
+    const text = `${handoffScript(runbook, 'eth0')}\n--- commands\n${Object.entries(commands)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('\n')}\n`;
     const golden = join(goldenDir, 'handoff.txt');
     if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
       if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
@@ -80,7 +82,12 @@ describe('golden plans', () => {
   for (const release of releases) {
     it(`plan review of the nginx example on ${release}`, () => {
       const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
-      const text = renderPlanReview(offlinePlan(runbook, INSTALL_STEPS, release), { fileContents: false, osSource: 'assumed', runbookPath: runbooks.nginx, width: 120 });
+      const text = renderPlanReview(offlinePlan(runbook, INSTALL_STEPS, release), {
+        fileContents: false,
+        osSource: 'assumed',
+        runbookPath: runbooks.nginx,
+        width: 120,
+      });
       const golden = join(goldenDir, `plan-review.nginx.${release}.txt`);
       if (process.env.UPDATE_GOLDEN || !existsSync(golden)) {
         if (!process.env.UPDATE_GOLDEN && process.env.CI) throw new Error(`missing golden file ${golden}`);
@@ -93,10 +100,17 @@ describe('golden plans', () => {
   it('plan review: a header, a summary, each identical step once, per-node differences, key values, no line past 120 columns outside file contents', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
     const nodes = offlinePlan(runbook, INSTALL_STEPS, 'el9');
-    const text = renderPlanReview(nodes, { fileContents: false, osSource: 'assumed', runbookPath: 'x.yaml', width: 120 });
+    const text = renderPlanReview(nodes, {
+      fileContents: false,
+      osSource: 'assumed',
+      runbookPath: 'x.yaml',
+      width: 120,
+    });
     expect(text).toMatch(/^plan for x\.yaml \(runbook "/);
     expect(text).toMatch(/el9 \(assumed: --offline\)/);
-    expect(text).toContain(`summary:\n  ${nodes[0].pc.node.name}: ${nodes[0].steps.length} will run, 0 done, 0 will re-run`);
+    expect(text).toContain(
+      `summary:\n  ${nodes[0].pc.node.name}: ${nodes[0].steps.length} will run, 0 done, 0 will re-run`,
+    );
     expect(text.match(/-- \[will run\] packages: .*\[every node\]/g)).toHaveLength(1);
     // keepalived.conf differs per node (priority): one block per node, with its key values.
     const ka = [...text.matchAll(/-- \[will run\] keepalived-config: .*\[(\S+)\]/g)].map((m) => m[1]);
@@ -105,15 +119,25 @@ describe('golden plans', () => {
     expect(text).toMatch(/= virtual_router_id \d+/);
     // Only a quoted string too long to break may pass the width (breaking it would change the command).
     for (const line of text.split('\n').filter((l) => l.length > 120)) expect(line, line).toMatch(/(['"])[^'"]{80,}\1/);
-    const json = planJson(nodes, 'assumed', 'x.yaml') as { nodes: Array<{ steps: Array<{ id: string; files: Array<{ keyValues: string[] }> }> }> };
-    expect(json.nodes[0].steps.find((s) => s.id === 'keepalived-config')!.files[0].keyValues).toContain(`priority ${nodes[0].pc.node.priority}`);
+    const json = planJson(nodes, 'assumed', 'x.yaml') as {
+      nodes: Array<{ steps: Array<{ id: string; files: Array<{ keyValues: string[] }> }> }>;
+    };
+    expect(json.nodes[0].steps.find((s) => s.id === 'keepalived-config')!.files[0].keyValues).toContain(
+      `priority ${nodes[0].pc.node.priority}`,
+    );
   });
 
   it('plan review warns about unpinned sources with their URL', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
     const unpinned = { ...runbook, keepalived: { ...runbook.keepalived, version: '2.2.8' } };
-    const text = renderPlanReview(offlinePlan(unpinned, INSTALL_STEPS, 'debian12'), { fileContents: false, osSource: 'assumed', runbookPath: 'x.yaml' });
-    expect(text).toMatch(/warning: source keepalived 2\.2\.8 has no pin \(https:\/\/www\.keepalived\.org\/software\/keepalived-2\.2\.8\.tar\.gz\): apply refuses it unless --trust-on-first-download/);
+    const text = renderPlanReview(offlinePlan(unpinned, INSTALL_STEPS, 'debian12'), {
+      fileContents: false,
+      osSource: 'assumed',
+      runbookPath: 'x.yaml',
+    });
+    expect(text).toMatch(
+      /warning: source keepalived 2\.2\.8 has no pin \(https:\/\/www\.keepalived\.org\/software\/keepalived-2\.2\.8\.tar\.gz\): apply refuses it unless --trust-on-first-download/,
+    );
   });
 
   it('wraps long commands only at spaces outside quotes, as a backslash continuation', () => {
@@ -132,7 +156,10 @@ describe('golden plans', () => {
     const lines = wrapCommand(cmd, 80);
     expect(lines.length).toBeGreaterThan(3);
     expect(Math.max(...lines.map((l) => l.length))).toBeLessThanOrEqual(80);
-    const words = (script: string) => execFileSync('bash', ['-c', `set -- ${script.replace(/ > \/tmp\/args$/, '')}; printf '%s|' "$@"`], { encoding: 'utf8' });
+    const words = (script: string) =>
+      execFileSync('bash', ['-c', `set -- ${script.replace(/ > \/tmp\/args$/, '')}; printf '%s|' "$@"`], {
+        encoding: 'utf8',
+      });
     expect(words(lines.join('\n'))).toBe(words(cmd));
     const dq = `echo "${args}" > /tmp/args`;
     const dqLines = wrapCommand(dq, 80);
@@ -143,16 +170,22 @@ describe('golden plans', () => {
   it('puts the upstream-check patch inside the OpenResty bundle', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
     const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: false });
-    expect(text).toMatch(/patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.27\.1 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.16\.1\+\.patch; fi/);
+    expect(text).toMatch(
+      /patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.27\.1 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.16\.1\+\.patch; fi/,
+    );
     expect(text).toMatch(/openldap-devel/);
     expect(text).toMatch(/--add-module=\/usr\/local\/src\/ha-setup\/src\/ngx_cache_purge/);
-    expect(text).toMatch(/firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="192\.168\.56\.102" protocol value="vrrp" accept'/);
+    expect(text).toMatch(
+      /firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="192\.168\.56\.102" protocol value="vrrp" accept'/,
+    );
   });
 
   it('builds lua on the nginx flavor against LuaJIT with an rpath', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
     const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'debian12'), { fileContents: true });
-    expect(text).toMatch(/env LUAJIT_LIB=\/usr\/lib\/x86_64-linux-gnu LUAJIT_INC=\/usr\/include\/luajit-2\.1 \.\/configure/);
+    expect(text).toMatch(
+      /env LUAJIT_LIB=\/usr\/lib\/x86_64-linux-gnu LUAJIT_INC=\/usr\/include\/luajit-2\.1 \.\/configure/,
+    );
     expect(text).toMatch(/--with-ld-opt=-Wl,-rpath,\/usr\/lib\/x86_64-linux-gnu/);
     expect(text).toMatch(/libluajit2-5\.1-dev/);
     expect(text).toMatch(/lua_package_path "\/usr\/local\/share\/ha-setup\/lua\/usr\/share\/lua\/5\.1\/\?\.lua;;"/);
@@ -166,7 +199,9 @@ describe('golden plans', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
     const el = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: true });
     expect(el).toMatch(/lua-resty-core 0\.1\.25 git .* = commit 0173d96c9eb77b513b989b765716fd2498f09dd9/);
-    expect(el).toMatch(/cp -a \/usr\/local\/src\/ha-setup\/src\/lua-resty-core\/lib\/\. \/usr\/local\/share\/ha-setup\/lua\/lib\//);
+    expect(el).toMatch(
+      /cp -a \/usr\/local\/src\/ha-setup\/src\/lua-resty-core\/lib\/\. \/usr\/local\/share\/ha-setup\/lua\/lib\//,
+    );
     expect(el).toMatch(/lua_package_path "\/usr\/local\/share\/ha-setup\/lua\/lib\/\?\.lua;;"/);
     // Debian unpacks the distribution's packages instead; no extra sources there.
     const deb = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'debian12'), { fileContents: false });
@@ -184,7 +219,9 @@ describe('firewall commands per firewall kind', () => {
   it('iptables: accept VRRP from each peer and the site port, idempotently, and persist', async () => {
     const { firewallCommands } = await import('../../src/steps/firewall.js');
     const { apply, verify } = firewallCommands(pcFor('iptables'));
-    expect(apply[0]).toBe('iptables -C INPUT -p vrrp -s 10.10.0.12 -j ACCEPT 2>/dev/null || iptables -I INPUT -p vrrp -s 10.10.0.12 -j ACCEPT');
+    expect(apply[0]).toBe(
+      'iptables -C INPUT -p vrrp -s 10.10.0.12 -j ACCEPT 2>/dev/null || iptables -I INPUT -p vrrp -s 10.10.0.12 -j ACCEPT',
+    );
     expect(apply[1]).toContain('--dport 8080');
     expect(apply[2]).toMatch(/netfilter-persistent save/);
     expect(verify).toHaveLength(2);
@@ -193,7 +230,9 @@ describe('firewall commands per firewall kind', () => {
   it('nftables: rules go into the chain found on the host', async () => {
     const { firewallCommands } = await import('../../src/steps/firewall.js');
     const { apply } = firewallCommands(pcFor('nftables', 'inet filter input'));
-    expect(apply[0]).toBe("nft list chain inet filter input | grep -F 'ip saddr 10.10.0.12 ip protocol vrrp accept' >/dev/null || nft insert rule inet filter input ip saddr 10.10.0.12 ip protocol vrrp accept");
+    expect(apply[0]).toBe(
+      "nft list chain inet filter input | grep -F 'ip saddr 10.10.0.12 ip protocol vrrp accept' >/dev/null || nft insert rule inet filter input ip saddr 10.10.0.12 ip protocol vrrp accept",
+    );
   });
 
   it('no active firewall: nothing to do', async () => {
@@ -211,10 +250,21 @@ describe('preflight on an EL 7 node', () => {
     const facts = { ...assumedFacts('el7'), interfaces: { [nodes[0].interface]: [`${nodes[0].host}/24`] } };
     const quietHost = { exec: async () => ({ code: 0, stdout: '', stderr: '' }) };
     const problems = await preflightProblems({
-      runbook, node: nodes[0], cluster: nodes, facts, sources: {}, clusterFacts: { [nodes[0].name]: facts },
-      t: quietHost as never, plan: { files: [], uploads: [], commands: [], notes: [] }, progress: () => {}, secrets: {}, warn: () => {},
+      runbook,
+      node: nodes[0],
+      cluster: nodes,
+      facts,
+      sources: {},
+      clusterFacts: { [nodes[0].name]: facts },
+      t: quietHost as never,
+      plan: { files: [], uploads: [], commands: [], notes: [] },
+      progress: () => {},
+      secrets: {},
+      warn: () => {},
     });
-    expect(problems.join("\n")).toMatch(/build\.modules: lua on the nginx flavor needs LuaJIT 2\.1 and EPEL 7 ships 2\.0 \(el7\); use the openresty flavor/);
+    expect(problems.join('\n')).toMatch(
+      /build\.modules: lua on the nginx flavor needs LuaJIT 2\.1 and EPEL 7 ships 2\.0 \(el7\); use the openresty flavor/,
+    );
   });
 
   // A newcomer's trial: validate passed what plan and apply then refused. One set of rules now.
@@ -225,15 +275,31 @@ describe('preflight on an EL 7 node', () => {
     const run = async (argv: string[]) => {
       let out = '';
       let err = '';
-      const code = await main(argv, { interactive: false, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+      const code = await main(argv, {
+        interactive: false,
+        stdout: (s) => {
+          out += s;
+        },
+        stderr: (s) => {
+          err += s;
+        },
+      });
       return { code, out, err };
     };
     const dir = mkdtempSync(join(tmpdir(), 'ha-setup-rules-'));
     const unpinned = join(dir, 'unpinned.yaml');
-    writeFileSync(unpinned, readFileSync(join(import.meta.dirname, '..', '..', runbooks.openresty), 'utf8').replace(/version: 1\.27\.1\.2/, 'version: 1.25.3.1'));
+    writeFileSync(
+      unpinned,
+      readFileSync(join(import.meta.dirname, '..', '..', runbooks.openresty), 'utf8').replace(
+        /version: 1\.27\.1\.2/,
+        'version: 1.25.3.1',
+      ),
+    );
     const v = await run(['validate', unpinned]);
     expect(v.code).toBe(2);
-    expect(v.err).toMatch(/sources\.overrides\.openresty: openresty 1\.25\.3\.1 has no pin \(https:\/\/openresty\.org\/download\/openresty-1\.25\.3\.1\.tar\.gz\)/);
+    expect(v.err).toMatch(
+      /sources\.overrides\.openresty: openresty 1\.25\.3\.1 has no pin \(https:\/\/openresty\.org\/download\/openresty-1\.25\.3\.1\.tar\.gz\)/,
+    );
     const nginxLua = join(import.meta.dirname, '..', '..', runbooks.nginx);
     expect((await run(['validate', nginxLua])).code).toBe(0);
     const el7 = await run(['validate', nginxLua, '--os', 'el7']);
@@ -244,8 +310,20 @@ describe('preflight on an EL 7 node', () => {
     expect(plan.err).toMatch(/build\.modules: lua on the nginx flavor needs LuaJIT 2\.1/);
     // The EPEL hint names the package manager of the release (yum on el7, not dnf).
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
-    const lua = { ...runbook, build: { ...runbook.build, flavor: 'nginx' as const, version: '1.22.1', prefix: '/usr/local/nginx', modules: ['lua'] } };
-    const notes = (release: string) => offlinePlan(lua, INSTALL_STEPS, release)[0].steps.find((s) => s.step.id === 'packages')!.plan.notes.join('\n');
+    const lua = {
+      ...runbook,
+      build: {
+        ...runbook.build,
+        flavor: 'nginx' as const,
+        version: '1.22.1',
+        prefix: '/usr/local/nginx',
+        modules: ['lua'],
+      },
+    };
+    const notes = (release: string) =>
+      offlinePlan(lua, INSTALL_STEPS, release)[0]
+        .steps.find((s) => s.step.id === 'packages')!
+        .plan.notes.join('\n');
     expect(notes('el8')).toMatch(/\(dnf install epel-release\)/);
     expect(notes('el7')).toMatch(/\(yum install epel-release\)/);
   });

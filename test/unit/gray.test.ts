@@ -30,37 +30,69 @@ function decisions(ips: string[], values: string[], percent: string, cases: stri
 
 describe('gray release rules (Lua)', () => {
   it('client addresses and CIDRs send to canary; others stay stable', () => {
-    expect(decisions(['10.1.2.3', '192.168.0.0/16', '172.16.0.0/12'], [], '', [
-      '10.1.2.3|||50', '10.1.2.4|||50', '192.168.255.1|||50', '192.169.0.1|||50', '172.31.255.255|||50', '172.32.0.0|||50',
-    ])).toEqual(['canary:ip 10.1.2.3', 'stable', 'canary:ip 192.168.0.0/16', 'stable', 'canary:ip 172.16.0.0/12', 'stable']);
+    expect(
+      decisions(['10.1.2.3', '192.168.0.0/16', '172.16.0.0/12'], [], '', [
+        '10.1.2.3|||50',
+        '10.1.2.4|||50',
+        '192.168.255.1|||50',
+        '192.169.0.1|||50',
+        '172.31.255.255|||50',
+        '172.32.0.0|||50',
+      ]),
+    ).toEqual([
+      'canary:ip 10.1.2.3',
+      'stable',
+      'canary:ip 192.168.0.0/16',
+      'stable',
+      'canary:ip 172.16.0.0/12',
+      'stable',
+    ]);
   });
 
   it('/0 takes everyone, /32 one address; the header or cookie value matches exactly', () => {
     expect(decisions(['0.0.0.0/0'], [], '', ['203.0.113.9|||99'])).toEqual(['canary:ip 0.0.0.0/0']);
-    expect(decisions(['10.0.0.1/32'], ['tester1'], '', ['10.0.0.1|||0', '10.0.0.2|tester1||0', '10.0.0.2||tester1|0', '10.0.0.2|tester|tester11|0']))
-      .toEqual(['canary:ip 10.0.0.1/32', 'canary:header', 'canary:cookie', 'stable']);
+    expect(
+      decisions(['10.0.0.1/32'], ['tester1'], '', [
+        '10.0.0.1|||0',
+        '10.0.0.2|tester1||0',
+        '10.0.0.2||tester1|0',
+        '10.0.0.2|tester|tester11|0',
+      ]),
+    ).toEqual(['canary:ip 10.0.0.1/32', 'canary:header', 'canary:cookie', 'stable']);
   });
 
   it('the percentage takes the clients whose bucket is below it, the rest stays stable; 0 and no key take nobody', () => {
-    expect(decisions([], [], '10', ['10.0.0.1|||0', '10.0.0.1|||9', '10.0.0.1|||10', '10.0.0.1|||99']))
-      .toEqual(['canary:percent 10', 'canary:percent 10', 'stable', 'stable']);
+    expect(decisions([], [], '10', ['10.0.0.1|||0', '10.0.0.1|||9', '10.0.0.1|||10', '10.0.0.1|||99'])).toEqual([
+      'canary:percent 10',
+      'canary:percent 10',
+      'stable',
+      'stable',
+    ]);
     expect(decisions([], [], '0', ['10.0.0.1|||0'])).toEqual(['stable']);
     expect(decisions([], [], '100', ['10.0.0.1|||99'])).toEqual(['canary:percent 100']);
   });
 
   it('entries edited by hand into Redis that are not valid are skipped with a reason, the rest still applies', () => {
-    expect(lua_(`
+    expect(
+      lua_(`
       local rules, skipped = gray_rules.compile({ "10.0.0.300", "10.0.0.0/33", "010.0.0.1", "x", "10.9.0.0/16" }, { "a b", "ok-1" }, "150")
       local d = gray_rules.describe(rules)
-      return table.concat(d.ips, " ") .. " | " .. table.concat(d.values, " ") .. " | " .. d.percent .. " | " .. #skipped`))
-      .toBe('10.9.0.0/16 | ok-1 | 0 | 6');
+      return table.concat(d.ips, " ") .. " | " .. table.concat(d.values, " ") .. " | " .. d.percent .. " | " .. #skipped`),
+    ).toBe('10.9.0.0/16 | ok-1 | 0 | 6');
   });
 
   it('looks an address up by prefix length, most specific first, whatever the number of rules', () => {
-    expect(decisions(['10.0.0.0/8', '10.1.0.0/16', '10.1.2.3'], [], '', ['10.1.2.3|||50', '10.1.9.9|||50', '10.9.9.9|||50', '11.0.0.1|||50']))
-      .toEqual(['canary:ip 10.1.2.3', 'canary:ip 10.1.0.0/16', 'canary:ip 10.0.0.0/8', 'stable']);
+    expect(
+      decisions(['10.0.0.0/8', '10.1.0.0/16', '10.1.2.3'], [], '', [
+        '10.1.2.3|||50',
+        '10.1.9.9|||50',
+        '10.9.9.9|||50',
+        '11.0.0.1|||50',
+      ]),
+    ).toEqual(['canary:ip 10.1.2.3', 'canary:ip 10.1.0.0/16', 'canary:ip 10.0.0.0/8', 'stable']);
     // 50,000 rules: every one matches its own address, a neighbour outside them does not.
-    expect(lua_(`
+    expect(
+      lua_(`
       local ips = {}
       for i = 0, 49999 do ips[#ips + 1] = "10." .. math.floor(i / 256) % 256 .. "." .. i % 256 .. ".1" end
       local rules, skipped, err = gray_rules.compile(ips, {}, "")
@@ -69,32 +101,44 @@ describe('gray release rules (Lua)', () => {
         if gray_rules.decide(rules, "10." .. math.floor(i / 256) % 256 .. "." .. i % 256 .. ".1", nil, nil, 99) then hits = hits + 1 end
       end
       local miss = gray_rules.decide(rules, "10.0.0.2", nil, nil, 99)
-      return rules.counts.ips .. " " .. #rules.lens .. " " .. hits .. " " .. tostring(miss) .. " " .. #skipped .. " " .. tostring(err)`))
-      .toBe('50000 1 51 false 0 nil');
+      return rules.counts.ips .. " " .. #rules.lens .. " " .. hits .. " " .. tostring(miss) .. " " .. #skipped .. " " .. tostring(err)`),
+    ).toBe('50000 1 51 false 0 nil');
   });
 
   it('a rule set over the limits is refused as a whole, with why; the status page shows counts and the first entries only', () => {
-    expect(lua_(`
+    expect(
+      lua_(`
       local ips = {}
       for i = 1, gray_rules.MAX_IPS + 1 do ips[i] = "10.0.0.1" end
       local rules, _, err = gray_rules.compile(ips, {}, "")
-      return tostring(rules) .. " | " .. err`)).toBe('nil | 100001 ip rules; a node takes at most 100000');
-    expect(lua_(`
+      return tostring(rules) .. " | " .. err`),
+    ).toBe('nil | 100001 ip rules; a node takes at most 100000');
+    expect(
+      lua_(`
       local vals = {}
       for i = 1, 300 do vals[i] = "v" .. i end
       local d = gray_rules.describe((gray_rules.compile({ "10.0.0.1" }, vals, "5")))
-      return #d.values .. " " .. d.counts.values .. " " .. d.counts.ips .. " " .. d.percent`)).toBe('100 300 1 5');
-    expect(lua_(`return tostring(gray_rules.empty(gray_rules.compile({}, {}, "0"))) .. tostring(gray_rules.empty(gray_rules.compile({}, {}, "1")))`)).toBe('truefalse');
+      return #d.values .. " " .. d.counts.values .. " " .. d.counts.ips .. " " .. d.percent`),
+    ).toBe('100 300 1 5');
+    expect(
+      lua_(
+        `return tostring(gray_rules.empty(gray_rules.compile({}, {}, "0"))) .. tostring(gray_rules.empty(gray_rules.compile({}, {}, "1")))`,
+      ),
+    ).toBe('truefalse');
   });
 
   it('no rules (Redis not answering) means stable for everyone', () => {
-    expect(lua_(`local c, why = gray_rules.decide(nil, "10.0.0.1", "tester1", nil, 0); return tostring(c) .. " " .. why`)).toBe('false no rules');
+    expect(
+      lua_(`local c, why = gray_rules.decide(nil, "10.0.0.1", "tester1", nil, 0); return tostring(c) .. " " .. why`),
+    ).toBe('false no rules');
   });
 });
 
 describe('Redis protocol (control machine side)', () => {
   it('encodes commands as bulk strings (spaces and UTF-8 need no escaping)', () => {
-    expect(encodeCommand(['SADD', 'k:ips', '10.0.0.0/8'])).toBe('*3\r\n$4\r\nSADD\r\n$5\r\nk:ips\r\n$10\r\n10.0.0.0/8\r\n');
+    expect(encodeCommand(['SADD', 'k:ips', '10.0.0.0/8'])).toBe(
+      '*3\r\n$4\r\nSADD\r\n$5\r\nk:ips\r\n$10\r\n10.0.0.0/8\r\n',
+    );
     expect(encodeCommand(['SET', 'k', 'é'])).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\né\r\n');
   });
 
@@ -102,7 +146,10 @@ describe('Redis protocol (control machine side)', () => {
     const buf = Buffer.from('+OK\r\n:3\r\n$-1\r\n*2\r\n$3\r\na b\r\n$0\r\n\r\n-WRONGPASS no\r\n');
     const got: unknown[] = [];
     let pos = 0;
-    for (let r = parseReply(buf, pos); r; r = parseReply(buf, pos)) { got.push(r.reply); pos = r.end; }
+    for (let r = parseReply(buf, pos); r; r = parseReply(buf, pos)) {
+      got.push(r.reply);
+      pos = r.end;
+    }
     expect(got).toEqual(['OK', 3, null, ['a b', ''], { error: 'WRONGPASS no' }]);
     expect(parseReply(Buffer.from('*2\r\n$3\r\nabc\r\n$3\r\nab'))).toBeUndefined();
     expect(parseReply(Buffer.from('$5\r\nab'))).toBeUndefined();
@@ -133,7 +180,9 @@ describe('ha-setup gray talking to something that is not Redis', () => {
     const { server, port } = await serve((sock) => {
       sock.write('$999999999\r\n');
       const chunk = Buffer.alloc(1024 * 1024, 0x61);
-      const more = () => { while (!sock.destroyed && sock.write(chunk)); };
+      const more = () => {
+        while (!sock.destroyed && sock.write(chunk));
+      };
       sock.on('drain', more);
       sock.on('error', () => {});
       more();
@@ -153,13 +202,20 @@ describe('ha-setup gray actions', () => {
     expect(grayCommands(keys, 'add-ip', '10.1.0.0/16')).toEqual([['SADD', 'ha-setup:gray:ips', '10.1.0.0/16']]);
     expect(grayCommands(keys, 'remove-value', 'tester1')).toEqual([['SREM', 'ha-setup:gray:values', 'tester1']]);
     expect(grayCommands(keys, 'percent', '05')).toEqual([['SET', 'ha-setup:gray:percent', '5']]);
-    expect(grayCommands(keys, 'clear', undefined)).toEqual([['DEL', 'ha-setup:gray:ips', 'ha-setup:gray:values', 'ha-setup:gray:percent']]);
+    expect(grayCommands(keys, 'clear', undefined)).toEqual([
+      ['DEL', 'ha-setup:gray:ips', 'ha-setup:gray:values', 'ha-setup:gray:percent'],
+    ]);
     expect(grayCommands(keys, 'status', undefined)).toEqual([]);
   });
 
   it('refuse values the nodes would skip, naming the action', () => {
     const refused = (action: Parameters<typeof grayCommands>[1], v?: string) => {
-      try { grayCommands(keys, action, v); } catch (e) { expect(e).toBeInstanceOf(InvalidInputError); return (e as Error).message; }
+      try {
+        grayCommands(keys, action, v);
+      } catch (e) {
+        expect(e).toBeInstanceOf(InvalidInputError);
+        return (e as Error).message;
+      }
       throw new Error(`${action} ${v} was accepted`);
     };
     expect(refused('add-ip', '10.0.0.256')).toMatch(/^add-ip: .*octet/);
@@ -174,13 +230,16 @@ describe('ha-setup gray actions', () => {
 });
 
 describe('site.gray in the runbook', () => {
-  const example = () => parse(readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-gray.yaml'), 'utf8'));
+  const example = () =>
+    parse(readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-gray.yaml'), 'utf8'));
 
   it('the example is valid; canary and stable must be two upstreams of the site', () => {
     expect(validateRunbook(example()).problems).toEqual([]);
     const unknown = example();
     unknown.site.gray.canary = 'nope';
-    expect(validateRunbook(unknown).problems).toEqual([{ path: 'site.gray.canary', message: '"nope" is not an upstream in site.upstreams (one of app, app_canary)' }]);
+    expect(validateRunbook(unknown).problems).toEqual([
+      { path: 'site.gray.canary', message: '"nope" is not an upstream in site.upstreams (one of app, app_canary)' },
+    ]);
     const same = example();
     same.site.gray.canary = 'app';
     expect(validateRunbook(same).problems.map((p) => p.path)).toEqual(['site.gray.canary']);

@@ -16,8 +16,10 @@ const LAYERS: Array<[string, string[]]> = [
 ];
 
 const src = resolve(import.meta.dirname, '..', '..', 'src');
-const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true })
-  .flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+const files = (dir: string): string[] =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 
 function layerOf(file: string): number {
   const rel = relative(src, file);
@@ -30,7 +32,8 @@ function layerOf(file: string): number {
 function importsOf(file: string): Array<{ target: string; dynamic: boolean }> {
   const text = readFileSync(file, 'utf8');
   const out: Array<{ target: string; dynamic: boolean }> = [];
-  for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s+'(\.[^']+)'/gms)) out.push({ target: m[1], dynamic: false });
+  for (const m of text.matchAll(/^(?:import|export)\s[^;]*?from\s+'(\.[^']+)'/gms))
+    out.push({ target: m[1], dynamic: false });
   for (const m of text.matchAll(/import\(\s*'(\.[^']+)'\s*\)/g)) out.push({ target: m[1], dynamic: true });
   return out.map((x) => ({ ...x, target: resolve(dirname(file), x.target.replace(/\.js$/, '.ts')) }));
 }
@@ -43,7 +46,9 @@ describe('layers of src/', () => {
     for (const f of all) {
       for (const { target } of importsOf(f)) {
         if (layerOf(target) > layerOf(f)) {
-          upward.push(`${relative(src, f)} (${LAYERS[layerOf(f)][0]}) imports ${relative(src, target)} (${LAYERS[layerOf(target)][0]})`);
+          upward.push(
+            `${relative(src, f)} (${LAYERS[layerOf(f)][0]}) imports ${relative(src, target)} (${LAYERS[layerOf(target)][0]})`,
+          );
         }
       }
     }
@@ -51,7 +56,14 @@ describe('layers of src/', () => {
   });
 
   it('static imports form no cycle', () => {
-    const graph = new Map(all.map((f) => [f, importsOf(f).filter((i) => !i.dynamic).map((i) => i.target)]));
+    const graph = new Map(
+      all.map((f) => [
+        f,
+        importsOf(f)
+          .filter((i) => !i.dynamic)
+          .map((i) => i.target),
+      ]),
+    );
     const cycles: string[] = [];
     const state = new Map<string, 'open' | 'done'>();
     const stack: string[] = [];
@@ -59,7 +71,8 @@ describe('layers of src/', () => {
       state.set(f, 'open');
       stack.push(f);
       for (const t of graph.get(f) ?? []) {
-        if (state.get(t) === 'open') cycles.push([...stack.slice(stack.indexOf(t)), t].map((x) => relative(src, x)).join(' -> '));
+        if (state.get(t) === 'open')
+          cycles.push([...stack.slice(stack.indexOf(t)), t].map((x) => relative(src, x)).join(' -> '));
         else if (!state.has(t)) visit(t);
       }
       stack.pop();

@@ -28,11 +28,17 @@ describe('npm package', () => {
     expect(readdirSync(pkg)).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'CHANGELOG.md']));
     const examples = readdirSync(join(pkg, 'runbooks')).filter((f) => f.startsWith('example-'));
     expect(examples.length).toBeGreaterThanOrEqual(3);
-    for (const ex of examples) execFileSync('npx', ['ha-setup', 'validate', join(pkg, 'runbooks', ex)], { cwd: app, encoding: 'utf8' });
+    for (const ex of examples)
+      execFileSync('npx', ['ha-setup', 'validate', join(pkg, 'runbooks', ex)], { cwd: app, encoding: 'utf8' });
     // The gateway's Lua ships with the package: its plan lists every module file.
-    const gw = execFileSync('npx', ['ha-setup', 'plan', join(pkg, 'runbooks', 'example-gateway.yaml'), '--offline', '--os', 'debian12'], { cwd: app, encoding: 'utf8' });
+    const gw = execFileSync(
+      'npx',
+      ['ha-setup', 'plan', join(pkg, 'runbooks', 'example-gateway.yaml'), '--offline', '--os', 'debian12'],
+      { cwd: app, encoding: 'utf8' },
+    );
     expect(gw).toContain('file /usr/local/nginx/conf/ha-gateway/ha_gateway/balancer.lua');
-    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [e.name]));
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [e.name]));
     expect(files(join(pkg, 'dist')).filter((f) => f.endsWith('.map'))).toEqual([]);
     expect(JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')).scripts?.prepare).toBeUndefined();
   }, 300_000);

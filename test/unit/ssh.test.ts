@@ -29,7 +29,12 @@ Host *
 `;
   it('applies Host patterns, negation, first value wins, tilde and %h', () => {
     const c = parseSshConfig(cfg, 'web-1', '/home/op');
-    expect(c).toEqual({ hostName: 'web-1.example.com', user: 'everyone', port: 2222, identityFiles: ['/home/op/.ssh/web_key', '/home/op/.ssh/id_ed25519'] });
+    expect(c).toEqual({
+      hostName: 'web-1.example.com',
+      user: 'everyone',
+      port: 2222,
+      identityFiles: ['/home/op/.ssh/web_key', '/home/op/.ssh/id_ed25519'],
+    });
     const negated = parseSshConfig(cfg, 'web-9', '/home/op');
     expect(negated.hostName).toBeUndefined();
     expect(negated.port).toBeUndefined();
@@ -43,12 +48,15 @@ describe('known_hosts verification', () => {
   const salt = randomBytes(20);
   const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('10.0.0.9').digest('base64')}`;
   const file = join(dir, 'known_hosts');
-  writeFileSync(file, [
-    `10.0.0.1,web1 ssh-ed25519 ${ed.toString('base64')}`,
-    `[10.0.0.2]:2222 ssh-rsa ${rsa.toString('base64')}`,
-    `${hashed} ssh-ed25519 ${ed.toString('base64')}`,
-    `@revoked 10.0.0.3 ssh-ed25519 ${ed.toString('base64')}`,
-  ].join('\n'));
+  writeFileSync(
+    file,
+    [
+      `10.0.0.1,web1 ssh-ed25519 ${ed.toString('base64')}`,
+      `[10.0.0.2]:2222 ssh-rsa ${rsa.toString('base64')}`,
+      `${hashed} ssh-ed25519 ${ed.toString('base64')}`,
+      `@revoked 10.0.0.3 ssh-ed25519 ${ed.toString('base64')}`,
+    ].join('\n'),
+  );
 
   it('accepts a known key, plain, with port, and hashed', () => {
     expect(verifyHostKey([file], '10.0.0.1', 22, ed).status).toBe('known');
@@ -67,10 +75,13 @@ describe('known_hosts verification', () => {
   it('honours @revoked', () => {
     expect(verifyHostKey([file], '10.0.0.3', 22, ed).status).toBe('revoked');
   });
-  it('the runbook\'s own known_hosts cannot vouch for a key ~/.ssh/known_hosts contradicts', () => {
+  it("the runbook's own known_hosts cannot vouch for a key ~/.ssh/known_hosts contradicts", () => {
     const attacker = keyBlob('ssh-ed25519');
     const own = join(dir, 'own_known_hosts');
-    writeFileSync(own, `10.0.0.1 ssh-ed25519 ${attacker.toString('base64')}\n10.0.0.50 ssh-ed25519 ${attacker.toString('base64')}\n`);
+    writeFileSync(
+      own,
+      `10.0.0.1 ssh-ed25519 ${attacker.toString('base64')}\n10.0.0.50 ssh-ed25519 ${attacker.toString('base64')}\n`,
+    );
     expect(verifyHostKey([file, own], '10.0.0.1', 22, attacker).status).toBe('changed');
     expect(verifyHostKey([file, own], '10.0.0.1', 22, ed).status).toBe('known');
     // A host only the runbook's file knows: that file decides.
@@ -99,7 +110,9 @@ describe('atomic remote write', () => {
     expect(s).toMatch(/mv -f -T "\$next" "\$dst"/);
   });
   it('state files are written without a backup copy', () => {
-    expect(installScript('/tmp/.ha-setup-x', '/var/lib/ha-setup/journal.json', 'abc', { mode: 0o600, backup: false })).not.toMatch(/\.bak/);
+    expect(
+      installScript('/tmp/.ha-setup-x', '/var/lib/ha-setup/journal.json', 'abc', { mode: 0o600, backup: false }),
+    ).not.toMatch(/\.bak/);
   });
   it('never writes through a planted symlink: the new file and the backup come from mktemp', async () => {
     const { mkdtempSync, writeFileSync, symlinkSync, readFileSync, lstatSync, statSync } = await import('node:fs');
@@ -120,7 +133,10 @@ describe('atomic remote write', () => {
     const up = join(dir, 'upload');
     writeFileSync(up, 'new\n');
     const me = execFileSync('id', ['-un']).toString().trim();
-    const script = installScript(up, dst, createHash('sha256').update('new\n').digest('hex'), { mode: 0o640, owner: me });
+    const script = installScript(up, dst, createHash('sha256').update('new\n').digest('hex'), {
+      mode: 0o640,
+      owner: me,
+    });
     const out = execFileSync('bash', ['-c', `set -euo pipefail\n${script}`]).toString();
     expect(out).toMatch(/^backup /);
     expect(readFileSync(dst, 'utf8')).toBe('new\n');

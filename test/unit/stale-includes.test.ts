@@ -47,7 +47,12 @@ describe('stale include files', () => {
   });
 
   it('the .bak copies writeFile keeps are neither stale nor removed', () => {
-    const dir = confDir(['nginx.conf', 'ha-lua/x.lua', 'ha-lua/x.lua.ha-setup-20261125094119.bak', 'conf.d/site-http-a.conf.ha-setup-20261125094119.bak']);
+    const dir = confDir([
+      'nginx.conf',
+      'ha-lua/x.lua',
+      'ha-lua/x.lua.ha-setup-20261125094119.bak',
+      'conf.d/site-http-a.conf.ha-setup-20261125094119.bak',
+    ]);
     expect(bash(staleIncludesProbe(dir, ['nginx.conf', 'ha-lua/x.lua']))).toBe(0);
     expect(bash(staleIncludesScript(dir, planned(dir, ['nginx.conf', 'ha-lua/x.lua']), dir))).toBe(0);
     expect(existsSync(join(dir, 'ha-lua/x.lua.ha-setup-20261125094119.bak'))).toBe(true);

@@ -14,17 +14,60 @@ const root = join(import.meta.dirname, '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'ha-setup-fuzz-'));
 
 const HOSTILE: unknown[] = [
-  '', ' ', '-', '-x', '--upload-pack=touch /tmp/pwned', '$(touch /tmp/pwned)', '`id`', `\${IFS}`, 'a;b', 'a|b', 'a&&b',
-  'a\nb', 'a\r\nb', '\u0000', '\u001b]0;pwned\u0007\u001b[2J', '\u009b31m', '../../../../etc/passwd', '/etc/shadow', '/', '/usr',
-  'x'.repeat(10_000), '🙂', '%s%n', '<script>alert(1)</script>', '"quoted"', "it's", '\\', '127.0.0.010', '169.254.169.254',
-  '0.0.0.0/0', 'http://evil.example/', 'ext::sh -c id', null, [], {}, [1, 2], { a: 1 }, -1, 0, 1.5, 65536, 1e308, Infinity,
-  -Infinity, Number.NaN, true, false,
+  '',
+  ' ',
+  '-',
+  '-x',
+  '--upload-pack=touch /tmp/pwned',
+  '$(touch /tmp/pwned)',
+  '`id`',
+  `\${IFS}`,
+  'a;b',
+  'a|b',
+  'a&&b',
+  'a\nb',
+  'a\r\nb',
+  '\u0000',
+  '\u001b]0;pwned\u0007\u001b[2J',
+  '\u009b31m',
+  '../../../../etc/passwd',
+  '/etc/shadow',
+  '/',
+  '/usr',
+  'x'.repeat(10_000),
+  '🙂',
+  '%s%n',
+  '<script>alert(1)</script>',
+  '"quoted"',
+  "it's",
+  '\\',
+  '127.0.0.010',
+  '169.254.169.254',
+  '0.0.0.0/0',
+  'http://evil.example/',
+  'ext::sh -c id',
+  null,
+  [],
+  {},
+  [1, 2],
+  { a: 1 },
+  -1,
+  0,
+  1.5,
+  65536,
+  1e308,
+  Infinity,
+  -Infinity,
+  Number.NaN,
+  true,
+  false,
 ];
 
 /** Every path to a leaf (and to each object, which can be replaced whole) in `value`. */
 function paths(value: unknown, at: Array<string | number> = []): Array<Array<string | number>> {
   if (Array.isArray(value)) return [at, ...value.flatMap((v, i) => paths(v, [...at, i]))];
-  if (value && typeof value === 'object') return [at, ...Object.entries(value).flatMap(([k, v]) => paths(v, [...at, k]))];
+  if (value && typeof value === 'object')
+    return [at, ...Object.entries(value).flatMap(([k, v]) => paths(v, [...at, k]))];
   return [at];
 }
 
@@ -42,7 +85,15 @@ async function validate(text: string) {
   writeFileSync(file, text);
   let out = '';
   let err = '';
-  const code = await main(['validate', file], { interactive: false, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+  const code = await main(['validate', file], {
+    interactive: false,
+    stdout: (s) => {
+      out += s;
+    },
+    stderr: (s) => {
+      err += s;
+    },
+  });
   return { code, out, err };
 }
 
@@ -64,8 +115,16 @@ describe('validate over hostile runbooks', () => {
     gray: parse(readFileSync(join(root, 'runbooks', 'example-gray.yaml'), 'utf8')),
   };
   // Fields a base leaves at their defaults, set explicitly so they are fuzzed too.
-  bases.valid.site = { ...bases.valid.site, include: { http: ['a.conf'], server: ['b.conf'], lua: ['lua'] }, peerNetworks: ['10.0.0.0/8'] };
-  bases.valid.sources = { mirror: '/srv/mirror', gitRewrite: { 'https://github.com/': 'https://git.example/' }, overrides: { ngx_cache_purge: { git: 'https://git.example/x.git', ref: 'v1' } } };
+  bases.valid.site = {
+    ...bases.valid.site,
+    include: { http: ['a.conf'], server: ['b.conf'], lua: ['lua'] },
+    peerNetworks: ['10.0.0.0/8'],
+  };
+  bases.valid.sources = {
+    mirror: '/srv/mirror',
+    gitRewrite: { 'https://github.com/': 'https://git.example/' },
+    overrides: { ngx_cache_purge: { git: 'https://git.example/x.git', ref: 'v1' } },
+  };
   bases.valid.logging = { keepalivedLog: '/var/log/keepalived.log', facility: 'local0' };
   bases.valid.build.configureArgs = ['--with-http_sub_module'];
   bases.valid.ssh = { ...bases.valid.ssh, sudoPasswordEnv: 'HA_SETUP_SUDO', knownHostsFile: 'kh' };
@@ -102,7 +161,13 @@ describe('validate over hostile runbooks', () => {
       ['a tab indent', 'version: 1\nnodes:\n\t- host: x\n'],
       ['unclosed flow', 'nodes: [ { host: 1\n'],
       ['unknown alias', 'nodes: *x\n'],
-      ['billion laughs', ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(', ')}]`)].join('\n')],
+      [
+        'billion laughs',
+        [
+          'a: &a [x, x, x, x, x, x, x, x, x]',
+          ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(', ')}]`),
+        ].join('\n'),
+      ],
       ['a merge key', 'base: &b { host: 1 }\nnodes: [ { <<: *b, role: master } ]\n'],
       ['js function tag', 'version: !!js/function "function(){}"\n'],
       ['binary tag', 'name: !!binary aGVsbG8=\n'],

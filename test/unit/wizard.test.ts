@@ -15,7 +15,16 @@ function tmp(): string {
 async function run(argv: string[], cwd: string, interactive = false) {
   let out = '';
   let err = '';
-  const code = await main(argv, { cwd, interactive, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+  const code = await main(argv, {
+    cwd,
+    interactive,
+    stdout: (s) => {
+      out += s;
+    },
+    stderr: (s) => {
+      err += s;
+    },
+  });
   return { code, out, err };
 }
 
@@ -44,7 +53,10 @@ describe('wizard through flags', () => {
     const { sshConfigDefaults, invocation } = await import('../../src/cli/init.js');
     const home = tmp();
     mkdirSync(join(home, '.ssh'));
-    writeFileSync(join(home, '.ssh', 'config'), 'User deploy\nHost bastion\n  User jump\n  IdentityFile ~/.ssh/jump\nHost *\n  IdentityFile ~/.ssh/deploy_ed25519\n  User other\n');
+    writeFileSync(
+      join(home, '.ssh', 'config'),
+      'User deploy\nHost bastion\n  User jump\n  IdentityFile ~/.ssh/jump\nHost *\n  IdentityFile ~/.ssh/deploy_ed25519\n  User other\n',
+    );
     expect(sshConfigDefaults(home)).toEqual({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
     const saved = process.env.HOME;
     process.env.HOME = home;
@@ -55,7 +67,9 @@ describe('wizard through flags', () => {
       const doc = parse(readFileSync(join(dir, 'runbooks', 'web-ha.yaml'), 'utf8'));
       expect(doc.ssh).toMatchObject({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
       expect(r.err).toMatch(/warning: the SSH key ~\/\.ssh\/deploy_ed25519 does not exist on this machine/);
-      expect(r.out).toMatch(/next:\n {2}\S.* validate runbooks\/web-ha\.yaml .*\n {2}\S.* plan runbooks\/web-ha\.yaml .*\n {2}\S.* apply runbooks\/web-ha\.yaml/);
+      expect(r.out).toMatch(
+        /next:\n {2}\S.* validate runbooks\/web-ha\.yaml .*\n {2}\S.* plan runbooks\/web-ha\.yaml .*\n {2}\S.* apply runbooks\/web-ha\.yaml/,
+      );
     } finally {
       process.env.HOME = saved;
     }
@@ -78,16 +92,58 @@ describe('wizard through flags', () => {
 
   it('an upstream from Consul through flags: discovery with the active check; refused on nginx without lua, naming the flag', async () => {
     const dir = tmp();
-    const r = await run(['init', ...required, '--flavor', 'nginx', '--modules', 'lua', '--upstream', '10.0.0.21:8080',
-      '--consul', 'http://10.0.0.5:8500', '--consul-service', 'web', '--out', '-', '--yes'], dir);
+    const r = await run(
+      [
+        'init',
+        ...required,
+        '--flavor',
+        'nginx',
+        '--modules',
+        'lua',
+        '--upstream',
+        '10.0.0.21:8080',
+        '--consul',
+        'http://10.0.0.5:8500',
+        '--consul-service',
+        'web',
+        '--out',
+        '-',
+        '--yes',
+      ],
+      dir,
+    );
     expect(r.code, r.err).toBe(0);
     const doc = parse(r.out);
     expect(validateRunbook(doc).ok).toBe(true);
-    expect(doc.site.upstreams).toEqual([{ name: 'app', servers: ['10.0.0.21:8080'], discovery: { consul: { address: 'http://10.0.0.5:8500', service: 'web', interval: 1 }, check: { path: '/' } } }]);
-    const noLua = await run(['init', ...required, '--flavor', 'nginx', '--modules', 'fancyindex', '--upstream', '10.0.0.21:8080', '--consul', 'http://10.0.0.5:8500', '--yes'], tmp());
+    expect(doc.site.upstreams).toEqual([
+      {
+        name: 'app',
+        servers: ['10.0.0.21:8080'],
+        discovery: { consul: { address: 'http://10.0.0.5:8500', service: 'web', interval: 1 }, check: { path: '/' } },
+      },
+    ]);
+    const noLua = await run(
+      [
+        'init',
+        ...required,
+        '--flavor',
+        'nginx',
+        '--modules',
+        'fancyindex',
+        '--upstream',
+        '10.0.0.21:8080',
+        '--consul',
+        'http://10.0.0.5:8500',
+        '--yes',
+      ],
+      tmp(),
+    );
     expect(noLua.code).toBe(2);
     expect(noLua.err).toMatch(/--consul.*add lua to the modules/);
-    const bad = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--consul', 'consul.local:8500', '--yes'], tmp());
+    const bad = await run(
+      ['init', ...required, '--upstream', '10.0.0.21:8080', '--consul', 'consul.local:8500', '--yes'],
+      tmp(),
+    );
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--consul.*http:\/\/<IPv4>/);
     const alone = await run(['init', ...required, '--consul', 'http://10.0.0.5:8500', '--yes'], tmp());
@@ -96,20 +152,76 @@ describe('wizard through flags', () => {
   });
 
   it('gray release through flags: a canary upstream and site.gray; refused without lua, without Redis, or alone', async () => {
-    const r = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080',
-      '--gray-redis', '10.0.0.7:6379', '--gray-redis-password-env', 'GRAY_PW', '--out', '-', '--yes'], tmp());
+    const r = await run(
+      [
+        'init',
+        ...required,
+        '--upstream',
+        '10.0.0.21:8080',
+        '--gray-canary',
+        '10.0.0.31:8080',
+        '--gray-redis',
+        '10.0.0.7:6379',
+        '--gray-redis-password-env',
+        'GRAY_PW',
+        '--out',
+        '-',
+        '--yes',
+      ],
+      tmp(),
+    );
     expect(r.code, r.err).toBe(0);
     const doc = parse(r.out);
     expect(validateRunbook(doc).ok).toBe(true);
-    expect(doc.site.upstreams).toEqual([{ name: 'app', servers: ['10.0.0.21:8080'] }, { name: 'canary', servers: ['10.0.0.31:8080'] }]);
-    expect(doc.site.gray).toEqual({ redis: { address: '10.0.0.7:6379', passwordEnv: 'GRAY_PW' }, stable: 'app', canary: 'canary' });
-    const noLua = await run(['init', ...required, '--flavor', 'nginx', '--modules', 'fancyindex', '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080', '--gray-redis', '10.0.0.7:6379', '--yes'], tmp());
+    expect(doc.site.upstreams).toEqual([
+      { name: 'app', servers: ['10.0.0.21:8080'] },
+      { name: 'canary', servers: ['10.0.0.31:8080'] },
+    ]);
+    expect(doc.site.gray).toEqual({
+      redis: { address: '10.0.0.7:6379', passwordEnv: 'GRAY_PW' },
+      stable: 'app',
+      canary: 'canary',
+    });
+    const noLua = await run(
+      [
+        'init',
+        ...required,
+        '--flavor',
+        'nginx',
+        '--modules',
+        'fancyindex',
+        '--upstream',
+        '10.0.0.21:8080',
+        '--gray-canary',
+        '10.0.0.31:8080',
+        '--gray-redis',
+        '10.0.0.7:6379',
+        '--yes',
+      ],
+      tmp(),
+    );
     expect(noLua.code).toBe(2);
     expect(noLua.err).toMatch(/--gray-canary.*add lua to the modules/);
-    const noRedis = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080', '--yes'], tmp());
+    const noRedis = await run(
+      ['init', ...required, '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080', '--yes'],
+      tmp(),
+    );
     expect(noRedis.code).toBe(2);
     expect(noRedis.err).toMatch(/answers are missing[\s\S]*--gray-redis/);
-    const badRedis = await run(['init', ...required, '--upstream', '10.0.0.21:8080', '--gray-canary', '10.0.0.31:8080', '--gray-redis', 'redis.local', '--yes'], tmp());
+    const badRedis = await run(
+      [
+        'init',
+        ...required,
+        '--upstream',
+        '10.0.0.21:8080',
+        '--gray-canary',
+        '10.0.0.31:8080',
+        '--gray-redis',
+        'redis.local',
+        '--yes',
+      ],
+      tmp(),
+    );
     expect(badRedis.code).toBe(2);
     expect(badRedis.err).toMatch(/--gray-redis.*<IPv4>\[:port\]/);
     const alone = await run(['init', ...required, '--gray-canary', '10.0.0.31:8080', '--yes'], tmp());
@@ -119,15 +231,42 @@ describe('wizard through flags', () => {
 
   it('takes --node specs, VRRPv2 with a generated password kept out of the runbook', async () => {
     const dir = tmp();
-    const r = await run(['init', '--node', '10.0.0.11:backup:90', '--node', '10.0.0.12:master:100', '--vip', '10.0.0.100/24',
-      '--interface', 'eth0', '--vrrp-version', '2', '--name', 'edge', '--modules', 'fancyindex,cache-purge', '--flavor', 'nginx',
-      '--out', 'out/edge.yaml', '--yes'], dir);
+    const r = await run(
+      [
+        'init',
+        '--node',
+        '10.0.0.11:backup:90',
+        '--node',
+        '10.0.0.12:master:100',
+        '--vip',
+        '10.0.0.100/24',
+        '--interface',
+        'eth0',
+        '--vrrp-version',
+        '2',
+        '--name',
+        'edge',
+        '--modules',
+        'fancyindex,cache-purge',
+        '--flavor',
+        'nginx',
+        '--out',
+        'out/edge.yaml',
+        '--yes',
+      ],
+      dir,
+    );
     expect(r.code, r.err).toBe(0);
     const text = readFileSync(join(dir, 'out', 'edge.yaml'), 'utf8');
     const doc = parse(text);
     expect(doc.nodes[1]).toEqual({ host: '10.0.0.12', role: 'master', priority: 100 });
     expect(doc.vrrp).toMatchObject({ version: 2, advertInt: 1, auth: { passwordEnv: 'HA_SETUP_VRRP_PASSWORD' } });
-    expect(doc.build).toMatchObject({ flavor: 'nginx', version: '1.26.3', prefix: '/usr/local/nginx', modules: ['fancyindex', 'cache-purge'] });
+    expect(doc.build).toMatchObject({
+      flavor: 'nginx',
+      version: '1.26.3',
+      prefix: '/usr/local/nginx',
+      modules: ['fancyindex', 'cache-purge'],
+    });
     const secretsFile = join(dir, 'out', 'edge.secrets');
     const secret = /HA_SETUP_VRRP_PASSWORD=(\S+)/.exec(readFileSync(secretsFile, 'utf8'))![1];
     expect(secret).toHaveLength(8);
@@ -216,29 +355,53 @@ describe('CLI surface', () => {
     cases.push([['validate', join(dir, 'missing.yaml')], /does not exist/]);
     // YAML syntax: the first error with its excerpt, not a cascade
     writeFileSync(join(dir, 'syntax.yaml'), 'version: 1\nname: x\n  bad: [\nnodes: 3\n');
-    cases.push([['validate', join(dir, 'syntax.yaml')], /\(1 problem\)\n {2}\(yaml\): Nested mappings are not allowed in compact mappings at line 2, column 7\n {4}name: x\n/]);
+    cases.push([
+      ['validate', join(dir, 'syntax.yaml')],
+      /\(1 problem\)\n {2}\(yaml\): Nested mappings are not allowed in compact mappings at line 2, column 7\n {4}name: x\n/,
+    ]);
     // a wrong type names what it got
     writeFileSync(join(dir, 'type.yaml'), valid.replace('virtualRouterId: 51', 'virtualRouterId: fifty-one'));
-    cases.push([['validate', join(dir, 'type.yaml')], /vrrp\.virtualRouterId: virtualRouterId must be a whole number from 1 to 255, got "fifty-one"/]);
+    cases.push([
+      ['validate', join(dir, 'type.yaml')],
+      /vrrp\.virtualRouterId: virtualRouterId must be a whole number from 1 to 255, got "fifty-one"/,
+    ]);
     // an unknown key does not hide the other problems
-    writeFileSync(join(dir, 'both.yaml'), valid.replace('virtualRouterId: 51', 'virtual_router_id: 51').replace('priority: 90', 'priority: 900'));
-    cases.push([['validate', join(dir, 'both.yaml')], /nodes\[1\]\.priority: priority must be from 1 to 254[\s\S]*vrrp\.virtual_router_id: unknown key/]);
+    writeFileSync(
+      join(dir, 'both.yaml'),
+      valid.replace('virtualRouterId: 51', 'virtual_router_id: 51').replace('priority: 90', 'priority: 900'),
+    );
+    cases.push([
+      ['validate', join(dir, 'both.yaml')],
+      /nodes\[1\]\.priority: priority must be from 1 to 254[\s\S]*vrrp\.virtual_router_id: unknown key/,
+    ]);
     // --os without --offline, a mistyped command with arguments, help for an unknown command
     cases.push([['plan', join(dir, 'type.yaml'), '--os', 'el9'], /--os only applies with --offline/]);
     cases.push([['aply', 'runbooks/x.yaml'], /unknown command 'aply'\n {2}did you mean 'apply'\?/]);
     cases.push([['help', 'nope'], /unknown command 'nope'/]);
     // a crash scenario without a terminal and without --yes: refused before any host is contacted
     writeFileSync(join(dir, 'ok.yaml'), valid);
-    cases.push([['verify', join(dir, 'ok.yaml'), '--scenario', 'nginx-crash'], /--scenario nginx-crash kills nginx \(SIGKILL\) on the VIP holder: clients see failed requests; add --yes/]);
+    cases.push([
+      ['verify', join(dir, 'ok.yaml'), '--scenario', 'nginx-crash'],
+      /--scenario nginx-crash kills nginx \(SIGKILL\) on the VIP holder: clients see failed requests; add --yes/,
+    ]);
     // YAML aliases: an unknown one, and a billion laughs
     writeFileSync(join(dir, 'alias.yaml'), 'version: 1\nname: x\nnodes: *nope\n');
     cases.push([['validate', join(dir, 'alias.yaml')], /\(yaml\): Unresolved alias/]);
-    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`)].join('\n');
+    const laughs = [
+      'a: &a [x, x, x, x, x, x, x, x, x]',
+      ...'bcdefg'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`),
+    ].join('\n');
     writeFileSync(join(dir, 'laughs.yaml'), `${laughs}\n`);
     cases.push([['validate', join(dir, 'laughs.yaml')], /\(yaml\): Excessive alias count/]);
     // a key file that does not exist: named, exit 2, before any connection
-    writeFileSync(join(dir, 'key.yaml'), valid.replace('identityFile: ~/.ssh/id_ed25519', 'identityFile: /nonexistent/id_ed25519'));
-    cases.push([['status', join(dir, 'key.yaml')], /ssh\.identityFile: cannot read the SSH key \/nonexistent\/id_ed25519: ENOENT/]);
+    writeFileSync(
+      join(dir, 'key.yaml'),
+      valid.replace('identityFile: ~/.ssh/id_ed25519', 'identityFile: /nonexistent/id_ed25519'),
+    );
+    cases.push([
+      ['status', join(dir, 'key.yaml')],
+      /ssh\.identityFile: cannot read the SSH key \/nonexistent\/id_ed25519: ENOENT/,
+    ]);
     for (const [argv, expected] of cases) {
       const r = await run(argv, dir);
       expect(r.code, argv.join(' ')).toBe(2);
@@ -270,7 +433,10 @@ describe('CLI surface', () => {
     expect(JSON.parse(g.out)).toMatchObject({ valid: true, problems: [] });
     const m = await run(['validate', join(dir, 'missing.yaml'), '--json'], dir);
     expect(m.code).toBe(2);
-    expect(JSON.parse(m.out).problems[0]).toMatchObject({ path: '(file)', message: expect.stringMatching(/does not exist/) });
+    expect(JSON.parse(m.out).problems[0]).toMatchObject({
+      path: '(file)',
+      message: expect.stringMatching(/does not exist/),
+    });
   });
 
   it('plan --offline: review document by default, --json and --limit', async () => {
@@ -283,14 +449,16 @@ describe('CLI surface', () => {
     const json = await run(['plan', example, '--offline', '--json', '--limit', 'edge2'], dir);
     expect(json.code, json.err).toBe(0);
     const doc = JSON.parse(json.out);
-    expect(doc.nodes.map((n: { name: string; osSource: string }) => [n.name, n.osSource])).toEqual([['edge2', 'assumed']]);
+    expect(doc.nodes.map((n: { name: string; osSource: string }) => [n.name, n.osSource])).toEqual([
+      ['edge2', 'assumed'],
+    ]);
     expect(doc.nodes[0].steps.map((s: { id: string }) => s.id)).toContain('keepalived-config');
     const bad = await run(['plan', example, '--offline', '--limit', 'nope'], dir);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--limit: no node nope/);
   });
 
-  it('completion bash: commands, lab subcommands and each command\'s flags, from the command table', async () => {
+  it("completion bash: commands, lab subcommands and each command's flags, from the command table", async () => {
     const { writeFileSync } = await import('node:fs');
     const { execFileSync } = await import('node:child_process');
     const dir = tmp();
@@ -298,14 +466,24 @@ describe('CLI surface', () => {
     expect(r.code, r.err).toBe(0);
     const script = join(dir, 'ha-setup.bash');
     writeFileSync(script, r.out);
-    const complete = (...line: string[]) => execFileSync('bash', ['-c', `source ${script}; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; _ha_setup; echo "\${COMPREPLY[*]}"`], { cwd: dir, encoding: 'utf8' }).trim();
+    const complete = (...line: string[]) =>
+      execFileSync(
+        'bash',
+        [
+          '-c',
+          `source ${script}; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; _ha_setup; echo "\${COMPREPLY[*]}"`,
+        ],
+        { cwd: dir, encoding: 'utf8' },
+      ).trim();
     expect(complete('ha-setup', 'ap')).toBe('apply');
     expect(complete('ha-setup', 'ro')).toBe('rollback');
     expect(complete('ha-setup', 'apply', 'x.yaml', '--li')).toBe('--limit');
     expect(complete('ha-setup', 'plan', 'x.yaml', '--j')).toBe('--json');
     expect(complete('ha-setup', 'lab', 'd')).toBe('demo down');
     expect(complete('ha-setup', 'lab', 'up', '--di')).toBe('--distro');
-    expect((await run(['completion', 'zsh'], dir)).out).toMatch(/bashcompinit[\s\S]*complete -o filenames -F _ha_setup ha-setup/);
+    expect((await run(['completion', 'zsh'], dir)).out).toMatch(
+      /bashcompinit[\s\S]*complete -o filenames -F _ha_setup ha-setup/,
+    );
     expect((await run(['completion', 'fish'], dir)).code).toBe(2);
   });
 
@@ -314,7 +492,13 @@ describe('CLI surface', () => {
     const { writeFileSync } = await import('node:fs');
     const dir = tmp();
     const file = join(dir, 'type.yaml');
-    writeFileSync(file, readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8').replace('virtualRouterId: 51', 'virtualRouterId: 0'));
+    writeFileSync(
+      file,
+      readFileSync(new URL('../fixtures/valid.yaml', import.meta.url), 'utf8').replace(
+        'virtualRouterId: 51',
+        'virtualRouterId: 0',
+      ),
+    );
     const saved = { level: chalk.level, env: process.env.NO_COLOR };
     try {
       chalk.level = 1;
@@ -360,7 +544,10 @@ class Terminal {
   /** Everything ever shown (screen is cleared at each answer). */
   transcript = '';
   constructor() {
-    this.output.on('data', (d) => { this.screen += d.toString(); this.transcript += d.toString(); });
+    this.output.on('data', (d) => {
+      this.screen += d.toString();
+      this.transcript += d.toString();
+    });
     (this.input as any).isTTY = false;
   }
   async answer(prompt: string, keys: string): Promise<void> {
@@ -369,7 +556,8 @@ class Terminal {
     while (true) {
       const idx = this.screen.indexOf(prompt, seen);
       if (idx >= 0) break;
-      if (Date.now() - start > 5000) throw new Error(`prompt "${prompt}" never appeared; screen:\n${this.screen.slice(-2000)}`);
+      if (Date.now() - start > 5000)
+        throw new Error(`prompt "${prompt}" never appeared; screen:\n${this.screen.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 10));
       seen = 0;
     }
@@ -387,7 +575,14 @@ describe('wizard through clack', () => {
   it('asks every question and writes a valid runbook', async () => {
     const dir = tmp();
     const term = new Terminal();
-    const done = main(['init'], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    const done = main(['init'], {
+      cwd: dir,
+      interactive: true,
+      input: term.input,
+      output: term.output,
+      stdout: () => {},
+      stderr: () => {},
+    });
     await term.answer('Cluster name', `edge-ha${ENTER}`);
     await term.answer('Node addresses', `10.0.0.11, 10.0.0.12${ENTER}`);
     await term.answer('Which node is the master', `${DOWN}${ENTER}`); // the second node
@@ -408,13 +603,27 @@ describe('wizard through clack', () => {
     await term.answer('What to build', `${DOWN}${ENTER}`); // nginx
     await term.answer('Version to build', ENTER);
     await term.answer('Third-party modules', `${DOWN}${DOWN}${SPACE}${ENTER}`); // fancyindex
-    for (const q of ['Install prefix', 'keepalived version', 'keepalived prefix', 'Health check interval', 'Failed checks', 'Good checks', 'Check weight', 'Site listen port', 'Upstream servers', 'failover test', 'Maximum accepted']) {
+    for (const q of [
+      'Install prefix',
+      'keepalived version',
+      'keepalived prefix',
+      'Health check interval',
+      'Failed checks',
+      'Good checks',
+      'Check weight',
+      'Site listen port',
+      'Upstream servers',
+      'failover test',
+      'Maximum accepted',
+    ]) {
       await term.answer(q, ENTER);
     }
     await term.answer('Write runbooks/edge-ha.yaml?', ENTER);
     expect(await done).toBe(0);
     // The frame: what it will ask and how to cancel first, the key facts before writing.
-    expect(term.transcript).toMatch(/up to \d+ questions, then a summary to confirm; .*Ctrl-C cancels and writes nothing/);
+    expect(term.transcript).toMatch(
+      /up to \d+ questions, then a summary to confirm; .*Ctrl-C cancels and writes nothing/,
+    );
     expect(term.transcript).toMatch(/node +10\.0\.0\.11 backup, priority 90/);
     expect(term.transcript).toMatch(/node +10\.0\.0\.12 master, priority 100/);
     expect(term.transcript).toMatch(/VIP +10\.0\.0\.100\/24 on eth0, VRID 100/);
@@ -430,7 +639,14 @@ describe('wizard through clack', () => {
   it('re-asks after an invalid answer', async () => {
     const dir = tmp();
     const term = new Terminal();
-    const done = main(['init', '--name', 'x', '--hosts', '10.0.0.11,10.0.0.12', '--interface', 'eth0', '--yes'], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    const done = main(['init', '--name', 'x', '--hosts', '10.0.0.11,10.0.0.12', '--interface', 'eth0', '--yes'], {
+      cwd: dir,
+      interactive: true,
+      input: term.input,
+      output: term.output,
+      stdout: () => {},
+      stderr: () => {},
+    });
     await term.answer('Virtual IP', `10.0.0.100${ENTER}`);
     await term.answer('CIDR form', `/24${ENTER}`);
     expect(await done).toBe(0);
@@ -440,8 +656,21 @@ describe('wizard through clack', () => {
   it('checks combinations at the question that decides them: master priority, VIP subnet', async () => {
     const dir = tmp();
     const term = new Terminal();
-    const done = main(['init', '--name', 'x', '--hosts', '10.0.0.11,10.0.0.12', '--master', '10.0.0.12', '--interface', 'eth0', '--yes'],
-      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    const done = main(
+      [
+        'init',
+        '--name',
+        'x',
+        '--hosts',
+        '10.0.0.11,10.0.0.12',
+        '--master',
+        '10.0.0.12',
+        '--interface',
+        'eth0',
+        '--yes',
+      ],
+      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} },
+    );
     // --yes takes the default priorities (which follow the master); the VIP has no default.
     await term.answer('Virtual IP', `10.1.0.100/24${ENTER}`);
     await term.answer('10.0.0.11, 10.0.0.12 are not in 10.1.0.100/24', `\u0015${ENTER}`);
@@ -453,7 +682,9 @@ describe('wizard through clack', () => {
 
     const { questions: QUESTIONS } = await import('../../src/wizard/questions.js');
     const prio = QUESTIONS.find((q) => q.id === 'priorities')!;
-    expect(prio.validate!('100,90', { hosts: '10.0.0.11,10.0.0.12', master: '10.0.0.12' })).toMatch(/the master 10\.0\.0\.12 \(node 2\) must have the highest priority; it has 90/);
+    expect(prio.validate!('100,90', { hosts: '10.0.0.11,10.0.0.12', master: '10.0.0.12' })).toMatch(
+      /the master 10\.0\.0\.12 \(node 2\) must have the highest priority; it has 90/,
+    );
     expect(prio.validate!('90,100', { hosts: '10.0.0.11,10.0.0.12', master: '10.0.0.12' })).toBeUndefined();
     expect(prio.validate!('100,90', { hosts: '10.0.0.11,10.0.0.12', master: 'none' })).toBeUndefined();
   });
@@ -465,12 +696,35 @@ describe('wizard through clack', () => {
     writeFileSync(join(dir, 'runbooks', 'taken.yaml'), 'keep me\n');
     const flags = ['--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0', '--yes'];
     let term = new Terminal();
-    let done = main(['init', ...flags.slice(0, -1)], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    let done = main(['init', ...flags.slice(0, -1)], {
+      cwd: dir,
+      interactive: true,
+      input: term.input,
+      output: term.output,
+      stdout: () => {},
+      stderr: () => {},
+    });
     await term.answer('Cluster name', `taken${ENTER}`);
     await term.answer('taken.yaml already exists', ENTER); // use another name
     await term.answer('Cluster name', `fresh${ENTER}`);
-    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Customize tuning', 'unicast', 'preempt', 'What to build', 'Third-party modules',
-      'Site listen port', 'Upstream servers', 'failover test', 'Write runbooks/fresh.yaml?']) {
+    for (const q of [
+      'Which node is the master',
+      'Priorities',
+      'SSH user',
+      'SSH port',
+      'SSH private key',
+      'virtual router id',
+      'VRRP version',
+      'Customize tuning',
+      'unicast',
+      'preempt',
+      'What to build',
+      'Third-party modules',
+      'Site listen port',
+      'Upstream servers',
+      'failover test',
+      'Write runbooks/fresh.yaml?',
+    ]) {
       await term.answer(q, ENTER);
     }
     expect(await done).toBe(0);
@@ -478,7 +732,14 @@ describe('wizard through clack', () => {
     expect(existsSync(join(dir, 'runbooks', 'fresh.yaml'))).toBe(true);
     // Overwrite, chosen at the question, is honoured at the end without --force.
     term = new Terminal();
-    done = main(['init', '--name', 'taken', ...flags], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    done = main(['init', '--name', 'taken', ...flags], {
+      cwd: dir,
+      interactive: true,
+      input: term.input,
+      output: term.output,
+      stdout: () => {},
+      stderr: () => {},
+    });
     await term.answer('taken.yaml already exists', `${DOWN}${ENTER}`);
     expect(await done).toBe(0);
     expect(validateRunbook(parse(readFileSync(join(dir, 'runbooks', 'taken.yaml'), 'utf8'))).ok).toBe(true);
@@ -488,8 +749,25 @@ describe('wizard through clack', () => {
     const dir = tmp();
     const term = new Terminal();
     // Weight 5 with priorities 100/90 passes its own question but cannot flip the election.
-    const done = main(['init', '--name', 'w', '--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0', '--check-weight', '5', '--listen', '8080', '--yes'],
-      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    const done = main(
+      [
+        'init',
+        '--name',
+        'w',
+        '--hosts',
+        '10.0.0.11,10.0.0.12',
+        '--vip',
+        '10.0.0.100/24',
+        '--interface',
+        'eth0',
+        '--check-weight',
+        '5',
+        '--listen',
+        '8080',
+        '--yes',
+      ],
+      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} },
+    );
     await term.answer('Check weight', `\u0015-20${ENTER}`);
     expect(await done).toBe(0);
     expect(term.transcript).toMatch(/keepalived\.check\.weight: weight 5 cannot flip the election/);
@@ -501,10 +779,27 @@ describe('wizard through clack', () => {
   it('answering no at the summary writes nothing', async () => {
     const dir = tmp();
     const term = new Terminal();
-    const done = main(['init', '--name', 'n', '--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0'],
-      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
-    for (const q of ['Which node is the master', 'Priorities', 'SSH user', 'SSH port', 'SSH private key', 'virtual router id', 'VRRP version', 'Customize tuning', 'unicast', 'preempt', 'What to build', 'Third-party modules',
-      'Site listen port', 'Upstream servers', 'failover test']) {
+    const done = main(
+      ['init', '--name', 'n', '--hosts', '10.0.0.11,10.0.0.12', '--vip', '10.0.0.100/24', '--interface', 'eth0'],
+      { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} },
+    );
+    for (const q of [
+      'Which node is the master',
+      'Priorities',
+      'SSH user',
+      'SSH port',
+      'SSH private key',
+      'virtual router id',
+      'VRRP version',
+      'Customize tuning',
+      'unicast',
+      'preempt',
+      'What to build',
+      'Third-party modules',
+      'Site listen port',
+      'Upstream servers',
+      'failover test',
+    ]) {
       await term.answer(q, ENTER);
     }
     await term.answer('Write runbooks/n.yaml?', `${DOWN}${ENTER}`);
@@ -515,7 +810,14 @@ describe('wizard through clack', () => {
   it('Ctrl-C exits 130 and leaves no file', async () => {
     const dir = tmp();
     const term = new Terminal();
-    const done = main(['init'], { cwd: dir, interactive: true, input: term.input, output: term.output, stdout: () => {}, stderr: () => {} });
+    const done = main(['init'], {
+      cwd: dir,
+      interactive: true,
+      input: term.input,
+      output: term.output,
+      stdout: () => {},
+      stderr: () => {},
+    });
     await term.answer('Cluster name', `abc${ENTER}`);
     await term.answer('Node addresses', '\u0003');
     expect(await done).toBe(130);
@@ -533,9 +835,13 @@ describe('module question', () => {
     expect(ids).not.toContain('sticky');
     expect(ids).toEqual(expect.arrayContaining(['lua', 'upstream-check', 'auth-ldap', 'cache-purge', 'vts']));
     expect(q.note!(openresty)).toMatch(/sticky \(does not compile with nginx 1\.27\.1/);
-    const hints = Object.fromEntries(q.choices!(openresty).map((c: { value: string; hint?: string }) => [c.value, c.hint]));
+    const hints = Object.fromEntries(
+      q.choices!(openresty).map((c: { value: string; hint?: string }) => [c.value, c.hint]),
+    );
     expect(hints.lua).toBe('bundled with OpenResty');
-    expect(hints['upstream-check']).toMatch(/^git yaoweibin\/nginx_upstream_check_module @ e538034; needs patch, a core patch$/);
+    expect(hints['upstream-check']).toMatch(
+      /^git yaoweibin\/nginx_upstream_check_module @ e538034; needs patch, a core patch$/,
+    );
     expect(hints['auth-ldap']).toMatch(/needs libldap2-dev/);
     const nginx = { flavor: 'nginx', buildVersion: '1.22.1' };
     expect(q.choices!(nginx).map((c: { value: string }) => c.value)).toContain('sticky');
@@ -555,7 +861,9 @@ describe('interface lookup (--lookup-interface)', () => {
     const { parseIpAddrShow, interfaceForVip } = await import('../../src/net.js');
     const found = parseIpAddrShow(ipOutput);
     expect(found).toEqual([
-      { iface: 'eth0', cidr: '10.0.0.11/24' }, { iface: 'docker0', cidr: '172.17.0.1/16' }, { iface: 'host0', cidr: '192.168.56.11/24' },
+      { iface: 'eth0', cidr: '10.0.0.11/24' },
+      { iface: 'docker0', cidr: '172.17.0.1/16' },
+      { iface: 'host0', cidr: '192.168.56.11/24' },
     ]);
     expect(interfaceForVip(found, '10.0.0.100/24')).toBe('eth0');
     expect(interfaceForVip(found, '192.168.56.200/24')).toBe('host0');
@@ -568,9 +876,17 @@ describe('interface lookup (--lookup-interface)', () => {
     const { resolveAnswers } = await import('../../src/wizard/run.js');
     const { parseIpAddrShow } = await import('../../src/net.js');
     let seen: Record<string, unknown> | undefined;
-    const a = await resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', lookupInterface: true, sshUser: 'deploy' }, {
-      yes: true, interactive: false, lookupInterfaces: async (x) => { seen = { ...x }; return parseIpAddrShow(ipOutput); },
-    });
+    const a = await resolveAnswers(
+      { hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', lookupInterface: true, sshUser: 'deploy' },
+      {
+        yes: true,
+        interactive: false,
+        lookupInterfaces: async (x) => {
+          seen = { ...x };
+          return parseIpAddrShow(ipOutput);
+        },
+      },
+    );
     expect(a.interface).toBe('eth0');
     expect(seen).toMatchObject({ hosts: '10.0.0.11,10.0.0.12', sshUser: 'deploy', sshPort: '22' });
   });
@@ -578,20 +894,42 @@ describe('interface lookup (--lookup-interface)', () => {
   it('a failed lookup warns and the interface is required as before, named by its flag', async () => {
     const { resolveAnswers } = await import('../../src/wizard/run.js');
     let text = '';
-    await expect(resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', lookupInterface: true }, {
-      yes: true, interactive: false, warn: (l) => { text += l; }, lookupInterfaces: async () => { throw new Error('connect ECONNREFUSED 10.0.0.11:22'); },
-    })).rejects.toMatchObject({ details: [expect.stringContaining('--interface')] });
+    await expect(
+      resolveAnswers(
+        { hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', lookupInterface: true },
+        {
+          yes: true,
+          interactive: false,
+          warn: (l) => {
+            text += l;
+          },
+          lookupInterfaces: async () => {
+            throw new Error('connect ECONNREFUSED 10.0.0.11:22');
+          },
+        },
+      ),
+    ).rejects.toMatchObject({ details: [expect.stringContaining('--interface')] });
     expect(text).toBe('warning: could not look up the interfaces on 10.0.0.11: connect ECONNREFUSED 10.0.0.11:22');
   });
 
   it('without the lookup nothing connects anywhere; with --interface the lookup flag is an error, not ignored', async () => {
     const { resolveAnswers } = await import('../../src/wizard/run.js');
     let calls = 0;
-    const lookupInterfaces = async () => { calls++; return []; };
-    const a = await resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', interface: 'eth0' }, { yes: true, interactive: false, lookupInterfaces });
+    const lookupInterfaces = async () => {
+      calls++;
+      return [];
+    };
+    const a = await resolveAnswers(
+      { hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', interface: 'eth0' },
+      { yes: true, interactive: false, lookupInterfaces },
+    );
     expect(a.interface).toBe('eth0');
-    await expect(resolveAnswers({ hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', interface: 'eth0', lookupInterface: true }, { yes: true, interactive: false, lookupInterfaces }))
-      .rejects.toMatchObject({ details: ['--lookup-interface: --interface already names the interface'] });
+    await expect(
+      resolveAnswers(
+        { hosts: '10.0.0.11,10.0.0.12', vip: '10.0.0.100/24', interface: 'eth0', lookupInterface: true },
+        { yes: true, interactive: false, lookupInterfaces },
+      ),
+    ).rejects.toMatchObject({ details: ['--lookup-interface: --interface already names the interface'] });
     expect(calls).toBe(0);
   });
 });

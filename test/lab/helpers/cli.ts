@@ -5,7 +5,16 @@ import { main } from '../../../src/cli/main.js';
 export async function cli(argv: string[], cwd = process.cwd()) {
   let out = '';
   let err = '';
-  const code = await main(argv, { cwd, interactive: false, stdout: (s) => { out += s; }, stderr: (s) => { err += s; } });
+  const code = await main(argv, {
+    cwd,
+    interactive: false,
+    stdout: (s) => {
+      out += s;
+    },
+    stderr: (s) => {
+      err += s;
+    },
+  });
   return { code, out, err };
 }
 

@@ -27,7 +27,9 @@ export async function withLab(opts: Partial<LabOptions> & { fresh?: boolean } = 
   const runbookPath = join(dir, 'runbooks', 'lab.yaml');
   writeFileAtomic(runbookPath, runbookToYaml(labRunbook(state, paths)));
   return {
-    state, paths, runbookPath,
+    state,
+    paths,
+    runbookPath,
     ssh: (node, command, user) => labSsh(paths, state.nodes[node].ip, command, { user, allowFailure: true }),
   };
 }
