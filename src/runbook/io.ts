@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseDocument, stringify } from 'yaml';
 import { InvalidInputError, RunbookInvalidError } from '../errors.js';
 import type { Runbook, RunbookInput } from './schema.js';
+import { RUNBOOK_JSON_SCHEMA } from './json-schema.js';
 import { validateRunbook } from './validate.js';
 
 export interface LoadedRunbook {
@@ -56,7 +57,9 @@ export function loadRunbook(path: string): LoadedRunbook {
   return { path: abs, runbook: result.runbook };
 }
 
-const HEADER = `# ha-setup runbook (v1). Edit and run \`ha-setup validate <file>\`, then \`ha-setup apply <file>\`.
+// Editors with the YAML language server complete and check the runbook against the package's schema.
+const HEADER = `# yaml-language-server: $schema=${RUNBOOK_JSON_SCHEMA}
+# ha-setup runbook (v1). Edit and run \`ha-setup validate <file>\`, then \`ha-setup apply <file>\`.
 # Secrets (VRRP password, sudo password) never go here: see the .secrets file next to it or the environment.
 `;
 

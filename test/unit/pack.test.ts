@@ -26,6 +26,10 @@ describe('npm package', () => {
     // source maps (src/*.ts is not shipped) and no install-time script for npm to warn about.
     const pkg = join(app, 'node_modules', 'ha-setup');
     expect(readdirSync(pkg)).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'CHANGELOG.md']));
+    // The JSON Schema editors are pointed at ships too.
+    expect(JSON.parse(readFileSync(join(pkg, 'schema', 'runbook.v1.schema.json'), 'utf8')).title).toBe(
+      'ha-setup runbook (v1)',
+    );
     const examples = readdirSync(join(pkg, 'runbooks')).filter((f) => f.startsWith('example-'));
     expect(examples.length).toBeGreaterThanOrEqual(3);
     for (const ex of examples)
