@@ -5,6 +5,7 @@ import type { Runbook } from '../runbook/schema.js';
 import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import type { Journal } from '../engine/journal.js';
+import { acquireClusterLock } from '../engine/lock.js';
 import { clusterServing, rollDisruptive, RollStoppedError, type RollEvent } from '../orchestrate/roll.js';
 import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
 import type { Step } from '../engine/types.js';
@@ -91,9 +92,23 @@ export async function runApply(
     for (const h of handles) void h.t.close();
   };
   try {
-    return await withInterrupts(ctx, hardStop, (signal) =>
-      applyConnected(path, runbook, handles, secrets, siteFiles, runId, startedAt, only, flags, ctx, steps, signal),
-    );
+    // One change at a time: a second apply (or failover, rollback, verify) on this cluster refuses.
+    const lock = await acquireClusterLock(handles, {
+      runId,
+      command: 'apply',
+      log: ctx.print,
+      onLost: (why) => {
+        ctx.printError(`lost the cluster lock (${why}): stopping`);
+        hardStop();
+      },
+    });
+    try {
+      return await withInterrupts(ctx, hardStop, (signal) =>
+        applyConnected(path, runbook, handles, secrets, siteFiles, runId, startedAt, only, flags, ctx, steps, signal),
+      );
+    } finally {
+      await lock.release();
+    }
   } finally {
     await Promise.all(handles.map((h) => h.t.close()));
   }

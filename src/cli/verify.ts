@@ -6,6 +6,7 @@ import { CancelledError, InvalidInputError, RunFailedError } from '../errors.js'
 import { vrrpViews } from '../engine/cluster.js';
 import { rollbackNginx } from '../orchestrate/rollback.js';
 import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
+import { acquireClusterLock } from '../engine/lock.js';
 import { resolveNodes } from '../engine/nodes.js';
 import type { ConnectError } from '../engine/transport.js';
 import type { ResolvedNode } from '../engine/types.js';
@@ -79,23 +80,31 @@ async function withSession<T>(
   ctx: CliContext,
   accept: boolean,
   fn: (path: string, rb: Runbook, handles: NodeHandle[]) => Promise<T>,
-  unreachable?: Array<{ node: ResolvedNode; error: ConnectError }>,
+  opts: { unreachable?: Array<{ node: ResolvedNode; error: ConnectError }>; lock?: string } = {},
 ): Promise<T> {
   const { path, runbook } = loadRunbook(file);
   const secrets = loadSecrets(runbook, path);
+  const runId = newRunId();
   const handles = await openSession(
     {
       runbookPath: path,
       runbook,
       acceptNewHostKeys: accept,
       confirmHostKey: terminalConfirm(ctx),
-      runId: newRunId(),
-      unreachable,
+      runId,
+      unreachable: opts.unreachable,
     },
     secrets,
   );
   try {
-    return await fn(path, runbook, handles);
+    // Commands that move the VIP or change a node hold the cluster lock while they run.
+    if (!opts.lock) return await fn(path, runbook, handles);
+    const lock = await acquireClusterLock(handles, { runId, command: opts.lock, log: ctx.print });
+    try {
+      return await fn(path, runbook, handles);
+    } finally {
+      await lock.release();
+    }
   } finally {
     await Promise.all(handles.map((h) => h.t.close()));
   }
@@ -139,8 +148,12 @@ export function registerVerify(program: Command, ctx: CliContext): void {
           });
           if (p.isCancel(ok) || ok !== true) throw new CancelledError('verification not run');
         }
-        const result = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
-          runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to, opts.probeFrom),
+        const result = await withSession(
+          file,
+          ctx,
+          opts.acceptNewHostKeys === true,
+          (path, rb, handles) => runVerify(path, rb, handles, opts.scenario as Scenario, ctx, opts.to, opts.probeFrom),
+          { lock: 'verify' },
         );
         if (!result.passed)
           throw new RunFailedError(`failover verification failed (${opts.scenario})`, result.problems);
@@ -157,8 +170,12 @@ export function registerFailover(program: Command, ctx: CliContext): void {
     .option('--to <node>', 'node name or address to move the VIP to (default: the highest-priority other node)')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
     .action(async (file: string, opts: { to?: string; acceptNewHostKeys?: boolean }) => {
-      const moved = await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
-        plannedFailover({ rb, runbookPath: path, handles, log: ctx.print }, opts.to),
+      const moved = await withSession(
+        file,
+        ctx,
+        opts.acceptNewHostKeys === true,
+        (path, rb, handles) => plannedFailover({ rb, runbookPath: path, handles, log: ctx.print }, opts.to),
+        { lock: 'failover' },
       );
       ctx.print(
         moved.from === moved.to
@@ -184,12 +201,19 @@ export function registerRollback(program: Command, ctx: CliContext): void {
         ?.split(',')
         .map((x) => x.trim())
         .filter(Boolean);
-      await withSession(file, ctx, opts.acceptNewHostKeys === true, (path, rb, handles) =>
-        withInterrupts(
-          ctx,
-          () => handles.forEach((h) => void h.t.close()),
-          (signal) => rollbackNginx({ runbook: rb, runbookPath: path, handles, signal }, ctx.print, only),
-        ),
+      await withSession(
+        file,
+        ctx,
+        opts.acceptNewHostKeys === true,
+        (path, rb, handles) =>
+          withInterrupts(
+            ctx,
+            () => {
+              for (const h of handles) void h.t.close();
+            },
+            (signal) => rollbackNginx({ runbook: rb, runbookPath: path, handles, signal }, ctx.print, only),
+          ),
+        { lock: 'rollback' },
       );
       ctx.print('rolled back: the previous nginx build serves on every node named above');
       ctx.print(
@@ -272,7 +296,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             },
           };
         },
-        unreachable,
+        { unreachable },
       );
       if (opts.json) ctx.print(JSON.stringify(report, null, 2));
       else {

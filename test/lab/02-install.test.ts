@@ -82,6 +82,39 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
   });
 
+  // Nothing stopped two runs against one cluster from interleaving journal writes and VIP moves.
+  it("two applies at once: one runs, the other refuses naming the run that holds the cluster; a dead run's lock is taken over", async () => {
+    const [a, b] = await Promise.all([
+      cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']),
+      cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']),
+    ]);
+    expect([a.code, b.code].sort()).toEqual([0, 1]);
+    const refused = a.code === 1 ? a : b;
+    expect(refused.err).toMatch(
+      /node\d is locked by run \S+ \(`ha-setup apply` by \S+@\S+, pid \d+, started [\dT:.Z-]+, alive \d+ s ago\)/,
+    );
+    expect((await lab.ssh(0, 'ls /var/lib/ha-setup/lock.json 2>/dev/null || echo released')).stdout.trim()).toBe(
+      'released',
+    );
+    // A run that died (its lock's heartbeat stopped a minute ago) does not block the next one.
+    const dead = JSON.stringify({
+      lockId: 'x',
+      runId: 'dead',
+      owner: 'op@gone',
+      pid: 1,
+      command: 'apply',
+      startedAt: '2026-12-01T00:00:00Z',
+    });
+    for (const i of [0, 1])
+      await lab.ssh(
+        i,
+        `printf '%s\\n' '${dead}' > /var/lib/ha-setup/lock.json && touch -d '-1 minute' /var/lib/ha-setup/lock.json`,
+      );
+    const c = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(c.code, c.err).toBe(0);
+    expect(c.out).toMatch(/node1: took over a stale lock \(.*"runId":"dead".* heartbeat \d+ s ago\)/);
+  });
+
   it('plan shows every step done on a finished cluster', async () => {
     const r = await cli(['plan', lab.runbookPath]);
     expect(r.code, r.err).toBe(0);
