@@ -2,7 +2,7 @@ import { CancelledError, RunFailedError } from '../errors.js';
 import { pollUntil } from '../poll.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
-import { beginHandoff } from '../verify/handoff.js';
+import { plannedMove } from '../verify/handoff.js';
 import { clearPromotions, plannedFailover } from '../verify/verify.js';
 import { vrrpViews, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
@@ -138,11 +138,12 @@ export async function rollNodes(
       : undefined;
     const before = await holderNow();
     const from = o.handles.find((x) => x.node.name === before);
-    const handoff = home && from && from !== home ? await beginHandoff(o.runbook, from, home, log) : undefined;
-    await clearPromotions(env);
-    const { holder } = await waitForSingleHolder(o.handles, o.runbook, 15_000, home?.node.name);
-    await handoff?.end(holder === home?.node.name);
-    return holder;
+    const move = async () => {
+      await clearPromotions(env);
+      return (await waitForSingleHolder(o.handles, o.runbook, 15_000, home?.node.name)).holder;
+    };
+    if (!home || !from || from === home) return move();
+    return plannedMove(o.runbook, from, home, log, move, (holder) => holder === home.node.name);
   }
 }
 

@@ -7,9 +7,10 @@ import { rollEventLog, rollNodes, rollOrder, RollStoppedError, type RollEnv, typ
 import type { NodeHandle } from '../engine/session.js';
 
 /**
- * The commands that swap sbin/nginx with sbin/nginx.old (and their build ids) on one node and move
- * a running nginx to the swapped-in binary with the hot upgrade. Swapping, not copying: a second
- * rollback brings the newer build back. Pure.
+ * The commands that swap sbin/nginx with sbin/nginx.old (and their build ids) on one node, and the
+ * configuration with the one the previous binary ran with when there is one (a module and its
+ * directives come and go together), and move a running nginx to them with the hot upgrade.
+ * Swapping, not copying: a second rollback brings the newer build back. Pure.
  */
 export function rollbackScript(rb: Runbook): string {
   const L = layout(rb);
@@ -18,14 +19,26 @@ export function rollbackScript(rb: Runbook): string {
   const tmp = shq(`${L.nginxBinary}.rollback-tmp`);
   const marker = shq(L.installedMarker);
   const markerOld = shq(`${L.installedMarker}.old`);
+  const conf = shq(L.confDir);
+  const confOld = shq(L.confOld);
+  const confTmp = shq(`${L.confDir}.rollback-tmp`);
+  const stage = shq(`${L.nginxHome}/.ha-setup-rollback-test`);
   const swapMarkers = `{ cat -- ${markerOld} 2>/dev/null || echo unknown; } > ${shq(`${L.installedMarker}.swap`)} && { cat -- ${marker} 2>/dev/null || echo unknown; } > ${markerOld} && mv -f -- ${shq(`${L.installedMarker}.swap`)} ${marker}`;
+  const swapConf = `if [ -d ${confOld} ]; then mv -- ${conf} ${confTmp} && mv -- ${confOld} ${conf} && mv -- ${confTmp} ${confOld}; fi`;
   return [
     `[ -x ${old} ] || { echo ${shq(`no previous binary ${L.nginxBinary}.old on this node: nothing to roll back to`)} >&2; exit 1; }`,
-    `${old} -t -q -c ${shq(L.confFile)} || { echo ${shq(`the previous binary refuses ${L.confFile}: not rolled back`)} >&2; exit 1; }`,
+    // The previous binary is tested with the configuration it will run with, in a prefix of its own
+    // (so $prefix-relative Lua paths resolve to that configuration's own files).
+    // (commands run under set -e: a refusal is caught with ||, not read from $? afterwards)
+    `rc=0; if [ -d ${confOld} ]; then rm -rf -- ${stage} && mkdir -p ${shq(`${L.nginxHome}/.ha-setup-rollback-test/logs`)} && cp -a -- ${confOld} ${shq(`${L.nginxHome}/.ha-setup-rollback-test/conf`)}; ` +
+      `${old} -t -q -p ${shq(`${L.nginxHome}/.ha-setup-rollback-test/`)} -c ${shq(`${L.nginxHome}/.ha-setup-rollback-test/conf/nginx.conf`)} || rc=$?; rm -rf -- ${stage}; ` +
+      `else ${old} -t -q -c ${shq(L.confFile)} || rc=$?; fi`,
+    `[ "$rc" = 0 ] || { echo ${shq('the previous binary refuses the configuration it would run with: not rolled back')} >&2; exit 1; }`,
     `cp -p -- ${old} ${tmp} && cp -p -- ${bin} ${old} && mv -f -- ${tmp} ${bin}`,
     swapMarkers,
-    // The upgrade script puts the running binary back if the swapped-in one fails; the markers follow.
-    `if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)} || { ${swapMarkers}; exit 1; }; else echo 'nginx is not running: the previous binary starts with it'; fi`,
+    swapConf,
+    // The upgrade script puts the running binary back if the swapped-in one fails; configuration and markers follow.
+    `if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)} || { ${swapMarkers}; ${swapConf}; exit 1; }; else echo 'nginx is not running: the previous binary starts with it'; fi`,
     `${bin} -v`,
   ].join('\n');
 }

@@ -42,6 +42,8 @@ export function layout(rb: Runbook) {
     upgradePending: `${nginxHome}/.ha-setup-upgrade-pending`,
     /** The configuration before a deferred upgrade, put back if that upgrade fails. */
     confBeforeUpgrade: `${nginxHome}/.ha-setup-conf-before-upgrade`,
+    /** The configuration sbin/nginx.old ran with, kept when a new binary took over: what rollback brings back with it. */
+    confOld: `${nginxHome}/.ha-setup-conf.old`,
     /** Connection handoff around a planned VIP move (src/verify/handoff.ts); /run: nothing survives a reboot. */
     handoffScript: '/run/ha-setup/handoff.sh',
     handoffState: '/run/ha-setup/handoff.state',

@@ -113,7 +113,7 @@ export function applyConfigCommand(pc: PlanContext): string {
   const restore = `rm -rf -- ${shq(L.confDir)} && mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confDir)} && rm -f -- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
   return `if [ -e ${shq(L.upgradePending)} ]; then
   if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)} || { ${restore}; echo 'the previous configuration is back beside the previous binary' >&2; exit 1; }; fi
-  rm -f -- ${shq(L.upgradePending)}; rm -rf -- ${shq(L.confBeforeUpgrade)}
+  rm -f -- ${shq(L.upgradePending)}; rm -rf -- ${shq(L.confOld)}; mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confOld)}
 elif systemctl is-active --quiet nginx; then
   ${reloadAndConfirm(L)}
 fi`;

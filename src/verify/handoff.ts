@@ -64,16 +64,36 @@ export interface Handoff {
 }
 
 /**
- * Prepare both nodes before the VIP moves from `from` to `to`. When a node cannot take part (no nft,
- * a kernel without nft dup), the move goes ahead as before and the log says that connections open at
- * that instant may be reset.
+ * Every planned VIP move goes through here (ha-setup failover, the roll's way home, both phases of
+ * the planned verification): the handoff is prepared on both nodes, `move` triggers the move (and
+ * waits for it, or measures it), and the handoff ends once `moved` says whether the VIP moved.
  */
-export async function beginHandoff(
+export async function plannedMove<T>(
   rb: Runbook,
   from: NodeHandle,
   to: NodeHandle,
   log: (l: string) => void,
-): Promise<Handoff> {
+  move: () => Promise<T>,
+  moved: (result: T) => boolean,
+): Promise<T> {
+  const handoff = await beginHandoff(rb, from, to, log);
+  let result: T;
+  try {
+    result = await move();
+  } catch (e) {
+    await handoff.end(false);
+    throw e;
+  }
+  await handoff.end(moved(result));
+  return result;
+}
+
+/**
+ * Prepare both nodes before the VIP moves from `from` to `to`. When a node cannot take part (no nft,
+ * a kernel without nft dup), the move goes ahead as before and the log says that connections open at
+ * that instant may be reset.
+ */
+async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle, log: (l: string) => void): Promise<Handoff> {
   const L = layout(rb);
   const c = handoffCommands(rb);
   const both = [from, to];

@@ -9,7 +9,7 @@ import { pollUntil, sleep } from '../poll.js';
 import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
-import { beginHandoff, type Handoff } from './handoff.js';
+import { plannedMove } from './handoff.js';
 import { measureOutage, probeOnce, startProber, startRemoteProber, type Outage } from './probe.js';
 
 export const SCENARIOS = ['nginx-crash', 'nginx-stop', 'keepalived-stop', 'node-down', 'planned'] as const;
@@ -91,7 +91,7 @@ async function action(env: Env, scenario: Scenario, holder: NodeHandle, target: 
       return;
     }
     case 'planned':
-      return plannedMove(env, holder, target!);
+      return raisePriority(env, holder, target!);
   }
 }
 
@@ -111,7 +111,7 @@ async function restore(env: Env, scenario: Scenario, holder: NodeHandle): Promis
 }
 
 /** Raise the target's priority above the holder's through the promote track file. */
-async function plannedMove(env: Env, holder: NodeHandle, target: NodeHandle): Promise<void> {
+async function raisePriority(env: Env, holder: NodeHandle, target: NodeHandle): Promise<void> {
   const L = layout(env.rb);
   if (!env.rb.vrrp.preempt) {
     // Without preemption a higher priority does not take over: the holder steps down (FAULT) through
@@ -266,20 +266,22 @@ export async function verifyFailover(
   const skip = () => down;
   env.log(`${scenario}: ${holder.node.name} holds ${vip}; breaking it`);
   // A planned move hands the connections open at that instant over (the crash scenarios cannot).
-  let handoff: Handoff | undefined;
-  const failover = await measurePhase(
-    env,
-    holder.node.name,
-    (views) => views.find((v) => v.holdsVip && v.node !== holder.node.name)?.node,
-    async () => {
-      if (scenario === 'node-down') down.add(holder.node.name);
-      if (scenario === 'planned') handoff = await beginHandoff(rb, holder, target, env.log);
-      await action(env, scenario, holder, target);
-    },
-    skip,
-    probeFrom,
-  );
-  await handoff?.end(failover.moved);
+  const measureFailover = () =>
+    measurePhase(
+      env,
+      holder.node.name,
+      (views) => views.find((v) => v.holdsVip && v.node !== holder.node.name)?.node,
+      async () => {
+        if (scenario === 'node-down') down.add(holder.node.name);
+        await action(env, scenario, holder, target);
+      },
+      skip,
+      probeFrom,
+    );
+  const failover =
+    scenario === 'planned'
+      ? await plannedMove(rb, holder, target, env.log, measureFailover, (p) => p.moved)
+      : await measureFailover();
   env.log(
     `${scenario}: VIP ${failover.moved ? `moved to ${failover.to}` : 'did not move'}; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`,
   );
@@ -294,26 +296,28 @@ export async function verifyFailover(
     const topPriority = Math.max(...env.handles.map((h) => h.node.priority));
     const expectBack = rb.vrrp.preempt && holder.node.priority === topPriority;
     const newHolder = failover.to!;
-    let handback: Handoff | undefined;
-    const phase = await measurePhase(
-      env,
-      newHolder,
-      (views) => {
-        const h = views.find((v) => v.holdsVip);
-        if (expectBack) return h?.node === holder.node.name ? h.node : undefined;
-        return h?.node;
-      },
-      async () => {
-        down.delete(holder.node.name);
-        if (scenario === 'planned' && expectBack)
-          handback = await beginHandoff(rb, env.handles.find((h) => h.node.name === newHolder)!, holder, env.log);
-        await restore(env, scenario, holder);
-        if (!expectBack) await sleep(3000);
-      },
-      skip,
-      probeFrom,
-    );
-    await handback?.end(phase.moved);
+    const measureFailback = () =>
+      measurePhase(
+        env,
+        newHolder,
+        (views) => {
+          const h = views.find((v) => v.holdsVip);
+          if (expectBack) return h?.node === holder.node.name ? h.node : undefined;
+          return h?.node;
+        },
+        async () => {
+          down.delete(holder.node.name);
+          await restore(env, scenario, holder);
+          if (!expectBack) await sleep(3000);
+        },
+        skip,
+        probeFrom,
+      );
+    const from = env.handles.find((h) => h.node.name === newHolder)!;
+    const phase =
+      scenario === 'planned' && expectBack
+        ? await plannedMove(rb, from, holder, env.log, measureFailback, (p) => p.moved)
+        : await measureFailback();
     failback = { ...phase, expected: expectBack ? 'back to the old master' : 'stays on the new master' };
     if (expectBack && !phase.moved)
       problems.push(`the VIP did not return to ${holder.node.name} after it was restored`);
@@ -360,15 +364,22 @@ export async function plannedFailover(env: Env, targetName?: string): Promise<{ 
     : env.handles.filter((h) => h !== holder).sort((a, b) => b.node.priority - a.node.priority)[0];
   if (!target) throw new RunFailedError(`no node "${targetName}" in the runbook`);
   if (target === holder) return { from: holder.node.name, to: target.node.name };
-  // With preemption, plannedMove clears the other nodes' boosts itself once the target outranks them.
+  // With preemption, raisePriority clears the other nodes' boosts itself once the target outranks them.
   if (!env.rb.vrrp.preempt) await clearPromotions(env);
-  const handoff = await beginHandoff(env.rb, holder, target, env.log);
-  await plannedMove(env, holder, target);
-  const ok = await waitFor(
-    async () => (await vrrpViews(env.handles, env.rb)).find((v) => v.holdsVip)?.node === target.node.name,
-    15_000,
+  const ok = await plannedMove(
+    env.rb,
+    holder,
+    target,
+    env.log,
+    async () => {
+      await raisePriority(env, holder, target);
+      return waitFor(
+        async () => (await vrrpViews(env.handles, env.rb)).find((v) => v.holdsVip)?.node === target.node.name,
+        15_000,
+      );
+    },
+    (moved) => moved,
   );
-  await handoff.end(ok);
   if (!ok) throw new RunFailedError(`the VIP did not move to ${target.node.name} within 15 s`);
   // Without preemption the old holder need not stay in FAULT: back to BACKUP, it stays a standby for
   // the new holder and does not take the VIP back.

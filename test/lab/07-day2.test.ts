@@ -184,6 +184,21 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
       expect(await luaStatus(i)).toBe('200');
       expect(await systemdMainPid(i)).toBe(await masterPid(i));
     }
+    // Rollback across that change brings the previous binary back with the configuration it ran with
+    // (it refused before: the binary without lua and a configuration with lua directives); twice is
+    // the newer pair again. 0 failed requests either way.
+    for (const [want, lua] of [
+      ['404', false],
+      ['200', true],
+    ] as const) {
+      const back = await applyUnderLoad([], 'rollback');
+      expect(back.r.code, back.r.out + back.r.err).toBe(0);
+      expect(back.failed).toHaveLength(0);
+      for (const i of [0, 1]) {
+        expect(await luaStatus(i)).toBe(want);
+        expect((await nginxV(i)).includes('lua-nginx-module')).toBe(lua);
+      }
+    }
   });
 
   it('a config-only change reloads nginx: only nginx-config runs, same master PID, 0 failed requests', async () => {

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -195,6 +195,45 @@ describe('nginx hot upgrade and rollback scripts', () => {
       expect(order.every((i) => i > 0)).toBe(true);
       expect([...order].sort((x, y) => x - y)).toEqual(order);
     }
+  });
+
+  it('rollback brings the previous configuration back with the previous binary, tested together first; twice is the newer again', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, readFileSync: read, chmodSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { rollbackScript } = await import('../../src/orchestrate/rollback.js');
+    const prefix = mkdtempSync(join(tmpdir(), 'ha-rb-'));
+    // Stand-ins for two builds: the old one has no lua and refuses a configuration with lua directives.
+    const build = (name: string, lua: boolean) =>
+      `#!/bin/sh\n[ "$1" = -v ] && { echo "nginx version: ${name}"; exit 0; }\n` +
+      `conf=$(for a in "$@"; do :; done; echo "$a")\n${lua ? '' : 'grep -q lua_package_path "$conf" && { echo "unknown directive lua_package_path" >&2; exit 1; }\n'}exit 0\n`;
+    mkdirSync(join(prefix, 'sbin'));
+    writeFileSync(join(prefix, 'sbin', 'nginx'), build('new', true));
+    writeFileSync(join(prefix, 'sbin', 'nginx.old'), build('old', false));
+    for (const f of ['nginx', 'nginx.old']) chmodSync(join(prefix, 'sbin', f), 0o755);
+    mkdirSync(join(prefix, 'conf'));
+    writeFileSync(join(prefix, 'conf', 'nginx.conf'), 'lua_package_path "x";\n');
+    mkdirSync(join(prefix, '.ha-setup-conf.old'));
+    writeFileSync(join(prefix, '.ha-setup-conf.old', 'nginx.conf'), 'events {}\n');
+    const script = rollbackScript(rb(prefix));
+    // No systemd here: nginx counts as not running; the swap is what is under test.
+    const run = () =>
+      spawnSync('bash', ['-c', `systemctl() { return 3; }\nset -euo pipefail\n${script}`], { encoding: 'utf8' });
+    const first = run();
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).toContain('nginx version: old');
+    expect(read(join(prefix, 'conf', 'nginx.conf'), 'utf8')).toBe('events {}\n');
+    expect(read(join(prefix, '.ha-setup-conf.old', 'nginx.conf'), 'utf8')).toContain('lua_package_path');
+    const second = run();
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stdout).toContain('nginx version: new');
+    expect(read(join(prefix, 'conf', 'nginx.conf'), 'utf8')).toContain('lua_package_path');
+    // Without the previous configuration the previous binary is tested against the current one: refused, nothing swapped.
+    const { rmSync } = await import('node:fs');
+    rmSync(join(prefix, '.ha-setup-conf.old'), { recursive: true });
+    const refused = run();
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/the previous binary refuses the configuration it would run with: not rolled back/);
+    expect(read(join(prefix, 'sbin', 'nginx'), 'utf8')).toContain('version: new');
   });
 });
 
