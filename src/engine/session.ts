@@ -82,6 +82,12 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
         ['choose a password without quotes, backslashes or spaces'],
       );
     }
+    // An LDAP bind password goes into a double-quoted nginx string.
+    if (use.field.endsWith('bindPasswordEnv') && !/^[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}$/.test(v)) {
+      throw new InvalidInputError(
+        `${use.field}: ${name} may only have printable characters other than " and \\ (it goes into nginx.conf)`,
+      );
+    }
     // A Consul token goes into a Lua string and an HTTP header: only the characters tokens are made of.
     if (tokens.includes(name) && !/^[A-Za-z0-9._~+/=-]{1,256}$/.test(v)) {
       throw new InvalidInputError(`${name} is not a Consul ACL token (letters, digits and - . _ ~ + / = only)`, [

@@ -1,5 +1,13 @@
 import { z } from 'zod';
 import { parseNetwork } from '../net.js';
+import {
+  cacheSettings,
+  ldapServer,
+  siteLocation,
+  statusPage,
+  stickySettings,
+  upstreamCheck,
+} from './module-settings.js';
 import { gitRefProblem, gitUrlProblem, isCommit, SOURCE_VERSION } from '../sources/git-syntax.js';
 
 // Runbook v1. Key names are a contract: acceptance tests and users' files rely on them.
@@ -465,9 +473,23 @@ export const siteSchema = z.strictObject({
         servers: z.array(upstreamServer).min(1, 'an upstream needs at least one server'),
         /** Peers from Consul, changed without a reload (balancer_by_lua); needs lua (nginx) or OpenResty. */
         discovery: z.strictObject({ consul: consulDiscovery, check: activeCheck.optional() }).optional(),
+        /** An active check of every server by nginx itself (needs the upstream-check module). */
+        check: upstreamCheck.optional(),
+        /** Keep a client on one server by a cookie (the sticky module where it builds, else a consistent hash). */
+        sticky: stickySettings.optional(),
       }),
     )
     .default([]),
+  /** Locations of the site beyond `/`: proxied, LDAP-protected, cached, directory listings. */
+  locations: z.array(siteLocation).default([]),
+  /** LDAP directories locations can be protected by (needs auth-ldap). */
+  ldap: z.array(ldapServer).default([]),
+  /** A cache zone for locations with `cache` (purging needs cache-purge). */
+  cache: cacheSettings.optional(),
+  /** upstream-check's status page (with the module and a check; on localhost unless allowed). */
+  checkStatus: statusPage('/check_status').optional(),
+  /** The vts module's status page (on localhost unless allowed). */
+  vts: statusPage('/vts').optional(),
   /** Gray release from Redis between two of the upstreams; needs lua (nginx) or OpenResty. */
   gray: grayRelease.optional(),
   /**
@@ -561,6 +583,8 @@ export const runbookSchema = z.strictObject({
     upstreams: [],
     include: { http: [], server: [], lua: [] },
     peerNetworks: [],
+    locations: [],
+    ldap: [],
   }),
   sources: sourcesSchema.default({ overrides: {}, gitRewrite: {} }),
   logging: loggingSchema.default({ keepalivedLog: '/var/log/keepalived.log', facility: 'local0' }),

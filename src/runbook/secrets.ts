@@ -46,6 +46,14 @@ export function secretUses(rb: Runbook): SecretUse[] {
         goesTo: `Consul ${c.address} (X-Consul-Token, from nginx on every node; kept in its config.lua, mode 0600)`,
       });
   });
+  rb.site.ldap.forEach((l, i) => {
+    if (l.bindPasswordEnv)
+      out.push({
+        name: l.bindPasswordEnv,
+        field: `site.ldap[${i}].bindPasswordEnv`,
+        goesTo: `LDAP ${l.url.split('/').slice(0, 3).join('/')} (bind as ${l.bindDn}, from nginx on every node; kept in the site file, mode 0600)`,
+      });
+  });
   const g = rb.site.gray;
   if (g?.redis.passwordEnv)
     out.push({

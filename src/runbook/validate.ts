@@ -220,6 +220,7 @@ export function semanticProblems(s: Sections): Problem[] {
         );
     });
   }
+  if (site) out.push(...moduleSettingProblems(site, build));
   if (site && noLua && site.include.lua.length > 0) {
     add(
       'site.include.lua',
@@ -423,5 +424,71 @@ function sourceProblems(
       });
     }
   }
+  return out;
+}
+
+/** What the module settings need: their module, names that exist, paths that do not collide. */
+function moduleSettingProblems(site: Runbook['site'], build?: Runbook['build']): Problem[] {
+  const out: Problem[] = [];
+  const add = (path: string, message: string) => out.push({ path, message });
+  const has = (m: string) => build === undefined || build.modules.includes(m);
+  const needs = (path: string, m: string, what: string) => {
+    if (!has(m)) add(path, `${what} needs the ${m} module: add "${m}" to build.modules`);
+  };
+  site.upstreams.forEach((u, i) => {
+    if (u.check) needs(`site.upstreams[${i}].check`, 'upstream-check', 'an active check of the servers');
+    if (u.check && u.discovery)
+      add(`site.upstreams[${i}].check`, 'peers from Consul are checked by discovery.check, not by upstream-check');
+    if (u.sticky && u.discovery)
+      add(
+        `site.upstreams[${i}].sticky`,
+        'sticky sessions need a fixed server list; peers from Consul are balanced in Lua',
+      );
+    if (u.check?.type === 'tcp' && (u.check.method !== 'HEAD' || u.check.path !== '/'))
+      add(`site.upstreams[${i}].check`, 'a tcp check sends no request: method and path apply to type http');
+  });
+  const upstreams = new Set(site.upstreams.map((u) => u.name));
+  const ldapNames = new Set<string>();
+  site.ldap.forEach((l, i) => {
+    needs(`site.ldap[${i}]`, 'auth-ldap', 'an LDAP server');
+    if (ldapNames.has(l.name)) add(`site.ldap[${i}].name`, `"${l.name}" is already the name of another LDAP server`);
+    ldapNames.add(l.name);
+    if (l.bindPasswordEnv && !l.bindDn) add(`site.ldap[${i}].bindPasswordEnv`, 'a bind password needs bindDn');
+  });
+  if (site.checkStatus) needs('site.checkStatus', 'upstream-check', 'the check status page');
+  if (site.vts) needs('site.vts', 'vts', 'the vts status page');
+  // Paths nginx answers itself or another setting takes.
+  const taken = new Map<string, string>([
+    ['/', "the site's own location /"],
+    ['/ha-health', 'the health check'],
+    ['/nginx-status', 'the stub status'],
+    ['/ha-lua', 'the lua check'],
+    ['/ha-gateway/status', 'the gateway status'],
+  ]);
+  if (site.checkStatus || site.upstreams.some((u) => u.check))
+    taken.set(site.checkStatus?.path ?? '/check_status', 'site.checkStatus');
+  if (site.vts || build?.modules.includes('vts')) taken.set(site.vts?.path ?? '/vts', 'site.vts');
+  const norm = (p: string) => p.replace(/\/+$/, '') || '/';
+  const seen = new Map<string, number>();
+  site.locations.forEach((l, i) => {
+    const at = `site.locations[${i}]`;
+    const clash = taken.get(norm(l.path));
+    if (clash) add(`${at}.path`, `${l.path} is taken by ${clash}`);
+    if (seen.has(norm(l.path))) add(`${at}.path`, `${l.path} is also site.locations[${seen.get(norm(l.path))}]`);
+    seen.set(norm(l.path), i);
+    if (l.upstream && !upstreams.has(l.upstream))
+      add(`${at}.upstream`, `"${l.upstream}" is not an upstream in site.upstreams`);
+    if (!l.upstream && !l.fancyindex)
+      add(at, 'a location proxies to an upstream or lists a directory (fancyindex): give one');
+    if (l.upstream && l.fancyindex) add(at, 'give upstream or fancyindex, not both');
+    if (l.fancyindex) needs(`${at}.fancyindex`, 'fancyindex', 'a directory listing');
+    if (l.authLdap) {
+      needs(`${at}.authLdap`, 'auth-ldap', 'an LDAP-protected location');
+      if (!ldapNames.has(l.authLdap)) add(`${at}.authLdap`, `"${l.authLdap}" is not a server in site.ldap`);
+    }
+    if (l.cache && !site.cache)
+      add(`${at}.cache`, 'caching needs a cache zone: add site.cache (path, sizes; defaults are fine: site.cache: {})');
+    if (l.cache && !l.upstream) add(`${at}.cache`, 'only proxied answers are cached: give upstream');
+  });
   return out;
 }

@@ -7,6 +7,7 @@ import { remotePathInside } from '../runbook/site-files.js';
 import { shq } from '../shell.js';
 import { filesMatch, layout, luaPackageCpath, luaPackagePath, probe } from './common.js';
 import { GATEWAY_DIR, gatewayEnabled, gatewayFiles, luaSslTrustedCertificate } from './gateway.js';
+import { moduleView } from './module-config.js';
 
 export function nginxConfigFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -23,6 +24,7 @@ export function nginxConfigFiles(pc: PlanContext) {
     gray: rb.site.gray !== undefined,
     luaSslTrustedCertificate: luaSslTrustedCertificate(pc) ?? '',
   });
+  const modules = moduleView(rb);
   const site = render('site.conf.njk', {
     upstreams: rb.site.upstreams,
     listen: rb.site.listen,
@@ -32,10 +34,11 @@ export function nginxConfigFiles(pc: PlanContext) {
     serverIncludes: rb.site.include.server.length > 0,
     gateway: gatewayEnabled(rb),
     gray: rb.site.gray,
+    m: modules,
   });
   return [
     { path: L.confFile, content: nginxConf, mode: 0o644 },
-    { path: L.siteConf, content: site, mode: 0o644 },
+    { path: L.siteConf, content: site, mode: modules.secret ? 0o600 : 0o644 },
     ...includeFiles(pc),
     ...gatewayFiles(pc),
   ];

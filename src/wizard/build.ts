@@ -49,11 +49,49 @@ export function runbookFromAnswers(a: Answers): RunbookInput {
       listen: Number(a.listen),
       upstreams:
         upstreamServers.length > 0
-          ? [{ name: 'app', servers: upstreamServers, ...discoveryFromAnswers(a) }, ...canaryUpstream(a)]
+          ? [
+              { name: 'app', servers: upstreamServers, ...discoveryFromAnswers(a), ...upstreamModules(a) },
+              ...canaryUpstream(a),
+            ]
           : [],
       ...grayFromAnswers(a),
+      ...siteModules(a),
     },
     verify: { failover: a.failover !== false, maxDowntimeMs: Number(a.maxDowntimeMs ?? 1000) },
+  };
+}
+
+/** upstream-check and sticky on the site's upstream, as the module questions answered. */
+function upstreamModules(a: Answers) {
+  const checkPath = String(a.checkPath ?? '').trim();
+  const cookie = String(a.stickyCookie ?? '').trim();
+  return { ...(checkPath ? { check: { path: checkPath } } : {}), ...(cookie ? { sticky: { cookie } } : {}) };
+}
+
+/** The cached, LDAP-protected and listing locations the module questions asked for. */
+function siteModules(a: Answers) {
+  const locations = [];
+  const cache = String(a.cacheLocation ?? '').trim();
+  const ldapUrl = String(a.ldapUrl ?? '').trim();
+  const files = String(a.filesLocation ?? '').trim();
+  if (cache) locations.push({ path: cache, upstream: 'app', cache: { valid: '10m' } });
+  if (ldapUrl) locations.push({ path: String(a.ldapLocation ?? '/admin/'), upstream: 'app', authLdap: 'directory' });
+  if (files) locations.push({ path: files.split('=')[0], fancyindex: { root: files.split('=')[1] } });
+  const bindDn = String(a.ldapBindDn ?? '').trim();
+  return {
+    ...(locations.length ? { locations } : {}),
+    ...(cache ? { cache: {} } : {}),
+    ...(ldapUrl
+      ? {
+          ldap: [
+            {
+              name: 'directory',
+              url: ldapUrl,
+              ...(bindDn ? { bindDn, bindPasswordEnv: String(a.ldapPasswordEnv ?? 'HA_SETUP_LDAP_PASSWORD') } : {}),
+            },
+          ],
+        }
+      : {}),
   };
 }
 

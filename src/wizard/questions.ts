@@ -12,6 +12,7 @@ import {
   type InterfaceAddress,
 } from '../net.js';
 import { interfaceName, absolutePath, consulAddress, redisAddress } from '../runbook/schema.js';
+import { ldapServer, locationPath, stickySettings, upstreamCheck } from '../runbook/module-settings.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
 // computed from earlier answers, and a validator shared by the prompt and the flag path.
@@ -447,6 +448,106 @@ export const questions: Question[] = [
     default: () => '',
     validate: (v) => serverListProblem(v),
   },
+  // The picked modules, configured: each question is asked only when its module is picked.
+  {
+    id: 'checkPath',
+    flag: '--check-path <path>',
+    kind: 'text',
+    message: 'upstream-check: path nginx requests on every upstream server (HEAD; empty: no active check)',
+    help: 'active check of the upstream servers by upstream-check: HEAD this path, 2xx/3xx is alive (default /)',
+    default: () => '/',
+    when: (a) => picked(a, 'upstream-check') && hasUpstream(a),
+    notApplicable: 'needs --modules upstream-check and --upstream',
+    validate: (v) => (v === '' ? undefined : zodMessage(upstreamCheck.shape.path)(v)),
+  },
+  {
+    id: 'stickyCookie',
+    flag: '--sticky-cookie <name>',
+    kind: 'text',
+    message: 'Sticky sessions: cookie that keeps a client on one server (empty: none)',
+    help: 'keep each client on one upstream server by this cookie (the sticky module where it builds, else a consistent hash; default none, "route" with the sticky module)',
+    default: (a) => (picked(a, 'sticky') ? 'route' : ''),
+    when: (a) => hasUpstream(a),
+    notApplicable: 'needs --upstream',
+    validate: (v) => (v === '' ? undefined : zodMessage(stickySettings.shape.cookie)(v)),
+  },
+  {
+    id: 'cacheLocation',
+    flag: '--cache-location <path>',
+    kind: 'text',
+    message: "cache-purge: cache the upstream's answers under this URL path, PURGE from this node (empty: no cache)",
+    help: 'a cached location (10 min) proxied to the upstream; PURGE <url> from 127.0.0.1 removes an entry (default /static/)',
+    default: () => '/static/',
+    when: (a) => picked(a, 'cache-purge') && hasUpstream(a),
+    notApplicable: 'needs --modules cache-purge and --upstream',
+    validate: (v) => (v === '' ? undefined : zodMessage(locationPath)(v)),
+  },
+  {
+    id: 'ldapUrl',
+    flag: '--ldap-url <url>',
+    kind: 'text',
+    message:
+      'auth-ldap: LDAP URL that protects a location (ldap://host:389/ou=people,dc=example,dc=com?uid?sub; empty: none)',
+    help: 'protect a location with this directory (nginx-auth-ldap URL form; default none)',
+    default: () => '',
+    when: (a) => picked(a, 'auth-ldap') && hasUpstream(a),
+    notApplicable: 'needs --modules auth-ldap and --upstream',
+    validate: (v) => (v === '' ? undefined : zodMessage(ldapServer.shape.url)(v)),
+  },
+  {
+    id: 'ldapLocation',
+    flag: '--ldap-location <path>',
+    kind: 'text',
+    message: 'auth-ldap: URL path that asks for a directory user',
+    help: 'the LDAP-protected location, proxied to the upstream (default /admin/)',
+    default: () => '/admin/',
+    when: (a) => String(a.ldapUrl ?? '') !== '',
+    notApplicable: 'needs --ldap-url',
+    validate: (v) => zodMessage(locationPath)(v),
+  },
+  {
+    id: 'ldapBindDn',
+    flag: '--ldap-bind-dn <dn>',
+    kind: 'text',
+    message: 'auth-ldap: DN nginx binds as to look users up (empty: anonymous)',
+    help: 'bind DN for the user lookup (default anonymous)',
+    default: () => '',
+    when: (a) => String(a.ldapUrl ?? '') !== '',
+    notApplicable: 'needs --ldap-url',
+    validate: (v) => (v === '' ? undefined : zodMessage(ldapServer.shape.bindDn.unwrap())(v)),
+  },
+  {
+    id: 'ldapPasswordEnv',
+    tuning: true,
+    flag: '--ldap-password-env <NAME>',
+    kind: 'text',
+    message: 'Environment variable holding the bind password (HA_SETUP_*, or a name in the .secrets file)',
+    help: "the bind DN's password, read at apply time (default HA_SETUP_LDAP_PASSWORD)",
+    default: () => 'HA_SETUP_LDAP_PASSWORD',
+    when: (a) => String(a.ldapBindDn ?? '') !== '',
+    notApplicable: 'needs --ldap-bind-dn',
+    validate: (v) => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name'),
+  },
+  {
+    id: 'filesLocation',
+    flag: '--files-location <path=dir>',
+    kind: 'text',
+    message: 'fancyindex: directory listing as URL path=directory (e.g. /files/=/srv/files; empty: none)',
+    help: 'list a directory of the nodes under a URL path (default /files/=/srv/files)',
+    default: () => '/files/=/srv/files',
+    when: (a) => picked(a, 'fancyindex'),
+    notApplicable: 'needs --modules fancyindex',
+    validate: (v) => {
+      if (v === '') return undefined;
+      const [path, root] = v.split('=');
+      return (
+        zodMessage(locationPath)(path ?? '') ??
+        (root && /^\/[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(root)
+          ? undefined
+          : 'give URL path=directory, e.g. /files/=/srv/files')
+      );
+    },
+  },
   {
     id: 'consul',
     flag: '--consul <url>',
@@ -561,6 +662,15 @@ export const questions: Question[] = [
 ];
 
 /** Why a feature that runs in nginx's Lua cannot be had with the chosen build, if it cannot. */
+function picked(a: Answers, module: string): boolean {
+  const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
+  return modules.includes(module);
+}
+
+function hasUpstream(a: Answers): boolean {
+  return splitList(String(a.upstream ?? '')).length > 0;
+}
+
 function luaMissing(a: Answers, feature: string): string | undefined {
   const modules = Array.isArray(a.modules) ? a.modules : splitList(String(a.modules ?? ''));
   return a.flavor === 'nginx' && !modules.includes('lua')

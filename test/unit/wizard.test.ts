@@ -613,6 +613,7 @@ describe('wizard through clack', () => {
       'Check weight',
       'Site listen port',
       'Upstream servers',
+      'fancyindex: directory listing', // asked because fancyindex was picked
       'failover test',
       'Maximum accepted',
     ]) {
@@ -634,6 +635,78 @@ describe('wizard through clack', () => {
       { host: '10.0.0.12', role: 'master', priority: 100 },
     ]);
     expect(doc.build).toMatchObject({ flavor: 'nginx', modules: ['fancyindex'] });
+    // The picked module is configured, not only compiled in.
+    expect(doc.site.locations).toEqual([{ path: '/files/', fancyindex: { root: '/srv/files' } }]);
+  });
+
+  it('the picked modules are configured through their flags: check, sticky, cache, LDAP, listing', async () => {
+    const dir = tmp();
+    const r = await run(
+      [
+        'init',
+        '--name',
+        'mods',
+        '--hosts',
+        '10.0.0.11,10.0.0.12',
+        '--vip',
+        '10.0.0.100/24',
+        '--interface',
+        'eth0',
+        '--modules',
+        'upstream-check,cache-purge,auth-ldap,fancyindex',
+        '--upstream',
+        '10.0.0.21:8080,10.0.0.22:8080',
+        '--check-path',
+        '/health',
+        '--sticky-cookie',
+        'srv',
+        '--ldap-url',
+        'ldap://10.0.0.5/ou=people,dc=ex,dc=com?uid?sub',
+        '--ldap-bind-dn',
+        'cn=nginx,dc=ex,dc=com',
+        '--files-location',
+        '/pub/=/srv/pub',
+        '--yes',
+      ],
+      dir,
+    );
+    expect(r.code, r.err).toBe(0);
+    const doc = parse(readFileSync(join(dir, 'runbooks', 'mods.yaml'), 'utf8'));
+    expect(validateRunbook(doc).problems).toEqual([]);
+    expect(doc.site.upstreams[0]).toMatchObject({ check: { path: '/health' }, sticky: { cookie: 'srv' } });
+    expect(doc.site.locations).toEqual([
+      { path: '/static/', upstream: 'app', cache: { valid: '10m' } },
+      { path: '/admin/', upstream: 'app', authLdap: 'directory' },
+      { path: '/pub/', fancyindex: { root: '/srv/pub' } },
+    ]);
+    expect(doc.site.ldap).toEqual([
+      {
+        name: 'directory',
+        url: 'ldap://10.0.0.5/ou=people,dc=ex,dc=com?uid?sub',
+        bindDn: 'cn=nginx,dc=ex,dc=com',
+        bindPasswordEnv: 'HA_SETUP_LDAP_PASSWORD',
+      },
+    ]);
+    // A module's flag without its module is an error naming why, not dropped.
+    const stray = await run(
+      [
+        'init',
+        '--name',
+        'x',
+        '--hosts',
+        '10.0.0.11,10.0.0.12',
+        '--vip',
+        '10.0.0.100/24',
+        '--interface',
+        'eth0',
+        '--check-path',
+        '/h',
+        '--yes',
+      ],
+      dir,
+    );
+    expect(stray.code).toBe(2);
+    expect(stray.err).toMatch(/--check-path: needs --modules upstream-check and --upstream/);
   });
 
   it('re-asks after an invalid answer', async () => {
