@@ -14,8 +14,41 @@ export const LAB_SOURCES: SourceRef[] = [
 
 const versionOf = (id: string) => LAB_SOURCES.find((s) => s.id === id)!.version;
 
+/**
+ * OpenResty for the lab: rebuilt by OpenResty's own release script from the public git repositories
+ * (not byte-identical to the official file, whose pin stays in the catalog for users), so it is named
+ * by path with its own checksum in the runbook: a pin that names this file, shown by plan.
+ */
+export const LAB_OPENRESTY = {
+  version: '1.27.1.2',
+  file: 'openresty-1.27.1.2.tar.gz',
+  sha256: 'fc31d0c6d3186e776578c419ef75ef12a9f75c8f5d10d705933649003488feaa',
+};
+
 /** A complete runbook for the live lab: `ha-setup apply runbooks/lab.yaml` is the whole main job. */
-export function labRunbook(state: LabState, paths: LabPaths): RunbookInput {
+export function labRunbook(state: LabState, paths: LabPaths, o: { openrestyTarball?: string } = {}): RunbookInput {
+  const rb = nginxLabRunbook(state, paths);
+  if (!o.openrestyTarball) return rb;
+  // The wizard's defaults: OpenResty 1.27.1.2 in /usr/local/openresty (lua is part of it).
+  return {
+    ...rb,
+    build: {
+      flavor: 'openresty',
+      version: LAB_OPENRESTY.version,
+      prefix: '/usr/local/openresty',
+      jobs: 'auto',
+      modules: [],
+    },
+    sources: {
+      ...rb.sources,
+      overrides: {
+        openresty: { version: LAB_OPENRESTY.version, path: o.openrestyTarball, sha256: LAB_OPENRESTY.sha256 },
+      },
+    },
+  };
+}
+
+function nginxLabRunbook(state: LabState, paths: LabPaths): RunbookInput {
   return {
     version: 1,
     name: 'lab',

@@ -114,8 +114,10 @@ function revertPendingBinary(L: ReturnType<typeof layout>): string {
 export function applyConfigCommand(pc: PlanContext): string {
   const L = layout(pc.runbook);
   const restore = `rm -rf -- ${shq(L.confDir)} && mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confDir)} && rm -f -- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
+  // The hot upgrade moves a running master of this prefix; an nginx of another flavor or prefix (a
+  // flavor switch) is replaced when nginx-service restarts the rewritten unit, node by node.
   return `if [ -e ${shq(L.upgradePending)} ]; then
-  if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)} || { ${restore}; echo 'the previous configuration is back beside the previous binary' >&2; exit 1; }; fi
+  if systemctl is-active --quiet nginx && [ -s ${shq(L.pidFile)} ]; then ${shq(L.upgradeScript)} || { ${restore}; echo 'the previous configuration is back beside the previous binary' >&2; exit 1; }; fi
   rm -f -- ${shq(L.upgradePending)}; rm -rf -- ${shq(L.confOld)}; mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confOld)}
 elif systemctl is-active --quiet nginx; then
   ${reloadAndConfirm(L)}

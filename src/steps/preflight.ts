@@ -47,9 +47,14 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   if (users !== '' && !users.includes('nginx')) {
     problems.push(`port ${port} is in use by another program: ${users.split('\n')[0]}`);
   } else if (users.includes('nginx')) {
-    const ours = await ctx.t.exec(`pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null`, {
-      quiet: true,
-    });
+    // Ours: this runbook's binary, or the nginx ha-setup's own unit runs (another flavor or prefix of
+    // this cluster, which the apply replaces by rolling the unit).
+    const ours = await ctx.t.exec(
+      `pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || ` +
+        `{ grep -q 'managed by ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
+        `[ "$m" != 0 ] && ss -Hltnp ${shq(`sport = :${port}`)} | grep -q "pid=$m,"; }`,
+      { quiet: true },
+    );
     if (ours.code !== 0)
       problems.push(
         `port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,

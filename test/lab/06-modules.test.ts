@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { cli, ranSteps } from './helpers/cli.js';
 import { startGitServer, type GitServer } from './helpers/git-server.js';
+import { installModuleServices } from './helpers/services.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures', 'lab');
@@ -24,48 +25,7 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     const [n1, n2] = lab.state.nodes.map((n) => n.ip);
 
     // Backends on :9001 of both nodes, and slapd with one user on node2.
-    const backend = readFileSync(join(fixtures, 'backend.py'), 'utf8');
-    await Promise.all(
-      [0, 1].map(async (i) => {
-        const ip = lab.state.nodes[i].ip;
-        const r = await lab.ssh(
-          i,
-          [
-            'set -e',
-            'export DEBIAN_FRONTEND=noninteractive',
-            'apt-get update -q >/dev/null',
-            // A node as customers have them: without the tools preflight's network checks need.
-            'apt-get remove -y -q tcpdump iputils-arping >/dev/null',
-            i === 1
-              ? `printf '%s\\n' 'slapd slapd/internal/adminpw password labadmin' 'slapd slapd/internal/generated_adminpw password labadmin' 'slapd slapd/password1 password labadmin' 'slapd slapd/password2 password labadmin' 'slapd slapd/domain string ha.lab' 'slapd shared/organization string ha-lab' | debconf-set-selections
-             apt-get install -y -q --no-install-recommends python3 slapd ldap-utils >/dev/null`
-              : 'apt-get install -y -q --no-install-recommends python3 >/dev/null',
-            `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
-            `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} 9001\\n' > /etc/systemd/system/lab-backend.service`,
-            'systemctl daemon-reload && systemctl restart lab-backend',
-          ].join('\n'),
-        );
-        expect(r.code, r.stderr).toBe(0);
-      }),
-    );
-    const ldif = [
-      'dn: ou=people,dc=ha,dc=lab',
-      'objectClass: organizationalUnit',
-      'ou: people',
-      '',
-      'dn: uid=alice,ou=people,dc=ha,dc=lab',
-      'objectClass: inetOrgPerson',
-      'uid: alice',
-      'cn: Alice',
-      'sn: Lab',
-      'userPassword: wonderland',
-      '',
-    ].join('\n');
-    const ldap = await lab.ssh(
-      1,
-      `ldapadd -x -H ldap://127.0.0.1 -D cn=admin,dc=ha,dc=lab -w labadmin <<'LDIF'\n${ldif}LDIF`,
-    );
-    expect(ldap.code, ldap.stderr).toBe(0);
+    await installModuleServices(lab, { removeProbeTools: true });
 
     // The runbook: every git module, the site include with the module test server on :8080.
     const dir = join(lab.runbookPath, '..');
