@@ -1,0 +1,219 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { LAB_OPENRESTY, labRunbook } from '../../src/lab/runbook.js';
+import { runbookToYaml } from '../../src/runbook/io.js';
+import { startProber } from '../../src/verify/probe.js';
+import { cli, ranSteps } from './helpers/cli.js';
+import { startGitServer, type GitServer } from './helpers/git-server.js';
+import { installModuleServices } from './helpers/services.js';
+import { withLab, type Lab } from './helpers/with-lab.js';
+
+/** The OpenResty tarball rebuilt from the public repositories (../shared/sources; its MANIFEST says how). */
+const sharedSources =
+  process.env.HA_SETUP_SHARED_SOURCES ?? resolve(import.meta.dirname, '..', '..', '..', 'shared', 'sources');
+const tarball = join(sharedSources, LAB_OPENRESTY.file);
+
+// The wizard's default, OpenResty 1.27.1.2 in /usr/local/openresty, on the lab: switched to from the
+// serving nginx pair the earlier suites leave (one OpenResty build with the articles' modules), then
+// everything around it: serving through the VIP, status, verification, no-op re-apply, resty, the
+// modules configured from the runbook and working, a module added to the serving pair, rollback.
+describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' modules on the lab", () => {
+  let lab: Lab;
+  let git: GitServer;
+  let n1: string;
+  let n2: string;
+  const get = (node: number, args: string) => lab.ssh(node, `curl -sS -m 10 ${args}`);
+
+  /** Applies (or runs `command`) with a 20 ms prober through the VIP; returns the result and the failed requests. */
+  async function underLoad(argv: string[]) {
+    const prober = startProber(lab.state.vip, 80, 20, 500);
+    const started = Date.now();
+    const r = await cli(argv);
+    const samples = await prober.stop();
+    const failed = samples.filter((s) => !s.ok);
+    console.log(
+      `${argv[0]}: ${Date.now() - started} ms; ${samples.length} requests through the VIP, ${failed.length} failed`,
+    );
+    for (const f of failed) console.log(`  failed request sent at ${Math.round(f.sentAt)} ms: ${f.error}`);
+    return { r, failed };
+  }
+  const edit = (f: (doc: any) => void) => {
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    f(doc);
+    writeFileSync(lab.runbookPath, stringify(doc));
+  };
+
+  beforeAll(async () => {
+    if (!existsSync(tarball)) throw new Error(`${tarball} is missing (set HA_SETUP_SHARED_SOURCES)`);
+    lab = await withLab();
+    [n1, n2] = lab.state.nodes.map((n) => n.ip);
+    // The earlier suites leave an nginx pair serving (09: nginx 1.26.3); alone, this suite installs the lab's first.
+    if ((await cli(['status', lab.runbookPath])).code !== 0) {
+      const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+      expect(r.code, r.out + r.err).toBe(0);
+    }
+    git = await startGitServer(lab.state.nodes[0].ip.replace(/\.\d+$/, '.1'));
+    await installModuleServices(lab);
+    for (const i of [0, 1]) {
+      expect((await lab.ssh(i, 'mkdir -p /srv/lab-files && echo one > /srv/lab-files/alpha.txt')).code).toBe(0);
+    }
+    // The OpenResty runbook: the wizard's defaults, the rebuilt tarball by its own pin, the article's
+    // modules from the lab's git server, each configured by runbook fields.
+    const doc = labRunbook(lab.state, lab.paths, { openrestyTarball: tarball }) as any;
+    doc.build.modules = ['upstream-check', 'auth-ldap', 'fancyindex'];
+    doc.sources.gitRewrite = { 'https://github.com/': git.base };
+    doc.site.upstreams = [
+      {
+        name: 'app',
+        servers: [`${n1}:9001`, `${n2}:9001`],
+        check: { interval: 500, rise: 1, fall: 2, timeout: 1000, path: '/' },
+        sticky: { cookie: 'route' },
+      },
+    ];
+    doc.site.ldap = [
+      { name: 'labldap', url: `ldap://${n2}:389/ou=people,dc=ha,dc=lab?uid?sub?(objectClass=inetOrgPerson)` },
+    ];
+    doc.site.locations = [
+      { path: '/ldap/', upstream: 'app', authLdap: 'labldap' },
+      { path: '/files/', fancyindex: { root: '/srv/lab-files' } },
+    ];
+    writeFileSync(lab.runbookPath, runbookToYaml(doc));
+  });
+
+  afterAll(async () => {
+    await git?.stop();
+  });
+
+  it('plan shows the rebuilt tarball by path and its own pin (the official pin stays for users)', async () => {
+    const r = await cli(['plan', lab.runbookPath, '--offline']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`sha256 ${LAB_OPENRESTY.sha256.slice(0, 12)}`);
+    expect(r.out).not.toMatch(/warning: source openresty/);
+  });
+
+  it('switching the serving nginx pair to OpenResty rolls node by node: 0 failed requests, the old prefix kept', async () => {
+    const { r, failed } = await underLoad(['apply', lab.runbookPath, '--renderer', 'silent']);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(failed).toHaveLength(0);
+    expect(r.out).toMatch(/roll: disruptive steps run one node at a time: node2 -> node1/);
+    for (const i of [0, 1]) {
+      expect((await lab.ssh(i, '/usr/local/openresty/nginx/sbin/nginx -v 2>&1')).stdout).toContain(
+        'openresty/1.27.1.2',
+      );
+      expect((await lab.ssh(i, 'systemctl show -p ExecStart --value nginx')).stdout).toContain(
+        '/usr/local/openresty/nginx/sbin/nginx',
+      );
+      // The nginx flavor's files stay, for going back.
+      expect((await lab.ssh(i, 'test -x /usr/local/nginx/sbin/nginx && echo kept')).stdout.trim()).toBe('kept');
+    }
+    const head = await fetch(`http://${lab.state.vip}/ha-health`, { signal: AbortSignal.timeout(3000) });
+    expect(head.headers.get('server')).toBe('openresty');
+  });
+
+  it("status finds OpenResty's binary; a re-apply changes nothing; resty and cjson run on the nodes", async () => {
+    const s = JSON.parse((await cli(['status', lab.runbookPath, '--json'])).out);
+    expect(s.nodes.map((n: { nginxVersion: string }) => n.nginxVersion)).toEqual([
+      'nginx version: openresty/1.27.1.2',
+      'nginx version: openresty/1.27.1.2',
+    ]);
+    const again = await cli(['apply', lab.runbookPath, '--renderer', 'silent']);
+    expect(again.code, again.err).toBe(0);
+    expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
+    expect(again.out).toContain('nothing changed on any node: no failover test');
+    const resty = await lab.ssh(
+      0,
+      `/usr/local/openresty/bin/resty -e 'print(require("cjson").encode({ok = require("resty.core") ~= nil}))'`,
+    );
+    expect(resty.stdout.trim()).toBe('{"ok":true}');
+  });
+
+  it('failover verified on OpenResty: planned with 0 failed requests, and an nginx crash', async () => {
+    const planned = await cli(['verify', lab.runbookPath]);
+    expect(planned.code, planned.out + planned.err).toBe(0);
+    expect(planned.out).toMatch(/scenario planned: PASSED[\s\S]*; 0 of \d+ probe requests failed/);
+    const crash = await cli(['verify', lab.runbookPath, '--scenario', 'nginx-crash', '--yes']);
+    expect(crash.code, crash.out + crash.err).toBe(0);
+  });
+
+  it('the modules in the OpenResty build work as configured: check, sticky, LDAP, listing', async () => {
+    const status = async () =>
+      JSON.parse((await get(0, "'http://127.0.0.1/check_status?format=json'")).stdout).servers.server as Array<{
+        name: string;
+        status: string;
+      }>;
+    expect((await status()).map((x) => x.status)).toEqual(['up', 'up']);
+    await lab.ssh(1, 'systemctl stop lab-backend');
+    try {
+      await new Promise((res) => setTimeout(res, 2500));
+      expect((await status()).find((x) => x.name.startsWith(n2))?.status).toBe('down');
+      for (let k = 0; k < 5; k++) expect((await get(0, 'http://127.0.0.1/')).stdout).toContain(`backend ${n1}:9001`);
+    } finally {
+      await lab.ssh(1, 'systemctl start lab-backend');
+    }
+    await new Promise((res) => setTimeout(res, 1500));
+    // Sticky on nginx >= 1.23: the cookie nginx sets, hashed consistently; the same client stays,
+    // on this node and on the other (the VIP's next holder).
+    const jar = await lab.ssh(
+      0,
+      'rm -f /tmp/jar; curl -sS -m 5 -c /tmp/jar http://127.0.0.1/ >/dev/null; awk \'$6 == "route" {print $7}\' /tmp/jar',
+    );
+    const route = jar.stdout.trim();
+    expect(route).toMatch(/^[0-9a-f]{32}$/);
+    const seen = new Set<string>();
+    for (const i of [0, 1])
+      for (let k = 0; k < 5; k++)
+        seen.add((await get(i, `-H 'Cookie: route=${route}' http://127.0.0.1/`)).stdout.split(' ')[1]);
+    expect(seen.size).toBe(1);
+    const code = async (user: string) =>
+      (await get(0, `-o /dev/null -w '%{http_code}' ${user} http://127.0.0.1/ldap/`)).stdout.trim();
+    expect(await code('')).toBe('401');
+    expect(await code('-u alice:wonderland')).toBe('200');
+    expect((await get(0, 'http://127.0.0.1/files/')).stdout).toContain('alpha.txt');
+  });
+
+  it('adding cache-purge to the serving OpenResty pair rebuilds and rolls with 0 failed requests; the cache and PURGE work', async () => {
+    edit((d) => {
+      d.build.modules = [...d.build.modules, 'cache-purge'];
+      d.site.cache = { path: '/var/cache/nginx-ha-lab' };
+      d.site.locations.push({ path: '/cached/', upstream: 'app', cache: { valid: '10m' } });
+    });
+    const { r, failed } = await underLoad(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(failed).toHaveLength(0);
+    for (const steps of Object.values(ranSteps(lab.runbookPath)))
+      expect(steps).toEqual(expect.arrayContaining(['configure', 'build', 'install']));
+    const cache = async () =>
+      (
+        await get(0, "-D - -o /dev/null http://127.0.0.1/cached/p | grep -i '^x-cache-status' | tr -d '\\r'")
+      ).stdout.trim();
+    await cache();
+    expect(await cache()).toMatch(/HIT/);
+    expect((await get(0, "-o /dev/null -w '%{http_code}' -X PURGE http://127.0.0.1/cached/p")).stdout.trim()).toBe(
+      '200',
+    );
+    expect(await cache()).toMatch(/MISS/);
+  });
+
+  it('rollback brings the build without cache-purge back with its configuration, and forward again: 0 failed requests', async () => {
+    const back = await underLoad(['rollback', lab.runbookPath]);
+    expect(back.r.code, back.r.out + back.r.err).toBe(0);
+    expect(back.failed).toHaveLength(0);
+    for (const i of [0, 1]) {
+      expect((await lab.ssh(i, '/usr/local/openresty/nginx/sbin/nginx -V 2>&1')).stdout).not.toContain(
+        'ngx_cache_purge',
+      );
+      // The configuration it ran with has no cached location: / answers, without a cache status.
+      expect(
+        (
+          await get(i, "-D - -o /dev/null http://127.0.0.1/cached/p | grep -ci '^x-cache-status' || true")
+        ).stdout.trim(),
+      ).toBe('0');
+    }
+    const forward = await underLoad(['rollback', lab.runbookPath]);
+    expect(forward.r.code, forward.r.out + forward.r.err).toBe(0);
+    expect(forward.failed).toHaveLength(0);
+    expect((await lab.ssh(0, '/usr/local/openresty/nginx/sbin/nginx -V 2>&1')).stdout).toContain('ngx_cache_purge');
+  });
+});
