@@ -104,7 +104,7 @@ const indent = (text: string, prefix: string) =>
 /** Text form of a plan: used by `ha-setup plan` and by the golden-file tests. */
 export function renderPlanText(
   nodes: Array<{ pc: PlanContext; steps: PlannedStep[] }>,
-  opts: { fileContents: boolean },
+  opts: { fileContents: boolean; ownLuaByHash?: boolean },
 ): string {
   const out: string[] = [];
   for (const { pc, steps } of nodes) {
@@ -117,7 +117,16 @@ export function renderPlanText(
       for (const u of plan.uploads) out.push(`   upload ${u.remote} (sha256 ${u.sha256})`);
       for (const f of plan.files) {
         out.push(`   file ${f.path} (mode ${f.mode.toString(8)}${f.owner ? `, owner ${f.owner}` : ''})`);
-        if (opts.fileContents) out.push(indent(f.content.trimEnd(), '   | '));
+        // ha-setup's own Lua ships verbatim: its name and hash say which version (its logic has its own tests).
+        const own =
+          opts.ownLuaByHash &&
+          /\/ha-gateway\/ha_gateway\/[a-z_]+\.lua$/.test(f.path) &&
+          !f.path.endsWith('/config.lua');
+        if (own)
+          out.push(
+            `   | (src/lua/ha_gateway/${f.path.split('/').pop()}, sha256 ${createHash('sha256').update(f.content).digest('hex').slice(0, 16)})`,
+          );
+        else if (opts.fileContents) out.push(indent(f.content.trimEnd(), '   | '));
       }
       for (const c of plan.commands) out.push(indent(c, '   $ '));
     }
