@@ -241,10 +241,11 @@ export function registerStatus(program: Command, ctx: CliContext): void {
           const views = await vrrpViews(handles, rb);
           const reached = await Promise.all(
             handles.map(async (h) => {
-              const r = await h.t.exec(`systemctl is-active nginx || true; systemctl is-active keepalived || true`, {
-                quiet: true,
-              });
-              const [nginx, keepalived] = r.stdout.trim().split('\n');
+              const r = await h.t.exec(
+                `systemctl is-active nginx || true; systemctl is-active keepalived || true; cut -d' ' -f1 /proc/uptime`,
+                { quiet: true },
+              );
+              const [nginx, keepalived, up] = r.stdout.trim().split('\n');
               const view = views.find((v) => v.node === h.node.name)!;
               return {
                 name: h.node.name,
@@ -260,6 +261,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
                 nginxVersion: h.facts.nginxVersionOutput.split('\n')[0] ?? '',
                 keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
                 os: `${h.facts.osId} ${h.facts.osVersion}`,
+                uptimeS: Math.round(Number(up) || 0),
               };
             }),
           );
@@ -277,6 +279,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             nginxVersion: '',
             keepalivedVersion: '',
             os: 'unknown',
+            uptimeS: 0,
           }));
           const order = resolveNodes(rb).map((n) => n.name);
           const nodes = [...reached, ...lost].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
@@ -311,7 +314,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             `  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}`,
           );
           ctx.print(
-            `  ${''.padEnd(12)} ${n.os}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`,
+            `  ${''.padEnd(12)} ${n.os}; up ${formatUptime(n.uptimeS)}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`,
           );
         }
         const holders = report.nodes.filter((n) => n.holdsVip).map((n) => n.name);
@@ -333,4 +336,12 @@ export function registerStatus(program: Command, ctx: CliContext): void {
         report.nodes.filter((n) => n.holdsVip).length === 1;
       ctx.result = healthy ? 0 : 1;
     });
+}
+
+/** 93784 s -> "1d 2h 3m". Pure. */
+export function formatUptime(s: number): string {
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return d > 0 ? `${d}d ${h}h ${m}m` : h > 0 ? `${h}h ${m}m` : `${m}m ${s % 60}s`;
 }

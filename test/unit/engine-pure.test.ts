@@ -193,3 +193,12 @@ describe('pollUntil', () => {
     expect(Date.now() - t3).toBeLessThan(100);
   });
 });
+
+describe('status', () => {
+  it('shows uptime the way an operator reads it', async () => {
+    const { formatUptime } = await import('../../src/cli/verify.js');
+    expect(formatUptime(93784)).toBe('1d 2h 3m');
+    expect(formatUptime(3725)).toBe('1h 2m');
+    expect(formatUptime(65)).toBe('1m 5s');
+  });
+});
