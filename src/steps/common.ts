@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Facts } from '../engine/facts.js';
+import { osProfile } from '../engine/os-profile.js';
 import { substituteSecrets } from '../engine/executor.js';
 import type { PlanContext, PlannedFile, StepContext } from '../engine/types.js';
 import { dataDir } from '../paths.js';
@@ -21,7 +22,7 @@ export {
 } from '../runbook/derived.js';
 
 export function keepalivedEnvFile(f: Facts): string {
-  return f.family === 'el' ? '/etc/sysconfig/keepalived' : '/etc/default/keepalived';
+  return osProfile(f).keepalivedEnvFile;
 }
 
 interface PackageTable {
@@ -45,10 +46,7 @@ export function packagesFor(group: keyof PackageTable, f: Facts): string[] {
 }
 
 export function luajitPaths(f: Facts): { lib: string; inc: string } {
-  // EPEL 8/9 ship LuaJIT 2.1 (what lua-nginx-module needs); EPEL 7's 2.0 is refused by preflight.
-  if (f.family === 'el') return { lib: '/usr/lib64', inc: '/usr/include/luajit-2.1' };
-  const triplet = f.arch === 'aarch64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
-  return { lib: `/usr/lib/${triplet}`, inc: '/usr/include/luajit-2.1' };
+  return osProfile(f).luajit(f.arch);
 }
 
 export function luaPackagePath(pc: PlanContext): string | undefined {
@@ -63,7 +61,7 @@ export function luaPackagePath(pc: PlanContext): string | undefined {
   if (rb.build.flavor === 'openresty') return site ? `${site};` : undefined;
   if (!rb.build.modules.includes('lua')) return undefined;
   const dir = L.luaDir;
-  return site + (pc.facts.family === 'debian' ? `${dir}/usr/share/lua/5.1/?.lua;;` : `${dir}/lib/?.lua;;`);
+  return `${site}${osProfile(pc.facts).restyLuaPath(dir)}`;
 }
 
 /**

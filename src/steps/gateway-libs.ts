@@ -1,3 +1,4 @@
+import { osProfile } from '../engine/os-profile.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { shq } from '../shell.js';
 import { layout, luaPackageCpath, probe } from './common.js';
@@ -9,7 +10,7 @@ import { layout, luaPackageCpath, probe } from './common.js';
  */
 function cjsonSo(pc: PlanContext): string | undefined {
   const cpath = luaPackageCpath(pc);
-  return cpath && pc.facts.packageManager === 'apt' ? cpath.replace('?.so;;', 'cjson.so') : undefined;
+  return cpath && osProfile(pc.facts).unpackInto ? cpath.replace('?.so;;', 'cjson.so') : undefined;
 }
 
 export const gatewayLibsStep: Step = {
@@ -32,10 +33,7 @@ export const gatewayLibsStep: Step = {
     plan.commands.push(
       [
         `if [ ! -e ${shq(so)} ]; then`,
-        `  work=$(mktemp -d); cd "$work"`,
-        `  apt-get download lua-cjson`,
-        `  mkdir -p ${shq(dir)}; for deb in ./*.deb; do dpkg-deb -x "$deb" ${shq(dir)}; done`,
-        `  cd /; rm -rf "$work"`,
+        osProfile(pc.facts).unpackInto!(['lua-cjson'], dir),
         `fi`,
         `[ -e ${shq(so)} ]`,
       ].join('\n'),

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PlanContext, PlannedFile } from '../engine/types.js';
+import { osProfile } from '../engine/os-profile.js';
 import { InvalidInputError } from '../errors.js';
 import { releaseProblems } from '../runbook/release-rules.js';
 import { caFiles } from '../runbook/site-files.js';
@@ -39,7 +40,7 @@ export function luaSslTrustedCertificate(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
   if (!gatewayEnabled(rb) || !gatewayUsesTls(rb)) return undefined;
   if (caFiles(rb).length > 0) return TRUSTED_CA; // relative to the conf dir: the staged copy tests its own
-  return pc.facts.family === 'el' ? '/etc/pki/tls/certs/ca-bundle.crt' : '/etc/ssl/certs/ca-certificates.crt';
+  return osProfile(pc.facts).caBundle;
 }
 
 /** The gray release's part of the gateway's config.lua (undefined without site.gray). */

@@ -1,3 +1,4 @@
+import { osProfile } from '../engine/os-profile.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
@@ -32,11 +33,7 @@ export const keepalivedBuildStep: Step = {
       );
       plan.commands.push(`${shq(L.keepalivedBinary)} --version 2>&1 | sed -n 1p`);
     } else {
-      const pm = pc.facts.packageManager;
-      const pkgs = packagesFor('keepalivedPackage', pc.facts).join(' ');
-      plan.commands.push(
-        pm === 'apt' ? `DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${pkgs}` : `${pm} install -y ${pkgs}`,
-      );
+      plan.commands.push(osProfile(pc.facts).install(packagesFor('keepalivedPackage', pc.facts)));
       // The package may start keepalived with its example config; ours starts it in the start step.
       plan.commands.push('systemctl stop keepalived 2>/dev/null || true');
     }

@@ -1,3 +1,4 @@
+import { osProfile } from '../engine/os-profile.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { filesMatch, keepalivedEnvFile, layout, probe } from './common.js';
@@ -33,10 +34,7 @@ export const loggingStep: Step = {
   plan(pc): StepPlan {
     const plan = emptyPlan();
     plan.files.push(...loggingFiles(pc));
-    const pm = pc.facts.packageManager;
-    plan.commands.push(
-      `command -v rsyslogd >/dev/null || ${pm === 'apt' ? 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsyslog' : `${pm} install -y rsyslog`}`,
-    );
+    plan.commands.push(`command -v rsyslogd >/dev/null || ${osProfile(pc.facts).install(['rsyslog'])}`);
     plan.commands.push('systemctl enable rsyslog >/dev/null 2>&1 || true; systemctl restart rsyslog');
     // keepalived reads its options only at start.
     plan.commands.push('if systemctl is-active --quiet keepalived; then systemctl restart keepalived; fi');

@@ -1,4 +1,5 @@
 import { runCommand, substituteSecrets } from '../engine/executor.js';
+import { osProfile } from '../engine/os-profile.js';
 import { CommandFailedError } from '../engine/transport.js';
 import { emptyPlan, type PlanContext, type PlannedFile, type Step, type StepPlan } from '../engine/types.js';
 import { InvalidInputError } from '../errors.js';
@@ -13,7 +14,7 @@ export function nginxConfigFiles(pc: PlanContext) {
   const rb = pc.runbook;
   const L = layout(rb);
   const nginxConf = render('nginx.conf.njk', {
-    user: pc.facts.family === 'el' ? 'nobody' : 'www-data',
+    user: osProfile(pc.facts).webUser,
     rlimitNofile: 65535,
     workerConnections: 10240,
     pidFile: L.pidFile,

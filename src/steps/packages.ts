@@ -1,6 +1,7 @@
 import { packagesFor, layout, selectedModules, probe } from './common.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
-import { shq, shqAll } from '../shell.js';
+import { osProfile } from '../engine/os-profile.js';
+import { shq } from '../shell.js';
 
 /** Every package the node needs, from the data tables (build, keepalived, runtime, modules). */
 export function packageList(pc: PlanContext): string[] {
@@ -23,25 +24,18 @@ export function packageList(pc: PlanContext): string[] {
 }
 
 function missingScript(pc: PlanContext, pkgs: string[]): string {
-  const q =
-    pc.facts.packageManager === 'apt'
-      ? `dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null`
-      : 'rpm -q "$p" >/dev/null 2>&1';
-  return `missing=""; for p in ${shqAll(pkgs)}; do ${q} || missing="$missing $p"; done`;
+  return osProfile(pc.facts).missingScript(pkgs);
 }
 
 /** lua-resty-core and lua-resty-lrucache as plain files unpacked from the distribution's packages. */
 function luaRestyCommand(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
-  if (rb.build.flavor !== 'nginx' || !rb.build.modules.includes('lua') || pc.facts.packageManager !== 'apt')
-    return undefined;
+  const unpack = osProfile(pc.facts).unpackInto;
+  if (rb.build.flavor !== 'nginx' || !rb.build.modules.includes('lua') || !unpack) return undefined;
   const dir = layout(rb).luaDir;
   return [
     `if [ ! -f ${shq(`${dir}/usr/share/lua/5.1/resty/core.lua`)} ]; then`,
-    `  work=$(mktemp -d); cd "$work"`,
-    `  apt-get download lua-resty-core lua-resty-lrucache`,
-    `  mkdir -p ${shq(dir)}; for deb in ./*.deb; do dpkg-deb -x "$deb" ${shq(dir)}; done`,
-    `  cd /; rm -rf "$work"`,
+    unpack(['lua-resty-core', 'lua-resty-lrucache'], dir),
     `fi`,
   ].join('\n');
 }
@@ -54,11 +48,7 @@ export const packagesStep: Step = {
   plan(pc): StepPlan {
     const plan = emptyPlan();
     const pkgs = packageList(pc);
-    const pm = pc.facts.packageManager;
-    const install =
-      pm === 'apt'
-        ? 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing'
-        : `${pm} install -y $missing`;
+    const install = osProfile(pc.facts).installMissing;
     plan.commands.push(
       `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`,
     );
@@ -69,11 +59,8 @@ export const packagesStep: Step = {
     );
     const lua = luaRestyCommand(pc);
     if (lua) plan.commands.push(lua);
-    if (pc.facts.family === 'el' && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) {
-      plan.notes.push(
-        `luajit-devel comes from EPEL: enable it (${pc.facts.packageManager} install epel-release) if the install fails`,
-      );
-    }
+    const hint = osProfile(pc.facts).epelHint;
+    if (hint && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) plan.notes.push(hint);
     plan.notes.push(`packages: ${pkgs.join(' ')}`);
     return plan;
   },

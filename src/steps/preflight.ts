@@ -1,7 +1,8 @@
 import { RunFailedError } from '../errors.js';
 import { emptyPlan, type Step, type StepContext, type StepPlan } from '../engine/types.js';
 import { inSubnet, parseCidr } from '../net.js';
-import { shq, shqAll } from '../shell.js';
+import { shq } from '../shell.js';
+import { osProfile } from '../engine/os-profile.js';
 import { layout, packagesFor } from './common.js';
 import { releaseProblems } from '../runbook/release-rules.js';
 
@@ -119,11 +120,7 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
 async function ensureProbeTools(ctx: StepContext): Promise<void> {
   const pkgs = packagesFor('preflight', ctx.facts);
   if (pkgs.length === 0) return;
-  const pm = ctx.facts.packageManager;
-  const install =
-    pm === 'apt'
-      ? `export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1; }`
-      : `${pm} install -y ${shqAll(pkgs)} >/dev/null 2>&1`;
+  const install = osProfile(ctx.facts).installQuietly(pkgs);
   const r = await ctx.t.exec(
     `if command -v tcpdump >/dev/null && command -v arping >/dev/null; then exit 0; fi\n${install}\ncommand -v tcpdump >/dev/null && command -v arping >/dev/null`,
     { quiet: true },
