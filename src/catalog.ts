@@ -25,6 +25,13 @@ export interface ModuleEntry {
   /** Compiler options the module needs; merged into the one --with-cc-opt configure honours. */
   ccOpt?: string[];
   notes?: string;
+  /** "<flavor> <version>" builds in which a lab suite shows the module working by a request. */
+  provenOn?: string[];
+}
+
+/** Whether the module is shown working on real hosts with this flavor and version (else golden plans only). */
+export function moduleProven(mod: ModuleEntry, flavor: Flavor, version: string): boolean {
+  return (mod.provenOn ?? []).includes(`${flavor} ${version}`);
 }
 
 export interface GitRef {

@@ -1,4 +1,4 @@
-import { moduleCatalog, moduleOrigin, moduleUnavailableReason, type Flavor } from '../catalog.js';
+import { moduleCatalog, moduleOrigin, moduleProven, moduleUnavailableReason, type Flavor } from '../catalog.js';
 import {
   broadcastOf,
   inSubnet,
@@ -343,7 +343,8 @@ export const questions: Question[] = [
         .map((m) => ({
           value: m.id,
           label: `${m.id}: ${m.title}`,
-          hint: moduleOrigin(m, a.flavor as Flavor),
+          // Honest about what was shown on real hosts: proven per flavor and version, else plans only.
+          hint: `${moduleOrigin(m, a.flavor as Flavor)}; ${moduleProven(m, a.flavor as Flavor, String(a.buildVersion)) ? 'proven on lab hosts' : 'golden plans only for this version'}`,
         })),
     note: (a) => {
       const out = moduleCatalog()
