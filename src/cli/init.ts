@@ -6,7 +6,15 @@ import type { Command } from 'commander';
 import { CancelledError, InvalidInputError, RunbookInvalidError } from '../errors.js';
 import { runbookToYaml, secretsPathFor, writeFileAtomic, writeSecretsFile } from '../runbook/io.js';
 import { validateRunbook } from '../runbook/validate.js';
-import { answersFromNodeSpecs, generateVrrpPassword, runbookFromAnswers, VRRP_PASSWORD_ENV } from '../wizard/build.js';
+import {
+  answersFromNodeSpecs,
+  generateTicketSecret,
+  generateVrrpPassword,
+  runbookFromAnswers,
+  TICKET_SECRET_ENV,
+  VRRP_PASSWORD_ENV,
+} from '../wizard/build.js';
+import { acmeDirectoryLabel } from '../runbook/tls-settings.js';
 import { questions, splitList, type Answers } from '../wizard/questions.js';
 import { SshTransport } from '../engine/transport.js';
 import { parseIpAddrShow, type InterfaceAddress } from '../net.js';
@@ -116,23 +124,15 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
 
   if (toStdout) {
     ctx.print(runbookToYaml(doc).trimEnd());
-    if (doc.vrrp.auth && !process.env[VRRP_PASSWORD_ENV]) {
+    for (const s of generatedSecrets(doc).filter((g) => !process.env[g.name]))
       ctx.printError(
-        `VRRP password: not generated (no file written); export ${VRRP_PASSWORD_ENV}=... or put it into runbooks/${doc.name}.secrets (mode 0600) before apply`,
+        `${s.what}: not generated (no file written); export ${s.name}=... or put it into runbooks/${doc.name}.secrets (mode 0600) before apply`,
       );
-    }
     return 0;
   }
   const out = resolve(ctx.cwd, (opts.out as string | undefined) ?? join('runbooks', `${doc.name}.yaml`));
   if (existsSync(out) && opts.force !== true && !overwrite && answers.overwrite !== true) {
     throw new InvalidInputError(`${out} already exists`, ['pass --force to overwrite it, or --out to write elsewhere']);
-  }
-  if (doc.vrrp.auth) {
-    const secrets = secretsPathFor(out, doc.name);
-    if (!process.env[VRRP_PASSWORD_ENV]) writeSecretsFile(secrets, { [VRRP_PASSWORD_ENV]: generateVrrpPassword() });
-    ctx.print(
-      `VRRP password: ${process.env[VRRP_PASSWORD_ENV] ? `taken from $${VRRP_PASSWORD_ENV} at apply time` : `generated into ${secrets} (mode 0600, git-ignored)`}`,
-    );
   }
   // At a terminal without --yes: what will be written, confirmed before writing.
   if (ctx.interactive && opts.yes !== true) {
@@ -146,14 +146,44 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     );
   }
   writeFileAtomic(out, runbookToYaml(doc));
+  writeGeneratedSecrets(out, doc, ctx);
   const shown = relative(ctx.cwd, out).startsWith('..') ? out : relative(ctx.cwd, out);
   const cmd = invocation();
   ctx.print(`wrote ${shown}`);
+  const cert = doc.site?.tls?.certificate;
+  if (cert)
+    ctx.print(
+      `certificate: put the chain at ${join(dirname(shown), cert.chain)} and the key at ${join(dirname(shown), cert.key)} (mode 0600); validate checks them`,
+    );
   ctx.print('next:');
   ctx.print(`  ${cmd} validate ${shown}    # no host contact`);
   ctx.print(`  ${cmd} plan ${shown}        # read-only: what will run on each node`);
   ctx.print(`  ${cmd} apply ${shown}       # install, then the measured failover test`);
   return 0;
+}
+
+/** Secrets the wizard's runbook needs that ha-setup can make up itself (when not in the environment). */
+function generatedSecrets(doc: ReturnType<typeof runbookFromAnswers>) {
+  const out: Array<{ name: string; what: string; make: () => string }> = [];
+  if (doc.vrrp.auth) out.push({ name: VRRP_PASSWORD_ENV, what: 'VRRP password', make: generateVrrpPassword });
+  if (doc.site?.tls?.sessionTickets)
+    out.push({ name: TICKET_SECRET_ENV, what: 'TLS session ticket secret', make: generateTicketSecret });
+  return out;
+}
+
+/** After the runbook is written (never before the summary is confirmed): the generated secrets beside it. */
+function writeGeneratedSecrets(out: string, doc: ReturnType<typeof runbookFromAnswers>, ctx: CliContext): void {
+  const secrets = secretsPathFor(out, doc.name);
+  const made = Object.fromEntries(
+    generatedSecrets(doc)
+      .filter((g) => !process.env[g.name])
+      .map((g) => [g.name, g.make()]),
+  );
+  if (Object.keys(made).length > 0) writeSecretsFile(secrets, made);
+  for (const g of generatedSecrets(doc))
+    ctx.print(
+      `${g.what}: ${process.env[g.name] ? `taken from $${g.name} at apply time` : `generated into ${secrets} (mode 0600, git-ignored)`}`,
+    );
 }
 
 export function summaryLines(doc: ReturnType<typeof runbookFromAnswers>): string[] {
@@ -164,6 +194,11 @@ export function summaryLines(doc: ReturnType<typeof runbookFromAnswers>): string
     `build     ${doc.build?.flavor} ${doc.build?.version} in ${doc.build?.prefix}${doc.build?.modules?.length ? ` with ${doc.build.modules.join(', ')}` : ''}`,
     `keepalived ${doc.keepalived?.version} in ${doc.keepalived?.prefix}`,
     `ssh       user ${doc.ssh?.user}, port ${doc.ssh?.port}${doc.ssh?.identityFile ? `, key ${doc.ssh.identityFile}` : ', SSH agent'}`,
+    ...(doc.site?.tls
+      ? [
+          `https     port ${doc.site.tls.listen}${doc.site.serverName ? ` for ${doc.site.serverName}` : ''}, ${doc.site.tls.certificate ? `certificate ${doc.site.tls.certificate.chain} (key ${doc.site.tls.certificate.key})` : `ACME: ${acmeDirectoryLabel(doc.site.tls.acme!.directory)}`}${doc.site.tls.sessionTickets ? ', session tickets shared by the nodes' : ''}`,
+        ]
+      : []),
     `site      port ${doc.site?.listen}${doc.site?.upstreams?.length ? `, upstreams ${doc.site.upstreams.map((u) => `${u.name}: ${u.discovery ? `Consul ${u.discovery.consul.address} service ${u.discovery.consul.service} (seed ${u.servers.join(', ')})` : u.servers.join(', ')}`).join('; ')}` : ''}${doc.site?.gray ? `; gray release ${doc.site.gray.stable} -> ${doc.site.gray.canary} by rules in Redis ${doc.site.gray.redis.address}` : ''}`,
   ];
 }

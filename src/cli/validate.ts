@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { InvalidInputError, RunbookInvalidError } from '../errors.js';
+import { dirname } from 'node:path';
 import { loadRunbook } from '../runbook/io.js';
+import { tlsFileProblems } from '../runbook/tls-files.js';
 import { pinProblems, releaseProblems, RELEASES } from '../runbook/release-rules.js';
 import type { CliContext } from './context.js';
 import { printable } from './output.js';
@@ -8,7 +10,12 @@ import { printable } from './output.js';
 /** Everything apply would refuse before touching a host: the runbook, its pins, and with --os the nodes' release. */
 function checkAll(file: string, os: string | undefined) {
   const loaded = loadRunbook(file);
-  const problems = [...pinProblems(loaded.runbook), ...(os ? releaseProblems(loaded.runbook, os) : [])];
+  const problems = [
+    ...pinProblems(loaded.runbook),
+    ...(os ? releaseProblems(loaded.runbook, os) : []),
+    // The certificate and key apply would ship: the same checks, before any host is contacted.
+    ...tlsFileProblems(loaded.runbook, dirname(loaded.path)),
+  ];
   if (problems.length > 0) throw new RunbookInvalidError(file, problems);
   return loaded;
 }

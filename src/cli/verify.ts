@@ -15,6 +15,12 @@ import { readState } from '../lab/lab.js';
 import { loadRunbook } from '../runbook/io.js';
 import type { Runbook } from '../runbook/schema.js';
 import { plannedFailover, SCENARIOS, verifyFailover, type Scenario, type VerifyResult } from '../verify/verify.js';
+import {
+  CERT_WARN_DAYS,
+  type ServedCertificate,
+  sameCertificateEverywhere,
+  servedCertificates,
+} from '../verify/certificates.js';
 import { terminalConfirm, withInterrupts, type CliContext } from './context.js';
 
 function labVethsFor(rb: Runbook): Record<string, string> | undefined {
@@ -226,7 +232,9 @@ export function registerRollback(program: Command, ctx: CliContext): void {
 export function registerStatus(program: Command, ctx: CliContext): void {
   program
     .command('status')
-    .description('per node: reachable, nginx active, keepalived state, VIP holder, versions, last verification')
+    .description(
+      'per node: reachable, nginx active, keepalived state, VIP holder, versions, uptime, the certificate served (site.tls), last verification',
+    )
     .argument('<runbook>', 'runbook file')
     .option('--json', 'machine-readable output')
     .option('--accept-new-host-keys', 'trust and record host keys not seen before')
@@ -239,6 +247,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
         opts.acceptNewHostKeys === true,
         async (path, rb, handles) => {
           const views = await vrrpViews(handles, rb);
+          const served = rb.site.tls ? await servedCertificates(handles, rb) : [];
           const reached = await Promise.all(
             handles.map(async (h) => {
               const r = await h.t.exec(
@@ -262,6 +271,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
                 keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
                 os: `${h.facts.osId} ${h.facts.osVersion}`,
                 uptimeS: Math.round(Number(up) || 0),
+                tls: tlsStatus(served.find((c) => c.node === h.node.name)),
               };
             }),
           );
@@ -280,6 +290,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             keepalivedVersion: '',
             os: 'unknown',
             uptimeS: 0,
+            tls: null,
           }));
           const order = resolveNodes(rb).map((n) => n.name);
           const nodes = [...reached, ...lost].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
@@ -290,6 +301,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
           return {
             runbook: rb.name,
             vip: rb.vrrp.vip,
+            certificates: rb.site.tls ? sameCertificateEverywhere(rb, served) : null,
             nodes,
             lastVerify: lastVerify && {
               scenario: lastVerify.scenario,
@@ -316,7 +328,10 @@ export function registerStatus(program: Command, ctx: CliContext): void {
           ctx.print(
             `  ${''.padEnd(12)} ${n.os}; up ${formatUptime(n.uptimeS)}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`,
           );
+          for (const l of formatTlsStatus(n.tls)) ctx.print(`  ${''.padEnd(12)} ${l}`);
         }
+        if (report.certificates)
+          ctx.print(`certificates: ${report.certificates.what}${report.certificates.same ? '' : ' (PROBLEM)'}`);
         const holders = report.nodes.filter((n) => n.holdsVip).map((n) => n.name);
         ctx.print(
           holders.length === 1
@@ -333,9 +348,38 @@ export function registerStatus(program: Command, ctx: CliContext): void {
       }
       const healthy =
         report.nodes.every((n) => n.reachable && n.nginx === 'active' && n.keepalived === 'active') &&
-        report.nodes.filter((n) => n.holdsVip).length === 1;
+        report.nodes.filter((n) => n.holdsVip).length === 1 &&
+        report.nodes.every((n) => !n.tls || n.tls.problems.length === 0) &&
+        (report.certificates === null || report.certificates.same);
       ctx.result = healthy ? 0 : 1;
     });
+}
+
+/** A node's served certificate as status reports it (null without site.tls). */
+function tlsStatus(c: ServedCertificate | undefined) {
+  if (!c) return null;
+  const v = c.view;
+  return {
+    subject: v?.subject ?? null,
+    names: v?.names ?? [],
+    issuer: v?.issuer ?? null,
+    fingerprint: v?.fingerprint ?? null,
+    notAfter: v?.notAfter ?? null,
+    daysLeft: v?.daysLeft ?? null,
+    problems: c.problems,
+  };
+}
+
+/** Status lines for a node's certificate. Pure. */
+export function formatTlsStatus(t: ReturnType<typeof tlsStatus>): string[] {
+  if (!t) return [];
+  if (!t.subject) return t.problems.map((p) => `TLS: ${p}`);
+  const soon = t.daysLeft !== null && t.daysLeft < CERT_WARN_DAYS && t.daysLeft >= 0 ? ' (renewal overdue?)' : '';
+  return [
+    `TLS: ${t.subject}; names ${t.names.join(', ') || '(none)'}; issuer ${t.issuer}`,
+    `     SHA-256 ${t.fingerprint}; until ${t.notAfter} (${t.daysLeft} days left${soon})`,
+    ...t.problems.map((p) => `     PROBLEM: ${p}`),
+  ];
 }
 
 /** 93784 s -> "1d 2h 3m". Pure. */

@@ -14,6 +14,8 @@ import type { Runbook } from '../runbook/schema.js';
 import { layout } from '../runbook/layout.js';
 import { selectedModules } from '../steps/common.js';
 import { configureSpec } from '../steps/configure.js';
+import { ACME_UNIT, TICKET_UNIT } from '../steps/tls.js';
+import { acmeDirectoryLabel, acmeDirectoryUrl, certificateNames } from '../runbook/tls-settings.js';
 import type { VerifyResult } from '../verify/verify.js';
 
 interface RunRecordNode {
@@ -84,6 +86,11 @@ export function renderHandover(runbookPath: string, rb: Runbook, toolVersion: st
     sources: lastRun?.sources ?? Object.values(offlineSources(rb)),
     configureArgs: spec.args.join(' \\\n  '),
     secretsFile: join(dirname(runbookFile), basename(secretsPathFor(runbookPath, rb.name))),
+    certNames: certificateNames(rb.site),
+    acmeLabel: rb.site.tls?.acme ? acmeDirectoryLabel(rb.site.tls.acme.directory) : '',
+    acmeUrl: rb.site.tls?.acme ? acmeDirectoryUrl(rb.site.tls.acme.directory) : '',
+    acmeUnit: ACME_UNIT,
+    ticketUnit: TICKET_UNIT,
   });
 }
 

@@ -205,7 +205,7 @@ export function wrapCommand(line: string, width: number): string[] {
       if (ch === "'" || ch === '"') {
         quote = ch;
         quoteStart = i;
-      } else if (ch === ' ' && i > 20) cut = i;
+      } else if (ch === ' ' && i > 20 && i <= width - 2) cut = i; // room for ' \'
     }
     if (cut < 0 && cutInQuote > 0) {
       const q = rest[quoteStart];
@@ -298,7 +298,7 @@ export function renderPlanReview(
   // Which variable goes where: a reviewer sees every host a secret is sent to (never the value).
   const secrets = secretUses(rb);
   if (secrets.length > 0) out.push('secrets (values never shown):');
-  for (const s of secrets) out.push(`  ${s.name} (${s.field}) -> ${s.goesTo}`);
+  for (const s of secrets) out.push(`  ${s.file ? `file ${s.file}` : s.name} (${s.field}) -> ${s.goesTo}`);
   out.push('');
   const ids = [...new Set(nodes.flatMap((n) => n.steps.map((s) => s.step.id)))];
   for (const id of ids) {

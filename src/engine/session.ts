@@ -3,6 +3,7 @@ import { ensureRunbooksGitignore } from '../runbook/io.js';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
+import { readTlsKey } from '../runbook/tls-files.js';
 import { consulTokenNames, resolveSecret, secretNotSetError, secretUses } from '../runbook/secrets.js';
 import type { Runbook } from '../runbook/schema.js';
 import { gatherFacts, type Facts } from './facts.js';
@@ -64,6 +65,10 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
   for (const use of secretUses(rb)) {
     const name = use.name;
     if (out[name] !== undefined) continue;
+    if (use.file) {
+      out[name] = readTlsKey(rb, runbookDir(runbookPath)).pem;
+      continue;
+    }
     const v = resolveSecret(name, runbookPath, rb.name);
     if (v === undefined) {
       if (use.optional && !(name in process.env)) continue; // passwordless sudo needs none
@@ -87,6 +92,16 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
       throw new InvalidInputError(
         `${use.field}: ${name} may only have printable characters other than " and \\ (it goes into nginx.conf)`,
       );
+    }
+    if (use.field === 'site.tls.sessionTickets.secretEnv' && !/^[\x21-\x7e]{32,512}$/.test(v)) {
+      throw new InvalidInputError(
+        `${use.field}: ${name} must be 32 to 512 printable characters without spaces (every node derives its ticket keys from it)`,
+        ['e.g. openssl rand -base64 48'],
+      );
+    }
+    // It goes into dehydrated's config, a shell file: base64url only.
+    if (use.field === 'site.tls.acme.eab.hmacKeyEnv' && !/^[A-Za-z0-9_-]{16,512}={0,2}$/.test(v)) {
+      throw new InvalidInputError(`${use.field}: ${name} is not an EAB HMAC key (base64url, as the CA gave it)`);
     }
     // A Consul token goes into a Lua string and an HTTP header: only the characters tokens are made of.
     if (tokens.includes(name) && !/^[A-Za-z0-9._~+/=-]{1,256}$/.test(v)) {

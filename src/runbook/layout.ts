@@ -47,6 +47,17 @@ export function layout(rb: Runbook) {
     /** Connection handoff around a planned VIP move (src/verify/handoff.ts); /run: nothing survives a reboot. */
     handoffScript: '/run/ha-setup/handoff.sh',
     handoffState: '/run/ha-setup/handoff.state',
+    /** site.tls.certificate's chain and key: in the conf directory, staged and tested with it. */
+    tlsDir: `${nginxHome}/conf/ha-tls`,
+    /** The shared secret the session ticket keys are derived from, and the keys (current, previous, next). */
+    ticketSecret: '/etc/ha-setup/tls/ticket-secret',
+    ticketKeysDir: '/etc/ha-setup/tls/tickets',
+    ticketScript: '/usr/local/share/ha-setup/tls-ticket-keys.sh',
+    /** ACME: dehydrated's config and hook, its state (account, certificates, challenges), the certificate nginx serves. */
+    acmeConfDir: '/etc/ha-setup/acme',
+    acmeStateDir: '/var/lib/ha-setup/acme',
+    acmeChallengeDir: '/var/lib/ha-setup/acme/challenges',
+    acmeLiveDir: '/etc/ha-setup/tls/acme',
   };
 }
 

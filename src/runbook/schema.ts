@@ -9,6 +9,7 @@ import {
   upstreamCheck,
 } from './module-settings.js';
 import { gitRefProblem, gitUrlProblem, isCommit, SOURCE_VERSION } from '../sources/git-syntax.js';
+import { tlsSettings } from './tls-settings.js';
 
 // Runbook v1. Key names are a contract: acceptance tests and users' files rely on them.
 // Every object is strict so a typo such as `vrp:` is an error, never silently ignored.
@@ -492,6 +493,8 @@ export const siteSchema = z.strictObject({
   vts: statusPage('/vts').optional(),
   /** Gray release from Redis between two of the upstreams; needs lua (nginx) or OpenResty. */
   gray: grayRelease.optional(),
+  /** HTTPS on the VIP: the certificate (files or ACME), session tickets shared by the nodes. */
+  tls: tlsSettings.optional(),
   /**
    * Networks upstream peers may be in (static servers and peers from Consul). Empty: any ordinary
    * unicast address; loopback, link-local, multicast and broadcast are refused unless listed here.

@@ -2,7 +2,10 @@ import { join } from 'node:path';
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { readSecretsFile, secretsPathFor } from './io.js';
+import { layout } from './layout.js';
 import type { Runbook } from './schema.js';
+import { TLS_KEY_SECRET } from './tls-files.js';
+import { acmeDirectoryUrl } from './tls-settings.js';
 
 /**
  * Secrets are named in the runbook and read at run time. A runbook names an address too (a Redis,
@@ -19,6 +22,8 @@ export interface SecretUse {
   goesTo: string;
   /** apply can run without it (passwordless sudo needs none). */
   optional?: boolean;
+  /** A secret kept in a file beside the runbook (the TLS private key), not in a variable. */
+  file?: string;
 }
 
 /** Every secret a runbook uses, with where its value is sent (plan shows this). */
@@ -60,6 +65,26 @@ export function secretUses(rb: Runbook): SecretUse[] {
       name: g.redis.passwordEnv,
       field: 'site.gray.redis.passwordEnv',
       goesTo: `Redis ${g.redis.address} (AUTH, from nginx on every node and from \`ha-setup gray\` on this machine)`,
+    });
+  const tls = rb.site.tls;
+  if (tls?.certificate)
+    out.push({
+      name: TLS_KEY_SECRET,
+      file: tls.certificate.key,
+      field: 'site.tls.certificate.key',
+      goesTo: `every node's ${layout(rb).tlsDir}/privkey.pem (mode 0600, read by nginx's master)`,
+    });
+  if (tls?.sessionTickets)
+    out.push({
+      name: tls.sessionTickets.secretEnv,
+      field: 'site.tls.sessionTickets.secretEnv',
+      goesTo: `every node's ${layout(rb).ticketSecret} (mode 0600): the session ticket keys are derived from it there`,
+    });
+  if (tls?.acme?.eab)
+    out.push({
+      name: tls.acme.eab.hmacKeyEnv,
+      field: 'site.tls.acme.eab.hmacKeyEnv',
+      goesTo: `the ACME CA ${acmeDirectoryUrl(tls.acme.directory)} (external account binding, from dehydrated on every node; kept in its config, mode 0600)`,
     });
   return out;
 }

@@ -3,6 +3,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { posix } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import type { Runbook } from './schema.js';
+import { readAcmeCa, readTlsChain } from './tls-files.js';
 
 /**
  * The runbook's site.include files, read on the control machine. Two maps, never mixed: a conf
@@ -15,9 +16,11 @@ export interface SiteFiles {
   lua: Record<string, string>;
   /** CA certificates (PEM) the gateway trusts for Consul and Redis over TLS, keyed by the runbook's path. */
   ca: Record<string, string>;
+  /** site.tls: the certificate chain (checked against its key; the key itself travels as a secret) and the ACME CA. */
+  tls: { chain?: string; acmeCa?: string };
 }
 
-export const emptySiteFiles = (): SiteFiles => ({ conf: {}, lua: {}, ca: {} });
+export const emptySiteFiles = (): SiteFiles => ({ conf: {}, lua: {}, ca: {}, tls: {} });
 
 /** Every `tls.caFile` of the runbook with the field that names it. */
 export function caFiles(rb: Runbook): Array<{ field: string; file: string }> {
@@ -110,6 +113,8 @@ export function readSiteFiles(rb: Runbook, runbookDir: string): SiteFiles {
       throw new InvalidInputError(`${field}: ${file} holds a private key; give the CA certificate only`);
     out.ca[file] = pem;
   }
+  if (rb.site.tls?.certificate) out.tls.chain = readTlsChain(rb, root);
+  if (rb.site.tls?.acme?.caFile) out.tls.acmeCa = readAcmeCa(rb, root);
   // Lua directories: every *.lua below them, keyed by the module path inside ha-lua/.
   const luaOwner = new Map<string, string>();
   rb.site.include.lua.forEach((dir, i) => {

@@ -12,6 +12,7 @@ import {
   vrrpSchema,
   type Runbook,
 } from './schema.js';
+import { tlsSettingProblems } from './tls-settings.js';
 
 export type ValidationResult = { ok: true; runbook: Runbook; problems: [] } | { ok: false; problems: Problem[] };
 
@@ -221,6 +222,7 @@ export function semanticProblems(s: Sections): Problem[] {
     });
   }
   if (site) out.push(...moduleSettingProblems(site, build));
+  if (site) out.push(...tlsSettingProblems(site));
   if (site && noLua && site.include.lua.length > 0) {
     add(
       'site.include.lua',

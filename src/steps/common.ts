@@ -32,6 +32,8 @@ interface PackageTable {
   keepalived: Record<string, string[]>;
   runtime: Record<string, string[]>;
   keepalivedPackage: Record<string, string[]>;
+  tls: Record<string, string[]>;
+  acme: Record<string, string[]>;
 }
 let packageTable: PackageTable | undefined;
 export function packages(): PackageTable {
@@ -73,6 +75,11 @@ export function luaPackageCpath(pc: PlanContext): string | undefined {
   if (rb.build.flavor !== 'nginx' || !gatewayEnabled(rb)) return undefined;
   const triplet = pc.facts.arch === 'aarch64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
   return `${layout(rb).luaDir}/usr/lib/${triplet}/lua/5.1/?.so;;`;
+}
+
+/** The TCP ports the site listens on: HTTP, and HTTPS with site.tls. */
+export function sitePorts(rb: PlanContext['runbook']): number[] {
+  return rb.site.tls ? [rb.site.listen, rb.site.tls.listen] : [rb.site.listen];
 }
 
 /** Shell check that every planned file on the host has exactly the planned content. */

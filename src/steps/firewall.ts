@@ -1,9 +1,9 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { isIPv4 } from '../net.js';
 import { shq } from '../shell.js';
-import { probe } from './common.js';
+import { probe, sitePorts } from './common.js';
 
-/** Rules that let VRRP (protocol 112) from the peers and the site port in. Never disables anything. */
+/** Rules that let VRRP (protocol 112) from the peers and the site's ports in. Never disables anything. */
 export function firewallCommands(pc: PlanContext): { apply: string[]; verify: string[] } {
   const rb = pc.runbook;
   if (!rb.firewall.manage) return { apply: [], verify: [] };
@@ -14,7 +14,7 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
     .map((n) =>
       isIPv4(n.host) ? n.host : (pc.clusterFacts[n.name]?.interfaces[n.interface]?.[0]?.split('/')[0] ?? n.host),
     );
-  const port = rb.site.listen;
+  const ports = sitePorts(rb);
   switch (pc.facts.firewall) {
     case 'firewalld': {
       // VRRP from the peers only, as with iptables and nftables: anyone else on the segment could
@@ -23,19 +23,19 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
       return {
         apply: [
           ...rules.map((r) => `firewall-cmd --permanent --add-rich-rule=${shq(r)}`),
-          `firewall-cmd --permanent --add-port=${port}/tcp`,
+          ...ports.map((port) => `firewall-cmd --permanent --add-port=${port}/tcp`),
           'firewall-cmd --reload',
         ],
         verify: [
           ...rules.map((r) => `firewall-cmd --query-rich-rule=${shq(r)}`),
-          `firewall-cmd --query-port=${port}/tcp`,
+          ...ports.map((port) => `firewall-cmd --query-port=${port}/tcp`),
         ],
       };
     }
     case 'iptables': {
       const rules = [
         ...peers.map((p) => ['-p', 'vrrp', '-s', p, '-j', 'ACCEPT']),
-        ['-p', 'tcp', '--dport', String(port), '-j', 'ACCEPT'],
+        ...ports.map((port) => ['-p', 'tcp', '--dport', String(port), '-j', 'ACCEPT']),
       ].map((r) => r.map(shq).join(' '));
       return {
         apply: rules
@@ -49,7 +49,10 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
     case 'nftables': {
       // The chain hooked on input with policy drop, as found on the host (e.g. "inet filter input").
       const chain = (pc.facts.firewallChain || 'inet filter input').split(' ').map(shq).join(' ');
-      const stmts = [...peers.map((p) => `ip saddr ${p} ip protocol vrrp accept`), `tcp dport ${port} accept`];
+      const stmts = [
+        ...peers.map((p) => `ip saddr ${p} ip protocol vrrp accept`),
+        ...ports.map((port) => `tcp dport ${port} accept`),
+      ];
       return {
         apply: stmts.map(
           (s) => `nft list chain ${chain} | grep -F ${shq(s)} >/dev/null || nft insert rule ${chain} ${s}`,

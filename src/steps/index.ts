@@ -1,4 +1,5 @@
 import type { Step } from '../engine/types.js';
+import { acmeStep } from './acme.js';
 import { buildStep } from './build.js';
 import { configureStep } from './configure.js';
 import { firewallStep } from './firewall.js';
@@ -15,6 +16,7 @@ import { patchStep } from './patch.js';
 import { preflightStep } from './preflight.js';
 import { keepalivedSourcesStep, sourcesStep } from './sources.js';
 import { startStep } from './start.js';
+import { tlsStep } from './tls.js';
 
 /** Runs on every node before anything else; any problem stops the whole apply with one report. */
 export const PREFLIGHT: Step = preflightStep;
@@ -28,6 +30,7 @@ export const INSTALL_STEPS: Step[] = [
   buildStep,
   installStep,
   gatewayLibsStep,
+  tlsStep,
   nginxConfigStep,
   nginxServiceStep,
   keepalivedSourcesStep,
@@ -37,4 +40,5 @@ export const INSTALL_STEPS: Step[] = [
   loggingStep,
   firewallStep,
   startStep,
+  acmeStep,
 ];

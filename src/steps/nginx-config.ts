@@ -9,6 +9,7 @@ import { shq } from '../shell.js';
 import { filesMatch, layout, luaPackageCpath, luaPackagePath, probe } from './common.js';
 import { GATEWAY_DIR, gatewayEnabled, gatewayFiles, luaSslTrustedCertificate } from './gateway.js';
 import { moduleView } from './module-config.js';
+import { certificateFiles, tlsView } from './tls.js';
 
 export function nginxConfigFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -36,12 +37,14 @@ export function nginxConfigFiles(pc: PlanContext) {
     gateway: gatewayEnabled(rb),
     gray: rb.site.gray,
     m: modules,
+    tls: tlsView(pc),
   });
   return [
     { path: L.confFile, content: nginxConf, mode: 0o644 },
     { path: L.siteConf, content: site, mode: modules.secret ? 0o600 : 0o644 },
     ...includeFiles(pc),
     ...gatewayFiles(pc),
+    ...certificateFiles(pc),
   ];
 }
 
@@ -80,6 +83,8 @@ export function includeFiles(pc: PlanContext): PlannedFile[] {
 
 const HTTP_PREFIX = 'site-http-';
 const SERVER_DIR = 'ha-site.d';
+/** site.tls.certificate's chain and key (layout's tlsDir). */
+const TLS_DIR = 'ha-tls';
 /** site.include.lua, on lua_package_path (see luaPackagePath). */
 export const LUA_DIR = 'ha-lua';
 
@@ -88,7 +93,7 @@ export const LUA_DIR = 'ha-lua';
  * Remote scripts run under `set -euo pipefail`: finding nothing must not fail the listing. Only
  * .conf and .lua files count: the timestamped .bak copies writeFile keeps are left alone.
  */
-const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} ${GATEWAY_DIR} -type f -name '*.lua' 2>/dev/null || true; }`;
+const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} ${GATEWAY_DIR} -type f -name '*.lua' 2>/dev/null || true; find ${TLS_DIR} -type f -name '*.pem' 2>/dev/null || true; }`;
 
 /** Exits 1 when the conf directory (the current one) holds an include file not in `keep` (paths relative to it). */
 export function staleIncludesProbe(confDir: string, keep: string[]): string {

@@ -13,6 +13,8 @@ export function packageList(pc: PlanContext): string[] {
       ? packagesFor('keepalived', pc.facts)
       : packagesFor('keepalivedPackage', pc.facts)),
     ...packagesFor('runtime', pc.facts),
+    ...(rb.site.tls ? packagesFor('tls', pc.facts) : []),
+    ...(rb.site.tls?.acme ? packagesFor('acme', pc.facts) : []),
   ];
   for (const m of selectedModules(rb)) {
     if (m.bundledIn.includes(rb.build.flavor)) continue;
@@ -61,6 +63,8 @@ export const packagesStep: Step = {
     if (lua) plan.commands.push(lua);
     const hint = osProfile(pc.facts).epelHint;
     if (hint && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) plan.notes.push(hint);
+    if (hint && pc.runbook.site.tls?.acme)
+      plan.notes.push('dehydrated comes from EPEL: enable it if the install fails');
     plan.notes.push(`packages: ${pkgs.join(' ')}`);
     return plan;
   },

@@ -3,7 +3,7 @@ import { emptyPlan, type Step, type StepContext, type StepPlan } from '../engine
 import { inSubnet, parseCidr } from '../net.js';
 import { shq } from '../shell.js';
 import { osProfile } from '../engine/os-profile.js';
-import { layout, packagesFor } from './common.js';
+import { layout, packagesFor, sitePorts } from './common.js';
 import { releaseProblems } from '../runbook/release-rules.js';
 
 const MIN_FREE_MB = 1024;
@@ -41,25 +41,26 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   }
 
   const L = layout(rb);
-  const port = rb.site.listen;
-  // The site port must be free or held by our own nginx.
-  const portUsers = await ctx.t.exec(`ss -Hltnp ${shq(`sport = :${port}`)} 2>/dev/null || true`, { quiet: true });
-  const users = portUsers.stdout.trim();
-  if (users !== '' && !users.includes('nginx')) {
-    problems.push(`port ${port} is in use by another program: ${users.split('\n')[0]}`);
-  } else if (users.includes('nginx')) {
-    // Ours: this runbook's binary, or the nginx ha-setup's own unit runs (another flavor or prefix of
-    // this cluster, which the apply replaces by rolling the unit).
-    const ours = await ctx.t.exec(
-      `pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || ` +
-        `{ grep -q 'managed by ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
-        `[ "$m" != 0 ] && ss -Hltnp ${shq(`sport = :${port}`)} | grep -q "pid=$m,"; }`,
-      { quiet: true },
-    );
-    if (ours.code !== 0)
-      problems.push(
-        `port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,
+  // The site's ports (HTTP, and HTTPS with site.tls) must be free or held by our own nginx.
+  for (const port of sitePorts(rb)) {
+    const portUsers = await ctx.t.exec(`ss -Hltnp ${shq(`sport = :${port}`)} 2>/dev/null || true`, { quiet: true });
+    const users = portUsers.stdout.trim();
+    if (users !== '' && !users.includes('nginx')) {
+      problems.push(`port ${port} is in use by another program: ${users.split('\n')[0]}`);
+    } else if (users.includes('nginx')) {
+      // Ours: this runbook's binary, or the nginx ha-setup's own unit runs (another flavor or prefix of
+      // this cluster, which the apply replaces by rolling the unit).
+      const ours = await ctx.t.exec(
+        `pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || ` +
+          `{ grep -q 'managed by ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
+          `[ "$m" != 0 ] && ss -Hltnp ${shq(`sport = :${port}`)} | grep -q "pid=$m,"; }`,
+        { quiet: true },
       );
+      if (ours.code !== 0)
+        problems.push(
+          `port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,
+        );
+    }
   }
 
   // Once our keepalived runs here with this VRID, the VIP and the VRID's adverts on the segment are

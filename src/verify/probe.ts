@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 
 export interface ProbeSample {
   /** ms since the probe started, when the request was sent */
@@ -16,35 +17,51 @@ export interface Prober {
   stop(): Promise<ProbeSample[]>;
 }
 
+/**
+ * Probing over HTTPS: a full TLS handshake per request. With `ca` the served certificate is verified
+ * for `servername` (a test that must see the right certificate); without, any certificate is taken
+ * (the failover test measures availability; verify checks the certificates apart).
+ */
+export interface ProbeTls {
+  servername?: string;
+  ca?: string;
+}
+
 export function probeOnce(
   host: string,
   port: number,
   timeoutMs: number,
+  tls?: ProbeTls,
 ): Promise<{ ok: boolean; node?: string; error?: string }> {
   return new Promise((resolve) => {
     // A fresh connection each time (agent: false): a kept-alive socket would hide a moved VIP.
-    const req = http.request(
-      { host, port, path: '/ha-health', method: 'GET', agent: false, timeout: timeoutMs },
-      (res) => {
-        let body = '';
-        res.on('data', (d) => {
-          body += d;
-        });
-        res.on('end', () =>
-          resolve(
-            res.statusCode === 200 ? { ok: true, node: body.trim() } : { ok: false, error: `HTTP ${res.statusCode}` },
-          ),
-        );
-      },
-    );
+    const options = { host, port, path: '/ha-health', method: 'GET', agent: false, timeout: timeoutMs } as const;
+    const request = tls
+      ? (cb: (res: http.IncomingMessage) => void) =>
+          https.request(
+            { ...options, servername: tls.servername, ca: tls.ca, rejectUnauthorized: tls.ca !== undefined },
+            cb,
+          )
+      : (cb: (res: http.IncomingMessage) => void) => http.request(options, cb);
+    const req = request((res) => {
+      let body = '';
+      res.on('data', (d) => {
+        body += d;
+      });
+      res.on('end', () =>
+        resolve(
+          res.statusCode === 200 ? { ok: true, node: body.trim() } : { ok: false, error: `HTTP ${res.statusCode}` },
+        ),
+      );
+    });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e) => resolve({ ok: false, error: e.message }));
     req.end();
   });
 }
 
-/** Requests http://host:port/ha-health every intervalMs (overlapping, each with its own timeout). */
-export function startProber(host: string, port: number, intervalMs = 50, timeoutMs = 250): Prober {
+/** Requests http(s)://host:port/ha-health every intervalMs (overlapping, each with its own timeout). */
+export function startProber(host: string, port: number, intervalMs = 50, timeoutMs = 250, tls?: ProbeTls): Prober {
   const t0 = performance.now();
   const samples: ProbeSample[] = [];
   const pending = new Set<Promise<void>>();
@@ -52,7 +69,7 @@ export function startProber(host: string, port: number, intervalMs = 50, timeout
   const tick = () => {
     if (!running) return;
     const sentAt = performance.now() - t0;
-    const p = probeOnce(host, port, timeoutMs).then((r) => {
+    const p = probeOnce(host, port, timeoutMs, tls).then((r) => {
       samples.push({ sentAt, doneAt: performance.now() - t0, ...r });
     });
     pending.add(p);
@@ -113,14 +130,16 @@ export function startRemoteProber(
   port: number,
   intervalMs = 50,
   timeoutMs = 250,
+  tls = false,
 ): Prober {
   const stopFile = `/run/ha-setup-probe-stop-${process.pid}`;
   const samples: ProbeSample[] = [];
   let t0: number | undefined;
-  const url = `http://${vip}:${port}/ha-health`;
+  const url = `${tls ? 'https' : 'http'}://${vip}:${port}/ha-health`;
+  // Over TLS any certificate is taken (-k): this measures availability; verify checks certificates apart.
   const script = `rm -f ${stopFile}
 while [ ! -e ${stopFile} ]; do
-  ( t=$(date +%s%3N); if body=$(curl -fsS -m ${timeoutMs / 1000} -- ${url} 2>/dev/null); then echo "$t OK $body"; else echo "$t FAIL"; fi ) &
+  ( t=$(date +%s%3N); if body=$(curl -fsS${tls ? 'k' : ''} -m ${timeoutMs / 1000} -- ${url} 2>/dev/null); then echo "$t OK $body"; else echo "$t FAIL"; fi ) &
   sleep ${intervalMs / 1000}
 done
 wait; rm -f ${stopFile}`;

@@ -10,7 +10,9 @@ import type { Runbook } from '../runbook/schema.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
 import { plannedMove } from './handoff.js';
-import { measureOutage, probeOnce, startProber, startRemoteProber, type Outage } from './probe.js';
+import { servedCertificates } from './certificates.js';
+import { measureOutage, probeOnce, type ProbeTls, startProber, startRemoteProber, type Outage } from './probe.js';
+import { certificateNames } from '../runbook/tls-settings.js';
 
 export const SCENARIOS = ['nginx-crash', 'nginx-stop', 'keepalived-stop', 'node-down', 'planned'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -163,6 +165,13 @@ export function sustainedSplitBrain(timeline: Array<{ holders: string[] }>): boo
   return timeline.some((t, i) => t.holders.length > 1 && (timeline[i + 1]?.holders.length ?? 0) > 1);
 }
 
+/** Where the failover test probes: over HTTPS on the TLS port when the site has one (what clients use). */
+export function probeTarget(rb: Runbook): { port: number; tls?: ProbeTls; url: (host: string) => string } {
+  if (!rb.site.tls) return { port: rb.site.listen, url: (h) => `http://${h}:${rb.site.listen}/ha-health` };
+  const port = rb.site.tls.listen;
+  return { port, tls: { servername: certificateNames(rb.site)[0] }, url: (h) => `https://${h}:${port}/ha-health` };
+}
+
 async function measurePhase(
   env: Env,
   from: string,
@@ -172,9 +181,10 @@ async function measurePhase(
   probeFrom?: NodeHandle,
 ): Promise<PhaseResult> {
   const vip = parseCidr(env.rb.vrrp.vip)!.address;
+  const target = probeTarget(env.rb);
   const prober = probeFrom
-    ? startRemoteProber(probeFrom.t, vip, env.rb.site.listen)
-    : startProber(vip, env.rb.site.listen);
+    ? startRemoteProber(probeFrom.t, vip, target.port, 50, 250, target.tls !== undefined)
+    : startProber(vip, target.port, 50, 250, target.tls);
   const monitor = startHolderMonitor(env, skip);
   await sleep(400);
   await act();
@@ -233,21 +243,18 @@ export async function verifyFailover(
     ? env.handles.find((h) => h.node.name === probeFromName || h.node.host === probeFromName)
     : undefined;
   if (probeFromName && !probeFrom) throw new RunFailedError(`--probe-from ${probeFromName}: no such node`);
-  let first = probeFrom ? { ok: false, error: 'not tried' } : await probeOnce(vip, rb.site.listen, 2000);
+  const pt = probeTarget(rb);
+  const url = pt.url(vip);
+  let first = probeFrom ? { ok: false, error: 'not tried' } : await probeOnce(vip, pt.port, 2000, pt.tls);
   if (!first.ok) {
     if (probeFrom) env.log(`probing the VIP from ${probeFrom.node.name}`);
     else {
       probeFrom = others[others.length - 1];
-      env.log(
-        `this machine cannot reach http://${vip}:${rb.site.listen}/ha-health (${first.error}); probing from ${probeFrom.node.name} instead`,
-      );
+      env.log(`this machine cannot reach ${url} (${first.error}); probing from ${probeFrom.node.name} instead`);
     }
-    const r = await probeFrom.t.exec(`curl -fsS -m 2 -- http://${vip}:${rb.site.listen}/ha-health`, { quiet: true });
+    const r = await probeFrom.t.exec(`curl -fsS${pt.tls ? 'k' : ''} -m 2 -- ${url}`, { quiet: true });
     first = r.code === 0 ? { ok: true, node: r.stdout.trim() } : { ok: false, error: `curl exit ${r.code}` };
-    if (!first.ok)
-      throw new RunFailedError(
-        `http://${vip}:${rb.site.listen}/ha-health answers neither this machine nor ${probeFrom.node.name}`,
-      );
+    if (!first.ok) throw new RunFailedError(`${url} answers neither this machine nor ${probeFrom.node.name}`);
   }
   if (first.node !== holder.node.name)
     problems.push(`/ha-health answered "${first.node}" but ${holder.node.name} holds the VIP`);
@@ -261,6 +268,10 @@ export async function verifyFailover(
       problems.push(`${h.node.name}: nginx does not answer /ha-health on 127.0.0.1:${rb.site.listen}`);
     if (!r.stdout.includes('keepalived-ok')) problems.push(`${h.node.name}: keepalived is not running`);
   }
+  // With HTTPS, every node must serve a certificate clients accept before it may take the VIP.
+  if (rb.site.tls)
+    for (const c of await servedCertificates(env.handles, rb))
+      for (const p of c.problems) problems.push(`${c.node}: ${p}`);
 
   const down = new Set<string>();
   const skip = () => down;

@@ -1,8 +1,9 @@
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import type { RunbookInput } from '../runbook/schema.js';
 import { splitList, type Answers } from './questions.js';
 
 export const VRRP_PASSWORD_ENV = 'HA_SETUP_VRRP_PASSWORD';
+export const TICKET_SECRET_ENV = 'HA_SETUP_TLS_TICKET_SECRET';
 
 /** Pure: the answers (from flags, defaults or prompts) become a runbook document. */
 export function runbookFromAnswers(a: Answers): RunbookInput {
@@ -56,6 +57,7 @@ export function runbookFromAnswers(a: Answers): RunbookInput {
           : [],
       ...grayFromAnswers(a),
       ...siteModules(a),
+      ...tlsFromAnswers(a),
     },
     verify: { failover: a.failover !== false, maxDowntimeMs: Number(a.maxDowntimeMs ?? 1000) },
   };
@@ -93,6 +95,29 @@ function siteModules(a: Answers) {
         }
       : {}),
   };
+}
+
+/** site.tls (and the names it serves) as the HTTPS questions answered. */
+function tlsFromAnswers(a: Answers) {
+  if (a.tls === undefined || a.tls === 'none') return {};
+  const serverName = String(a.serverName ?? '').trim();
+  const email = String(a.acmeEmail ?? '').trim();
+  return {
+    ...(serverName ? { serverName } : {}),
+    tls: {
+      listen: Number(a.tlsListen ?? 443),
+      redirectHttp: a.redirectHttp !== false,
+      ...(a.tls === 'files'
+        ? { certificate: { chain: String(a.tlsChain), key: String(a.tlsKey) } }
+        : { acme: { directory: String(a.acmeDirectory ?? 'letsencrypt-staging'), ...(email ? { email } : {}) } }),
+      ...(a.tlsSessionTickets !== false ? { sessionTickets: { secretEnv: TICKET_SECRET_ENV } } : {}),
+    },
+  };
+}
+
+/** 48 random characters for the session ticket secret (base64url alphabet: fine in the .secrets file). */
+export function generateTicketSecret(): string {
+  return randomBytes(36).toString('base64url');
 }
 
 function canaryUpstream(a: Answers) {

@@ -13,6 +13,7 @@ import {
 } from '../net.js';
 import { interfaceName, absolutePath, consulAddress, redisAddress } from '../runbook/schema.js';
 import { ldapServer, locationPath, stickySettings, upstreamCheck } from '../runbook/module-settings.js';
+import { acmeSettings, DNS_NAME_PATTERN, tlsSettings } from '../runbook/tls-settings.js';
 
 // The wizard's questions as data. Each has a flag (every prompt has one), an optional default
 // computed from earlier answers, and a validator shared by the prompt and the flag path.
@@ -640,6 +641,132 @@ export const questions: Question[] = [
     notApplicable: 'needs --gray-canary',
     validate: (v) =>
       v === '' || /^[A-Za-z_][A-Za-z0-9_]*$/.test(v) ? undefined : 'must be an environment variable name',
+  },
+  // HTTPS on the VIP (site.tls).
+  {
+    id: 'tls',
+    flag: '--tls <kind>',
+    kind: 'select',
+    message: 'HTTPS on the VIP?',
+    help: "none, files (a certificate you have, beside the runbook) or acme (issued and renewed by an ACME CA such as Let's Encrypt) (default none)",
+    choices: () => [
+      { value: 'none', label: 'none', hint: 'plain HTTP only' },
+      { value: 'files', label: 'certificate files', hint: 'a chain and key you already have, kept beside the runbook' },
+      { value: 'acme', label: 'ACME', hint: "Let's Encrypt or another ACME CA; every node renews its own" },
+    ],
+    default: () => 'none',
+    validate: (v, a) =>
+      !['none', 'files', 'acme'].includes(v)
+        ? 'choose none, files or acme'
+        : v === 'acme' && String(a.listen ?? '80') !== '80'
+          ? "ACME's http-01 challenge always comes to port 80: answer 80 for the site port (--listen 80)"
+          : undefined,
+  },
+  {
+    id: 'serverName',
+    flag: '--server-name <names>',
+    kind: 'text',
+    message: 'Names of the site (space-separated, e.g. www.example.com example.com)',
+    help: 'the DNS names clients use (server_name); the certificate must cover them (default: any name)',
+    default: (a) => (a.tls === 'acme' ? undefined : ''),
+    when: (a) => a.tls !== undefined && a.tls !== 'none',
+    notApplicable: 'needs --tls files or --tls acme',
+    validate: (v, a) => {
+      const names = v.split(' ').filter(Boolean);
+      if (names.some((n) => !DNS_NAME_PATTERN.test(n)))
+        return 'give DNS names such as www.example.com, separated by spaces';
+      if (a.tls === 'acme' && names.length === 0) return 'ACME needs at least one name to ask a certificate for';
+      if (a.tls === 'acme' && names.some((n) => n.startsWith('*.')))
+        return 'a wildcard needs a DNS challenge; the http-01 challenge ha-setup answers covers exact names only';
+      return undefined;
+    },
+  },
+  {
+    id: 'tlsChain',
+    flag: '--tls-chain <file>',
+    kind: 'text',
+    message: "Certificate chain file, relative to the runbook's folder (server certificate first, then intermediates)",
+    help: 'PEM chain beside the runbook (default tls/<name>.fullchain.pem); checked against the key before anything ships',
+    default: (a) => `tls/${String(a.name ?? 'web-ha')}.fullchain.pem`,
+    when: (a) => a.tls === 'files',
+    notApplicable: 'needs --tls files',
+    validate: (v) => zodMessage(tlsSettings.shape.certificate.unwrap().shape.chain)(v),
+  },
+  {
+    id: 'tlsKey',
+    flag: '--tls-key <file>',
+    kind: 'text',
+    message: "Private key file, relative to the runbook's folder (mode 0600)",
+    help: 'PEM private key beside the runbook, mode 0600 (default tls/<name>.key); never in logs, plans or docs',
+    default: (a) => `tls/${String(a.name ?? 'web-ha')}.key`,
+    when: (a) => a.tls === 'files',
+    notApplicable: 'needs --tls files',
+    validate: (v) => zodMessage(tlsSettings.shape.certificate.unwrap().shape.key)(v),
+  },
+  {
+    id: 'acmeDirectory',
+    flag: '--acme-directory <ca>',
+    kind: 'select',
+    message: 'ACME CA',
+    help: 'letsencrypt-staging (test certificates, the default while trying), letsencrypt (production), or the https:// URL of an ACME directory',
+    choices: () => [
+      {
+        value: 'letsencrypt-staging',
+        label: "Let's Encrypt staging",
+        hint: 'test certificates no browser trusts: try here first',
+      },
+      { value: 'letsencrypt', label: "Let's Encrypt", hint: 'production: browsers trust these' },
+    ],
+    default: () => 'letsencrypt-staging',
+    when: (a) => a.tls === 'acme',
+    notApplicable: 'needs --tls acme',
+    validate: (v) => zodMessage(acmeSettings.shape.directory)(v),
+  },
+  {
+    id: 'acmeEmail',
+    flag: '--acme-email <address>',
+    kind: 'text',
+    message: "Contact e-mail for the ACME account (the CA's expiry warnings; empty: none)",
+    help: 'contact address of the ACME account (default none)',
+    default: () => '',
+    when: (a) => a.tls === 'acme',
+    notApplicable: 'needs --tls acme',
+    validate: (v) => (v === '' ? undefined : zodMessage(acmeSettings.shape.email.unwrap())(v)),
+  },
+  {
+    id: 'tlsSessionTickets',
+    flag: '--no-tls-session-tickets',
+    kind: 'confirm',
+    message: 'Share TLS session tickets between the nodes (clients resume their sessions after a failover)?',
+    help: 'do not share session ticket keys between the nodes (by default a shared secret is generated into the .secrets file)',
+    default: () => true,
+    when: (a) => a.tls !== undefined && a.tls !== 'none',
+    notApplicable: 'needs --tls files or --tls acme',
+  },
+  {
+    id: 'tlsListen',
+    tuning: true,
+    flag: '--tls-listen <port>',
+    kind: 'text',
+    message: 'HTTPS port',
+    help: 'port HTTPS listens on (default 443)',
+    default: () => '443',
+    when: (a) => a.tls !== undefined && a.tls !== 'none',
+    notApplicable: 'needs --tls files or --tls acme',
+    validate: (v, a) =>
+      intIn(1, 65535, 'HTTPS port')(v) ??
+      (v.trim() === String(a.listen ?? '80') ? 'HTTP already listens there' : undefined),
+  },
+  {
+    id: 'redirectHttp',
+    tuning: true,
+    flag: '--no-redirect-http',
+    kind: 'confirm',
+    message: 'Redirect plain HTTP to HTTPS?',
+    help: 'serve the site over plain HTTP too instead of redirecting it to https',
+    default: () => true,
+    when: (a) => a.tls !== undefined && a.tls !== 'none',
+    notApplicable: 'needs --tls files or --tls acme',
   },
   {
     id: 'failover',

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { offlinePlan, planJson, renderPlanReview, renderPlanText, wrapCommand } from '../../src/engine/plan-view.js';
 import { loadRunbook } from '../../src/runbook/io.js';
+import { emptySiteFiles } from '../../src/runbook/site-files.js';
 import { INSTALL_STEPS } from '../../src/steps/index.js';
 import { assumedFacts } from '../../src/engine/facts.js';
 import { handoffCommands, handoffScript } from '../../src/verify/handoff.js';
@@ -64,6 +65,31 @@ describe('golden plans', () => {
         ownLuaByHash: true,
       });
       await expect(text).toMatchFileSnapshot(join(goldenDir, `gray.${release}.txt`));
+    });
+  }
+
+  // HTTPS: a certificate from files (OpenResty: `http2 on`) and from ACME (nginx 1.22: `listen ... http2`).
+  for (const release of ['debian12', 'el9']) {
+    it(`https from certificate files on ${release}`, async () => {
+      const dir = join(import.meta.dirname, '..', 'fixtures', 'tls');
+      const { runbook } = loadRunbook(join(dir, 'runbook-https.yaml'));
+      const siteFiles = { ...emptySiteFiles(), tls: { chain: readFileSync(join(dir, 'chain.pem'), 'utf8') } };
+      const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, release, siteFiles), {
+        fileContents: true,
+        ownLuaByHash: true,
+      });
+      // The key is a placeholder in every plan: its content is substituted only when the file is written.
+      expect(text).toContain('@@secret:__ha_setup_tls_key@@');
+      expect(text).not.toContain('PRIVATE KEY');
+      await expect(text).toMatchFileSnapshot(join(goldenDir, `https.${release}.txt`));
+    });
+    it(`https from ACME on ${release}`, async () => {
+      const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', 'runbooks/example-acme.yaml'));
+      const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, release), {
+        fileContents: true,
+        ownLuaByHash: true,
+      });
+      await expect(text).toMatchFileSnapshot(join(goldenDir, `acme.${release}.txt`));
     });
   }
 

@@ -62,6 +62,7 @@ describe('wizard in a real terminal (pty, 120x40)', () => {
       ['Third-party modules', `${DOWN}${' '}${ENTER}`],
       ['Site listen port', ENTER],
       ['Upstream servers', ENTER],
+      ['HTTPS on the VIP', ENTER],
       ['failover test', ENTER],
       ['Write runbooks/edge.yaml?', ENTER],
       ['wrote runbooks/edge.yaml', ''],
@@ -112,6 +113,7 @@ describe('wizard in a real terminal (pty, 120x40)', () => {
         ['Third-party modules', ENTER],
         ['Site listen port', ENTER],
         ['Upstream servers', ENTER],
+        ['HTTPS on the VIP', ENTER],
         ['failover test', ENTER],
         // --check-weight 5 passed its own check; with priorities 100/90 it cannot flip the election.
         ['cannot flip the election', ''],

@@ -275,6 +275,73 @@ describe('wizard through flags', () => {
     expect(validateRunbook(doc).ok).toBe(true);
   });
 
+  it('HTTPS by flags: ACME with the names, a generated ticket secret beside the runbook, never in it', async () => {
+    const dir = tmp();
+    const r = await run(
+      [
+        'init',
+        ...required,
+        '--tls',
+        'acme',
+        '--server-name',
+        'www.example.com example.com',
+        '--acme-email',
+        'ops@example.com',
+        '--yes',
+      ],
+      dir,
+    );
+    expect(r.code, r.err).toBe(0);
+    const text = readFileSync(join(dir, 'runbooks', 'web-ha.yaml'), 'utf8');
+    const doc = parse(text);
+    expect(doc.site).toMatchObject({
+      serverName: 'www.example.com example.com',
+      tls: {
+        listen: 443,
+        redirectHttp: true,
+        acme: { directory: 'letsencrypt-staging', email: 'ops@example.com' },
+        sessionTickets: { secretEnv: 'HA_SETUP_TLS_TICKET_SECRET' },
+      },
+    });
+    expect(validateRunbook(doc).ok).toBe(true);
+    const secret = /HA_SETUP_TLS_TICKET_SECRET=(\S+)/.exec(
+      readFileSync(join(dir, 'runbooks', 'web-ha.secrets'), 'utf8'),
+    )![1];
+    expect(secret.length).toBeGreaterThanOrEqual(32);
+    expect(text).not.toContain(secret);
+    expect(r.out).toMatch(/TLS session ticket secret: generated into .*web-ha.secrets \(mode 0600/);
+  });
+
+  it('HTTPS by flags: files get their paths and a reminder; ACME on another port than 80, a wildcard or flags without --tls are refused', async () => {
+    const dir = tmp();
+    const r = await run(
+      ['init', ...required, '--tls', 'files', '--name', 'shop', '--no-tls-session-tickets', '--yes'],
+      dir,
+    );
+    expect(r.code, r.err).toBe(0);
+    const doc = parse(readFileSync(join(dir, 'runbooks', 'shop.yaml'), 'utf8'));
+    expect(doc.site.tls).toEqual({
+      listen: 443,
+      redirectHttp: true,
+      certificate: { chain: 'tls/shop.fullchain.pem', key: 'tls/shop.key' },
+    });
+    expect(r.out).toMatch(
+      /certificate: put the chain at runbooks\/tls\/shop.fullchain.pem and the key at runbooks\/tls\/shop.key \(mode 0600\)/,
+    );
+    const port = await run(
+      ['init', ...required, '--tls', 'acme', '--server-name', 'a.example.com', '--listen', '8080', '--yes'],
+      tmp(),
+    );
+    expect(port.code).toBe(2);
+    expect(port.err).toMatch(/--tls.*http-01 challenge always comes to port 80/);
+    const wild = await run(['init', ...required, '--tls', 'acme', '--server-name', '*.example.com', '--yes'], tmp());
+    expect(wild.code).toBe(2);
+    expect(wild.err).toMatch(/--server-name.*wildcard needs a DNS challenge/);
+    const stray = await run(['init', ...required, '--acme-email', 'ops@example.com', '--yes'], tmp());
+    expect(stray.code).toBe(2);
+    expect(stray.err).toMatch(/--acme-email.*needs --tls acme/);
+  });
+
   it('without a terminal and without answers exits 2 listing the missing flags', async () => {
     const dir = tmp();
     const r = await run(['init'], dir);
@@ -614,6 +681,7 @@ describe('wizard through clack', () => {
       'Site listen port',
       'Upstream servers',
       'fancyindex: directory listing', // asked because fancyindex was picked
+      'HTTPS on the VIP',
       'failover test',
       'Maximum accepted',
     ]) {
@@ -795,6 +863,7 @@ describe('wizard through clack', () => {
       'Third-party modules',
       'Site listen port',
       'Upstream servers',
+      'HTTPS on the VIP',
       'failover test',
       'Write runbooks/fresh.yaml?',
     ]) {
@@ -871,6 +940,7 @@ describe('wizard through clack', () => {
       'Third-party modules',
       'Site listen port',
       'Upstream servers',
+      'HTTPS on the VIP',
       'failover test',
     ]) {
       await term.answer(q, ENTER);
