@@ -29,6 +29,7 @@ import { terminalConfirm, version, withInterrupts, type CliContext } from './con
 
 export interface ApplyFlags {
   concurrency?: string;
+  buildConcurrency?: string;
   acceptNewHostKeys?: boolean;
   renderer?: 'default' | 'simple' | 'silent';
   hosts?: string;
@@ -45,6 +46,10 @@ export function registerApply(program: Command, ctx: CliContext): void {
     .description('execute the runbook on every node over SSH (resumable: run it again after a failure)')
     .argument('<runbook>', 'runbook file')
     .option('--concurrency <n>', 'nodes worked on at the same time', '8')
+    .option(
+      '--build-concurrency <n>',
+      'nodes that compile at the same time (default: all); 1 leaves the other nodes their CPU for traffic, and nodes sharing a compiler cache then hit it',
+    )
     .option('--accept-new-host-keys', 'trust and record host keys not seen before (a changed key always fails)')
     .option('--renderer <name>', 'task list output: default, simple or silent')
     .option(
@@ -71,6 +76,8 @@ export async function runApply(
   ctx: CliContext,
   steps: Step[] = INSTALL_STEPS,
 ): Promise<number> {
+  // Bad counts are refused before anything connects.
+  nodeCounts(flags);
   const { path, runbook } = loadRunbook(file);
   const secrets = loadSecrets(runbook, path);
   const runId = newRunId();
@@ -147,7 +154,7 @@ async function applyConnected(
       sources,
       secrets,
       siteFiles,
-      concurrency: Math.max(1, Number(flags.concurrency ?? 8)),
+      ...nodeCounts(flags),
       renderer: flags.renderer ?? (ctx.interactive ? 'default' : 'simple'),
       runId,
       signal,
@@ -268,4 +275,19 @@ function failureReport(title: string, outcomes: NodeOutcome[], runbookPath: stri
     details.push('', ...(o.failure ? o.failure.report(runbookPath) : [`${o.node.name}: failed`]));
   }
   return new RunFailedError(title, details);
+}
+
+function nodeCounts(flags: ApplyFlags): { concurrency: number; buildConcurrency?: number } {
+  return {
+    concurrency: positiveCount('--concurrency', flags.concurrency ?? '8'),
+    buildConcurrency:
+      flags.buildConcurrency === undefined ? undefined : positiveCount('--build-concurrency', flags.buildConcurrency),
+  };
+}
+
+/** A count given on the command line: a whole number from 1. */
+function positiveCount(flag: string, value: string): number {
+  if (!/^[1-9][0-9]{0,3}$/.test(value))
+    throw new InvalidInputError(`${flag}: ${value} is not a whole number from 1 to 9999`);
+  return Number(value);
 }

@@ -71,6 +71,8 @@ export interface ExecuteOptions {
   siteFiles?: SiteFiles;
   secrets: Record<string, string>;
   concurrency: number;
+  /** At most this many nodes run a step that compiles at the same time (unset: no limit). */
+  buildConcurrency?: number;
   renderer: 'default' | 'simple' | 'silent';
   runId: string;
   /** Stop a node before the first disruptive step that would run (the roll continues it alone). */
@@ -85,6 +87,27 @@ export interface ExecuteOptions {
    * interrupted step as running, so the next apply runs it again.
    */
   signal?: AbortSignal;
+}
+
+/** A counting semaphore: `run` waits for one of `size` slots. */
+export function slots(size: number) {
+  let free = size;
+  const waiting: Array<() => void> = [];
+  return async <T>(run: () => Promise<T>): Promise<T> => {
+    if (free > 0) free--;
+    else await new Promise<void>((resolve) => waiting.push(resolve));
+    try {
+      return await run();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    }
+  };
+}
+
+export function compiles(step: Step, pc: Parameters<Step['plan']>[0]): boolean {
+  return typeof step.compiles === 'function' ? step.compiles(pc) : step.compiles === true;
 }
 
 export function isDisruptive(step: Step, pc: Parameters<Step['plan']>[0]): boolean {
@@ -130,6 +153,7 @@ export async function runCommand(ctx: Pick<StepContext, 't' | 'progress'>, cmd: 
 export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   const outcomes = new Map<string, NodeOutcome>();
   const interrupted = () => o.signal?.aborted === true;
+  const compileSlot = o.buildConcurrency ? slots(o.buildConcurrency) : <T>(run: () => Promise<T>) => run();
 
   const nodeTask =
     (h: NodeHandle) =>
@@ -223,7 +247,11 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           };
           journal.steps[step.id] = record;
           await saveJournal(h.t, journal, localJournal);
-          await (step.run ? step.run(ctx) : runPlan(ctx));
+          const work = () => (step.run ? step.run(ctx) : runPlan(ctx));
+          if (compiles(step, base)) {
+            task.output = `${step.id}: waiting for a build slot (--build-concurrency ${o.buildConcurrency})`;
+            await compileSlot(work);
+          } else await work();
           record.status = 'done';
           record.endedAt = new Date().toISOString();
           record.durationMs = Date.now() - started;

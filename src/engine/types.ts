@@ -103,6 +103,11 @@ export interface Step {
    * steps run one node at a time, the VIP moved away from a node first.
    */
   disruptive?: boolean | ((pc: PlanContext) => boolean);
+  /**
+   * Compiles (takes every core of the node for minutes). `apply --build-concurrency N` lets at most N
+   * nodes run such steps at the same time.
+   */
+  compiles?: boolean | ((pc: PlanContext) => boolean);
 }
 
 export const emptyPlan = (): StepPlan => ({ files: [], uploads: [], commands: [], notes: [] });

@@ -19,6 +19,7 @@ export const buildStep: Step = {
   title: 'Compile (make)',
   appliesTo: 'all',
   dependsOn: ['configure'],
+  compiles: true,
   plan(pc): StepPlan {
     const plan = emptyPlan();
     const { dir } = configureSpec(pc);

@@ -66,6 +66,8 @@ export const configureStep: Step = {
   title: 'Configure the nginx build',
   appliesTo: 'all',
   dependsOn: ['packages', 'sources', 'patch'],
+  // OpenResty's configure compiles LuaJIT.
+  compiles: (pc) => pc.runbook.build.flavor === 'openresty',
   plan(pc): StepPlan {
     const plan = emptyPlan();
     const spec = configureSpec(pc);

@@ -22,6 +22,7 @@ export const keepalivedBuildStep: Step = {
   // Not 'packages': a module's build packages must not rebuild keepalived (its check still catches a broken install).
   dependsOn: ['keepalived-sources'],
   disruptive: (pc) => pc.runbook.keepalived.install === 'package',
+  compiles: (pc) => pc.runbook.keepalived.install === 'source',
   plan(pc): StepPlan {
     const rb = pc.runbook;
     const L = layout(rb);

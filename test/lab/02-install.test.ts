@@ -13,6 +13,7 @@ const ALL = [
   'build',
   'install',
   'gateway-libs',
+  'tls',
   'nginx-config',
   'nginx-service',
   'keepalived-sources',
@@ -22,6 +23,7 @@ const ALL = [
   'logging',
   'firewall',
   'start',
+  'acme',
 ];
 
 // The whole install plan, for real: 2 bookworm nodes, nginx 1.22.1 with fancyindex and lua (+ ndk),

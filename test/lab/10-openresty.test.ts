@@ -1,24 +1,20 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { parse, stringify } from 'yaml';
-import { LAB_OPENRESTY, labRunbook } from '../../src/lab/runbook.js';
+import { LAB_OPENRESTY } from '../../src/lab/runbook.js';
 import { runbookToYaml } from '../../src/runbook/io.js';
 import { startProber } from '../../src/verify/probe.js';
 import { cli, ranSteps } from './helpers/cli.js';
 import { startGitServer, type GitServer } from './helpers/git-server.js';
 import { installModuleServices } from './helpers/services.js';
+import { openrestyModulesRunbook } from './helpers/openresty-runbook.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
-
-/** The OpenResty tarball rebuilt from the public repositories (../shared/sources; its MANIFEST says how). */
-const sharedSources =
-  process.env.HA_SETUP_SHARED_SOURCES ?? resolve(import.meta.dirname, '..', '..', '..', 'shared', 'sources');
-const tarball = join(sharedSources, LAB_OPENRESTY.file);
 
 // The wizard's default, OpenResty 1.27.1.2 in /usr/local/openresty, on the lab: switched to from the
 // serving nginx pair the earlier suites leave (one OpenResty build with the articles' modules), then
 // everything around it: serving through the VIP, status, verification, no-op re-apply, resty, the
-// modules configured from the runbook and working, a module added to the serving pair, rollback.
+// modules configured from the runbook and working. One OpenResty build for this suite and 11-tls (a
+// module added to a serving pair and rollback are proven on the nginx flavor in 07: the same steps and
+// rollback script with OpenResty's paths, which the goldens show).
 describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' modules on the lab", () => {
   let lab: Lab;
   let git: GitServer;
@@ -39,14 +35,8 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     for (const f of failed) console.log(`  failed request sent at ${Math.round(f.sentAt)} ms: ${f.error}`);
     return { r, failed };
   }
-  const edit = (f: (doc: any) => void) => {
-    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-    f(doc);
-    writeFileSync(lab.runbookPath, stringify(doc));
-  };
 
   beforeAll(async () => {
-    if (!existsSync(tarball)) throw new Error(`${tarball} is missing (set HA_SETUP_SHARED_SOURCES)`);
     lab = await withLab();
     [n1, n2] = lab.state.nodes.map((n) => n.ip);
     // The earlier suites leave an nginx pair serving (09: nginx 1.26.3); alone, this suite installs the lab's first.
@@ -59,26 +49,7 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     for (const i of [0, 1]) {
       expect((await lab.ssh(i, 'mkdir -p /srv/lab-files && echo one > /srv/lab-files/alpha.txt')).code).toBe(0);
     }
-    // The OpenResty runbook: the wizard's defaults, the rebuilt tarball by its own pin, the article's
-    // modules from the lab's git server, each configured by runbook fields.
-    const doc = labRunbook(lab.state, lab.paths, { openrestyTarball: tarball }) as any;
-    doc.build.modules = ['upstream-check', 'auth-ldap', 'fancyindex'];
-    doc.sources.gitRewrite = { 'https://github.com/': git.base };
-    doc.site.upstreams = [
-      {
-        name: 'app',
-        servers: [`${n1}:9001`, `${n2}:9001`],
-        check: { interval: 500, rise: 1, fall: 2, timeout: 1000, path: '/' },
-        sticky: { cookie: 'route' },
-      },
-    ];
-    doc.site.ldap = [
-      { name: 'labldap', url: `ldap://${n2}:389/ou=people,dc=ha,dc=lab?uid?sub?(objectClass=inetOrgPerson)` },
-    ];
-    doc.site.locations = [
-      { path: '/ldap/', upstream: 'app', authLdap: 'labldap' },
-      { path: '/files/', fancyindex: { root: '/srv/lab-files' } },
-    ];
+    const doc = openrestyModulesRunbook(lab, git.base, { cachePurge: true });
     writeFileSync(lab.runbookPath, runbookToYaml(doc));
   });
 
@@ -137,7 +108,7 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     expect(crash.code, crash.out + crash.err).toBe(0);
   });
 
-  it('the modules in the OpenResty build work as configured: check, sticky, LDAP, listing', async () => {
+  it('the modules in the OpenResty build work as configured: check, sticky, LDAP, listing, cache and PURGE', async () => {
     const status = async () =>
       JSON.parse((await get(0, "'http://127.0.0.1/check_status?format=json'")).stdout).servers.server as Array<{
         name: string;
@@ -171,19 +142,7 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     expect(await code('')).toBe('401');
     expect(await code('-u alice:wonderland')).toBe('200');
     expect((await get(0, 'http://127.0.0.1/files/')).stdout).toContain('alpha.txt');
-  });
-
-  it('adding cache-purge to the serving OpenResty pair rebuilds and rolls with 0 failed requests; the cache and PURGE work', async () => {
-    edit((d) => {
-      d.build.modules = [...d.build.modules, 'cache-purge'];
-      d.site.cache = { path: '/var/cache/nginx-ha-lab' };
-      d.site.locations.push({ path: '/cached/', upstream: 'app', cache: { valid: '10m' } });
-    });
-    const { r, failed } = await underLoad(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
-    expect(r.code, r.out + r.err).toBe(0);
-    expect(failed).toHaveLength(0);
-    for (const steps of Object.values(ranSteps(lab.runbookPath)))
-      expect(steps).toEqual(expect.arrayContaining(['configure', 'build', 'install']));
+    // cache-purge: site.cache keeps /cached/, PURGE from localhost removes an entry.
     const cache = async () =>
       (
         await get(0, "-D - -o /dev/null http://127.0.0.1/cached/p | grep -i '^x-cache-status' | tr -d '\\r'")
@@ -194,26 +153,5 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
       '200',
     );
     expect(await cache()).toMatch(/MISS/);
-  });
-
-  it('rollback brings the build without cache-purge back with its configuration, and forward again: 0 failed requests', async () => {
-    const back = await underLoad(['rollback', lab.runbookPath]);
-    expect(back.r.code, back.r.out + back.r.err).toBe(0);
-    expect(back.failed).toHaveLength(0);
-    for (const i of [0, 1]) {
-      expect((await lab.ssh(i, '/usr/local/openresty/nginx/sbin/nginx -V 2>&1')).stdout).not.toContain(
-        'ngx_cache_purge',
-      );
-      // The configuration it ran with has no cached location: / answers, without a cache status.
-      expect(
-        (
-          await get(i, "-D - -o /dev/null http://127.0.0.1/cached/p | grep -ci '^x-cache-status' || true")
-        ).stdout.trim(),
-      ).toBe('0');
-    }
-    const forward = await underLoad(['rollback', lab.runbookPath]);
-    expect(forward.r.code, forward.r.out + forward.r.err).toBe(0);
-    expect(forward.failed).toHaveLength(0);
-    expect((await lab.ssh(0, '/usr/local/openresty/nginx/sbin/nginx -V 2>&1')).stdout).toContain('ngx_cache_purge');
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decide, describeChange, digestPlan, fingerprintPlan } from '../../src/engine/decide.js';
 import { factsScript, parseFacts } from '../../src/engine/facts.js';
+import { slots } from '../../src/engine/executor.js';
 import { parseJournal } from '../../src/engine/journal.js';
 import type { Step, StepPlan } from '../../src/engine/types.js';
 import { gatePassed, rollOrder } from '../../src/orchestrate/roll.js';
@@ -200,5 +201,43 @@ describe('status', () => {
     expect(formatUptime(93784)).toBe('1d 2h 3m');
     expect(formatUptime(3725)).toBe('1h 2m');
     expect(formatUptime(65)).toBe('1m 5s');
+  });
+});
+
+describe('build slots (apply --build-concurrency)', () => {
+  it('runs at most N at a time, in arrival order, and frees a slot when a run throws', async () => {
+    const slot = slots(1);
+    let running = 0;
+    let most = 0;
+    const order: number[] = [];
+    const job = (n: number, fail = false) =>
+      slot(async () => {
+        running++;
+        most = Math.max(most, running);
+        order.push(n);
+        await sleep(20);
+        running--;
+        if (fail) throw new Error(`job ${n}`);
+        return n;
+      });
+    const results = await Promise.allSettled([job(1), job(2, true), job(3)]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(most).toBe(1);
+    expect(order).toEqual([1, 2, 3]);
+    const two = slots(2);
+    running = 0;
+    most = 0;
+    await Promise.all(
+      [1, 2, 3, 4].map((n) =>
+        two(async () => {
+          running++;
+          most = Math.max(most, running);
+          await sleep(20);
+          running--;
+          return n;
+        }),
+      ),
+    );
+    expect(most).toBe(2);
   });
 });

@@ -525,6 +525,20 @@ describe('CLI surface', () => {
     expect(bad.err).toMatch(/--limit: no node nope/);
   });
 
+  it('apply refuses a bad --concurrency or --build-concurrency before connecting to anything', async () => {
+    const dir = tmp();
+    const example = join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml');
+    for (const [flag, value] of [
+      ['--build-concurrency', '0'],
+      ['--build-concurrency', 'two'],
+      ['--concurrency', '-1'],
+    ]) {
+      const r = await run(['apply', example, flag, value], dir);
+      expect(r.code, `${flag} ${value}`).toBe(2);
+      expect(r.err).toContain(`${flag}: ${value} is not a whole number from 1 to 9999`);
+    }
+  });
+
   it("completion bash: commands, lab subcommands and each command's flags, from the command table", async () => {
     const { writeFileSync } = await import('node:fs');
     const { execFileSync } = await import('node:child_process');

@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../../../src/cli/main.js';
 
+/**
+ * Lab nodes share one compiler cache: compiling on one node at a time makes every build after the
+ * first cache hits (on 2 cores, both nodes compiling at once would each miss). Applies in the lab
+ * suites run with --build-concurrency 1 unless a test sets it.
+ */
+const LAB_APPLY_FLAGS = ['--build-concurrency', '1'];
+
 export async function cli(argv: string[], cwd = process.cwd()) {
+  if (argv[0] === 'apply' && !argv.includes('--build-concurrency')) argv = [...argv, ...LAB_APPLY_FLAGS];
   let out = '';
   let err = '';
   const code = await main(argv, {

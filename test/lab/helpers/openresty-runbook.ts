@@ -1,0 +1,45 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { LAB_OPENRESTY, labRunbook } from '../../../src/lab/runbook.js';
+import type { Lab } from './with-lab.js';
+
+/** The OpenResty tarball rebuilt from the public repositories (../shared/sources; its MANIFEST says how). */
+const sharedSources =
+  process.env.HA_SETUP_SHARED_SOURCES ?? resolve(import.meta.dirname, '..', '..', '..', '..', 'shared', 'sources');
+export const openrestyTarball = join(sharedSources, LAB_OPENRESTY.file);
+
+/**
+ * The OpenResty runbook of the lab suites: the wizard's defaults, the rebuilt tarball by its own pin,
+ * the articles' modules from the lab's git server (`gitBase`), each configured by runbook fields.
+ * 10-openresty builds it (and adds cache-purge); later suites start from the same build, so they
+ * change configuration only.
+ */
+export function openrestyModulesRunbook(lab: Lab, gitBase: string, o: { cachePurge?: boolean } = {}) {
+  if (!existsSync(openrestyTarball)) throw new Error(`${openrestyTarball} is missing (set HA_SETUP_SHARED_SOURCES)`);
+  const [n1, n2] = lab.state.nodes.map((n) => n.ip);
+  // biome-ignore lint/suspicious/noExplicitAny: a runbook document the suites edit freely
+  const doc = labRunbook(lab.state, lab.paths, { openrestyTarball }) as any;
+  doc.build.modules = ['upstream-check', 'auth-ldap', 'fancyindex'];
+  doc.sources.gitRewrite = { 'https://github.com/': gitBase };
+  doc.site.upstreams = [
+    {
+      name: 'app',
+      servers: [`${n1}:9001`, `${n2}:9001`],
+      check: { interval: 500, rise: 1, fall: 2, timeout: 1000, path: '/' },
+      sticky: { cookie: 'route' },
+    },
+  ];
+  doc.site.ldap = [
+    { name: 'labldap', url: `ldap://${n2}:389/ou=people,dc=ha,dc=lab?uid?sub?(objectClass=inetOrgPerson)` },
+  ];
+  doc.site.locations = [
+    { path: '/ldap/', upstream: 'app', authLdap: 'labldap' },
+    { path: '/files/', fancyindex: { root: '/srv/lab-files' } },
+  ];
+  if (o.cachePurge) {
+    doc.build.modules.push('cache-purge');
+    doc.site.cache = { path: '/var/cache/nginx-ha-lab' };
+    doc.site.locations.push({ path: '/cached/', upstream: 'app', cache: { valid: '10m' } });
+  }
+  return doc;
+}
