@@ -106,10 +106,12 @@ export function staleIncludesScript(confDir: string, files: PlannedFile[], liveC
   return `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && ${INCLUDED_NOW} | while IFS= read -r f; do case ${shq(` ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) echo "removing $f (no longer in site.include)"; rm -f -- "$f";; esac; done`;
 }
 
-/** Shell: the binary install left waiting goes (as .failed), the previous one comes back, install re-runs next time. */
+/**
+ * Shell: the binary install left waiting goes (as .failed) and the previous one comes back, by the
+ * upgrade script's own restore (one implementation); install re-runs next time.
+ */
 function revertPendingBinary(L: ReturnType<typeof layout>): string {
-  const bin = L.nginxBinary;
-  return `mv -f -- ${shq(bin)} ${shq(`${bin}.failed`)} && cp -p -- ${shq(`${bin}.old`)} ${shq(bin)} && rm -f -- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
+  return `${shq(L.upgradeScript)} --restore-binary && rm -f -- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
 }
 
 /**

@@ -452,3 +452,33 @@ describe('site.include never leaves its directories', () => {
     expect(() => readSiteFiles(withInclude({ http: ['big.conf'] }), dir)).toThrow(/big\.conf is \d+ bytes/);
   });
 });
+
+describe('the hot-upgrade script', () => {
+  it('--restore-binary puts the previous binary back and keeps the refused one as .failed (the one revert nginx-config uses)', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { render } = await import('../../src/render.js');
+    const dir = mkdtempSync(join(tmpdir(), 'ha-upgrade-'));
+    const script = join(dir, 'nginx-upgrade.sh');
+    writeFileSync(
+      script,
+      render('nginx-upgrade.sh.njk', {
+        binary: join(dir, 'nginx'),
+        confFile: join(dir, 'nginx.conf'),
+        pidFile: join(dir, 'nginx.pid'),
+        healthUrl: 'http://127.0.0.1/ha-health',
+      }),
+    );
+    writeFileSync(join(dir, 'nginx'), 'new build');
+    writeFileSync(join(dir, 'nginx.old'), 'previous build');
+    const ok = spawnSync('sh', [script, '--restore-binary'], { encoding: 'utf8' });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'nginx'), 'utf8')).toBe('previous build');
+    expect(readFileSync(join(dir, 'nginx.failed'), 'utf8')).toBe('new build');
+    const { rmSync } = await import('node:fs');
+    rmSync(join(dir, 'nginx.old'));
+    const none = spawnSync('sh', [script, '--restore-binary'], { encoding: 'utf8' });
+    expect(none.status).toBe(1);
+    expect(none.stderr).toContain('no previous binary');
+  });
+});
