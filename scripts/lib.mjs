@@ -23,6 +23,24 @@ export async function labRunbookFile({ fresh = false } = {}) {
   return { file, dir, state };
 }
 
-/** Runs the CLI in-process without its output (errors still go to stderr); returns the exit code. */
-export const cli = (argv) =>
-  main(argv, { interactive: false, stdout: () => {}, stderr: (s) => process.stderr.write(s) });
+/**
+ * Runs the CLI in-process without its output (errors still go to stderr); returns the exit code.
+ * When it fails, the last 40 lines it printed go to stderr too: a bench that stops says why.
+ */
+export async function cli(argv) {
+  let out = '';
+  const code = await main(argv, {
+    interactive: false,
+    stdout: (s) => {
+      out += s;
+    },
+    stderr: (s) => process.stderr.write(s),
+  });
+  if (code !== 0) {
+    const lines = out.trimEnd().split('\n').slice(-40);
+    process.stderr.write(
+      `ha-setup ${argv.join(' ')} exited ${code}; its last output:\n${lines.map((l) => `  | ${l}`).join('\n')}\n`,
+    );
+  }
+  return code;
+}

@@ -7,7 +7,7 @@ import type { Runbook } from '../runbook/schema.js';
 import type { SiteFiles } from '../runbook/site-files.js';
 import { decide, digestPlan, fingerprintPlan, type RecordedEntry } from './decide.js';
 import { parseJournal, saveJournal, type Journal } from './journal.js';
-import { appliesTo } from './nodes.js';
+import { appliesTo, resolveNodes } from './nodes.js';
 import { runbookDir, type NodeHandle } from './session.js';
 import { CommandFailedError, ConnectError } from './transport.js';
 import type { LocalSource, ResolvedNode, Step, StepContext, StepPlan } from './types.js';
@@ -186,7 +186,9 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
         const base = {
           runbook: o.runbook,
           node: h.node,
-          cluster: o.handles.map((x) => x.node),
+          // Every node of the runbook, not only those this call works on (a roll runs one node at a
+          // time, --limit a few): unicast peers and the ACME peers are the whole cluster.
+          cluster: resolveNodes(o.runbook),
           facts: h.facts,
           sources: o.sources,
           siteFiles: o.siteFiles,

@@ -3,7 +3,11 @@ import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine
 import { osProfile } from '../engine/os-profile.js';
 import { shq } from '../shell.js';
 
-/** Every package the node needs, from the data tables (build, keepalived, runtime, modules). */
+/**
+ * Every package the node needs to build and run nginx and keepalived, from the data tables (build,
+ * keepalived, runtime, modules). HTTPS's own (openssl, the ACME client) are the tls step's: the
+ * configure step re-runs when this list changes, and turning HTTPS on must not rebuild nginx.
+ */
 export function packageList(pc: PlanContext): string[] {
   const rb = pc.runbook;
   const pm = pc.facts.packageManager;
@@ -13,8 +17,6 @@ export function packageList(pc: PlanContext): string[] {
       ? packagesFor('keepalived', pc.facts)
       : packagesFor('keepalivedPackage', pc.facts)),
     ...packagesFor('runtime', pc.facts),
-    ...(rb.site.tls ? packagesFor('tls', pc.facts) : []),
-    ...(rb.site.tls?.acme ? packagesFor('acme', pc.facts) : []),
   ];
   for (const m of selectedModules(rb)) {
     if (m.bundledIn.includes(rb.build.flavor)) continue;
@@ -63,8 +65,6 @@ export const packagesStep: Step = {
     if (lua) plan.commands.push(lua);
     const hint = osProfile(pc.facts).epelHint;
     if (hint && pc.runbook.build.flavor === 'nginx' && pc.runbook.build.modules.includes('lua')) plan.notes.push(hint);
-    if (hint && pc.runbook.site.tls?.acme)
-      plan.notes.push('dehydrated comes from EPEL: enable it if the install fails');
     plan.notes.push(`packages: ${pkgs.join(' ')}`);
     return plan;
   },

@@ -4,7 +4,8 @@ import { render } from '../render.js';
 import { TLS_KEY_SECRET } from '../runbook/tls-files.js';
 import { acmeDirectoryLabel, acmeDirectoryUrl, certificateNames } from '../runbook/tls-settings.js';
 import { shq } from '../shell.js';
-import { filesMatch, layout, nginxVersion, probe } from './common.js';
+import { osProfile } from '../engine/os-profile.js';
+import { filesMatch, layout, nginxVersion, packagesFor, probe } from './common.js';
 
 // HTTPS on the VIP (site.tls): what every node needs besides nginx's own configuration. The
 // session ticket keys (derived on each node from the shared secret, rotated by a timer), and for
@@ -191,6 +192,22 @@ function placeholderCommand(pc: PlanContext): string {
 fi`;
 }
 
+/** What HTTPS needs installed: openssl (ticket keys, placeholder, checks) and for ACME its client. */
+function tlsPackages(pc: PlanContext): string[] {
+  const tls = pc.runbook.site.tls;
+  if (!tls) return [];
+  return [...new Set([...packagesFor('tls', pc.facts), ...(tls.acme ? packagesFor('acme', pc.facts) : [])])];
+}
+
+/** Shell: installs the missing ones of `pkgs` and fails naming any still missing afterwards. */
+function installCommand(pc: PlanContext, pkgs: string[]): string {
+  const os = osProfile(pc.facts);
+  return `${os.missingScript(pkgs)}
+if [ -n "$missing" ]; then echo "installing:$missing"; ${os.installMissing}; fi
+${os.missingScript(pkgs)}
+if [ -n "$missing" ]; then echo "not installed after the install command:$missing" >&2; exit 1; fi`;
+}
+
 /** Shell: takes out the timers (and their files) of parts of site.tls the runbook no longer has. */
 function removedCommands(pc: PlanContext): string[] {
   const rb = pc.runbook;
@@ -217,6 +234,13 @@ export const tlsStep: Step = {
     const tls = rb.site.tls;
     const L = layout(rb);
     plan.files.push(...ticketFiles(pc), ...acmeFiles(pc));
+    const pkgs = tlsPackages(pc);
+    if (pkgs.length > 0) {
+      plan.commands.push(installCommand(pc, pkgs));
+      plan.notes.push(`packages: ${pkgs.join(' ')}`);
+      if (tls?.acme && osProfile(pc.facts).epelHint)
+        plan.notes.push('dehydrated comes from EPEL: enable it if the install fails');
+    }
     if (tls?.sessionTickets)
       plan.commands.push(
         // Keys must exist before nginx-config tests a configuration naming them.
@@ -241,7 +265,12 @@ export const tlsStep: Step = {
   async check(ctx) {
     const tls = ctx.runbook.site.tls;
     const L = layout(ctx.runbook);
+    const pkgs = tlsPackages(ctx);
     const probes = [
+      pkgs.length > 0
+        ? `${osProfile(ctx.facts).missingScript(pkgs)}
+[ -z "$missing" ]`
+        : 'true',
       tls?.sessionTickets
         ? `systemctl is-enabled --quiet ${TICKET_UNIT}.timer && [ -s ${shq(`${L.ticketKeysDir}/current.key`)} ]`
         : removedProbe(TICKET_UNIT),

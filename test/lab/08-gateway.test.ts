@@ -730,6 +730,12 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     const capture = lab.ssh(0, "timeout 6 tcpdump -i host0 -nn -A -s0 'tcp port 6381' 2>/dev/null; true");
     await sleep(1000);
     await lab.ssh(0, 'systemctl restart lab-redis-tls'); // the nodes' pooled connections AUTH again
+    // Until it answers again: the gray command below would otherwise race the restart.
+    const up = await lab.ssh(
+      0,
+      `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p 6381 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && exit 0; sleep 0.25; done; exit 1`,
+    );
+    expect(up.code, 'Redis over TLS answers after its restart').toBe(0);
     // This Redis keeps nothing on disk: the rules go back in, over TLS, while the capture runs.
     expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
     const wire = (await capture).stdout;

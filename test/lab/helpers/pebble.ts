@@ -26,7 +26,12 @@ async function pebbleBinaries(cacheDir: string): Promise<{ pebble: string; dns: 
   const bin = join(cacheDir, 'root', 'usr', 'bin');
   if (!existsSync(join(bin, 'pebble'))) {
     mkdirSync(cacheDir, { recursive: true });
-    await runLocal('apt-get', ['download', 'pebble'], { cwd: cacheDir });
+    // A fresh machine may have no package lists yet.
+    const first = await runLocal('apt-get', ['download', 'pebble'], { cwd: cacheDir, allowFailure: true });
+    if (first.code !== 0) {
+      await runLocal('apt-get', ['update']);
+      await runLocal('apt-get', ['download', 'pebble'], { cwd: cacheDir });
+    }
     const deb = readdirSync(cacheDir).find((f) => f.startsWith('pebble_') && f.endsWith('.deb'));
     if (!deb) throw new Error(`apt-get download pebble left no .deb in ${cacheDir}`);
     await runLocal('dpkg-deb', ['-x', join(cacheDir, deb), join(cacheDir, 'root')]);

@@ -55,3 +55,20 @@ export async function installModuleServices(lab: Lab, o: { removeProbeTools?: bo
   );
   expect([0, 68], ldap.stderr).toContain(ldap.code);
 }
+
+/**
+ * Kills nginx workers whose master was killed (ppid 1, not the unit's main process). On a real host
+ * systemd kills them with the rest of the unit's cgroup when the master dies; in the lab's containers
+ * that cgroup kill fails ("Input/output error"), and the orphans keep serving the old configuration
+ * beside the restarted master through the reuseport sockets. Call it after a crash a test caused.
+ */
+export async function killOrphanNginx(lab: Lab): Promise<void> {
+  await Promise.all(
+    [0, 1].map((i) =>
+      lab.ssh(
+        i,
+        'main=$(systemctl show -p MainPID --value nginx); for p in $(pgrep -x nginx); do [ "$p" != "$main" ] && [ "$(ps -o ppid= -p "$p" | tr -d " ")" = 1 ] && kill -KILL "$p"; done; true',
+      ),
+    ),
+  );
+}
