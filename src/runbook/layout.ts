@@ -56,7 +56,8 @@ export function layout(rb: Runbook) {
     /** ACME: dehydrated's config and hook, its state (account, certificates, challenges), the certificate nginx serves. */
     acmeConfDir: '/etc/ha-setup/acme',
     acmeStateDir: '/var/lib/ha-setup/acme',
-    acmeChallengeDir: '/var/lib/ha-setup/acme/challenges',
+    /** Where the ACME client puts http-01 tokens and nginx serves them: readable by the workers (the state dir is 0700). */
+    acmeWebroot: '/var/lib/ha-setup/acme-webroot',
     acmeLiveDir: '/etc/ha-setup/tls/acme',
   };
 }

@@ -61,7 +61,7 @@ export function tlsView(pc: PlanContext) {
   };
 }
 
-const acmeWebroot = (L: ReturnType<typeof layout>) => `${L.acmeStateDir}/webroot`;
+const acmeWebroot = (L: ReturnType<typeof layout>) => L.acmeWebroot;
 const acmeWellknown = (L: ReturnType<typeof layout>) => `${acmeWebroot(L)}/.well-known/acme-challenge`;
 
 /** The chain and key of site.tls.certificate, in the conf directory (written by nginx-config, tested with it). */
