@@ -106,13 +106,13 @@ export function slots(size: number) {
   };
 }
 
-export function compiles(step: Step, pc: Parameters<Step['plan']>[0]): boolean {
-  return typeof step.compiles === 'function' ? step.compiles(pc) : step.compiles === true;
-}
+type StepFlag = Step['disruptive'] | Step['compiles'];
+const flagFor = (flag: StepFlag, pc: Parameters<Step['plan']>[0]) =>
+  typeof flag === 'function' ? flag(pc) : flag === true;
 
-export function isDisruptive(step: Step, pc: Parameters<Step['plan']>[0]): boolean {
-  return typeof step.disruptive === 'function' ? step.disruptive(pc) : step.disruptive === true;
-}
+export const compiles = (step: Step, pc: Parameters<Step['plan']>[0]): boolean => flagFor(step.compiles, pc);
+
+export const isDisruptive = (step: Step, pc: Parameters<Step['plan']>[0]): boolean => flagFor(step.disruptive, pc);
 
 export function localJournalPath(runbookPath: string, rb: Runbook, node: ResolvedNode): string {
   return join(runbookDir(runbookPath), 'records', rb.name, `${node.name}.journal.json`);

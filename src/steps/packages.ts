@@ -31,6 +31,17 @@ function missingScript(pc: PlanContext, pkgs: string[]): string {
   return osProfile(pc.facts).missingScript(pkgs);
 }
 
+/** Shell: installs the missing ones of `pkgs`, then fails naming any the package database still lacks. */
+export function installPackagesCommands(pc: PlanContext, pkgs: string[]): string[] {
+  const install = osProfile(pc.facts).installMissing;
+  return [
+    `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`,
+    // yum exits 0 when a name does not exist; ask the package database, so a missing package fails
+    // here by name instead of later in configure.
+    `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "not installed after the install command:$missing (wrong name for this release, or a repository such as EPEL is missing)" >&2; exit 1; fi`,
+  ];
+}
+
 /** lua-resty-core and lua-resty-lrucache as plain files unpacked from the distribution's packages. */
 function luaRestyCommand(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
@@ -52,15 +63,7 @@ export const packagesStep: Step = {
   plan(pc): StepPlan {
     const plan = emptyPlan();
     const pkgs = packageList(pc);
-    const install = osProfile(pc.facts).installMissing;
-    plan.commands.push(
-      `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`,
-    );
-    // yum exits 0 when a name does not exist; ask the package database, so a missing package fails
-    // here by name instead of later in configure.
-    plan.commands.push(
-      `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "not installed after the install command:$missing (wrong name for this release, or a repository such as EPEL is missing)" >&2; exit 1; fi`,
-    );
+    plan.commands.push(...installPackagesCommands(pc, pkgs));
     const lua = luaRestyCommand(pc);
     if (lua) plan.commands.push(lua);
     const hint = osProfile(pc.facts).epelHint;

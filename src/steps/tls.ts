@@ -6,6 +6,7 @@ import { acmeDirectoryLabel, acmeDirectoryUrl, certificateNames } from '../runbo
 import { shq } from '../shell.js';
 import { osProfile } from '../engine/os-profile.js';
 import { filesMatch, layout, nginxVersion, packagesFor, probe } from './common.js';
+import { installPackagesCommands } from './packages.js';
 
 // HTTPS on the VIP (site.tls): what every node needs besides nginx's own configuration. The
 // session ticket keys (derived on each node from the shared secret, rotated by a timer), and for
@@ -199,15 +200,6 @@ function tlsPackages(pc: PlanContext): string[] {
   return [...new Set([...packagesFor('tls', pc.facts), ...(tls.acme ? packagesFor('acme', pc.facts) : [])])];
 }
 
-/** Shell: installs the missing ones of `pkgs` and fails naming any still missing afterwards. */
-function installCommand(pc: PlanContext, pkgs: string[]): string {
-  const os = osProfile(pc.facts);
-  return `${os.missingScript(pkgs)}
-if [ -n "$missing" ]; then echo "installing:$missing"; ${os.installMissing}; fi
-${os.missingScript(pkgs)}
-if [ -n "$missing" ]; then echo "not installed after the install command:$missing" >&2; exit 1; fi`;
-}
-
 /** Shell: takes out the timers (and their files) of parts of site.tls the runbook no longer has. */
 function removedCommands(pc: PlanContext): string[] {
   const rb = pc.runbook;
@@ -236,7 +228,7 @@ export const tlsStep: Step = {
     plan.files.push(...ticketFiles(pc), ...acmeFiles(pc));
     const pkgs = tlsPackages(pc);
     if (pkgs.length > 0) {
-      plan.commands.push(installCommand(pc, pkgs));
+      plan.commands.push(...installPackagesCommands(pc, pkgs));
       plan.notes.push(`packages: ${pkgs.join(' ')}`);
       if (tls?.acme && osProfile(pc.facts).epelHint)
         plan.notes.push('dehydrated comes from EPEL: enable it if the install fails');

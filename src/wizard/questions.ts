@@ -65,6 +65,13 @@ export const splitList = (v: string): string[] =>
     .map((s) => s.trim())
     .filter(Boolean);
 
+/** When the HTTPS questions apply (site.tls), and what the flags say otherwise. */
+const withHttps = {
+  when: (a: Answers) => a.tls !== undefined && a.tls !== 'none',
+  notApplicable: 'needs --tls files or --tls acme',
+};
+const withAcme = { when: (a: Answers) => a.tls === 'acme', notApplicable: 'needs --tls acme' };
+
 const DEFAULT_VERSIONS = { openresty: '1.27.1.2', nginx: '1.26.3' } as const;
 
 /** host:port entries, comma-separated; an address where a proxied request must never go is named here, not at the end. */
@@ -669,8 +676,7 @@ export const questions: Question[] = [
     message: 'Names of the site (space-separated, e.g. www.example.com example.com)',
     help: 'the DNS names clients use (server_name); the certificate must cover them (default: any name)',
     default: (a) => (a.tls === 'acme' ? undefined : ''),
-    when: (a) => a.tls !== undefined && a.tls !== 'none',
-    notApplicable: 'needs --tls files or --tls acme',
+    ...withHttps,
     validate: (v, a) => {
       const names = v.split(' ').filter(Boolean);
       if (names.some((n) => !DNS_NAME_PATTERN.test(n)))
@@ -718,8 +724,7 @@ export const questions: Question[] = [
       { value: 'letsencrypt', label: "Let's Encrypt", hint: 'production: browsers trust these' },
     ],
     default: () => 'letsencrypt-staging',
-    when: (a) => a.tls === 'acme',
-    notApplicable: 'needs --tls acme',
+    ...withAcme,
     validate: (v) => zodMessage(acmeSettings.shape.directory)(v),
   },
   {
@@ -729,8 +734,7 @@ export const questions: Question[] = [
     message: "Contact e-mail for the ACME account (the CA's expiry warnings; empty: none)",
     help: 'contact address of the ACME account (default none)',
     default: () => '',
-    when: (a) => a.tls === 'acme',
-    notApplicable: 'needs --tls acme',
+    ...withAcme,
     validate: (v) => (v === '' ? undefined : zodMessage(acmeSettings.shape.email.unwrap())(v)),
   },
   {
@@ -740,8 +744,7 @@ export const questions: Question[] = [
     message: 'Share TLS session tickets between the nodes (clients resume their sessions after a failover)?',
     help: 'do not share session ticket keys between the nodes (by default a shared secret is generated into the .secrets file)',
     default: () => true,
-    when: (a) => a.tls !== undefined && a.tls !== 'none',
-    notApplicable: 'needs --tls files or --tls acme',
+    ...withHttps,
   },
   {
     id: 'tlsListen',
@@ -751,8 +754,7 @@ export const questions: Question[] = [
     message: 'HTTPS port',
     help: 'port HTTPS listens on (default 443)',
     default: () => '443',
-    when: (a) => a.tls !== undefined && a.tls !== 'none',
-    notApplicable: 'needs --tls files or --tls acme',
+    ...withHttps,
     validate: (v, a) =>
       intIn(1, 65535, 'HTTPS port')(v) ??
       (v.trim() === String(a.listen ?? '80') ? 'HTTP already listens there' : undefined),
@@ -765,8 +767,7 @@ export const questions: Question[] = [
     message: 'Redirect plain HTTP to HTTPS?',
     help: 'serve the site over plain HTTP too instead of redirecting it to https',
     default: () => true,
-    when: (a) => a.tls !== undefined && a.tls !== 'none',
-    notApplicable: 'needs --tls files or --tls acme',
+    ...withHttps,
   },
   {
     id: 'failover',

@@ -105,7 +105,6 @@ export async function startPebble(address: string, vip: string, cacheDir: string
     },
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-  const log = (name: string) => ({ fd: join(dir, `${name}.log`) });
   const children: ChildProcess[] = [];
   const start = (cmd: string, args: string[], env: Record<string, string>) => {
     const child = spawn(cmd, args, { cwd: dir, stdio: 'pipe', env: { ...process.env, ...env } });
@@ -116,7 +115,6 @@ export async function startPebble(address: string, vip: string, cacheDir: string
     child.stderr?.on('data', (d) => {
       out += d;
     });
-    child.on('exit', () => writeFileSync(log(cmd.split('/').pop()!).fd, out));
     children.push(child);
     return { child, output: () => out };
   };
