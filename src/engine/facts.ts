@@ -17,6 +17,8 @@ export interface Facts {
   /** Free MiB in the build directory's nearest existing parent. */
   freeDiskMb: number;
   interfaces: Record<string, string[]>;
+  /** Hardware addresses of the node's links (lower case): tells an ARP answer from a cluster node apart. */
+  macs: string[];
   systemd: boolean;
   selinux: string;
   firewall: 'firewalld' | 'nftables' | 'iptables' | 'none';
@@ -43,6 +45,7 @@ d=${JSON.stringify(buildDir)}; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
 echo "free_kb=$(df -Pk "$d" | awk 'NR==2{print $4}')"
 echo "ifaces=$(ip -o -4 addr show 2>/dev/null | awk '{print $2"="$4}' | tr '\\n' ' ')"
 echo "links=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | tr '\\n' ' ')"
+echo "macs=$(ip -o link show 2>/dev/null | grep -o 'link/ether [0-9a-fA-F:]*' | awk '{print $2}' | tr '\\n' ' ')"
 if [ -d /run/systemd/system ]; then echo systemd=1; else echo systemd=0; fi
 echo "selinux=$(getenforce 2>/dev/null || echo absent)"
 fw=none; fwchain=""
@@ -98,6 +101,10 @@ export function parseFacts(output: string): Facts {
     memoryMb: Math.round(Number(kv.mem_kb ?? 0) / 1024),
     freeDiskMb: Math.round(Number(kv.free_kb ?? 0) / 1024),
     interfaces,
+    macs: (kv.macs ?? '')
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((m) => m.toLowerCase()),
     systemd: kv.systemd === '1',
     selinux: kv.selinux ?? 'absent',
     firewall: (kv.firewall ?? 'none') as Facts['firewall'],
@@ -137,6 +144,7 @@ export function assumedFacts(release: string): Facts {
     memoryMb: 4096,
     freeDiskMb: 20_000,
     interfaces: {},
+    macs: [],
     systemd: true,
     selinux: el ? 'Enforcing' : 'absent',
     firewall: el ? 'firewalld' : 'none',

@@ -82,16 +82,17 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   );
   if (!heldByCluster && addrs) {
     const probeVip = await ctx.t.exec(
-      `if command -v arping >/dev/null; then arping -c 2 -w 2 -I ${shq(iface)} ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; ` +
+      `if command -v arping >/dev/null; then echo arping; arping -c 2 -w 2 -I ${shq(iface)} ${shq(cidr.address)} 2>&1 || true; ` +
         `elif command -v ping >/dev/null; then ping -c 1 -W 1 ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; else echo unknown; fi`,
       { quiet: true },
     );
-    const verdict = probeVip.stdout.trim();
-    if (verdict === 'answered')
+    const clusterMacs = Object.values(ctx.clusterFacts).flatMap((f) => f.macs);
+    const verdict = vipProbeVerdict(probeVip.stdout, clusterMacs);
+    if (verdict.kind === 'foreign')
       problems.push(
-        `the VIP ${cidr.address} already answers on the network and no node of this cluster holds it; another host uses it`,
+        `the VIP ${cidr.address} already answers on the network${verdict.macs.length > 0 ? ` (from ${verdict.macs.join(', ')})` : ''} and no node of this cluster holds it; another host uses it`,
       );
-    else if (verdict === 'unknown')
+    else if (verdict.kind === 'unknown')
       ctx.warn('neither arping nor ping is installed: could not check that the VIP is free');
   }
 
@@ -112,6 +113,28 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
       );
   }
   return problems;
+}
+
+export type VipProbeVerdict = { kind: 'silent' | 'cluster' | 'unknown' } | { kind: 'foreign'; macs: string[] };
+
+/**
+ * Reads the VIP probe's output. A node of this cluster may take the VIP between the facts and the
+ * probe (a backup whose peer is not running yet becomes master a few adverts later): an ARP answer
+ * from one of the cluster's own hardware addresses is not another host. ping cannot tell who answered.
+ */
+export function vipProbeVerdict(output: string, clusterMacs: string[]): VipProbeVerdict {
+  const lines = output.trim().split('\n');
+  if (lines[0] !== 'arping') {
+    const word = lines[0]?.trim();
+    return word === 'answered' ? { kind: 'foreign', macs: [] } : { kind: word === 'unknown' ? 'unknown' : 'silent' };
+  }
+  const answering = [
+    ...new Set([...output.matchAll(/\[([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})\]/g)].map((m) => m[1].toLowerCase())),
+  ];
+  if (answering.length === 0) return { kind: 'silent' };
+  const ours = new Set(clusterMacs.map((m) => m.toLowerCase()));
+  const foreign = answering.filter((m) => !ours.has(m));
+  return foreign.length === 0 ? { kind: 'cluster' } : { kind: 'foreign', macs: foreign };
 }
 
 /**

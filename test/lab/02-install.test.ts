@@ -33,6 +33,14 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
 
   beforeAll(async () => {
     lab = await withLab({ fresh: true });
+    // Nodes as customers have them: without the tools preflight's network checks need.
+    for (const i of [0, 1]) {
+      const r = await lab.ssh(
+        i,
+        'DEBIAN_FRONTEND=noninteractive apt-get remove -y -q tcpdump iputils-arping >/dev/null',
+      );
+      expect(r.code, r.stderr).toBe(0);
+    }
   });
 
   it('apply takes two bare hosts to a working HA pair', async () => {
@@ -41,6 +49,9 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/VIP 10\.213\.0\.100\/24 is held by node1/);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: ALL, node2: ALL });
+    // Preflight installed tcpdump and arping itself, so the VIP and VRID checks ran for real.
+    expect(r.out).not.toMatch(/could not (install|check|listen)/);
+    for (const i of [0, 1]) expect((await lab.ssh(i, 'command -v tcpdump && command -v arping')).code).toBe(0);
   });
 
   it('nginx -V lists the modules on both nodes and the lua location answers', async () => {

@@ -5,6 +5,7 @@ import { slots } from '../../src/engine/executor.js';
 import { parseJournal } from '../../src/engine/journal.js';
 import type { Step, StepPlan } from '../../src/engine/types.js';
 import { gatePassed, rollOrder } from '../../src/orchestrate/roll.js';
+import { vipProbeVerdict } from '../../src/steps/preflight.js';
 import { pollUntil, sleep } from '../../src/poll.js';
 
 // The engine's pure parts, which otherwise run only on the lab: facts parsing, the journal, why a
@@ -25,6 +26,7 @@ describe('facts', () => {
         'free_kb=2097152',
         'ifaces=lo=127.0.0.1/8 eth0=10.0.0.11/24 eth0=10.0.0.100/24 ',
         'links=lo eth0 eth1 ',
+        'macs=52:54:00:AB:cd:01 52:54:00:ab:cd:02 ',
         'systemd=1',
         'selinux=Enforcing',
         'firewall=firewalld',
@@ -47,6 +49,7 @@ describe('facts', () => {
       systemd: true,
       firewall: 'firewalld',
       interfaces: { lo: ['127.0.0.1/8'], eth0: ['10.0.0.11/24', '10.0.0.100/24'], eth1: [] },
+      macs: ['52:54:00:ab:cd:01', '52:54:00:ab:cd:02'],
       nginxVersionOutput: 'nginx version: openresty/1.27.1.2\nbuilt by gcc',
       keepalivedVersionOutput: 'Keepalived v2.3.4 (01/01,2026)',
       journal: '{"version":1}',
@@ -239,5 +242,31 @@ describe('build slots (apply --build-concurrency)', () => {
       ),
     );
     expect(most).toBe(2);
+  });
+});
+
+// CI found it: a resumed apply gathered facts while the other node (finished by the interrupted run)
+// was still BACKUP; it became MASTER a few adverts later and the probe took it for a foreign host.
+describe('the VIP probe of preflight', () => {
+  const reply = (mac: string) =>
+    `arping\nARPING 10.0.0.100 from 10.0.0.11 eth0\nUnicast reply from 10.0.0.100 [${mac}]  0.569ms\nReceived 1 response(s)\n`;
+  it('an answer from a node of this cluster is that node taking the VIP, not another host', () => {
+    expect(vipProbeVerdict(reply('6A:31:68:9D:2C:FE'), ['ae:74:63:46:81:65', '6a:31:68:9d:2c:fe'])).toEqual({
+      kind: 'cluster',
+    });
+  });
+  it('an answer from any other address is another host, named by its MAC', () => {
+    expect(vipProbeVerdict(reply('02:00:00:00:00:09'), ['6a:31:68:9d:2c:fe'])).toEqual({
+      kind: 'foreign',
+      macs: ['02:00:00:00:00:09'],
+    });
+  });
+  it('no answer is a free VIP; without arping, ping cannot say who answered; without either, unknown', () => {
+    expect(vipProbeVerdict('arping\nARPING 10.0.0.100 from 10.0.0.11 eth0\nReceived 0 response(s)\n', [])).toEqual({
+      kind: 'silent',
+    });
+    expect(vipProbeVerdict('answered\n', ['6a:31:68:9d:2c:fe'])).toEqual({ kind: 'foreign', macs: [] });
+    expect(vipProbeVerdict('silent\n', [])).toEqual({ kind: 'silent' });
+    expect(vipProbeVerdict('unknown\n', [])).toEqual({ kind: 'unknown' });
   });
 });

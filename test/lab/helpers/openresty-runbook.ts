@@ -17,7 +17,6 @@ export const openrestyTarball = join(sharedSources, LAB_OPENRESTY.file);
 export function openrestyModulesRunbook(lab: Lab, gitBase: string, o: { cachePurge?: boolean } = {}) {
   if (!existsSync(openrestyTarball)) throw new Error(`${openrestyTarball} is missing (set HA_SETUP_SHARED_SOURCES)`);
   const [n1, n2] = lab.state.nodes.map((n) => n.ip);
-  // biome-ignore lint/suspicious/noExplicitAny: a runbook document the suites edit freely
   const doc = labRunbook(lab.state, lab.paths, { openrestyTarball }) as any;
   doc.build.modules = ['upstream-check', 'auth-ldap', 'fancyindex'];
   doc.sources.gitRewrite = { 'https://github.com/': gitBase };

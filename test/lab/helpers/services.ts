@@ -10,7 +10,7 @@ const fixtures = join(import.meta.dirname, '..', '..', 'fixtures', 'lab');
  * server as a systemd unit, answering "backend <ip>:9001 ..."), and slapd on node2 with one user,
  * alice / wonderland, under ou=people,dc=ha,dc=lab. Idempotent.
  */
-export async function installModuleServices(lab: Lab, o: { removeProbeTools?: boolean } = {}): Promise<void> {
+export async function installModuleServices(lab: Lab): Promise<void> {
   const backend = readFileSync(join(fixtures, 'backend.py'), 'utf8');
   await Promise.all(
     [0, 1].map(async (i) => {
@@ -21,8 +21,6 @@ export async function installModuleServices(lab: Lab, o: { removeProbeTools?: bo
           'set -e',
           'export DEBIAN_FRONTEND=noninteractive',
           'apt-get update -q >/dev/null',
-          // A node as customers have them: without the tools preflight's network checks need.
-          ...(o.removeProbeTools ? ['apt-get remove -y -q tcpdump iputils-arping >/dev/null'] : []),
           i === 1
             ? `printf '%s\\n' 'slapd slapd/internal/adminpw password labadmin' 'slapd slapd/internal/generated_adminpw password labadmin' 'slapd slapd/password1 password labadmin' 'slapd slapd/password2 password labadmin' 'slapd slapd/domain string ha.lab' 'slapd shared/organization string ha-lab' | debconf-set-selections
              apt-get install -y -q --no-install-recommends python3 slapd ldap-utils >/dev/null`
