@@ -1,11 +1,22 @@
 #!/usr/bin/env node
-// Engine overhead on the lab (printed, not asserted): wall time of a no-op re-run of the full plan on
-// 2 nodes (target under 3 s) and SSH round trips per step. Needs an installed lab cluster
-// (ha-setup lab up && ha-setup apply runbooks/lab.yaml) and a built dist/.   npm run bench:engine
+// Engine overhead on the lab (printed, not asserted). Needs root on Linux and a built dist/.
+//   npm run bench:engine
+// 1. the lab cluster installed (apply), then a no-op re-apply of the full plan 5 times: wall time
+//    (target under 1 s) and SSH round trips per node
+// 2. the same steps' checks on the same hosts, in the same run, two ways: one SSH exec per check
+//    (how apply asked until 0.x) and all of a node's checks in one exec (how it asks now)
+import { dirname } from 'node:path';
+import { runCheck, runChecks } from '../dist/engine/checks.js';
+import { appliesTo, resolveNodes } from '../dist/engine/nodes.js';
+import { offlineSources } from '../dist/engine/plan-view.js';
+import { loadSecrets, newRunId, openSession } from '../dist/engine/session.js';
 import { SshTransport } from '../dist/engine/transport.js';
+import { loadRunbook } from '../dist/runbook/io.js';
+import { readSiteFiles } from '../dist/runbook/site-files.js';
 import { INSTALL_STEPS } from '../dist/steps/index.js';
 import { cli, labRunbookFile } from './lib.mjs';
 
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const { file: rb, state } = await labRunbookFile();
 if ((await cli(['apply', rb, '--renderer', 'silent', '--no-verify'])) !== 0) throw new Error('apply failed');
 
@@ -14,15 +25,55 @@ let trips = 0;
 for (let i = 0; i < 5; i++) {
   const before = SshTransport.roundTrips;
   const t = performance.now();
-  await cli(['apply', rb, '--renderer', 'silent', '--no-verify']);
+  if ((await cli(['apply', rb, '--renderer', 'silent', '--no-verify'])) !== 0) throw new Error('no-op apply failed');
   walls.push((performance.now() - t) / 1000);
   trips = SshTransport.roundTrips - before;
 }
-walls.sort((a, b) => a - b);
-const steps = INSTALL_STEPS.length + 1; // + preflight
 console.log(
-  `no-op apply of the full plan on ${state.nodes.length} nodes: median ${walls[2].toFixed(2)} s, min ${walls[0].toFixed(2)} s, max ${walls[4].toFixed(2)} s (target < 3 s)`,
+  `no-op apply of the full plan on ${state.nodes.length} nodes: median ${median(walls).toFixed(2)} s, min ${Math.min(...walls).toFixed(2)} s, max ${Math.max(...walls).toFixed(2)} s (target < 1 s); ${(trips / state.nodes.length).toFixed(0)} SSH round trips per node`,
 );
-console.log(
-  `SSH round trips per no-op run: ${trips} (${(trips / state.nodes.length).toFixed(0)} per node, ${(trips / state.nodes.length / steps).toFixed(1)} per step incl. facts, preflight and the VIP check)`,
-);
+
+// The checks alone, both ways, on the same connections.
+const { runbook } = loadRunbook(rb);
+const secrets = loadSecrets(runbook, rb);
+const handles = await openSession({ runbookPath: rb, runbook, acceptNewHostKeys: false, runId: newRunId() }, secrets);
+try {
+  const sources = offlineSources(runbook, { useCache: true, families: handles.map((h) => h.facts.family) });
+  const siteFiles = readSiteFiles(runbook, dirname(rb));
+  const clusterFacts = Object.fromEntries(handles.map((h) => [h.node.name, h.facts]));
+  const checksOf = (h) =>
+    INSTALL_STEPS.filter((s) => appliesTo(s, h.node)).map((step) => {
+      const pc = {
+        runbook,
+        node: h.node,
+        cluster: resolveNodes(runbook),
+        facts: h.facts,
+        sources,
+        clusterFacts,
+        siteFiles,
+      };
+      return { id: step.id, script: step.check({ ...pc, plan: step.plan(pc), secrets }) };
+    });
+  const checks = new Map(handles.map((h) => [h, checksOf(h)]));
+  const oneByOne = [];
+  const batched = [];
+  for (let i = 0; i < 5; i++) {
+    let t = performance.now();
+    await Promise.all(
+      handles.map(async (h) => {
+        for (const c of checks.get(h)) await runCheck(h.t, c.script);
+      }),
+    );
+    oneByOne.push(performance.now() - t);
+    t = performance.now();
+    const results = await Promise.all(handles.map((h) => runChecks(h.t, checks.get(h))));
+    batched.push(performance.now() - t);
+    if (results.some((r, k) => r.size !== checks.get(handles[k]).length)) throw new Error('a batch lost checks');
+  }
+  const n = checks.get(handles[0]).length;
+  console.log(`the ${n} checks per node, both nodes at once, 5 runs each (median):`);
+  console.log(`  one SSH exec per check (before): ${median(oneByOne).toFixed(0)} ms`);
+  console.log(`  one SSH exec per node (now):     ${median(batched).toFixed(0)} ms`);
+} finally {
+  for (const h of handles) await h.t.close();
+}

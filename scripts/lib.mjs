@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../dist/cli/main.js';
 import { DEFAULT_LAB, labPaths } from '../dist/lab/config.js';
-import { labDown, labUp } from '../dist/lab/lab.js';
+import { labDown, labSsh, labUp } from '../dist/lab/lab.js';
 import { LAB_SOURCES, labRunbook } from '../dist/lab/runbook.js';
 import { runbookToYaml } from '../dist/runbook/io.js';
 import { fillMirror } from '../dist/sources/mirror.js';
@@ -43,4 +43,19 @@ export async function cli(argv) {
     );
   }
   return code;
+}
+
+/**
+ * The documented way to change VRRP settings every node must share (version, router id, password,
+ * unicast) on a serving pair: stop keepalived everywhere except the VIP holder, then apply.
+ */
+export async function applyVrrpChange(state, runbookPath) {
+  const holders = [];
+  for (const n of state.nodes) {
+    const r = await labSsh(paths, n.ip, `ip -o -4 addr show | grep -q ' ${state.vip}/' && echo yes || echo no`);
+    if (r.stdout.trim() === 'yes') holders.push(n);
+  }
+  for (const n of state.nodes.filter((x) => !holders.includes(x)))
+    await labSsh(paths, n.ip, 'systemctl stop keepalived');
+  return cli(['apply', runbookPath, '--renderer', 'silent', '--no-verify']);
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { runCheck, runChecks } from '../engine/checks.js';
 import { decide } from '../engine/decide.js';
 import { appliesTo } from '../engine/nodes.js';
 import chalk from 'chalk';
@@ -15,7 +16,7 @@ import { resolveNodes } from '../engine/nodes.js';
 import { parseJournal } from '../engine/journal.js';
 import { loadSecrets, newRunId, openSession } from '../engine/session.js';
 import { ConnectError } from '../engine/transport.js';
-import type { PlanContext, StepContext } from '../engine/types.js';
+import type { PlanContext } from '../engine/types.js';
 import { InvalidInputError, RunbookInvalidError } from '../errors.js';
 import { releaseProblems, RELEASES } from '../runbook/release-rules.js';
 import { loadRunbook } from '../runbook/io.js';
@@ -122,23 +123,33 @@ export function registerPlan(program: Command, ctx: CliContext): void {
             const journal = parseJournal(h.facts.journal, runbook.name);
             const rerun = new Set<string>();
             const steps: PlannedStep[] = [];
-            for (const step of INSTALL_STEPS.filter((s) => appliesTo(s, h.node))) {
-              const pc = {
-                runbook,
-                node: h.node,
-                cluster: handles.map((x) => x.node),
-                facts: h.facts,
-                sources,
-                clusterFacts,
-                siteFiles,
-              };
-              const plan = step.plan(pc);
+            const pc = {
+              runbook,
+              node: h.node,
+              cluster: handles.map((x) => x.node),
+              facts: h.facts,
+              sources,
+              clusterFacts,
+              siteFiles,
+            };
+            const mine = INSTALL_STEPS.filter((s) => appliesTo(s, h.node)).map((step) => ({
+              step,
+              plan: step.plan(pc),
+            }));
+            // The checks the journal leaves to the host, in one round trip (a later run only adds re-runs).
+            const checked = await runChecks(
+              h.t,
+              mine
+                .filter(({ step, plan }) => decide(step, plan, journal.steps[step.id], rerun).action === 'check')
+                .map(({ step, plan }) => ({ id: step.id, script: step.check({ ...pc, plan, secrets }) })),
+            );
+            for (const { step, plan } of mine) {
               let d = decide(step, plan, journal.steps[step.id], rerun);
               if (d.action === 'check') {
-                const sctx: StepContext = { ...pc, plan, t: h.t, secrets, progress: () => {}, warn: () => {} };
-                d = (await step.check(sctx))
-                  ? { action: 'skip', reason: 'done' }
-                  : { action: 'run', reason: 'the host no longer matches' };
+                d =
+                  (checked.get(step.id) ?? (await runCheck(h.t, step.check({ ...pc, plan, secrets }))))
+                    ? { action: 'skip', reason: 'done' }
+                    : { action: 'run', reason: 'the host no longer matches' };
               }
               if (d.action === 'skip') steps.push({ step, plan, status: { label: 'done' } });
               else {
@@ -151,18 +162,7 @@ export function registerPlan(program: Command, ctx: CliContext): void {
                 });
               }
             }
-            nodes.push({
-              pc: {
-                runbook,
-                node: h.node,
-                cluster: handles.map((x) => x.node),
-                facts: h.facts,
-                sources,
-                clusterFacts,
-                siteFiles,
-              },
-              steps,
-            });
+            nodes.push({ pc, steps });
           }
           show(nodes, 'observed');
           ctx.result = 0;

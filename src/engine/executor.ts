@@ -5,6 +5,7 @@ import { CancelledError, HaSetupError, RunFailedError } from '../errors.js';
 import { tail } from '../local.js';
 import type { Runbook } from '../runbook/schema.js';
 import type { SiteFiles } from '../runbook/site-files.js';
+import { runCheck, runChecks } from './checks.js';
 import { decide, digestPlan, fingerprintPlan, type RecordedEntry } from './decide.js';
 import { parseJournal, saveJournal, type Journal } from './journal.js';
 import { appliesTo, resolveNodes } from './nodes.js';
@@ -169,6 +170,34 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
       const rerun = o.rerun?.get(h.node.name) ?? new Set<string>();
       o.rerun?.set(h.node.name, rerun);
       const mine = o.steps.filter((s) => appliesTo(s, h.node));
+      const base = {
+        runbook: o.runbook,
+        node: h.node,
+        // Every node of the runbook, not only those this call works on (a roll runs one node at a
+        // time, --limit a few): unicast peers and the ACME peers are the whole cluster.
+        cluster: resolveNodes(o.runbook),
+        facts: h.facts,
+        sources: o.sources,
+        siteFiles: o.siteFiles,
+        clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
+      };
+      // Every check the journal leaves to the host goes there in one round trip; the answers hold
+      // until a step runs on this node (then the later checks look again).
+      const plans = new Map<string, StepPlan>();
+      const prechecks: Array<{ id: string; script: string }> = [];
+      for (const step of mine) {
+        try {
+          const plan = step.plan(base);
+          plans.set(step.id, plan);
+          if (rerun.has(step.id) && !step.always) continue;
+          if (decide(step, plan, journal.steps[step.id] as RecordedEntry | undefined, rerun).action === 'check')
+            prechecks.push({ id: step.id, script: step.check({ ...base, plan, secrets: o.secrets }) });
+        } catch {
+          // Planned again in the loop below, which reports the error at its step.
+        }
+      }
+      const prechecked = await runChecks(h.t, prechecks);
+      let changedHere = false;
       for (const [i, step] of mine.entries()) {
         if (interrupted()) {
           // A safe point: between two steps. The rest is left for the next apply.
@@ -183,23 +212,12 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           );
           return;
         }
-        const base = {
-          runbook: o.runbook,
-          node: h.node,
-          // Every node of the runbook, not only those this call works on (a roll runs one node at a
-          // time, --limit a few): unicast peers and the ACME peers are the whole cluster.
-          cluster: resolveNodes(o.runbook),
-          facts: h.facts,
-          sources: o.sources,
-          siteFiles: o.siteFiles,
-          clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
-        };
         const started = Date.now();
         task.title = `${h.node.name}: ${step.title} (${i + 1}/${mine.length})`;
         let plan: StepPlan;
         let ctx: StepContext;
         try {
-          plan = step.plan(base);
+          plan = plans.get(step.id) ?? step.plan(base);
           ctx = {
             ...base,
             plan,
@@ -225,9 +243,11 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           }
           let d = decide(step, plan, entry, rerun);
           if (d.action === 'check') {
-            d = (await step.check(ctx))
-              ? { action: 'skip', reason: 'done' }
-              : { action: 'run', reason: 'the host no longer matches (check failed)' };
+            const known = changedHere ? undefined : prechecked.get(step.id);
+            d =
+              (known ?? (await runCheck(h.t, step.check(ctx))))
+                ? { action: 'skip', reason: 'done' }
+                : { action: 'run', reason: 'the host no longer matches (check failed)' };
           }
           if (d.action === 'skip') {
             outcome.steps.push({ id: step.id, action: 'skipped', reason: 'done', durationMs: Date.now() - started });
@@ -248,6 +268,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
             dependsOn: step.dependsOn,
           };
           journal.steps[step.id] = record;
+          changedHere = true;
           await saveJournal(h.t, journal, localJournal);
           const work = () => (step.run ? step.run(ctx) : runPlan(ctx));
           if (compiles(step, base)) {

@@ -26,13 +26,29 @@ export interface Facts {
   firewallChain: string;
   nginxVersionOutput: string;
   keepalivedVersionOutput: string;
+  /** `systemctl is-active keepalived` said active. */
+  keepalivedActive: boolean;
+  /** The VRRP identity in the live keepalived.conf (undefined: none there): what peers must share to hear each other. */
+  liveVrrp: LiveVrrp | undefined;
   hostname: string;
   epochMs: number;
   journal: string;
 }
 
+export interface LiveVrrp {
+  vrid: number;
+  version: number;
+  auth: boolean;
+  unicast: boolean;
+}
+
 /** One round trip: every fact as a `key=value` line (multi-line values base64-encoded). */
-export function factsScript(buildDir: string, nginxBinary: string, keepalivedBinary: string): string {
+export function factsScript(
+  buildDir: string,
+  nginxBinary: string,
+  keepalivedBinary: string,
+  keepalivedConf: string,
+): string {
   return `
 . /etc/os-release 2>/dev/null || true
 echo "os_id=\${ID:-unknown}"
@@ -61,6 +77,8 @@ echo "firewall_chain=$fwchain"
 if command -v apt-get >/dev/null 2>&1; then echo pm=apt; elif command -v dnf >/dev/null 2>&1; then echo pm=dnf; elif command -v yum >/dev/null 2>&1; then echo pm=yum; else echo pm=unknown; fi
 echo "nginx_v=$( { ${nginxBinary} -V 2>&1 || true; } | base64 -w0)"
 echo "keepalived_v=$( { ${keepalivedBinary} --version 2>&1 || true; } | base64 -w0)"
+echo "keepalived_active=$(systemctl is-active keepalived 2>/dev/null || true)"
+echo "vrrp_live=$(grep -E '^[[:space:]]*(virtual_router_id|version|auth_type|unicast_peer)[[:space:]]' ${JSON.stringify(keepalivedConf)} 2>/dev/null | awk '{print $1"="$2}' | tr '\\n' ' ')"
 echo "hostname=$(hostname)"
 echo "epoch_ms=$(date +%s%3N)"
 echo "journal=$(cat /var/lib/ha-setup/journal.json 2>/dev/null | base64 -w0 || true)"
@@ -111,9 +129,29 @@ export function parseFacts(output: string): Facts {
     firewallChain: kv.firewall_chain ?? '',
     nginxVersionOutput: /nginx version/.test(nginxV) ? nginxV.trim() : '',
     keepalivedVersionOutput: /Keepalived v/i.test(kaV) ? kaV.trim() : '',
+    keepalivedActive: kv.keepalived_active === 'active',
+    liveVrrp: parseLiveVrrp(kv.vrrp_live ?? ''),
     hostname: kv.hostname ?? '',
     epochMs: Number(kv.epoch_ms ?? 0),
     journal: b64(kv.journal),
+  };
+}
+
+/** `virtual_router_id=51 version=3 auth_type=PASS unicast_peer={` as the facts script prints it. Pure. */
+export function parseLiveVrrp(line: string): LiveVrrp | undefined {
+  const pairs = line
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((p) => p.split('='));
+  const get = (k: string) => pairs.find(([key]) => key === k)?.[1];
+  const vrid = Number(get('virtual_router_id'));
+  if (!Number.isInteger(vrid) || vrid <= 0) return undefined;
+  return {
+    vrid,
+    // keepalived's default when the instance does not say
+    version: Number(get('version') ?? 2) || 2,
+    auth: get('auth_type') !== undefined,
+    unicast: get('unicast_peer') !== undefined,
   };
 }
 
@@ -122,8 +160,9 @@ export async function gatherFacts(
   buildDir: string,
   nginxBinary: string,
   keepalivedBinary: string,
+  keepalivedConf: string,
 ): Promise<Facts> {
-  const r = await t.exec(factsScript(buildDir, nginxBinary, keepalivedBinary), { quiet: true });
+  const r = await t.exec(factsScript(buildDir, nginxBinary, keepalivedBinary, keepalivedConf), { quiet: true });
   if (r.code !== 0) throw new Error(`facts script failed on ${t.label}: ${r.stderr}`);
   return parseFacts(r.stdout);
 }
@@ -145,6 +184,8 @@ export function assumedFacts(release: string): Facts {
     freeDiskMb: 20_000,
     interfaces: {},
     macs: [],
+    keepalivedActive: false,
+    liveVrrp: undefined,
     systemd: true,
     selinux: el ? 'Enforcing' : 'absent',
     firewall: el ? 'firewalld' : 'none',

@@ -158,7 +158,7 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
     const L = layout(rb);
     await Promise.all(
       handles.map(async (h) => {
-        h.facts = await gatherFacts(h.t, rb.build.buildDir, L.nginxBinary, L.keepalivedBinary);
+        h.facts = await gatherFacts(h.t, rb.build.buildDir, L.nginxBinary, L.keepalivedBinary, L.keepalivedConf);
       }),
     );
     return handles;

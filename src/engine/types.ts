@@ -82,6 +82,9 @@ export interface StepContext extends PlanContext {
   warn: (message: string) => void;
 }
 
+/** What a step's check may look at: the plan and the secrets its files are written with, no host. */
+export type CheckContext = PlanContext & Pick<StepContext, 'plan' | 'secrets'>;
+
 export type AppliesTo = 'all' | 'master' | 'backups';
 
 export interface Step {
@@ -91,8 +94,12 @@ export interface Step {
   /** Steps whose re-run makes this one re-run (order itself comes from the steps array). */
   dependsOn: string[];
   plan(pc: PlanContext): StepPlan;
-  /** Is it done already, judged from the host itself (not only from the journal)? */
-  check(ctx: StepContext): Promise<boolean>;
+  /**
+   * Is it done already, judged from the host itself (not only from the journal)? A read-only shell
+   * script that exits 0 when it is. Pure: the engine runs it, batched with the other steps' checks
+   * in one round trip per node.
+   */
+  check(ctx: CheckContext): string;
   /** Defaults to: write files, upload, run commands in order. */
   run?(ctx: StepContext): Promise<void>;
   /** Runs always (never skipped by the journal), e.g. preflight. */

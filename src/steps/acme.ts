@@ -2,7 +2,7 @@ import { emptyPlan, type Step, type StepPlan } from '../engine/types.js';
 import { parseCidr } from '../net.js';
 import { acmeDirectoryLabel } from '../runbook/tls-settings.js';
 import { shq } from '../shell.js';
-import { layout, probe } from './common.js';
+import { layout } from './common.js';
 import { acmeCommand, acmeIssuedFor } from './tls.js';
 
 // The first ACME certificate of each node (site.tls.acme), once nginx serves the challenges and the
@@ -35,13 +35,10 @@ ${acmeCommand(pc)} $force`,
     plan.notes.push(`issued by ${acmeDirectoryLabel(acme.directory)}`);
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const acme = ctx.runbook.site.tls?.acme;
-    if (!acme) return true;
+    if (!acme) return 'true';
     const L = layout(ctx.runbook);
-    return probe(
-      ctx,
-      `[ "$(cat ${shq(`${L.acmeLiveDir}/issued-for`)} 2>/dev/null)" = ${shq(acmeIssuedFor(ctx))} ] && openssl x509 -checkend ${acme.renewDays * 86400} -noout -in ${shq(`${L.acmeLiveDir}/fullchain.pem`)} >/dev/null`,
-    );
+    return `[ "$(cat ${shq(`${L.acmeLiveDir}/issued-for`)} 2>/dev/null)" = ${shq(acmeIssuedFor(ctx))} ] && openssl x509 -checkend ${acme.renewDays * 86400} -noout -in ${shq(`${L.acmeLiveDir}/fullchain.pem`)} >/dev/null`;
   },
 };

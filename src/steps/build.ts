@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { shq } from '../shell.js';
-import { probe } from './common.js';
 import { configureSpec, jobs } from './configure.js';
 
 /** Identifies one configured build: a change of arguments is a different build. */
@@ -28,8 +27,8 @@ export const buildStep: Step = {
     );
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const { dir } = configureSpec(ctx);
-    return probe(ctx, `[ "$(cat ${shq(builtMarker(dir))} 2>/dev/null)" = ${shq(buildId(ctx))} ]`);
+    return `[ "$(cat ${shq(builtMarker(dir))} 2>/dev/null)" = ${shq(buildId(ctx))} ]`;
   },
 };

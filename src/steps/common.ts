@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Facts } from '../engine/facts.js';
 import { osProfile } from '../engine/os-profile.js';
 import { substituteSecrets } from '../engine/executor.js';
-import type { PlanContext, PlannedFile, StepContext } from '../engine/types.js';
+import type { CheckContext, PlanContext, PlannedFile } from '../engine/types.js';
 import { dataDir } from '../paths.js';
 import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
@@ -92,15 +92,11 @@ export function filesMatchScript(files: PlannedFile[], contentFor: (f: PlannedFi
 }
 
 /** The default check for steps that only write files: every file on the host matches. */
-export async function filesMatch(ctx: StepContext): Promise<boolean> {
-  const r = await ctx.t.exec(
-    filesMatchScript(ctx.plan.files, (f) => substituteSecrets(f.content, ctx.secrets)),
-    { quiet: true },
-  );
-  return r.code === 0;
+export function filesMatchCheck(ctx: CheckContext): string {
+  return filesMatchScript(ctx.plan.files, (f) => substituteSecrets(f.content, ctx.secrets));
 }
 
-/** Runs a read-only probe; true when it exits 0. */
-export async function probe(ctx: StepContext, script: string): Promise<boolean> {
-  return (await ctx.t.exec(script, { quiet: true })).code === 0;
+/** A check that passes when every one of these scripts exits 0 (each in its own subshell: an `exit` ends only it). */
+export function allOf(...scripts: string[]): string {
+  return scripts.map((s) => `(\n${s.trim() || 'true'}\n) || exit 1`).join('\n');
 }

@@ -1,6 +1,6 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { shq, shqAll } from '../shell.js';
-import { layout, luajitPaths, probe, shippedModules } from './common.js';
+import { layout, luajitPaths, shippedModules } from './common.js';
 
 const COMMON_ARGS = [
   '--with-http_ssl_module',
@@ -76,11 +76,8 @@ export const configureStep: Step = {
     plan.notes.push(`configure arguments: ${spec.args.join(' ')}`);
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const spec = configureSpec(ctx);
-    return probe(
-      ctx,
-      `[ -f ${shq(`${spec.dir}/Makefile`)} ] && [ "$(cat ${shq(argsFile(spec.dir))} 2>/dev/null)" = ${shq(spec.args.join(' '))} ]`,
-    );
+    return `[ -f ${shq(`${spec.dir}/Makefile`)} ] && [ "$(cat ${shq(argsFile(spec.dir))} 2>/dev/null)" = ${shq(spec.args.join(' '))} ]`;
   },
 };

@@ -1,7 +1,7 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { filesMatch, layout, probe } from './common.js';
+import { allOf, filesMatchCheck, layout } from './common.js';
 
 export function healthCheckFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -42,11 +42,11 @@ export const healthCheckStep: Step = {
     plan.files.push(...healthCheckFiles(pc));
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const L = layout(ctx.runbook);
     const dirsOk = secureDirs(L)
       .map((d) => `[ "$(stat -c %U:%a ${shq(d)} 2>/dev/null)" = root:755 ]`)
       .join(' && ');
-    return (await filesMatch(ctx)) && probe(ctx, dirsOk);
+    return allOf(filesMatchCheck(ctx), dirsOk);
   },
 };

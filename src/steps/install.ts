@@ -2,7 +2,7 @@ import { emptyPlan, type PlanContext, type PlannedFile, type Step, type StepPlan
 import { render } from '../render.js';
 import { shq } from '../shell.js';
 import { buildId } from './build.js';
-import { layout, LUA_RESTY_SOURCES, needsLuaRestySources, probe } from './common.js';
+import { layout, LUA_RESTY_SOURCES, needsLuaRestySources } from './common.js';
 import { configureSpec } from './configure.js';
 
 /** The upgrade script, rendered from its template; install ships it, rollback runs it. */
@@ -68,11 +68,8 @@ if [ -f ${shq(keep)} ]; then mv -f -- ${shq(keep)} ${shq(`${bin}.old`)}; fi`);
     plan.commands.push(`echo ${shq(id)} > ${shq(L.installedMarker)}`);
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const L = layout(ctx.runbook);
-    return probe(
-      ctx,
-      `[ -x ${shq(L.nginxBinary)} ] && ${shq(L.nginxBinary)} -v >/dev/null 2>&1 && [ "$(cat ${shq(L.installedMarker)} 2>/dev/null)" = ${shq(buildId(ctx))} ]`,
-    );
+    return `[ -x ${shq(L.nginxBinary)} ] && ${shq(L.nginxBinary)} -v >/dev/null 2>&1 && [ "$(cat ${shq(L.installedMarker)} 2>/dev/null)" = ${shq(buildId(ctx))} ]`;
   },
 };

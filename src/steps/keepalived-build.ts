@@ -2,7 +2,7 @@ import { osProfile } from '../engine/os-profile.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { filesMatch, keepalivedEnvFile, layout, packagesFor, probe } from './common.js';
+import { allOf, filesMatchCheck, keepalivedEnvFile, layout, packagesFor } from './common.js';
 import { jobs } from './configure.js';
 
 export function keepalivedUnit(pc: PlanContext): string {
@@ -42,13 +42,13 @@ export const keepalivedBuildStep: Step = {
     plan.commands.push('systemctl daemon-reload');
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const rb = ctx.runbook;
     const L = layout(rb);
     const versionOk =
       rb.keepalived.install === 'source'
         ? `${shq(L.keepalivedBinary)} --version 2>&1 | grep -F ${shq(`Keepalived v${rb.keepalived.version} `)} >/dev/null`
         : `[ -x ${shq(L.keepalivedBinary)} ]`;
-    return (await filesMatch(ctx)) && probe(ctx, versionOk);
+    return allOf(filesMatchCheck(ctx), versionOk);
   },
 };

@@ -4,7 +4,7 @@ import { emptyPlan, secretRef, type PlanContext, type Step, type StepPlan } from
 import { parseCidr } from '../net.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { filesMatch, layout } from './common.js';
+import { filesMatchCheck, layout } from './common.js';
 
 export function keepalivedConf(pc: PlanContext): string {
   const rb = pc.runbook;
@@ -48,7 +48,7 @@ export const keepalivedConfigStep: Step = {
     plan.commands.push('if systemctl is-active --quiet keepalived; then systemctl reload keepalived; fi');
     return plan;
   },
-  check: filesMatch,
+  check: filesMatchCheck,
   async run(ctx) {
     const L = layout(ctx.runbook);
     const f = ctx.plan.files[0];

@@ -1,7 +1,7 @@
 import { osProfile } from '../engine/os-profile.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
-import { filesMatch, keepalivedEnvFile, layout, probe } from './common.js';
+import { allOf, filesMatchCheck, keepalivedEnvFile, layout } from './common.js';
 
 export function loggingFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -40,7 +40,7 @@ export const loggingStep: Step = {
     plan.commands.push('if systemctl is-active --quiet keepalived; then systemctl restart keepalived; fi');
     return plan;
   },
-  async check(ctx) {
-    return (await filesMatch(ctx)) && probe(ctx, 'systemctl is-active --quiet rsyslog');
+  check(ctx) {
+    return allOf(filesMatchCheck(ctx), 'systemctl is-active --quiet rsyslog');
   },
 };

@@ -6,7 +6,7 @@ import { InvalidInputError } from '../errors.js';
 import { render } from '../render.js';
 import { remotePathInside } from '../runbook/site-files.js';
 import { shq } from '../shell.js';
-import { filesMatch, layout, luaPackageCpath, luaPackagePath, probe } from './common.js';
+import { allOf, filesMatchCheck, layout, luaPackageCpath, luaPackagePath } from './common.js';
 import { GATEWAY_DIR, gatewayEnabled, gatewayFiles, luaSslTrustedCertificate } from './gateway.js';
 import { moduleView } from './module-config.js';
 import { certificateFiles, tlsView } from './tls.js';
@@ -156,15 +156,14 @@ export const nginxConfigStep: Step = {
     plan.commands.push(applyConfigCommand(pc));
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const L = layout(ctx.runbook);
-    // A new binary waiting for this configuration (install deferred its hot upgrade).
-    if (await probe(ctx, `[ -e ${shq(L.upgradePending)} ]`)) return false;
-    if (!(await filesMatch(ctx))) return false;
     const keep = ctx.plan.files.map((f) => f.path);
-    // Include files removed from the runbook must be gone from the host too.
-    return probe(
-      ctx,
+    return allOf(
+      // A new binary waiting for this configuration (install deferred its hot upgrade): not done.
+      `[ ! -e ${shq(L.upgradePending)} ]`,
+      filesMatchCheck(ctx),
+      // Include files removed from the runbook must be gone from the host too.
       staleIncludesProbe(
         L.confDir,
         keep.map((k) => k.slice(L.confDir.length + 1)),

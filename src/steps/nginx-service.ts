@@ -1,7 +1,7 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { filesMatch, layout, probe } from './common.js';
+import { allOf, filesMatchCheck, layout } from './common.js';
 
 export function nginxUnit(pc: PlanContext): string {
   const L = layout(pc.runbook);
@@ -38,9 +38,7 @@ else echo 'nginx runs with an unchanged unit: no restart'; fi
 systemctl is-active nginx`);
     return plan;
   },
-  async check(ctx) {
-    return (
-      (await filesMatch(ctx)) && probe(ctx, 'systemctl is-enabled --quiet nginx && systemctl is-active --quiet nginx')
-    );
+  check(ctx) {
+    return allOf(filesMatchCheck(ctx), 'systemctl is-enabled --quiet nginx && systemctl is-active --quiet nginx');
   },
 };

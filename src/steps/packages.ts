@@ -1,4 +1,4 @@
-import { packagesFor, layout, selectedModules, probe } from './common.js';
+import { layout, packagesFor, selectedModules } from './common.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { osProfile } from '../engine/os-profile.js';
 import { shq } from '../shell.js';
@@ -71,11 +71,11 @@ export const packagesStep: Step = {
     plan.notes.push(`packages: ${pkgs.join(' ')}`);
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const pkgs = packageList(ctx);
     const lua = luaRestyCommand(ctx)
       ? `[ -f ${shq(`${layout(ctx.runbook).luaDir}/usr/share/lua/5.1/resty/core.lua`)} ]`
       : 'true';
-    return probe(ctx, `${missingScript(ctx, pkgs)}\n[ -z "$missing" ] && ${lua}`);
+    return `${missingScript(ctx, pkgs)}\n[ -z "$missing" ] && ${lua}`;
   },
 };

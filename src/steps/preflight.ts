@@ -5,6 +5,8 @@ import { shq } from '../shell.js';
 import { osProfile } from '../engine/os-profile.js';
 import { layout, packagesFor, sitePorts } from './common.js';
 import { releaseProblems } from '../runbook/release-rules.js';
+import type { Runbook } from '../runbook/schema.js';
+import type { Facts, LiveVrrp } from '../engine/facts.js';
 
 const MIN_FREE_MB = 1024;
 const MAX_SKEW_MS = 5000;
@@ -63,6 +65,10 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     }
   }
 
+  // Only on the first node: the rule looks at the whole cluster, once is enough.
+  if (ctx.node.index === Math.min(...ctx.cluster.map((n) => n.index)))
+    problems.push(...vrrpIdentityProblems(rb, ctx.cluster, ctx.clusterFacts));
+
   // Once our keepalived runs here with this VRID, the VIP and the VRID's adverts on the segment are
   // this cluster's own: the network probes below (several seconds) were done on the first apply.
   const vrid = rb.vrrp.virtualRouterId;
@@ -113,6 +119,47 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
       );
   }
   return problems;
+}
+
+/**
+ * Settings two keepalived must share to hear each other. Changed on a pair that serves, a roll
+ * (node by node) would leave a node with the new settings that does not hear its peer: both take
+ * the VIP (split brain), and a planned move cannot happen. Refused before anything is touched, with
+ * the maintenance path that works. One node serving alone can change them (nothing to split). Pure.
+ */
+export function vrrpIdentityProblems(
+  rb: Runbook,
+  cluster: Array<{ name: string }>,
+  clusterFacts: Record<string, Facts>,
+): string[] {
+  const serving = cluster.filter((n) => clusterFacts[n.name]?.keepalivedActive && clusterFacts[n.name]?.liveVrrp);
+  if (serving.length < 2) return [];
+  const wanted = {
+    virtualRouterId: rb.vrrp.virtualRouterId,
+    version: rb.vrrp.version,
+    auth: Boolean(rb.vrrp.auth),
+    unicast: rb.vrrp.unicast,
+  };
+  const changes: string[] = [];
+  for (const [field, live] of [
+    ['virtualRouterId', (v: LiveVrrp) => v.vrid],
+    ['version', (v: LiveVrrp) => v.version],
+    ['auth', (v: LiveVrrp) => v.auth],
+    ['unicast', (v: LiveVrrp) => v.unicast],
+  ] as const) {
+    const want = wanted[field];
+    const differing = serving.filter((n) => live(clusterFacts[n.name].liveVrrp!) !== want);
+    if (differing.length === 0) continue;
+    const now = [...new Set(differing.map((n) => String(live(clusterFacts[n.name].liveVrrp!))))].join(' / ');
+    const shown = field === 'auth' ? (want ? 'a password' : 'none') : String(want);
+    const nowShown = field === 'auth' ? (now === 'true' ? 'a password' : 'none') : now;
+    changes.push(`vrrp.${field}: ${nowShown} on ${differing.map((n) => n.name).join(', ')}, ${shown} in the runbook`);
+  }
+  if (changes.length === 0) return [];
+  return [
+    `${changes.join('; ')}: keepalived serves on ${serving.map((n) => n.name).join(' and ')}, and nodes with different VRRP settings do not hear each other, so this change cannot roll node by node (both nodes would hold the VIP). ` +
+      'Maintenance path: stop keepalived on every node except the one holding the VIP (`systemctl stop keepalived`; the holder keeps the VIP), then apply again: the holder reloads into the new settings (the VIP is absent for about three advert intervals) and the others start with them.',
+  ];
 }
 
 export type VipProbeVerdict = { kind: 'silent' | 'cluster' | 'unknown' } | { kind: 'foreign'; macs: string[] };
@@ -167,8 +214,8 @@ export const preflightStep: Step = {
     );
     return plan;
   },
-  async check() {
-    return false;
+  check() {
+    return 'false';
   },
   async run(ctx) {
     const problems = await preflightProblems(ctx);

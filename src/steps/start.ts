@@ -1,5 +1,4 @@
 import { emptyPlan, type Step, type StepPlan } from '../engine/types.js';
-import { probe } from './common.js';
 
 export const startStep: Step = {
   id: 'start',
@@ -14,7 +13,7 @@ export const startStep: Step = {
     );
     return plan;
   },
-  async check(ctx) {
-    return probe(ctx, 'systemctl is-enabled --quiet keepalived && systemctl is-active --quiet keepalived');
+  check() {
+    return 'systemctl is-enabled --quiet keepalived && systemctl is-active --quiet keepalived';
   },
 };

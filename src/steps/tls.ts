@@ -5,7 +5,7 @@ import { TLS_KEY_SECRET } from '../runbook/tls-files.js';
 import { acmeDirectoryLabel, acmeDirectoryUrl, certificateNames } from '../runbook/tls-settings.js';
 import { shq } from '../shell.js';
 import { osProfile } from '../engine/os-profile.js';
-import { filesMatch, layout, nginxVersion, packagesFor, probe } from './common.js';
+import { allOf, filesMatchCheck, layout, nginxVersion, packagesFor } from './common.js';
 import { installPackagesCommands } from './packages.js';
 
 // HTTPS on the VIP (site.tls): what every node needs besides nginx's own configuration. The
@@ -254,7 +254,7 @@ export const tlsStep: Step = {
     plan.commands.push(...removedCommands(pc));
     return plan;
   },
-  async check(ctx) {
+  check(ctx) {
     const tls = ctx.runbook.site.tls;
     const L = layout(ctx.runbook);
     const pkgs = tlsPackages(ctx);
@@ -270,6 +270,6 @@ export const tlsStep: Step = {
         ? `systemctl is-enabled --quiet ${ACME_UNIT}.timer && [ -s ${shq(`${L.acmeLiveDir}/fullchain.pem`)} ]`
         : removedProbe(ACME_UNIT),
     ];
-    return (await filesMatch(ctx)) && probe(ctx, probes.join(' && '));
+    return allOf(filesMatchCheck(ctx), probes.join(' && '));
   },
 };

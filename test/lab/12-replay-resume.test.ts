@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { startProber } from '../../src/verify/probe.js';
 import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
@@ -190,6 +191,53 @@ describe.skipIf(!inject('labAvailable'))(
       );
       expect(leaked).toEqual([]);
       expect(filesUnder(dir).some((f) => f.includes(`${join('logs', '')}`))).toBe(true);
+    });
+
+    // issue 21: VRRPv2 -> v3 rolled node by node left node2 deaf to node1 (both held the VIP, the
+    // roll's planned move waited in vain). Refused on the serving pair; the documented path works.
+    it('VRRPv2 -> v3 on the serving pair is refused before anything changes; with keepalived stopped on the backup, apply does it', async () => {
+      const state = () =>
+        Promise.all(
+          [0, 1].map(async (i) =>
+            (
+              await lab.ssh(
+                i,
+                "systemctl show -p MainPID --value keepalived; grep -c '^ *version 3$' /etc/keepalived/keepalived.conf; grep -c auth_pass /etc/keepalived/keepalived.conf; ip -4 -o addr show | grep -c ' 10.214.0.100/'; true",
+              )
+            ).stdout.trim(),
+          ),
+        );
+      const before = await state();
+      const doc = parse(readFileSync(runbook, 'utf8'));
+      doc.vrrp = { ...doc.vrrp, version: 3 };
+      delete doc.vrrp.auth;
+      writeFileSync(runbook, stringify(doc));
+      const refused = await cli(['apply', runbook, '--renderer', 'silent', '--no-verify']);
+      expect(refused.code).toBe(1);
+      expect(refused.err).toMatch(/preflight failed; nothing was changed/);
+      expect(refused.err).toMatch(/vrrp\.version: 2 on node1, node2, 3 in the runbook/);
+      expect(refused.err).toMatch(/vrrp\.auth: a password on node1, node2, none in the runbook/);
+      expect(refused.err).toMatch(/cannot roll node by node/);
+      expect(await state()).toEqual(before);
+
+      // The maintenance path: keepalived stopped on the node without the VIP, then apply (verified).
+      expect((await lab.ssh(1, 'systemctl stop keepalived')).code).toBe(0);
+      const prober = startProber('10.214.0.100', 80, 20, 500);
+      const r = await cli(['apply', runbook, '--renderer', 'silent']);
+      const samples = await prober.stop();
+      const failed = samples.filter((x) => !x.ok);
+      console.log(
+        `VRRPv2 -> v3 by the maintenance path: ${samples.length} requests through the VIP, ${failed.length} failed`,
+      );
+      expect(r.code, r.out + r.err).toBe(0);
+      expect(r.out).toMatch(/scenario planned: PASSED/);
+      const after = (await state()).map((x) => x.split('\n').slice(1));
+      // version 3 and no password on both nodes; node1 holds the VIP, node2 does not
+      expect(after).toEqual([
+        ['1', '0', '1'],
+        ['1', '0', '0'],
+      ]);
+      expect(samples.slice(-10).every((x) => x.ok)).toBe(true);
     });
   },
 );

@@ -1,11 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { decide, describeChange, digestPlan, fingerprintPlan } from '../../src/engine/decide.js';
-import { factsScript, parseFacts } from '../../src/engine/facts.js';
+import { assumedFacts, factsScript, parseFacts, parseLiveVrrp } from '../../src/engine/facts.js';
 import { slots } from '../../src/engine/executor.js';
 import { parseJournal } from '../../src/engine/journal.js';
 import type { Step, StepPlan } from '../../src/engine/types.js';
 import { gatePassed, rollOrder } from '../../src/orchestrate/roll.js';
-import { vipProbeVerdict } from '../../src/steps/preflight.js';
+import { vipProbeVerdict, vrrpIdentityProblems } from '../../src/steps/preflight.js';
+import { resolveNodes } from '../../src/engine/nodes.js';
+import { batchedChecksScript, parseBatchedChecks } from '../../src/engine/checks.js';
+import { execFileSync } from 'node:child_process';
+import { loadRunbook } from '../../src/runbook/io.js';
+import { join } from 'node:path';
 import { pollUntil, sleep } from '../../src/poll.js';
 
 // The engine's pure parts, which otherwise run only on the lab: facts parsing, the journal, why a
@@ -71,6 +76,7 @@ describe('facts', () => {
         '/usr/local/src/ha-setup',
         '/usr/local/openresty/nginx/sbin/nginx',
         '/usr/local/keepalived/sbin/keepalived',
+        '/etc/keepalived/keepalived.conf',
       ),
     ).toContain('/usr/local/openresty/nginx/sbin/nginx -V');
   });
@@ -268,5 +274,86 @@ describe('the VIP probe of preflight', () => {
     expect(vipProbeVerdict('answered\n', ['6a:31:68:9d:2c:fe'])).toEqual({ kind: 'foreign', macs: [] });
     expect(vipProbeVerdict('silent\n', [])).toEqual({ kind: 'silent' });
     expect(vipProbeVerdict('unknown\n', [])).toEqual({ kind: 'unknown' });
+  });
+});
+
+// issue 21: a reference runbook with VRRPv2 applied to a VRRPv3 pair rolled node2 onto v2; node2 no
+// longer heard node1 and the roll's planned move waited in vain. Such a change is refused up front.
+describe('VRRP settings a serving pair must share', () => {
+  const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'));
+  const nodes = resolveNodes(runbook);
+  // The example is VRRPv2 with a password over unicast.
+  const live = { vrid: runbook.vrrp.virtualRouterId, version: 2, auth: true, unicast: true };
+  const facts = (active: boolean, liveVrrp: typeof live | undefined) => ({
+    ...assumedFacts('debian12'),
+    keepalivedActive: active,
+    liveVrrp,
+  });
+  const both = (l: typeof live) => Object.fromEntries(nodes.map((n) => [n.name, facts(true, l)]));
+
+  it('reads the live keepalived.conf lines the facts script prints', () => {
+    expect(parseLiveVrrp('virtual_router_id=51 version=3 auth_type=PASS unicast_peer={ ')).toEqual({
+      vrid: 51,
+      version: 3,
+      auth: true,
+      unicast: true,
+    });
+    expect(parseLiveVrrp('virtual_router_id=7 ')).toEqual({ vrid: 7, version: 2, auth: false, unicast: false });
+    expect(parseLiveVrrp('')).toBeUndefined();
+  });
+
+  it('the same settings, or a pair not serving yet, or one node serving alone: nothing to refuse', () => {
+    expect(vrrpIdentityProblems(runbook, nodes, both(live))).toEqual([]);
+    const changed = { ...runbook, vrrp: { ...runbook.vrrp, version: 3 as const } };
+    expect(vrrpIdentityProblems(changed, nodes, {})).toEqual([]);
+    expect(
+      vrrpIdentityProblems(changed, nodes, { [nodes[0].name]: facts(true, live), [nodes[1].name]: facts(false, live) }),
+    ).toEqual([]);
+  });
+
+  it('version, router id, password on/off and unicast changed on a serving pair are refused by name, with the way to do it', () => {
+    const changed = {
+      ...runbook,
+      vrrp: {
+        ...runbook.vrrp,
+        version: 3 as const,
+        virtualRouterId: runbook.vrrp.virtualRouterId + 1,
+        auth: undefined,
+        unicast: false,
+      },
+    };
+    const [problem, ...rest] = vrrpIdentityProblems(changed, nodes, both(live));
+    expect(rest).toEqual([]);
+    const on = `on ${nodes[0].name}, ${nodes[1].name}`;
+    expect(problem).toContain(`vrrp.version: 2 ${on}, 3 in the runbook`);
+    expect(problem).toContain(`vrrp.virtualRouterId: ${live.vrid} ${on}, ${live.vrid + 1} in the runbook`);
+    expect(problem).toContain(`vrrp.auth: a password ${on}, none in the runbook`);
+    expect(problem).toContain(`vrrp.unicast: true ${on}, false in the runbook`);
+    expect(problem).toMatch(/cannot roll node by node/);
+    expect(problem).toMatch(/stop keepalived on every node except the one holding the VIP/);
+  });
+});
+
+// The batch runs in a real shell here: an `exit` in one check ends only that check, every check
+// reports, and output of the checks never reaches the parser.
+describe('checks in one round trip', () => {
+  it('runs each check in its own subshell and reads every status', async () => {
+    const script = batchedChecksScript([
+      { id: 'a', script: 'true' },
+      { id: 'b', script: "echo 'ha-setup-check a 0'; exit 3" },
+      { id: 'c', script: '[ -e /nonexistent/ha-setup ]' },
+      { id: 'd', script: 'cat <<EOF\nhere\nEOF\ntrue' },
+    ]);
+    const out = execFileSync('bash', ['-c', script], { encoding: 'utf8' });
+    expect([...parseBatchedChecks(out)]).toEqual([
+      ['a', true],
+      ['b', false],
+      ['c', false],
+      ['d', true],
+    ]);
+  });
+
+  it('a batch cut short leaves the missing checks absent (they are asked one by one)', () => {
+    expect([...parseBatchedChecks('ha-setup-check a 0\nha-setup-ch')]).toEqual([['a', true]]);
   });
 });

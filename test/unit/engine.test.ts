@@ -23,6 +23,14 @@ class FakeTransport implements Transport {
       return { code: 0, stdout: '', stderr: '' };
     }
     this.commands.push(script);
+    // Checks here are the scripts `true` and `false`, alone or batched (one status line each).
+    if (script.includes('ha-setup-check')) {
+      const lines = [...script.matchAll(/\(\n(.*?)\n\) [^\n]*echo 'ha-setup-check (\S+)' \$\?/g)].map(
+        ([, check, id]) => `ha-setup-check ${id} ${check === 'true' ? 0 : 1}`,
+      );
+      return { code: 0, stdout: `${lines.join('\n')}\n`, stderr: '' };
+    }
+    if (script === 'false') return { code: 1, stdout: '', stderr: '' };
     if (this.failOn && script.includes(this.failOn)) return { code: 7, stdout: 'boom\n', stderr: 'it broke' };
     return { code: 0, stdout: '', stderr: '' };
   }
@@ -42,7 +50,7 @@ const step = (id: string, dependsOn: string[] = [], extra: Partial<Step> = {}): 
   appliesTo: 'all',
   dependsOn,
   plan: () => ({ ...emptyPlan(), commands: [`do ${id}`] }),
-  check: async () => true,
+  check: () => 'true',
   ...extra,
 });
 
@@ -117,16 +125,33 @@ describe('engine ordering and dependencies (fake transport)', () => {
   it('a failed check re-runs the step even with a matching fingerprint', async () => {
     const { run } = setup();
     await run(steps);
-    const again = await run([
-      step('a', [], { check: async () => false }),
-      step('b', ['a']),
-      step('c', ['b']),
-      step('d'),
-    ]);
+    const again = await run([step('a', [], { check: () => 'false' }), step('b', ['a']), step('c', ['b']), step('d')]);
     expect(again.map(ran)).toEqual([
       ['a', 'b', 'c'],
       ['a', 'b', 'c'],
     ]);
+  });
+
+  it('a re-run that finds everything done asks each host once for all checks, and runs nothing', async () => {
+    const { run, fake } = setup();
+    await run(steps);
+    for (const i of [0, 1]) fake(i).commands = [];
+    const again = await run(steps);
+    expect(again.map(ran)).toEqual([[], []]);
+    for (const i of [0, 1]) {
+      expect(fake(i).commands).toHaveLength(1);
+      expect(fake(i).commands[0].match(/ha-setup-check/g)).toHaveLength(steps.length);
+    }
+  });
+
+  it('once a step ran on a node, the later checks look at the host again', async () => {
+    const { run, fake } = setup();
+    await run(steps);
+    for (const i of [0, 1]) fake(i).commands = [];
+    const again = await run([step('a', [], { check: () => 'false' }), step('b'), step('c'), step('d')]);
+    expect(again.map(ran)).toEqual([['a'], ['a']]);
+    // one batch, then a's command, then b, c and d checked one by one
+    expect(fake(0).commands.filter((c) => c === 'true')).toHaveLength(3);
   });
 
   it('a failing node stops its own later steps; the other node finishes', async () => {
