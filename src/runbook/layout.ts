@@ -26,6 +26,7 @@ export function layout(rb: Runbook) {
     scriptsDir: '/etc/keepalived/scripts',
     checkScript: '/etc/keepalived/scripts/check_nginx.sh',
     notifyScript: '/etc/keepalived/scripts/notify.sh',
+    witnessScript: '/etc/keepalived/scripts/check_witness.sh',
     trackDir: '/etc/keepalived/track',
     trackFile: '/etc/keepalived/track/nginx_down',
     promoteFile: '/etc/keepalived/track/promote',

@@ -204,6 +204,21 @@ export const vrrpSchema = z.strictObject({
   unicast: z.boolean().default(false),
   preempt: z.boolean().default(true),
   auth: z.strictObject({ passwordEnv: envName }).optional(),
+  /**
+   * An address on the clients' side (e.g. the default gateway) every node must reach: a node that
+   * cannot (its uplink is down, it is cut off from the clients) goes to FAULT and does not hold the VIP.
+   */
+  witness: z
+    .strictObject({
+      address: z.string(),
+      /** Seconds between pings. */
+      interval: z.number({ error: 'interval must be a number of seconds' }).int().min(1).max(60).default(1),
+      /** Failed pings in a row before the node gives up the VIP. */
+      fall: z.number().int().min(1).max(20).default(3),
+      /** Answered pings in a row before it may hold the VIP again. */
+      rise: z.number().int().min(1).max(20).default(2),
+    })
+    .optional(),
 });
 
 export const MODULE_ID = z.string();

@@ -333,6 +333,16 @@ export function semanticProblems(s: Sections): Problem[] {
       }
       if (vrrp.auth) add('vrrp.auth', 'VRRP version 3 has no authentication; remove auth or use version 2');
     }
+    const witness = vrrp.witness?.address;
+    if (witness !== undefined) {
+      if (!isIPv4(witness) || /^(0|127|169\.254|22[4-9]|23\d|24\d|25[0-5])\./.test(witness))
+        add('vrrp.witness.address', `"${witness}" is not a unicast IPv4 address (e.g. the clients' default gateway)`);
+      else if (witness === cidr?.address || nodes?.some((n) => n.host === witness))
+        add(
+          'vrrp.witness.address',
+          `${witness} is the VIP or a node; the witness must be another host on the clients' side, e.g. the default gateway`,
+        );
+    }
   }
 
   if (build) {

@@ -34,6 +34,8 @@ interface PackageTable {
   keepalivedPackage: Record<string, string[]>;
   tls: Record<string, string[]>;
   acme: Record<string, string[]>;
+  /** ping, for the vrrp.witness check. */
+  witness: Record<string, string[]>;
 }
 let packageTable: PackageTable | undefined;
 export function packages(): PackageTable {

@@ -1,7 +1,9 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { allOf, filesMatchCheck, layout } from './common.js';
+import { osProfile } from '../engine/os-profile.js';
+import { allOf, filesMatchCheck, layout, packagesFor } from './common.js';
+import { installPackagesCommands } from './packages.js';
 
 export function healthCheckFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -24,7 +26,22 @@ export function healthCheckFiles(pc: PlanContext) {
       owner: 'root',
       content: render('notify.sh.njk', { stateFile: L.stateFile, facility: rb.logging.facility }),
     },
+    ...(rb.vrrp.witness
+      ? [
+          {
+            path: L.witnessScript,
+            mode: 0o755,
+            owner: 'root',
+            content: render('check_witness.sh.njk', { address: rb.vrrp.witness.address, timeout: 1 }),
+          },
+        ]
+      : []),
   ];
+}
+
+/** ping for the witness check, installed here (not by the packages step, whose change rebuilds nginx). */
+function witnessPackages(pc: PlanContext): string[] {
+  return pc.runbook.vrrp.witness ? packagesFor('witness', pc.facts) : [];
 }
 
 // keepalived's script security refuses scripts in (or below) directories writable by non-root.
@@ -39,6 +56,8 @@ export const healthCheckStep: Step = {
     const L = layout(pc.runbook);
     const plan = emptyPlan();
     plan.commands.push(`install -d -m 0755 -o root -g root ${secureDirs(L).map(shq).join(' ')}`);
+    const pkgs = witnessPackages(pc);
+    if (pkgs.length > 0) plan.commands.push(...installPackagesCommands(pc, pkgs));
     plan.files.push(...healthCheckFiles(pc));
     return plan;
   },
@@ -47,6 +66,11 @@ export const healthCheckStep: Step = {
     const dirsOk = secureDirs(L)
       .map((d) => `[ "$(stat -c %U:%a ${shq(d)} 2>/dev/null)" = root:755 ]`)
       .join(' && ');
-    return allOf(filesMatchCheck(ctx), dirsOk);
+    const pkgs = witnessPackages(ctx);
+    return allOf(
+      filesMatchCheck(ctx),
+      dirsOk,
+      pkgs.length > 0 ? `${osProfile(ctx.facts).missingScript(pkgs)}\n[ -z "$missing" ]` : 'true',
+    );
   },
 };

@@ -33,6 +33,8 @@ export function keepalivedConf(pc: PlanContext): string {
     unicastPeers: peers,
     vip: `${cidr.address}/${cidr.prefix}`,
     notifyScript: L.notifyScript,
+    witness: rb.vrrp.witness,
+    witnessScript: L.witnessScript,
   });
 }
 

@@ -27,6 +27,7 @@ export function runbookFromAnswers(a: Answers): RunbookInput {
       advertInt: Number(a.advertInt),
       unicast: a.unicast === true,
       preempt,
+      ...(String(a.witness ?? '').trim() ? { witness: { address: String(a.witness).trim() } } : {}),
       ...(vrrpVersion === 2 ? { auth: { passwordEnv: VRRP_PASSWORD_ENV } } : {}),
     },
     build: {

@@ -311,6 +311,17 @@ export const questions: Question[] = [
     when: (a) => a.master !== 'none',
   },
   {
+    id: 'witness',
+    tuning: true,
+    flag: '--witness <address>',
+    kind: 'text',
+    message: "Witness address on the clients' side, e.g. the default gateway (empty: none)",
+    help: 'a node that cannot ping this address gives up the VIP (vrrp.witness)',
+    default: () => '',
+    validate: (v) =>
+      v.trim() === '' || isIPv4(v.trim()) ? undefined : "an IPv4 address on the clients' side, or empty for none",
+  },
+  {
     id: 'flavor',
     flag: '--flavor <flavor>',
     kind: 'select',

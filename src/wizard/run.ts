@@ -42,6 +42,7 @@ const QUESTION_FOR_PATH: Array<[RegExp, string]> = [
   [/^vrrp\.advertInt/, 'advertInt'],
   [/^vrrp\.unicast/, 'unicast'],
   [/^vrrp\.preempt/, 'preempt'],
+  [/^vrrp\.witness/, 'witness'],
   [/^build\.flavor/, 'flavor'],
   [/^build\.version/, 'buildVersion'],
   [/^build\.modules/, 'modules'],

@@ -299,6 +299,59 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     expect((await cli(['status', lab.runbookPath])).code).toBe(0);
   });
 
+  // issue 21: a node cut off from the clients' side must not hold the VIP. The witness is the lab
+  // host (the nodes' gateway, where the prober runs); only node1's pings to it are dropped, so the
+  // move itself is what the prober sees.
+  it('vrrp.witness: the holder that cannot reach the witness gives up the VIP to node2, and takes it back once it can', async () => {
+    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+    const witness = lab.state.nodes[0].ip.replace(/\.\d+$/, '.1');
+    doc.vrrp = { ...doc.vrrp, witness: { address: witness, interval: 1, fall: 2, rise: 2 } };
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const applied = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(applied.code, applied.err).toBe(0);
+    expect(ranSteps(lab.runbookPath).node1).toEqual(['health-check', 'keepalived-config']);
+    const vrrpState = (i: number) => lab.ssh(i, 'cat /run/ha-setup-vrrp-state').then((r) => r.stdout.trim());
+    const holder = async () => {
+      const st = JSON.parse((await cli(['status', lab.runbookPath, '--json'])).out);
+      return st.nodes.filter((n: { holdsVip: boolean }) => n.holdsVip).map((n: { name: string }) => n.name);
+    };
+    expect(await holder()).toEqual(['node1']);
+    const block =
+      "nft add table inet ha_witness_test; nft add chain inet ha_witness_test out '{ type filter hook output priority 0; }'; " +
+      `nft add rule inet ha_witness_test out ip daddr ${witness} icmp type echo-request drop`;
+    const prober = startProber(lab.state.vip, 80, 20, 500);
+    let cutAt = 0;
+    try {
+      expect((await lab.ssh(0, block)).code).toBe(0);
+      cutAt = Date.now();
+      let moved = false;
+      for (let k = 0; k < 40 && !moved; k++) {
+        await new Promise((r) => setTimeout(r, 250));
+        moved = (await holder()).join() === 'node2';
+      }
+      expect(moved).toBe(true);
+      console.log(`witness unreachable from node1: the VIP on node2 after ${Date.now() - cutAt} ms`);
+      expect(await vrrpState(0)).toBe('FAULT');
+    } finally {
+      await lab.ssh(0, 'nft delete table inet ha_witness_test');
+    }
+    let back = false;
+    for (let k = 0; k < 40 && !back; k++) {
+      await new Promise((r) => setTimeout(r, 250));
+      back = (await holder()).join() === 'node1';
+    }
+    const samples = await prober.stop();
+    const failed = samples.filter((x) => !x.ok);
+    console.log(`witness test: ${samples.length} requests through the VIP, ${failed.length} failed (two moves)`);
+    expect(back).toBe(true);
+    expect(await vrrpState(0)).toBe('MASTER');
+    // Back to the lab runbook for the tests after this one.
+    delete doc.vrrp.witness;
+    writeFileSync(lab.runbookPath, stringify(doc));
+    const restored = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+    expect(restored.code, restored.err).toBe(0);
+  });
+
   it('the firewall step opens VRRP and the site port under a restrictive iptables INPUT policy', async () => {
     const lockDown =
       'DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables >/dev/null 2>&1; ' +

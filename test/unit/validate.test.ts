@@ -187,6 +187,38 @@ const badInputs: Array<[string, Mutation, string, RegExp]> = [
     /whole seconds/,
   ],
   [
+    'witness that is not an address',
+    (r) => {
+      r.vrrp.witness = { address: 'gateway' };
+    },
+    'vrrp.witness.address',
+    /"gateway" is not a unicast IPv4 address/,
+  ],
+  [
+    'witness on loopback',
+    (r) => {
+      r.vrrp.witness = { address: '127.0.0.1' };
+    },
+    'vrrp.witness.address',
+    /not a unicast IPv4 address/,
+  ],
+  [
+    'witness is a node',
+    (r) => {
+      r.vrrp.witness = { address: r.nodes[1].host };
+    },
+    'vrrp.witness.address',
+    /is the VIP or a node; the witness must be another host/,
+  ],
+  [
+    'witness fall 0',
+    (r) => {
+      r.vrrp.witness = { address: '10.0.0.1', fall: 0 };
+    },
+    'vrrp.witness.fall',
+    /./,
+  ],
+  [
     'static server at the cloud metadata address',
     (r) => {
       r.site = { upstreams: [{ name: 'app', servers: ['169.254.169.254:80'] }] };
