@@ -6,7 +6,7 @@ import { startProber } from '../../src/verify/probe.js';
 import { cli, ranSteps } from './helpers/cli.js';
 import { startGitServer, type GitServer } from './helpers/git-server.js';
 import { installModuleServices } from './helpers/services.js';
-import { openrestyModulesRunbook } from './helpers/openresty-runbook.js';
+import { keptKeepalivedVersion, openrestyModulesRunbook } from './helpers/openresty-runbook.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
 // The wizard's default, OpenResty 1.27.1.2 in /usr/local/openresty, on the lab: switched to from the
@@ -49,7 +49,10 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     for (const i of [0, 1]) {
       expect((await lab.ssh(i, 'mkdir -p /srv/lab-files && echo one > /srv/lab-files/alpha.txt')).code).toBe(0);
     }
-    const doc = openrestyModulesRunbook(lab, git.base, { cachePurge: true });
+    const doc = openrestyModulesRunbook(lab, git.base, {
+      cachePurge: true,
+      keepalivedVersion: await keptKeepalivedVersion(lab),
+    });
     writeFileSync(lab.runbookPath, runbookToYaml(doc));
   });
 

@@ -8,7 +8,7 @@ import { runbookToYaml } from '../../src/runbook/io.js';
 import { probeOnce, type ProbeTls, startProber } from '../../src/verify/probe.js';
 import { cli } from './helpers/cli.js';
 import { startGitServer, type GitServer } from './helpers/git-server.js';
-import { openrestyModulesRunbook } from './helpers/openresty-runbook.js';
+import { keptKeepalivedVersion, openrestyModulesRunbook } from './helpers/openresty-runbook.js';
 import { startPebble, type Pebble } from './helpers/pebble.js';
 import { installModuleServices, killOrphanNginx } from './helpers/services.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
@@ -98,7 +98,10 @@ describe.skipIf(!inject('labAvailable'))('HTTPS on the VIP of the lab pair', () 
     for (const i of [0, 1])
       expect((await lab.ssh(i, 'mkdir -p /srv/lab-files && echo one > /srv/lab-files/alpha.txt')).code).toBe(0);
     // The build 10-openresty ends with: only configuration changes from here on.
-    plain = openrestyModulesRunbook(lab, git.base, { cachePurge: true });
+    plain = openrestyModulesRunbook(lab, git.base, {
+      cachePurge: true,
+      keepalivedVersion: await keptKeepalivedVersion(lab),
+    });
     mkdirSync(join(dir, 'tls'), { recursive: true });
     copyFileSync(join(fixtures, 'chain.pem'), join(dir, 'tls', 'chain.pem'));
     copyFileSync(join(fixtures, 'leaf.key'), join(dir, 'tls', 'leaf.key'));

@@ -14,11 +14,16 @@ export const openrestyTarball = join(sharedSources, LAB_OPENRESTY.file);
  * 10-openresty builds it (and adds cache-purge); later suites start from the same build, so they
  * change configuration only.
  */
-export function openrestyModulesRunbook(lab: Lab, gitBase: string, o: { cachePurge?: boolean } = {}) {
+export function openrestyModulesRunbook(
+  lab: Lab,
+  gitBase: string,
+  o: { cachePurge?: boolean; keepalivedVersion?: string } = {},
+) {
   if (!existsSync(openrestyTarball)) throw new Error(`${openrestyTarball} is missing (set HA_SETUP_SHARED_SOURCES)`);
   const [n1, n2] = lab.state.nodes.map((n) => n.ip);
   const doc = labRunbook(lab.state, lab.paths, { openrestyTarball }) as any;
   doc.build.modules = ['upstream-check', 'auth-ldap', 'fancyindex'];
+  if (o.keepalivedVersion) doc.keepalived.version = o.keepalivedVersion;
   doc.sources.gitRewrite = { 'https://github.com/': gitBase };
   doc.site.upstreams = [
     {
@@ -41,4 +46,14 @@ export function openrestyModulesRunbook(lab: Lab, gitBase: string, o: { cachePur
     doc.site.locations.push({ path: '/cached/', upstream: 'app', cache: { valid: '10m' } });
   }
   return doc;
+}
+
+/**
+ * The keepalived version the pair runs, when the lab's mirror has its source (09 leaves 2.3.3): the
+ * OpenResty suites keep it, so switching the flavor does not also rebuild and restart keepalived.
+ */
+export async function keptKeepalivedVersion(lab: Lab): Promise<string | undefined> {
+  const r = await lab.ssh(0, '/usr/local/keepalived/sbin/keepalived --version 2>&1 | head -1');
+  const v = /Keepalived v(\d+\.\d+\.\d+)/.exec(r.stdout)?.[1];
+  return v && ['2.2.7', '2.3.3'].includes(v) ? v : undefined;
 }
