@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
@@ -399,6 +399,20 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     }
     throw new Error(`rules ${JSON.stringify(want)} never in force: ${JSON.stringify((await status(0)).gray)}`);
   };
+
+  // The suites after this one change the same pair: they should not share the nodes with a Consul
+  // server, two Redis and the backends this file started.
+  afterAll(async () => {
+    if (!lab) return;
+    await Promise.all(
+      [0, 1].map((i) =>
+        lab.ssh(
+          i,
+          "systemctl stop lab-consul lab-redis lab-redis-tls 'lab-gw@*' 2>/dev/null; rm -f /etc/systemd/system/lab-consul.service /etc/systemd/system/lab-redis.service /etc/systemd/system/lab-redis-tls.service /etc/systemd/system/lab-gw@.service; systemctl daemon-reload; true",
+        ),
+      ),
+    );
+  });
 
   beforeAll(async () => {
     process.env.HA_SETUP_LAB_GRAY_PW = PASSWORD;
