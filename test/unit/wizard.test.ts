@@ -681,6 +681,7 @@ describe('wizard through clack', () => {
     await term.answer('Advertisement interval', ENTER);
     await term.answer('unicast', ENTER);
     await term.answer('preempt', ENTER);
+    await term.answer('Witness address', `10.0.0.1${ENTER}`);
     await term.answer('What to build', `${DOWN}${ENTER}`); // nginx
     await term.answer('Version to build', ENTER);
     await term.answer('Third-party modules', `${DOWN}${DOWN}${SPACE}${ENTER}`); // fancyindex
@@ -717,6 +718,7 @@ describe('wizard through clack', () => {
       { host: '10.0.0.12', role: 'master', priority: 100 },
     ]);
     expect(doc.build).toMatchObject({ flavor: 'nginx', modules: ['fancyindex'] });
+    expect(doc.vrrp.witness).toEqual({ address: '10.0.0.1' });
     // The picked module is configured, not only compiled in.
     expect(doc.site.locations).toEqual([{ path: '/files/', fancyindex: { root: '/srv/files' } }]);
   });
