@@ -1,9 +1,8 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { osProfile } from '../engine/os-profile.js';
 import { allOf, filesMatchCheck, layout, packagesFor } from './common.js';
-import { installPackagesCommands } from './packages.js';
+import { installPackagesCommands, packagesInstalledCheck } from './packages.js';
 
 export function healthCheckFiles(pc: PlanContext) {
   const rb = pc.runbook;
@@ -66,11 +65,6 @@ export const healthCheckStep: Step = {
     const dirsOk = secureDirs(L)
       .map((d) => `[ "$(stat -c %U:%a ${shq(d)} 2>/dev/null)" = root:755 ]`)
       .join(' && ');
-    const pkgs = witnessPackages(ctx);
-    return allOf(
-      filesMatchCheck(ctx),
-      dirsOk,
-      pkgs.length > 0 ? `${osProfile(ctx.facts).missingScript(pkgs)}\n[ -z "$missing" ]` : 'true',
-    );
+    return allOf(filesMatchCheck(ctx), dirsOk, packagesInstalledCheck(ctx, witnessPackages(ctx)));
   },
 };

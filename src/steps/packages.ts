@@ -42,6 +42,11 @@ export function installPackagesCommands(pc: PlanContext, pkgs: string[]): string
   ];
 }
 
+/** Check: every one of `pkgs` is installed (no packages: nothing to check). */
+export function packagesInstalledCheck(pc: PlanContext, pkgs: string[]): string {
+  return pkgs.length > 0 ? `${missingScript(pc, pkgs)}\n[ -z "$missing" ]` : 'true';
+}
+
 /** lua-resty-core and lua-resty-lrucache as plain files unpacked from the distribution's packages. */
 function luaRestyCommand(pc: PlanContext): string | undefined {
   const rb = pc.runbook;
@@ -76,6 +81,6 @@ export const packagesStep: Step = {
     const lua = luaRestyCommand(ctx)
       ? `[ -f ${shq(`${layout(ctx.runbook).luaDir}/usr/share/lua/5.1/resty/core.lua`)} ]`
       : 'true';
-    return `${missingScript(ctx, pkgs)}\n[ -z "$missing" ] && ${lua}`;
+    return `${packagesInstalledCheck(ctx, pkgs)} && ${lua}`;
   },
 };

@@ -65,8 +65,8 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     }
   }
 
-  // Only on the first node: the rule looks at the whole cluster, once is enough.
-  if (ctx.node.index === Math.min(...ctx.cluster.map((n) => n.index)))
+  // The rule looks at every node of this run: reported once, by the first of them.
+  if (ctx.node.name === Object.keys(ctx.clusterFacts)[0])
     problems.push(...vrrpIdentityProblems(rb, ctx.cluster, ctx.clusterFacts));
 
   // Once our keepalived runs here with this VRID, the VIP and the VRID's adverts on the segment are

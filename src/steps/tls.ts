@@ -6,7 +6,7 @@ import { acmeDirectoryLabel, acmeDirectoryUrl, certificateNames } from '../runbo
 import { shq } from '../shell.js';
 import { osProfile } from '../engine/os-profile.js';
 import { allOf, filesMatchCheck, layout, nginxVersion, packagesFor } from './common.js';
-import { installPackagesCommands } from './packages.js';
+import { installPackagesCommands, packagesInstalledCheck } from './packages.js';
 
 // HTTPS on the VIP (site.tls): what every node needs besides nginx's own configuration. The
 // session ticket keys (derived on each node from the shared secret, rotated by a timer), and for
@@ -259,10 +259,7 @@ export const tlsStep: Step = {
     const L = layout(ctx.runbook);
     const pkgs = tlsPackages(ctx);
     const probes = [
-      pkgs.length > 0
-        ? `${osProfile(ctx.facts).missingScript(pkgs)}
-[ -z "$missing" ]`
-        : 'true',
+      packagesInstalledCheck(ctx, pkgs),
       tls?.sessionTickets
         ? `systemctl is-enabled --quiet ${TICKET_UNIT}.timer && [ -s ${shq(`${L.ticketKeysDir}/current.key`)} ]`
         : removedProbe(TICKET_UNIT),
