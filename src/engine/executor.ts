@@ -271,7 +271,8 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           changedHere = true;
           await saveJournal(h.t, journal, localJournal);
           const work = () => (step.run ? step.run(ctx) : runPlan(ctx));
-          if (compiles(step, base)) {
+          // Without --build-concurrency every node compiles at once: there is no slot to wait for.
+          if (compiles(step, base) && o.buildConcurrency) {
             task.output = `${step.id}: waiting for a build slot (--build-concurrency ${o.buildConcurrency})`;
             await compileSlot(work);
           } else await work();
