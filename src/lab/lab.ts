@@ -357,9 +357,23 @@ function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
   const logFile = join(paths.stateDir, `${node.name}.console.log`);
   const fd = openSync(logFile, 'a');
   // --register=no and --keep-unit are required on hosts without a usable system bus.
+  // A reboot inside the node (`systemctl reboot`) makes nspawn restart the container itself, except
+  // where /run is not a tmpfs: there it refuses to clear its propagation directory and exits. This
+  // small supervisor clears it and starts the node again, so reboots can be tested everywhere; any
+  // other exit (lab down, a crash) ends it.
+  const supervisor =
+    'log=$1; propagate=$2; shift 2; while :; do "$@"; rc=$?; ' +
+    'tail -n 3 "$log" | grep -q "is being rebooted" || exit $rc; ' +
+    'rm -rf "$propagate"; echo "ha-setup lab: starting the node again after its reboot"; done';
   const child = spawn(
-    'systemd-nspawn',
+    'sh',
     [
+      '-c',
+      supervisor,
+      'ha-setup-lab-node',
+      logFile,
+      `/run/systemd/nspawn/propagate/${node.machine}`,
+      'systemd-nspawn',
       '--boot',
       '--register=no',
       '--keep-unit',
