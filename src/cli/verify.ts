@@ -21,6 +21,9 @@ import {
   sameCertificateEverywhere,
   servedCertificates,
 } from '../verify/certificates.js';
+import { expectedVrrp } from '../verify/expected.js';
+import { layout } from '../runbook/layout.js';
+import { shq } from '../shell.js';
 import { terminalConfirm, withInterrupts, type CliContext } from './context.js';
 
 function labVethsFor(rb: Runbook): Record<string, string> | undefined {
@@ -250,11 +253,15 @@ export function registerStatus(program: Command, ctx: CliContext): void {
           const served = rb.site.tls ? await servedCertificates(handles, rb) : [];
           const reached = await Promise.all(
             handles.map(async (h) => {
+              const L = layout(rb);
               const r = await h.t.exec(
-                `systemctl is-active nginx || true; systemctl is-active keepalived || true; cut -d' ' -f1 /proc/uptime`,
+                // Since PID 1 started: the boot on a host, the container's start where /proc/uptime is the host's.
+                `systemctl is-active nginx || true; systemctl is-active keepalived || true; ps -o etimes= -p 1 | tr -d ' '; ` +
+                  `for f in ${shq(L.promoteFile)} ${shq(L.maintenanceFile)}; do head -n1 "$f" 2>/dev/null || echo 0; done; ` +
+                  `head -n1 ${shq(L.splitFlag)} 2>/dev/null || echo -`,
                 { quiet: true },
               );
-              const [nginx, keepalived, up] = r.stdout.trim().split('\n');
+              const [nginx, keepalived, up, promote, maintenance, split] = r.stdout.trim().split('\n');
               const view = views.find((v) => v.node === h.node.name)!;
               return {
                 name: h.node.name,
@@ -271,6 +278,10 @@ export function registerStatus(program: Command, ctx: CliContext): void {
                 keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
                 os: `${h.facts.osId} ${h.facts.osVersion}`,
                 uptimeS: Math.round(Number(up) || 0),
+                promote: Number(promote) || 0,
+                maintenance: Number(maintenance) || 0,
+                /** "<since> <MAC of the other holder>" while this node's split-brain watch sees a second holder. */
+                splitBrainSeen: split && split !== '-' ? split : null,
                 tls: tlsStatus(served.find((c) => c.node === h.node.name)),
               };
             }),
@@ -290,10 +301,15 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             keepalivedVersion: '',
             os: 'unknown',
             uptimeS: 0,
+            promote: 0,
+            maintenance: 0,
+            splitBrainSeen: null as string | null,
             tls: null,
           }));
           const order = resolveNodes(rb).map((n) => n.name);
-          const nodes = [...reached, ...lost].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+          const all = [...reached, ...lost].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+          const expected = expectedVrrp(all, rb.vrrp.preempt);
+          const nodes = all.map((n) => ({ ...n, expectedState: expected.states[n.name] }));
           const lastVerifyFile = join(runbookDir(path), 'records', rb.name, 'last-verify.json');
           const lastVerify = existsSync(lastVerifyFile)
             ? (JSON.parse(readFileSync(lastVerifyFile, 'utf8')) as VerifyResult)
@@ -303,6 +319,9 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             vip: rb.vrrp.vip,
             certificates: rb.site.tls ? sameCertificateEverywhere(rb, served) : null,
             nodes,
+            expectedHolder: expected.holder,
+            splitBrain: nodes.filter((n) => n.holdsVip).length > 1 || nodes.some((n) => n.splitBrainSeen !== null),
+            problems: expected.problems,
             lastVerify: lastVerify && {
               scenario: lastVerify.scenario,
               at: lastVerify.at,
@@ -323,13 +342,15 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             continue;
           }
           ctx.print(
-            `  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}`,
+            `  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}  (expected: ${n.expectedState})`,
           );
+          if (n.splitBrainSeen) ctx.print(`  ${''.padEnd(12)} SPLIT BRAIN seen by this node since ${n.splitBrainSeen}`);
           ctx.print(
             `  ${''.padEnd(12)} ${n.os}; up ${formatUptime(n.uptimeS)}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`,
           );
           for (const l of formatTlsStatus(n.tls)) ctx.print(`  ${''.padEnd(12)} ${l}`);
         }
+        for (const problem of report.problems) ctx.print(`problem: ${problem}`);
         if (report.certificates)
           ctx.print(`certificates: ${report.certificates.what}${report.certificates.same ? '' : ' (PROBLEM)'}`);
         const holders = report.nodes.filter((n) => n.holdsVip).map((n) => n.name);
@@ -338,7 +359,7 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             ? `VIP holder: ${holders[0]}`
             : holders.length === 0
               ? 'VIP holder: none of the reachable nodes holds the VIP'
-              : `VIP holders: ${holders.join(', ')} (split brain)`,
+              : `VIP holders: ${holders.join(', ')} (SPLIT BRAIN: the nodes do not hear each other's VRRP adverts)`,
         );
         ctx.print(
           report.lastVerify
@@ -349,6 +370,8 @@ export function registerStatus(program: Command, ctx: CliContext): void {
       const healthy =
         report.nodes.every((n) => n.reachable && n.nginx === 'active' && n.keepalived === 'active') &&
         report.nodes.filter((n) => n.holdsVip).length === 1 &&
+        !report.splitBrain &&
+        report.problems.length === 0 &&
         report.nodes.every((n) => !n.tls || n.tls.problems.length === 0) &&
         (report.certificates === null || report.certificates.same);
       ctx.result = healthy ? 0 : 1;

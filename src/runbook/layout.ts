@@ -27,6 +27,10 @@ export function layout(rb: Runbook) {
     checkScript: '/etc/keepalived/scripts/check_nginx.sh',
     notifyScript: '/etc/keepalived/scripts/notify.sh',
     witnessScript: '/etc/keepalived/scripts/check_witness.sh',
+    /** Split-brain watch (arping for a second VIP holder), its unit, and the flag it leaves while it sees one. */
+    splitWatchScript: '/etc/keepalived/scripts/split_watch.sh',
+    splitWatchUnit: '/etc/systemd/system/ha-setup-split-watch.service',
+    splitFlag: '/run/ha-setup-split-brain',
     trackDir: '/etc/keepalived/track',
     trackFile: '/etc/keepalived/track/nginx_down',
     promoteFile: '/etc/keepalived/track/promote',

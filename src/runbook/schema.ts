@@ -258,6 +258,12 @@ export const keepalivedSchema = z.strictObject({
   install: z.enum(['source', 'package'], { error: 'install must be source or package' }).default('source'),
   /** The nginx unit flips a track file on stop/crash so the VIP moves at once (false: health check only, as in the reference articles). */
   trackNginx: z.boolean().default(true),
+  /**
+   * An executable on every node, called on each VRRP transition and on a split brain:
+   * `<hook> MASTER|BACKUP|FAULT|STOP|SPLIT-BRAIN|SPLIT-BRAIN-OVER <node> <vip> <detail>`
+   * (in the background, 30 s at most; a failure is logged, never blocks keepalived).
+   */
+  notifyHook: absolutePath.optional(),
   check: z
     .strictObject({
       interval: z

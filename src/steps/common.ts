@@ -36,6 +36,8 @@ interface PackageTable {
   acme: Record<string, string[]>;
   /** ping, for the vrrp.witness check. */
   witness: Record<string, string[]>;
+  /** arping, for the split-brain watch. */
+  splitWatch: Record<string, string[]>;
 }
 let packageTable: PackageTable | undefined;
 export function packages(): PackageTable {

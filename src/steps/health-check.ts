@@ -1,4 +1,5 @@
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
+import { parseCidr } from '../net.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
 import { allOf, filesMatchCheck, layout, packagesFor } from './common.js';
@@ -23,7 +24,13 @@ export function healthCheckFiles(pc: PlanContext) {
       path: L.notifyScript,
       mode: 0o755,
       owner: 'root',
-      content: render('notify.sh.njk', { stateFile: L.stateFile, facility: rb.logging.facility }),
+      content: render('notify.sh.njk', {
+        stateFile: L.stateFile,
+        facility: rb.logging.facility,
+        hook: rb.keepalived.notifyHook ?? '',
+        node: pc.node.name,
+        vip: parseCidr(rb.vrrp.vip)!.address,
+      }),
     },
     ...(rb.vrrp.witness
       ? [

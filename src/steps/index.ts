@@ -15,6 +15,7 @@ import { packagesStep } from './packages.js';
 import { patchStep } from './patch.js';
 import { preflightStep } from './preflight.js';
 import { keepalivedSourcesStep, sourcesStep } from './sources.js';
+import { splitWatchStep } from './split-watch.js';
 import { startStep } from './start.js';
 import { tlsStep } from './tls.js';
 
@@ -40,5 +41,6 @@ export const INSTALL_STEPS: Step[] = [
   loggingStep,
   firewallStep,
   startStep,
+  splitWatchStep,
   acmeStep,
 ];

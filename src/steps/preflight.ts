@@ -65,6 +65,12 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     }
   }
 
+  const hook = rb.keepalived.notifyHook;
+  if (hook && (await ctx.t.exec(`[ -f ${shq(hook)} ] && [ -x ${shq(hook)} ]`, { quiet: true })).code !== 0)
+    problems.push(
+      `keepalived.notifyHook: ${hook} is not an executable file on ${ctx.node.name}; install it there first (transitions and split brain would go unreported)`,
+    );
+
   // The rule looks at every node of this run: reported once, by the first of them.
   if (ctx.node.name === Object.keys(ctx.clusterFacts)[0])
     problems.push(...vrrpIdentityProblems(rb, ctx.cluster, ctx.clusterFacts));

@@ -23,6 +23,7 @@ const ALL = [
   'logging',
   'firewall',
   'start',
+  'split-watch',
   'acme',
 ];
 

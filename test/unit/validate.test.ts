@@ -187,6 +187,22 @@ const badInputs: Array<[string, Mutation, string, RegExp]> = [
     /whole seconds/,
   ],
   [
+    'notify hook that is not an absolute path',
+    (r) => {
+      r.keepalived.notifyHook = 'page-oncall';
+    },
+    'keepalived.notifyHook',
+    /is not an absolute path/,
+  ],
+  [
+    'notify hook with shell syntax',
+    (r) => {
+      r.keepalived.notifyHook = '/usr/local/bin/page;reboot';
+    },
+    'keepalived.notifyHook',
+    /./,
+  ],
+  [
     'witness that is not an address',
     (r) => {
       r.vrrp.witness = { address: 'gateway' };
