@@ -58,7 +58,11 @@ export class StepFailure extends RunFailedError {
       lines.push(`error:     ${c instanceof Error ? c.message : String(c)}`);
     }
     lines.push(`log:       ${this.logPath}`);
-    lines.push(`next:      fix the cause, then run \`ha-setup apply ${runbookPath}\` again; it resumes at this step`);
+    lines.push(
+      this.stepId === 'preflight'
+        ? `next:      fix the cause, then run \`ha-setup apply ${runbookPath}\` again (preflight stopped the run before any step)`
+        : `next:      fix the cause, then run \`ha-setup apply ${runbookPath}\` again; it resumes at this step`,
+    );
     return lines;
   }
 }

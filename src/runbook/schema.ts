@@ -264,6 +264,16 @@ export const keepalivedSchema = z.strictObject({
    * (in the background, 30 s at most; a failure is logged, never blocks keepalived).
    */
   notifyHook: absolutePath.optional(),
+  /**
+   * Realtime scheduling (SCHED_RR) for keepalived's VRRP process, 1..99; 0 leaves it a normal
+   * process. A busy host then still sends and reads sub-second adverts on time (no false failover).
+   */
+  rtPriority: z
+    .number({ error: 'rtPriority must be a whole number from 0 (off) to 99' })
+    .int('rtPriority must be a whole number from 0 (off) to 99')
+    .min(0, 'rtPriority must be from 0 (off) to 99')
+    .max(99, 'rtPriority must be from 0 (off) to 99')
+    .default(0),
   check: z
     .strictObject({
       interval: z

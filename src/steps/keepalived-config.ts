@@ -35,6 +35,7 @@ export function keepalivedConf(pc: PlanContext): string {
     notifyScript: L.notifyScript,
     witness: rb.vrrp.witness,
     witnessScript: L.witnessScript,
+    rtPriority: rb.keepalived.rtPriority,
   });
 }
 

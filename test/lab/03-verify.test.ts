@@ -170,6 +170,9 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     });
 
     it('without nft on the node taking over, the move still happens, apply says why, and the same download is reset (what the handoff prevents)', async () => {
+      // node1 is about to take the VIP over, without nft.
+      const away = await cli(['failover', lab.runbookPath, '--to', 'node2']);
+      expect(away.code, away.err).toBe(0);
       await lab.ssh(0, 'mv /usr/sbin/nft /usr/sbin/nft.hidden');
       try {
         const inFlight = download();
@@ -604,6 +607,67 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       expect(await transitions(1, since)).toEqual(['MASTER', 'BACKUP']);
       await expectAsTheRunbookSays('node1');
     });
+  });
+
+  // issue 21, tests 1 and 2: how fast a lost host is replaced is the bench's figure (npm run
+  // bench:faults); that it is replaced every time, and that a busy master is never taken for a dead
+  // one, are facts.
+  describe('host loss and a busy master', () => {
+    // The issue's figure is 10 minutes (HA_SETUP_STRESS_MINUTES=10). CI's hour has no room left for
+    // it, so it runs when asked; `npm run bench:faults` prints the same count per advert setting.
+    const stressMinutes = Number(process.env.HA_SETUP_STRESS_MINUTES ?? 0);
+    const transitions = async (i: number, since: number) =>
+      [
+        ...(
+          await lab.ssh(i, `journalctl -t keepalived-notify --since @${Math.floor(since / 1000)} --no-pager -q -o cat`)
+        ).stdout.matchAll(/is now (\w+)/g),
+      ].map((m) => m[1]);
+
+    it('node-down five times: the VIP moves to node2 and back every time; failed requests counted', async () => {
+      const failed: number[] = [];
+      const downtime: number[] = [];
+      for (let k = 0; k < 5; k++) {
+        const r = await cli(['verify', lab.runbookPath, '--scenario', 'node-down', '--yes']);
+        expect(r.code, r.out + r.err).toBe(0);
+        const res = JSON.parse(readFileSync(join(records(lab), 'last-verify.json'), 'utf8'));
+        expect(res.failover).toMatchObject({ from: 'node1', to: 'node2', moved: true, splitBrain: false });
+        expect(res.failback).toMatchObject({ to: 'node1', moved: true, splitBrain: false });
+        failed.push(res.failover.failedRequests);
+        downtime.push(res.failover.downtimeMs);
+      }
+      console.log(`node-down x5: failed requests ${failed.join('/')}, downtime ${downtime.join('/')} ms`);
+      // A probe every 50 ms: the VIP is back within a second each time (the bench has the figure).
+      expect(Math.max(...failed)).toBeLessThanOrEqual(20);
+    });
+
+    it.skipIf(stressMinutes <= 0)(
+      `the master under stress-ng and a traffic flood from the lab host for ${stressMinutes} min: 0 VRRP transitions`,
+      async () => {
+        const seconds = Math.round(stressMinutes * 60);
+        const install =
+          'command -v stress-ng >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null; }';
+        expect((await lab.ssh(0, install)).code).toBe(0);
+        await ensureWrk();
+        expect((await cli(['status', lab.runbookPath])).code).toBe(0);
+        const since = Date.now();
+        const flood = execFile('ping', ['-f', '-q', '-s', '1400', '-w', String(seconds), lab.state.nodes[0].ip]);
+        const [stress, load] = await Promise.all([
+          lab.ssh(0, `stress-ng --cpu 0 --vm 1 --vm-bytes 20% --hdd 1 --timeout ${seconds}s 2>&1 | tail -n 2`),
+          runWrk(`http://${lab.state.vip}/`, 300, seconds),
+        ]);
+        flood.kill();
+        console.log(
+          `stress ${stressMinutes} min on node1: ${stress.stdout.trim().split('\n').at(-1)}; wrk ${load.requests} requests, ${load.socketErrors} socket errors, p99 ${load.p99Ms} ms`,
+        );
+        expect(stress.code, stress.stderr).toBe(0);
+        expect({ node1: await transitions(0, since), node2: await transitions(1, since) }).toEqual({
+          node1: [],
+          node2: [],
+        });
+        expect((await cli(['status', lab.runbookPath])).code).toBe(0);
+      },
+      30 * 60_000,
+    );
   });
 
   it('the firewall step opens VRRP and the site port under a restrictive iptables INPUT policy', async () => {

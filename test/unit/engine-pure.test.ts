@@ -357,3 +357,16 @@ describe('checks in one round trip', () => {
     expect([...parseBatchedChecks('ha-setup-check a 0\nha-setup-ch')]).toEqual([['a', true]]);
   });
 });
+
+describe('the failure report', () => {
+  it('says a failed step resumes there, and that preflight stopped the run before any step', async () => {
+    const { StepFailure } = await import('../../src/engine/executor.js');
+    const build = new StepFailure('node1', 'build', new Error('make failed'), '/tmp/log').report('rb.yaml');
+    expect(build.at(-1)).toBe(
+      'next:      fix the cause, then run `ha-setup apply rb.yaml` again; it resumes at this step',
+    );
+    const pre = new StepFailure('node1', 'preflight', new Error('port 80 in use'), '/tmp/log').report('rb.yaml');
+    expect(pre).toContain('error:     port 80 in use');
+    expect(pre.at(-1)).toMatch(/again \(preflight stopped the run before any step\)$/);
+  });
+});
