@@ -88,6 +88,7 @@ async function falseFailovers() {
   const flood = spawn('ping', ['-f', '-q', '-s', '1400', '-w', String(seconds), state.nodes[0].ip], {
     stdio: 'ignore',
   });
+  flood.on('error', (e) => console.error(`ping flood: ${e.message}`));
   const [stress, load] = await Promise.all([
     ssh(0, `stress-ng --cpu 0 --vm 1 --vm-bytes 20% --hdd 1 --timeout ${seconds}s --metrics-brief 2>&1 | tail -n 3`),
     wrk(300, seconds),
@@ -104,10 +105,18 @@ const install =
   'command -v stress-ng >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null; }';
 if ((await ssh(0, install)).code !== 0) throw new Error('could not install stress-ng on node1');
 if (
-  (await sh('sh', ['-c', 'command -v wrk || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk'], 300_000))
-    .code !== 0
+  (
+    await sh(
+      'sh',
+      [
+        '-c',
+        'command -v wrk && command -v ping || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk iputils-ping',
+      ],
+      300_000,
+    )
+  ).code !== 0
 )
-  throw new Error('could not install wrk on the lab host');
+  throw new Error('could not install wrk and ping on the lab host');
 
 console.log(
   `host loss and false failovers on the lab: ${runs} node-down runs, ${stressMinutes} min of stress per advert interval`,
@@ -119,6 +128,7 @@ const rows = [];
 for (const setting of settings) {
   await use(setting);
   const down = await nodeDown();
+  console.log(`  ${setting.label}: node-down ${down.median} ms median, ${down.max} ms max, failed ${down.failed}`);
   await cli(['failover', file, '--to', 'node1']);
   const ff = await falseFailovers();
   const row = {

@@ -1,14 +1,15 @@
 import { execFile } from 'node:child_process';
 import { runLocal } from '../../../src/local.js';
 
-/** wrk (Debian package) on the lab host, installed once: the load generator outside the pair. */
+/** wrk and ping (Debian packages) on the lab host, installed once: load from outside the pair. */
 export async function ensureWrk(): Promise<void> {
-  if ((await runLocal('sh', ['-c', 'command -v wrk'], { allowFailure: true })).code === 0) return;
+  if ((await runLocal('sh', ['-c', 'command -v wrk && command -v ping'], { allowFailure: true })).code === 0) return;
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = () => runLocal('apt-get', ['install', '-y', '-q', 'wrk'], { allowFailure: true, env });
+  const install = () =>
+    runLocal('apt-get', ['install', '-y', '-q', 'wrk', 'iputils-ping'], { allowFailure: true, env });
   if ((await install()).code !== 0) {
     await runLocal('apt-get', ['update', '-q'], { env });
-    await runLocal('apt-get', ['install', '-y', '-q', 'wrk'], { env });
+    await runLocal('apt-get', ['install', '-y', '-q', 'wrk', 'iputils-ping'], { env });
   }
 }
 
