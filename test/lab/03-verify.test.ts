@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { execFile } from 'node:child_process';
 import { startProber } from '../../src/verify/probe.js';
@@ -514,7 +514,9 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       // Settled: keepalived's health check rises and a preempting node takes the VIP back.
       await new Promise((res) => setTimeout(res, 5000));
       await note();
-      return { seen, downFor: Date.now() - t0 };
+      // "?": status could not answer while the node was going down or coming up (not a holder change).
+      const known = seen.filter((h) => h !== '?');
+      return { seen, holders: known.filter((h, k) => h !== known[k - 1]), downFor: Date.now() - t0 };
     };
     /** The VRRP states node i's notify script logged since `since` (ms since the epoch), in order. */
     const transitions = async (i: number, since: number) =>
@@ -524,7 +526,13 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
         ).stdout.matchAll(/is now (\w+)/g),
       ].map((m) => m[1]);
     const expectAsTheRunbookSays = async (holder: string) => {
-      const st = await status();
+      // A node just booted may still be starting a unit or rising in its health check: up to 30 s.
+      let st = await status();
+      for (let k = 0; k < 30 && (st.code !== 0 || st.expectedHolder !== holder); k++) {
+        await new Promise((res) => setTimeout(res, 1000));
+        st = await status();
+      }
+      if (st.code !== 0) console.log(`status after the reboot: ${JSON.stringify(st, null, 2)}`);
       expect(st.problems).toEqual([]);
       expect(
         st.nodes.map(
@@ -547,7 +555,8 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       }
     };
 
-    beforeAll(async () => {
+    // Each reboot starts from the VIP on node1, whatever the one before left.
+    beforeEach(async () => {
       const home = await cli(['failover', lab.runbookPath, '--to', 'node1']);
       expect(home.code, home.err).toBe(0);
     });
@@ -562,7 +571,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
         `backup reboot: node2 back after ${r.downFor} ms; holders seen ${r.seen.join(' -> ')}; ${failed.length} of ${samples.length} failed`,
       );
       expect(failed).toHaveLength(0);
-      expect(r.seen).toEqual(['node1']);
+      expect(r.holders).toEqual(['node1']);
       expect(await transitions(0, since)).toEqual([]);
       await expectAsTheRunbookSays('node1');
       expect((await status()).nodes[1].uptimeS).toBeLessThan(r.downFor / 1000 + 10);
@@ -575,7 +584,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       expect(away.code, away.err).toBe(0);
       const r = await reboot(0);
       // The planned failover's boost keeps node2 the holder: no second move when node1 returns.
-      expect(r.seen).toEqual(['node2']);
+      expect(r.holders, r.seen.join(' -> ')).toEqual(['node2']);
       await expectAsTheRunbookSays('node2');
       const back = await cli(['failover', lab.runbookPath, '--to', 'node1']);
       expect(back.code, back.err).toBe(0);
@@ -602,7 +611,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
         `master crash-reboot: holders ${r.seen.join(' -> ')}; ${failed.length} of ${samples.length} failed in ${runs} outage(s)`,
       );
       expect(runs).toBeLessThanOrEqual(1);
-      expect(r.seen).not.toContain('node1+node2');
+      expect(r.holders).not.toContain('node1+node2');
       // node2 took the VIP when node1 died and gave it back once node1 returned (preemption).
       expect(await transitions(1, since)).toEqual(['MASTER', 'BACKUP']);
       await expectAsTheRunbookSays('node1');
@@ -613,6 +622,11 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
   // bench:faults); that it is replaced every time, and that a busy master is never taken for a dead
   // one, are facts.
   describe('host loss and a busy master', () => {
+    beforeAll(async () => {
+      const home = await cli(['failover', lab.runbookPath, '--to', 'node1']);
+      expect(home.code, home.err).toBe(0);
+    });
+
     // The issue's figure is 10 minutes (HA_SETUP_STRESS_MINUTES=10). CI's hour has no room left for
     // it, so it runs when asked; `npm run bench:faults` prints the same count per advert setting.
     const stressMinutes = Number(process.env.HA_SETUP_STRESS_MINUTES ?? 0);
