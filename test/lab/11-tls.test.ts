@@ -228,6 +228,9 @@ describe.skipIf(!inject('labAvailable'))('HTTPS on the VIP of the lab pair', () 
         join(fixtures, 'int.crt'),
         '-CAkey',
         'int.key',
+        // The serial file in the work dir, not beside the fixture CA (it would land in the repository).
+        '-CAserial',
+        join(work, 'int.srl'),
         '-CAcreateserial',
       ].concat(['-days', '400', '-extfile', 'new.ext', '-out', 'new.crt']),
     );
