@@ -251,9 +251,9 @@ export function registerStatus(program: Command, ctx: CliContext): void {
         async (path, rb, handles) => {
           const views = await vrrpViews(handles, rb);
           const served = rb.site.tls ? await servedCertificates(handles, rb) : [];
+          const L = layout(rb);
           const reached = await Promise.all(
             handles.map(async (h) => {
-              const L = layout(rb);
               const r = await h.t.exec(
                 // Since PID 1 started: the boot on a host, the container's start where /proc/uptime is the host's.
                 `systemctl is-active nginx || true; systemctl is-active keepalived || true; ps -o etimes= -p 1 | tr -d ' '; ` +

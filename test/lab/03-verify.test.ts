@@ -13,6 +13,22 @@ const records = (lab: Lab) => join(lab.runbookPath, '..', 'records', 'lab');
 
 describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, status and docs on the lab', () => {
   let lab: Lab;
+  /** `status --json` with its exit code, and the nodes holding the VIP by it. */
+  const status = async () => {
+    const r = await cli(['status', lab.runbookPath, '--json']);
+    return { code: r.code, ...JSON.parse(r.out) };
+  };
+  const holders = async () =>
+    (await status()).nodes.filter((n: { holdsVip: boolean }) => n.holdsVip).map((n: { name: string }) => n.name);
+  /** What node i's notify script last wrote (MASTER, BACKUP, FAULT). */
+  const vrrpState = (i: number) => lab.ssh(i, 'cat /run/ha-setup-vrrp-state').then((r) => r.stdout.trim());
+  /** The VRRP states node i's notify script logged since `since` (ms since the epoch), in order. */
+  const transitions = async (i: number, since: number) =>
+    [
+      ...(
+        await lab.ssh(i, `journalctl -t keepalived-notify --since @${Math.floor(since / 1000)} --no-pager -q -o cat`)
+      ).stdout.matchAll(/is now (\w+)/g),
+    ].map((m) => m[1]);
 
   beforeAll(async () => {
     lab = await withLab();
@@ -333,12 +349,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     const applied = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(applied.code, applied.err).toBe(0);
     expect(ranSteps(lab.runbookPath).node1).toEqual(['health-check', 'keepalived-config']);
-    const vrrpState = (i: number) => lab.ssh(i, 'cat /run/ha-setup-vrrp-state').then((r) => r.stdout.trim());
-    const holder = async () => {
-      const st = JSON.parse((await cli(['status', lab.runbookPath, '--json'])).out);
-      return st.nodes.filter((n: { holdsVip: boolean }) => n.holdsVip).map((n: { name: string }) => n.name);
-    };
-    expect(await holder()).toEqual(['node1']);
+    expect(await holders()).toEqual(['node1']);
     const block =
       "nft add table inet ha_witness_test; nft add chain inet ha_witness_test out '{ type filter hook output priority 0; }'; " +
       `nft add rule inet ha_witness_test out ip daddr ${witness} icmp type echo-request drop`;
@@ -350,7 +361,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       let moved = false;
       for (let k = 0; k < 40 && !moved; k++) {
         await new Promise((r) => setTimeout(r, 250));
-        moved = (await holder()).join() === 'node2';
+        moved = (await holders()).join() === 'node2';
       }
       expect(moved).toBe(true);
       console.log(`witness unreachable from node1: the VIP on node2 after ${Date.now() - cutAt} ms`);
@@ -361,7 +372,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     let back = false;
     for (let k = 0; k < 40 && !back; k++) {
       await new Promise((r) => setTimeout(r, 250));
-      back = (await holder()).join() === 'node1';
+      back = (await holders()).join() === 'node1';
     }
     const samples = await prober.stop();
     const failed = samples.filter((x) => !x.ok);
@@ -388,12 +399,6 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     writeFileSync(lab.runbookPath, stringify(doc));
     const applied = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(applied.code, applied.err).toBe(0);
-    const status = async () => {
-      const r = await cli(['status', lab.runbookPath, '--json']);
-      return { code: r.code, ...JSON.parse(r.out) };
-    };
-    const holders = async () =>
-      (await status()).nodes.filter((n: { holdsVip: boolean }) => n.holdsVip).map((n: { name: string }) => n.name);
     const until = async (what: string, ok: () => Promise<boolean>, budgetMs = 15_000) => {
       const t0 = Date.now();
       while (!(await ok())) {
@@ -402,7 +407,6 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       }
       return Date.now() - t0;
     };
-    const vrrpState = (i: number) => lab.ssh(i, 'cat /run/ha-setup-vrrp-state').then((r) => r.stdout.trim());
     const nft = (table: string, rules: string[]) =>
       [`nft add table inet ${table}`, ...rules.map((r) => `nft add ${r.replace('@', `inet ${table} `)}`)].join('; ');
     const cutWitness = nft('ha_split_witness', [
@@ -478,12 +482,6 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
   // keepalived running, the VIP where the priorities and the track files put it), and nothing moves
   // twice on the way.
   describe('reboots', () => {
-    const status = async () => {
-      const r = await cli(['status', lab.runbookPath, '--json']);
-      return { code: r.code, ...JSON.parse(r.out) };
-    };
-    const holders = async () =>
-      (await status()).nodes.filter((n: { holdsVip: boolean }) => n.holdsVip).map((n: { name: string }) => n.name);
     /** Reboot node i from inside, wait until it is booted again; the holders seen meanwhile, in order. */
     const reboot = async (i: number, command = 'systemctl reboot') => {
       const seen: string[] = [];
@@ -518,13 +516,6 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       const known = seen.filter((h) => h !== '?');
       return { seen, holders: known.filter((h, k) => h !== known[k - 1]), downFor: Date.now() - t0 };
     };
-    /** The VRRP states node i's notify script logged since `since` (ms since the epoch), in order. */
-    const transitions = async (i: number, since: number) =>
-      [
-        ...(
-          await lab.ssh(i, `journalctl -t keepalived-notify --since @${Math.floor(since / 1000)} --no-pager -q -o cat`)
-        ).stdout.matchAll(/is now (\w+)/g),
-      ].map((m) => m[1]);
     const expectAsTheRunbookSays = async (holder: string) => {
       // A node just booted may still be starting a unit or rising in its health check: up to 30 s.
       let st = await status();
@@ -630,12 +621,6 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     // The issue's figure is 10 minutes (HA_SETUP_STRESS_MINUTES=10). CI's hour has no room left for
     // it, so it runs when asked; `npm run bench:faults` prints the same count per advert setting.
     const stressMinutes = Number(process.env.HA_SETUP_STRESS_MINUTES ?? 0);
-    const transitions = async (i: number, since: number) =>
-      [
-        ...(
-          await lab.ssh(i, `journalctl -t keepalived-notify --since @${Math.floor(since / 1000)} --no-pager -q -o cat`)
-        ).stdout.matchAll(/is now (\w+)/g),
-      ].map((m) => m[1]);
 
     it('node-down five times: the VIP moves to node2 and back every time; failed requests counted', async () => {
       const failed: number[] = [];
