@@ -141,13 +141,22 @@ export function registerPlan(program: Command, ctx: CliContext): void {
               h.t,
               mine
                 .filter(({ step, plan }) => decide(step, plan, journal.steps[step.id], rerun).action === 'check')
-                .map(({ step, plan }) => ({ id: step.id, script: step.check({ ...pc, plan, secrets }) })),
+                .map(({ step, plan }) => ({
+                  id: step.id,
+                  script: step.check({ ...pc, plan, secrets }),
+                  files: plan.files.map((f) => f.path),
+                })),
             );
             for (const { step, plan } of mine) {
               let d = decide(step, plan, journal.steps[step.id], rerun);
               if (d.action === 'check') {
                 d =
-                  (checked.get(step.id) ?? (await runCheck(h.t, step.check({ ...pc, plan, secrets }))))
+                  (checked.get(step.id) ??
+                  (await runCheck(
+                    h.t,
+                    step.check({ ...pc, plan, secrets }),
+                    plan.files.map((f) => f.path),
+                  )))
                     ? { action: 'skip', reason: 'done' }
                     : { action: 'run', reason: 'the host no longer matches' };
               }

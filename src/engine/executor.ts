@@ -5,7 +5,7 @@ import { CancelledError, HaSetupError, RunFailedError } from '../errors.js';
 import { tail } from '../local.js';
 import type { Runbook } from '../runbook/schema.js';
 import type { SiteFiles } from '../runbook/site-files.js';
-import { runCheck, runChecks } from './checks.js';
+import { type CheckScript, runCheck, runChecks } from './checks.js';
 import { decide, digestPlan, fingerprintPlan, type RecordedEntry } from './decide.js';
 import { parseJournal, saveJournal, type Journal } from './journal.js';
 import { appliesTo, resolveNodes } from './nodes.js';
@@ -186,22 +186,35 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
         clusterFacts: Object.fromEntries(o.handles.map((x) => [x.node.name, x.facts])),
       };
       // Every check the journal leaves to the host goes there in one round trip; the answers hold
-      // until a step runs on this node (then the later checks look again).
+      // until a step runs on this node, then the checks of the steps after it go again, together.
       const plans = new Map<string, StepPlan>();
-      const prechecks: Array<{ id: string; script: string }> = [];
       for (const step of mine) {
         try {
-          const plan = step.plan(base);
-          plans.set(step.id, plan);
-          if (rerun.has(step.id) && !step.always) continue;
-          if (decide(step, plan, journal.steps[step.id] as RecordedEntry | undefined, rerun).action === 'check')
-            prechecks.push({ id: step.id, script: step.check({ ...base, plan, secrets: o.secrets }) });
+          plans.set(step.id, step.plan(base));
         } catch {
           // Planned again in the loop below, which reports the error at its step.
         }
       }
-      const prechecked = await runChecks(h.t, prechecks);
-      let changedHere = false;
+      const checksFrom = (from: number) => {
+        const batch: CheckScript[] = [];
+        for (const step of mine.slice(from)) {
+          const plan = plans.get(step.id);
+          if (!plan || (rerun.has(step.id) && !step.always)) continue;
+          try {
+            if (decide(step, plan, journal.steps[step.id] as RecordedEntry | undefined, rerun).action === 'check')
+              batch.push({
+                id: step.id,
+                script: step.check({ ...base, plan, secrets: o.secrets }),
+                files: plan.files.map((f) => f.path),
+              });
+          } catch {
+            // Checked again one by one below, which reports the error at its step.
+          }
+        }
+        return runChecks(h.t, batch);
+      };
+      let prechecked = await checksFrom(0);
+      let checksStale = false;
       for (const [i, step] of mine.entries()) {
         if (interrupted()) {
           // A safe point: between two steps. The rest is left for the next apply.
@@ -247,9 +260,18 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           }
           let d = decide(step, plan, entry, rerun);
           if (d.action === 'check') {
-            const known = changedHere ? undefined : prechecked.get(step.id);
+            if (checksStale) {
+              prechecked = await checksFrom(i);
+              checksStale = false;
+            }
+            const known = prechecked.get(step.id);
             d =
-              (known ?? (await runCheck(h.t, step.check(ctx))))
+              (known ??
+              (await runCheck(
+                h.t,
+                step.check(ctx),
+                plan.files.map((f) => f.path),
+              )))
                 ? { action: 'skip', reason: 'done' }
                 : { action: 'run', reason: 'the host no longer matches (check failed)' };
           }
@@ -262,28 +284,35 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
             break;
           }
           task.output = `${step.id}: running (${d.reason})`;
-          const record: RecordedEntry = {
-            fingerprint: fingerprintPlan(plan),
-            status: 'running',
-            startedAt: new Date().toISOString(),
-            commands: plan.commands,
-            files: plan.files.map((f) => f.path),
-            digest: digestPlan(plan),
-            dependsOn: step.dependsOn,
-          };
-          journal.steps[step.id] = record;
-          changedHere = true;
-          await saveJournal(h.t, journal, localJournal);
+          // A read-only step (preflight) leaves no journal entry and does not change what the checks saw.
+          const record: RecordedEntry | undefined = step.readOnly
+            ? undefined
+            : {
+                fingerprint: fingerprintPlan(plan),
+                status: 'running',
+                startedAt: new Date().toISOString(),
+                commands: plan.commands,
+                files: plan.files.map((f) => f.path),
+                digest: digestPlan(plan),
+                dependsOn: step.dependsOn,
+              };
+          if (record) {
+            journal.steps[step.id] = record;
+            checksStale = true;
+            await saveJournal(h.t, journal, localJournal);
+          }
           const work = () => (step.run ? step.run(ctx) : runPlan(ctx));
           // Without --build-concurrency every node compiles at once: there is no slot to wait for.
           if (compiles(step, base) && o.buildConcurrency) {
             task.output = `${step.id}: waiting for a build slot (--build-concurrency ${o.buildConcurrency})`;
             await compileSlot(work);
           } else await work();
-          record.status = 'done';
-          record.endedAt = new Date().toISOString();
-          record.durationMs = Date.now() - started;
-          await saveJournal(h.t, journal, localJournal);
+          if (record) {
+            record.status = 'done';
+            record.endedAt = new Date().toISOString();
+            record.durationMs = Date.now() - started;
+            await saveJournal(h.t, journal, localJournal);
+          }
           rerun.add(step.id);
           outcome.steps.push({ id: step.id, action: 'ran', reason: d.reason, durationMs: Date.now() - started });
         } catch (e) {

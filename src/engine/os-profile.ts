@@ -9,6 +9,8 @@ export interface OsProfile {
   packageManager: PackageManager;
   /** Shell that leaves in $missing the packages of `pkgs` that are not installed. */
   missingScript(pkgs: string[]): string;
+  /** Shell test, true when every one of `pkgs` is installed: one query of the package database (checks). */
+  allInstalledTest(pkgs: string[]): string;
   /** Installs the packages in $missing, refreshing the package lists first (the packages step). */
   installMissing: string;
   /** Installs these packages, quietly; refreshes the lists and retries once when the first try fails (preflight's tools). */
@@ -36,6 +38,11 @@ const debian: OsProfile = {
   packageManager: 'apt',
   missingScript: (pkgs) =>
     `missing=""; for p in ${shqAll(pkgs)}; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing="$missing $p"; done`,
+  // A process per package costs seconds on a small VM; a name may carry its architecture
+  // (binary:Package) or not; a held package is installed too.
+  allInstalledTest: (pkgs) =>
+    `{ st="|$(dpkg-query -W -f='\${Package} \${Status}|\${binary:Package} \${Status}|' -- ${shqAll(pkgs)} 2>/dev/null)"; ` +
+    `all=y; for p in ${shqAll(pkgs)}; do case "$st" in *"|$p install ok installed|"* | *"|$p hold ok installed|"*) ;; *) all=n ;; esac; done; [ "$all" = y ]; }`,
   installMissing:
     'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing',
   installQuietly: (pkgs) =>
@@ -64,6 +71,8 @@ const el = (pm: 'yum' | 'dnf'): OsProfile => ({
   packageManager: pm,
   missingScript: (pkgs) =>
     `missing=""; for p in ${shqAll(pkgs)}; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done`,
+  // rpm -q exits non-zero when any of the packages is not installed.
+  allInstalledTest: (pkgs) => `rpm -q ${shqAll(pkgs)} >/dev/null 2>&1`,
   installMissing: `${pm} install -y $missing`,
   installQuietly: (pkgs) => `${pm} install -y ${shqAll(pkgs)} >/dev/null 2>&1`,
   install: (pkgs) => `${pm} install -y ${pkgs.join(' ')}`,

@@ -1,3 +1,4 @@
+import { fileHoldsLine } from '../engine/checks.js';
 import { emptyPlan, type Step, type StepPlan } from '../engine/types.js';
 import { parseCidr } from '../net.js';
 import { acmeDirectoryLabel } from '../runbook/tls-settings.js';
@@ -39,6 +40,6 @@ ${acmeCommand(pc)} $force`,
     const acme = ctx.runbook.site.tls?.acme;
     if (!acme) return 'true';
     const L = layout(ctx.runbook);
-    return `[ "$(cat ${shq(`${L.acmeLiveDir}/issued-for`)} 2>/dev/null)" = ${shq(acmeIssuedFor(ctx))} ] && openssl x509 -checkend ${acme.renewDays * 86400} -noout -in ${shq(`${L.acmeLiveDir}/fullchain.pem`)} >/dev/null`;
+    return `${fileHoldsLine(`${L.acmeLiveDir}/issued-for`, acmeIssuedFor(ctx))} && openssl x509 -checkend ${acme.renewDays * 86400} -noout -in ${shq(`${L.acmeLiveDir}/fullchain.pem`)} >/dev/null`;
   },
 };

@@ -1,3 +1,4 @@
+import { fileHoldsLine } from '../engine/checks.js';
 import { createHash } from 'node:crypto';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { shq } from '../shell.js';
@@ -29,6 +30,6 @@ export const buildStep: Step = {
   },
   check(ctx) {
     const { dir } = configureSpec(ctx);
-    return `[ "$(cat ${shq(builtMarker(dir))} 2>/dev/null)" = ${shq(buildId(ctx))} ]`;
+    return fileHoldsLine(builtMarker(dir), buildId(ctx));
   },
 };

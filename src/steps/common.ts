@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileHasSha256 } from '../engine/checks.js';
 import type { Facts } from '../engine/facts.js';
 import { osProfile } from '../engine/os-profile.js';
 import { substituteSecrets } from '../engine/executor.js';
@@ -90,7 +91,7 @@ export function sitePorts(rb: PlanContext['runbook']): number[] {
 export function filesMatchScript(files: PlannedFile[], contentFor: (f: PlannedFile) => string): string {
   const lines = files.map((f) => {
     const sum = createHash('sha256').update(contentFor(f)).digest('hex');
-    return `[ "$(sha256sum ${shq(f.path)} 2>/dev/null | cut -d' ' -f1)" = ${shq(sum)} ] || { echo ${shq(`differs: ${f.path}`)}; exit 1; }`;
+    return `${fileHasSha256(f.path, sum)} || { echo ${shq(`differs: ${f.path}`)}; exit 1; }`;
   });
   return lines.join('\n') || 'true';
 }

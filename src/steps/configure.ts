@@ -1,3 +1,4 @@
+import { fileHoldsLine } from '../engine/checks.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { shq, shqAll } from '../shell.js';
 import { layout, luajitPaths, shippedModules } from './common.js';
@@ -78,6 +79,6 @@ export const configureStep: Step = {
   },
   check(ctx) {
     const spec = configureSpec(ctx);
-    return `[ -f ${shq(`${spec.dir}/Makefile`)} ] && [ "$(cat ${shq(argsFile(spec.dir))} 2>/dev/null)" = ${shq(spec.args.join(' '))} ]`;
+    return `[ -f ${shq(`${spec.dir}/Makefile`)} ] && ${fileHoldsLine(argsFile(spec.dir), spec.args.join(' '))}`;
   },
 };

@@ -1,3 +1,4 @@
+import { fileHoldsLine } from '../engine/checks.js';
 import { emptyPlan, type PlanContext, type PlannedFile, type Step, type StepPlan } from '../engine/types.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
@@ -70,6 +71,6 @@ if [ -f ${shq(keep)} ]; then mv -f -- ${shq(keep)} ${shq(`${bin}.old`)}; fi`);
   },
   check(ctx) {
     const L = layout(ctx.runbook);
-    return `[ -x ${shq(L.nginxBinary)} ] && ${shq(L.nginxBinary)} -v >/dev/null 2>&1 && [ "$(cat ${shq(L.installedMarker)} 2>/dev/null)" = ${shq(buildId(ctx))} ]`;
+    return `[ -x ${shq(L.nginxBinary)} ] && ${shq(L.nginxBinary)} -v >/dev/null 2>&1 && ${fileHoldsLine(L.installedMarker, buildId(ctx))}`;
   },
 };

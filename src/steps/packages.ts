@@ -44,7 +44,7 @@ export function installPackagesCommands(pc: PlanContext, pkgs: string[]): string
 
 /** Check: every one of `pkgs` is installed (no packages: nothing to check). */
 export function packagesInstalledCheck(pc: PlanContext, pkgs: string[]): string {
-  return pkgs.length > 0 ? `${missingScript(pc, pkgs)}\n[ -z "$missing" ]` : 'true';
+  return pkgs.length > 0 ? osProfile(pc.facts).allInstalledTest(pkgs) : 'true';
 }
 
 /** lua-resty-core and lua-resty-lrucache as plain files unpacked from the distribution's packages. */

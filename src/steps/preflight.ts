@@ -43,30 +43,22 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   }
 
   const L = layout(rb);
+  const hook = rb.keepalived.notifyHook;
+  const vrid = rb.vrrp.virtualRouterId;
+  const host = parseHostProbe((await ctx.t.exec(hostProbeScript(rb), { quiet: true })).stdout);
   // The site's ports (HTTP, and HTTPS with site.tls) must be free or held by our own nginx.
   for (const port of sitePorts(rb)) {
-    const portUsers = await ctx.t.exec(`ss -Hltnp ${shq(`sport = :${port}`)} 2>/dev/null || true`, { quiet: true });
-    const users = portUsers.stdout.trim();
+    const users = (host.portUsers.get(port) ?? []).join('\n');
     if (users !== '' && !users.includes('nginx')) {
       problems.push(`port ${port} is in use by another program: ${users.split('\n')[0]}`);
-    } else if (users.includes('nginx')) {
-      // Ours: this runbook's binary, or the nginx ha-setup's own unit runs (another flavor or prefix of
-      // this cluster, which the apply replaces by rolling the unit).
-      const ours = await ctx.t.exec(
-        `pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || ` +
-          `{ grep -q 'managed by ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
-          `[ "$m" != 0 ] && ss -Hltnp ${shq(`sport = :${port}`)} | grep -q "pid=$m,"; }`,
-        { quiet: true },
+    } else if (users.includes('nginx') && !host.ourNginx.has(port)) {
+      problems.push(
+        `port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,
       );
-      if (ours.code !== 0)
-        problems.push(
-          `port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,
-        );
     }
   }
 
-  const hook = rb.keepalived.notifyHook;
-  if (hook && (await ctx.t.exec(`[ -f ${shq(hook)} ] && [ -x ${shq(hook)} ]`, { quiet: true })).code !== 0)
+  if (hook && !host.hookExecutable)
     problems.push(
       `keepalived.notifyHook: ${hook} is not an executable file on ${ctx.node.name}; install it there first (transitions and split brain would go unreported)`,
     );
@@ -77,12 +69,7 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
 
   // Once our keepalived runs here with this VRID, the VIP and the VRID's adverts on the segment are
   // this cluster's own: the network probes below (several seconds) were done on the first apply.
-  const vrid = rb.vrrp.virtualRouterId;
-  const ourKeepalived = await ctx.t.exec(
-    `systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${vrid}`)} ${shq(L.keepalivedConf)}`,
-    { quiet: true },
-  );
-  if (ourKeepalived.code === 0) return problems;
+  if (host.ourKeepalived) return problems;
 
   await ensureProbeTools(ctx);
 
@@ -168,6 +155,58 @@ export function vrrpIdentityProblems(
   ];
 }
 
+/**
+ * What preflight reads on a host, in one round trip (a process costs milliseconds on a small VM):
+ * who listens on the site's ports and whether that is this runbook's nginx (its binary, or the
+ * nginx ha-setup's own unit runs: another flavor or prefix of this cluster, which the apply replaces
+ * by rolling the unit), whether the notify hook is executable, whether our keepalived runs with this
+ * VRID. Pure.
+ */
+export function hostProbeScript(rb: Runbook): string {
+  const L = layout(rb);
+  const lines: string[] = [];
+  for (const port of sitePorts(rb)) {
+    const filter = shq(`sport = :${port}`);
+    lines.push(`ss -Hltnp ${filter} 2>/dev/null | sed 's/^/port ${port} /'`);
+    lines.push(
+      `{ pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || ` +
+        `{ grep -q 'managed by ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
+        `[ "$m" != 0 ] && ss -Hltnp ${filter} | grep -q "pid=$m,"; }; } && echo 'ours ${port}'`,
+    );
+  }
+  const hook = rb.keepalived.notifyHook;
+  if (hook) lines.push(`[ -f ${shq(hook)} ] && [ -x ${shq(hook)} ] && echo hook-executable`);
+  lines.push(
+    `systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${rb.vrrp.virtualRouterId}`)} ${shq(L.keepalivedConf)} && echo our-keepalived`,
+  );
+  return lines.map((l) => `${l}\n`).join('') + 'true';
+}
+
+export interface HostProbe {
+  portUsers: Map<number, string[]>;
+  ourNginx: Set<number>;
+  hookExecutable: boolean;
+  ourKeepalived: boolean;
+}
+
+/** Reads hostProbeScript's output. Pure. */
+export function parseHostProbe(output: string): HostProbe {
+  const probe: HostProbe = { portUsers: new Map(), ourNginx: new Set(), hookExecutable: false, ourKeepalived: false };
+  for (const line of output.split('\n')) {
+    const port = /^port (\d+) (.*)$/.exec(line);
+    if (port) {
+      const n = Number(port[1]);
+      probe.portUsers.set(n, [...(probe.portUsers.get(n) ?? []), port[2]]);
+      continue;
+    }
+    const ours = /^ours (\d+)$/.exec(line.trim());
+    if (ours) probe.ourNginx.add(Number(ours[1]));
+    else if (line.trim() === 'hook-executable') probe.hookExecutable = true;
+    else if (line.trim() === 'our-keepalived') probe.ourKeepalived = true;
+  }
+  return probe;
+}
+
 export type VipProbeVerdict = { kind: 'silent' | 'cluster' | 'unknown' } | { kind: 'foreign'; macs: string[] };
 
 /**
@@ -213,6 +252,7 @@ export const preflightStep: Step = {
   appliesTo: 'all',
   dependsOn: [],
   always: true,
+  readOnly: true,
   plan(): StepPlan {
     const plan = emptyPlan();
     plan.notes.push(

@@ -1,3 +1,4 @@
+import { fileHoldsLine } from '../engine/checks.js';
 import { emptyPlan, type PlanContext, type Step, type StepPlan } from '../engine/types.js';
 import { RunFailedError } from '../errors.js';
 import { shq } from '../shell.js';
@@ -19,9 +20,8 @@ function sourcesStepFor(id: string, title: string, wanted: (sourceId: string) =>
     plan: (pc) => planFor(pc, refs(pc)),
     check(ctx) {
       const L = layout(ctx.runbook);
-      const tests = refs(ctx).map(
-        (ref) =>
-          `[ "$(cat ${shq(marker(L.srcDir(ref.id)))} 2>/dev/null)" = ${shq(ctx.sources[ref.id]?.sha256 ?? 'missing')} ]`,
+      const tests = refs(ctx).map((ref) =>
+        fileHoldsLine(marker(L.srcDir(ref.id)), ctx.sources[ref.id]?.sha256 ?? 'missing'),
       );
       return tests.join(' && ') || 'true';
     },

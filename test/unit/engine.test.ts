@@ -150,8 +150,14 @@ describe('engine ordering and dependencies (fake transport)', () => {
     for (const i of [0, 1]) fake(i).commands = [];
     const again = await run([step('a', [], { check: () => 'false' }), step('b'), step('c'), step('d')]);
     expect(again.map(ran)).toEqual([['a'], ['a']]);
-    // one batch, then a's command, then b, c and d checked one by one
-    expect(fake(0).commands.filter((c) => c === 'true')).toHaveLength(3);
+    // One batch (a, b, c, d), a's command, then one more batch for the checks after it (b, c, d).
+    const batches = fake(0).commands.filter((c) => c.includes('ha-setup-check'));
+    const ids = (batch: string) => [...batch.matchAll(/echo 'ha-setup-check (\S+)'/g)].map((m) => m[1]);
+    expect(batches.map(ids)).toEqual([
+      ['a', 'b', 'c', 'd'],
+      ['b', 'c', 'd'],
+    ]);
+    expect(fake(0).commands.filter((c) => !c.includes('ha-setup-check'))).toEqual(['do a']);
   });
 
   it('a failing node stops its own later steps; the other node finishes', async () => {
