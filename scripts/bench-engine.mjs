@@ -3,8 +3,10 @@
 //   npm run bench:engine
 // 1. the lab cluster installed (apply), then a no-op re-apply of the full plan 5 times: wall time
 //    (target under 1 s) and SSH round trips per node
-// 2. the same steps' checks on the same hosts, in the same run, two ways: one SSH exec per check
-//    (how apply asked until 0.x) and all of a node's checks in one exec (how it asks now)
+// 2. the same steps' checks on the same hosts, in the same run, three ways: one SSH exec per check
+//    (how apply asked until 0.x), all of a node's checks in one exec with each file hashed by its own
+//    sha256sum (how it asked until this release), and in one exec with every planned file hashed by
+//    one sha256sum up front (how it asks now)
 import { dirname } from 'node:path';
 import { runCheck, runChecks } from '../dist/engine/checks.js';
 import { appliesTo, resolveNodes } from '../dist/engine/nodes.js';
@@ -52,28 +54,43 @@ try {
         clusterFacts,
         siteFiles,
       };
-      return { id: step.id, script: step.check({ ...pc, plan: step.plan(pc), secrets }) };
+      const plan = step.plan(pc);
+      return { id: step.id, script: step.check({ ...pc, plan, secrets }), files: plan.files.map((f) => f.path) };
     });
   const checks = new Map(handles.map((h) => [h, checksOf(h)]));
   const oneByOne = [];
+  const batchedFileByFile = [];
   const batched = [];
+  const batch = async (withFiles) => {
+    const t = performance.now();
+    const results = await Promise.all(
+      handles.map((h) =>
+        runChecks(
+          h.t,
+          checks.get(h).map((c) => (withFiles ? c : { ...c, files: [] })),
+        ),
+      ),
+    );
+    if (results.some((r, k) => r.size !== checks.get(handles[k]).length)) throw new Error('a batch lost checks');
+    if (results.some((r) => [...r.values()].some((ok) => !ok))) throw new Error('a check failed on the installed lab');
+    return performance.now() - t;
+  };
   for (let i = 0; i < 5; i++) {
-    let t = performance.now();
+    const t = performance.now();
     await Promise.all(
       handles.map(async (h) => {
-        for (const c of checks.get(h)) await runCheck(h.t, c.script);
+        for (const c of checks.get(h)) await runCheck(h.t, c.script, c.files);
       }),
     );
     oneByOne.push(performance.now() - t);
-    t = performance.now();
-    const results = await Promise.all(handles.map((h) => runChecks(h.t, checks.get(h))));
-    batched.push(performance.now() - t);
-    if (results.some((r, k) => r.size !== checks.get(handles[k]).length)) throw new Error('a batch lost checks');
+    batchedFileByFile.push(await batch(false));
+    batched.push(await batch(true));
   }
   const n = checks.get(handles[0]).length;
   console.log(`the ${n} checks per node, both nodes at once, 5 runs each (median):`);
-  console.log(`  one SSH exec per check (before): ${median(oneByOne).toFixed(0)} ms`);
-  console.log(`  one SSH exec per node (now):     ${median(batched).toFixed(0)} ms`);
+  console.log(`  one SSH exec per check:                        ${median(oneByOne).toFixed(0)} ms`);
+  console.log(`  one SSH exec per node, one sha256sum per file: ${median(batchedFileByFile).toFixed(0)} ms`);
+  console.log(`  one SSH exec per node, one sha256sum (now):    ${median(batched).toFixed(0)} ms`);
 } finally {
   for (const h of handles) await h.t.close();
 }

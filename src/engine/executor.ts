@@ -7,7 +7,7 @@ import type { Runbook } from '../runbook/schema.js';
 import type { SiteFiles } from '../runbook/site-files.js';
 import { type CheckScript, runCheck, runChecks } from './checks.js';
 import { decide, digestPlan, fingerprintPlan, type RecordedEntry } from './decide.js';
-import { parseJournal, saveJournal, type Journal } from './journal.js';
+import { mirrorJournal, parseJournal, saveJournal, type Journal } from './journal.js';
 import { appliesTo, resolveNodes } from './nodes.js';
 import { runbookDir, type NodeHandle } from './session.js';
 import { CommandFailedError, ConnectError } from './transport.js';
@@ -171,6 +171,8 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
       const journal: Journal = o.journals?.get(h.node.name) ?? parseJournal(h.facts.journal, o.runbook.name);
       o.journals?.set(h.node.name, journal);
       const localJournal = localJournalPath(o.runbookPath, o.runbook, h.node);
+      // The mirror follows the host even when no step runs (a new runbook copy, a no-op apply).
+      mirrorJournal(journal, localJournal);
       const rerun = o.rerun?.get(h.node.name) ?? new Set<string>();
       o.rerun?.set(h.node.name, rerun);
       const mine = o.steps.filter((s) => appliesTo(s, h.node));

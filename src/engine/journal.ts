@@ -35,8 +35,13 @@ export async function saveJournal(t: Transport, journal: Journal, localPath: str
   const json = JSON.stringify(journal, null, 1);
   // Over SFTP, never through a command's stdin (which sudo shares); root only, no .bak copies.
   await t.writeFile(REMOTE_JOURNAL, json, { mode: 0o600, backup: false });
+  mirrorJournal(journal, localPath);
+}
+
+/** The local mirror next to the runbook (what `docs` lists per node), written from the host's copy. */
+export function mirrorJournal(journal: Journal, localPath: string): void {
   mkdirSync(dirname(localPath), { recursive: true });
-  writeFileSync(`${localPath}.tmp`, json);
+  writeFileSync(`${localPath}.tmp`, JSON.stringify(journal, null, 1));
   renameSync(`${localPath}.tmp`, localPath);
 }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -78,7 +78,7 @@ function setup() {
       runId: 'test',
     });
   };
-  return { runbook, handles, run, fake: (i: number) => handles[i].t as FakeTransport };
+  return { runbook, handles, run, dir, fake: (i: number) => handles[i].t as FakeTransport };
 }
 
 const ran = (outcome: { steps: Array<{ id: string; action: string }> }) =>
@@ -158,6 +158,16 @@ describe('engine ordering and dependencies (fake transport)', () => {
       ['b', 'c', 'd'],
     ]);
     expect(fake(0).commands.filter((c) => !c.includes('ha-setup-check'))).toEqual(['do a']);
+  });
+
+  it("a run where no step runs still leaves the local mirror of each node's journal (what docs lists)", async () => {
+    const { run, runbook, handles, dir } = setup();
+    await run(steps);
+    const mirror = join(dir, 'records', runbook.name, `${handles[0].node.name}.journal.json`);
+    rmSync(join(dir, 'records'), { recursive: true });
+    const again = await run(steps);
+    expect(again.map(ran)).toEqual([[], []]);
+    expect(Object.keys(JSON.parse(readFileSync(mirror, 'utf8')).steps)).toEqual(['a', 'b', 'c', 'd']);
   });
 
   it('a failing node stops its own later steps; the other node finishes', async () => {
