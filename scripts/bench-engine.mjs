@@ -8,7 +8,7 @@
 //    sha256sum (how it asked until this release), and in one exec with every planned file hashed by
 //    one sha256sum up front (how it asks now)
 import { dirname } from 'node:path';
-import { runCheck, runChecks } from '../dist/engine/checks.js';
+import { runCheck, runChecks, stepCheck } from '../dist/engine/checks.js';
 import { appliesTo, resolveNodes } from '../dist/engine/nodes.js';
 import { offlineSources } from '../dist/engine/plan-view.js';
 import { loadSecrets, newRunId, openSession } from '../dist/engine/session.js';
@@ -54,8 +54,7 @@ try {
         clusterFacts,
         siteFiles,
       };
-      const plan = step.plan(pc);
-      return { id: step.id, script: step.check({ ...pc, plan, secrets }), files: plan.files.map((f) => f.path) };
+      return stepCheck(step, { ...pc, plan: step.plan(pc), secrets });
     });
   const checks = new Map(handles.map((h) => [h, checksOf(h)]));
   const oneByOne = [];
@@ -79,7 +78,7 @@ try {
     const t = performance.now();
     await Promise.all(
       handles.map(async (h) => {
-        for (const c of checks.get(h)) await runCheck(h.t, c.script, c.files);
+        for (const c of checks.get(h)) await runCheck(h.t, c);
       }),
     );
     oneByOne.push(performance.now() - t);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { runCheck, runChecks } from '../engine/checks.js';
+import { runCheck, runChecks, stepCheck } from '../engine/checks.js';
 import { decide } from '../engine/decide.js';
 import { appliesTo } from '../engine/nodes.js';
 import chalk from 'chalk';
@@ -141,22 +141,13 @@ export function registerPlan(program: Command, ctx: CliContext): void {
               h.t,
               mine
                 .filter(({ step, plan }) => decide(step, plan, journal.steps[step.id], rerun).action === 'check')
-                .map(({ step, plan }) => ({
-                  id: step.id,
-                  script: step.check({ ...pc, plan, secrets }),
-                  files: plan.files.map((f) => f.path),
-                })),
+                .map(({ step, plan }) => stepCheck(step, { ...pc, plan, secrets })),
             );
             for (const { step, plan } of mine) {
               let d = decide(step, plan, journal.steps[step.id], rerun);
               if (d.action === 'check') {
                 d =
-                  (checked.get(step.id) ??
-                  (await runCheck(
-                    h.t,
-                    step.check({ ...pc, plan, secrets }),
-                    plan.files.map((f) => f.path),
-                  )))
+                  (checked.get(step.id) ?? (await runCheck(h.t, stepCheck(step, { ...pc, plan, secrets }))))
                     ? { action: 'skip', reason: 'done' }
                     : { action: 'run', reason: 'the host no longer matches' };
               }

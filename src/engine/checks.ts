@@ -1,5 +1,6 @@
 import { shq, shqAll } from '../shell.js';
 import type { Transport } from './transport.js';
+import type { CheckContext, Step } from './types.js';
 
 // Every step's check is a read-only script. A no-op apply used to run them one SSH exec each
 // (about 20 per node under sudo); they go to the host together now, in one round trip per node.
@@ -38,6 +39,11 @@ export interface CheckScript {
   files?: string[];
 }
 
+/** A step's check with its planned files (what the prelude hashes). */
+export function stepCheck(step: Pick<Step, 'id' | 'check'>, ctx: CheckContext): CheckScript {
+  return { id: step.id, script: step.check(ctx), files: ctx.plan.files.map((f) => f.path) };
+}
+
 /** One script running each check in its own subshell (an `exit` ends only that check), printing its status. Pure. */
 export function batchedChecksScript(checks: CheckScript[]): string {
   return [
@@ -70,6 +76,6 @@ export async function runChecks(t: Transport, checks: CheckScript[]): Promise<Ma
 }
 
 /** Runs one check (with the prelude for its step's files); true when it exits 0. */
-export async function runCheck(t: Transport, script: string, files: string[] = []): Promise<boolean> {
-  return (await t.exec(`${checkPrelude(files)}\n${script}`, { quiet: true })).code === 0;
+export async function runCheck(t: Transport, check: Omit<CheckScript, 'id'>): Promise<boolean> {
+  return (await t.exec(`${checkPrelude(check.files ?? [])}\n${check.script}`, { quiet: true })).code === 0;
 }

@@ -5,7 +5,7 @@ import { CancelledError, HaSetupError, RunFailedError } from '../errors.js';
 import { tail } from '../local.js';
 import type { Runbook } from '../runbook/schema.js';
 import type { SiteFiles } from '../runbook/site-files.js';
-import { type CheckScript, runCheck, runChecks } from './checks.js';
+import { type CheckScript, runCheck, runChecks, stepCheck } from './checks.js';
 import { decide, digestPlan, fingerprintPlan, type RecordedEntry } from './decide.js';
 import { mirrorJournal, parseJournal, saveJournal, type Journal } from './journal.js';
 import { appliesTo, resolveNodes } from './nodes.js';
@@ -204,11 +204,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           if (!plan || (rerun.has(step.id) && !step.always)) continue;
           try {
             if (decide(step, plan, journal.steps[step.id] as RecordedEntry | undefined, rerun).action === 'check')
-              batch.push({
-                id: step.id,
-                script: step.check({ ...base, plan, secrets: o.secrets }),
-                files: plan.files.map((f) => f.path),
-              });
+              batch.push(stepCheck(step, { ...base, plan, secrets: o.secrets }));
           } catch {
             // Checked again one by one below, which reports the error at its step.
           }
@@ -268,12 +264,7 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
             }
             const known = prechecked.get(step.id);
             d =
-              (known ??
-              (await runCheck(
-                h.t,
-                step.check(ctx),
-                plan.files.map((f) => f.path),
-              )))
+              (known ?? (await runCheck(h.t, stepCheck(step, ctx))))
                 ? { action: 'skip', reason: 'done' }
                 : { action: 'run', reason: 'the host no longer matches (check failed)' };
           }

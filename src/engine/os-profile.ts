@@ -9,7 +9,11 @@ export interface OsProfile {
   packageManager: PackageManager;
   /** Shell that leaves in $missing the packages of `pkgs` that are not installed. */
   missingScript(pkgs: string[]): string;
-  /** Shell test, true when every one of `pkgs` is installed: one query of the package database (checks). */
+  /**
+   * Shell test, true when every one of `pkgs` is installed: one query of the package database, for
+   * checks. missingScript keeps its own per-package query: it is in the packages step's commands, so
+   * changing it would change that step's fingerprint and re-run (and rebuild after) it on every cluster.
+   */
   allInstalledTest(pkgs: string[]): string;
   /** Installs the packages in $missing, refreshing the package lists first (the packages step). */
   installMissing: string;
