@@ -13,12 +13,13 @@
 // scenario: socket errors, non-2xx answers and p99 latency.
 // The lab's two nodes share this machine's cores, so stress on the master also starves the backup:
 // harsher than two real hosts.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { cli, labRunbookFile, paths } from './lib.mjs';
 import { labSsh } from '../dist/lab/lab.js';
+import { ensureWrk, runWrk } from '../dist/lab/load.js';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
@@ -35,29 +36,8 @@ const ssh = (i, cmd) =>
   labSsh(paths, state.nodes[i].ip, cmd, { allowFailure: true, timeoutMs: (stressMinutes + 5) * 60_000 });
 const last = () => JSON.parse(readFileSync(join(dir, 'runbooks', 'records', 'lab', 'last-verify.json'), 'utf8'));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
-const sh = (cmd, args, timeoutMs) =>
-  new Promise((resolve) =>
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 1 << 24 }, (err, stdout, stderr) =>
-      resolve({ code: err ? 1 : 0, out: `${stdout}${stderr}` }),
-    ),
-  );
 
-function parseWrk(out) {
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const p99 = /^\s*99%\s+([\d.]+)(us|ms|s)\s*$/m.exec(out);
-  return {
-    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
-    errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
-    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
-    p99Ms: p99 ? Number(p99[1]) * { us: 0.001, ms: 1, s: 1000 }[p99[2]] : Number.NaN,
-  };
-}
-const wrk = (connections, seconds) =>
-  sh(
-    'wrk',
-    ['-t2', `-c${connections}`, `-d${seconds}s`, '--timeout', '2s', '--latency', `http://${state.vip}/`],
-    (seconds + 30) * 1000,
-  ).then((r) => parseWrk(r.out));
+const wrk = (connections, seconds) => runWrk(`http://${state.vip}/`, connections, seconds);
 
 async function use(setting) {
   const doc = parse(readFileSync(file, 'utf8'));
@@ -97,26 +77,14 @@ async function falseFailovers() {
   if (stress.code !== 0) throw new Error(`stress-ng failed on node1: ${stress.stdout}${stress.stderr}`);
   const j = await ssh(1, `journalctl -t keepalived-notify --since @${since} --no-pager -q -o cat`);
   const transitions = [...j.stdout.matchAll(/is now (\w+)/g)].map((m) => m[1]);
-  return { transitions, requests: load.requests, errors: load.errors + load.non2xx };
+  return { transitions, requests: load.requests, errors: load.socketErrors + load.non2xx };
 }
 
 if ((await cli(['apply', file, '--renderer', 'silent', '--no-verify'])) !== 0) throw new Error('apply failed');
 const install =
   'command -v stress-ng >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null; }';
 if ((await ssh(0, install)).code !== 0) throw new Error('could not install stress-ng on node1');
-if (
-  (
-    await sh(
-      'sh',
-      [
-        '-c',
-        'command -v wrk && command -v ping || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk iputils-ping',
-      ],
-      300_000,
-    )
-  ).code !== 0
-)
-  throw new Error('could not install wrk and ping on the lab host');
+await ensureWrk();
 
 console.log(
   `host loss and false failovers on the lab: ${runs} node-down runs, ${stressMinutes} min of stress per advert interval`,
@@ -160,6 +128,6 @@ for (const scenario of ['planned', 'nginx-crash', 'keepalived-stop', 'node-down'
   const w = await load;
   const v = last();
   console.log(
-    `${scenario.padEnd(16)} wrk: ${w.requests} requests, ${w.errors} socket errors, ${w.non2xx} non-2xx, p99 ${w.p99Ms} ms; prober: downtime ${v.failover.downtimeMs} ms, ${v.failover.failedRequests} failed`,
+    `${scenario.padEnd(16)} wrk: ${w.requests} requests, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx, p99 ${w.p99Ms} ms; prober: downtime ${v.failover.downtimeMs} ms, ${v.failover.failedRequests} failed`,
   );
 }

@@ -1,18 +1,33 @@
 #!/usr/bin/env node
 // The gateway's cost and speed on the lab (printed, not asserted). Needs root on Linux; builds dist first.
-//   npm run bench:gateway [-- --seconds 10]
-// Requests per second through node1's nginx (ab from node2, 32 connections, keepalive) for the same
-// two backends behind: a static upstream (the baseline, measured in the same run), peers from Consul
-// (balancer_by_lua), and the gray release (access_by_lua) with no rule and with a 50% rule. Then how
-// long a change takes to be in force: a Consul registration, a gray rule.
+//   npm run bench:gateway [-- --rounds 8 --seconds 4]
+// Requests per second for the same two backends behind ha-setup's site on :80 with: peers from Consul
+// (balancer_by_lua), the gray release with no rule and with a 50% rule (access_by_lua). The baseline is
+// a static upstream of the same backends served by the same nginx workers on :8081 (a conf.d file of
+// this bench, inheriting ha-setup's proxy settings), so the two are measured alternately, segment by
+// segment, with no reload between them: the machine's own drift (seen here: +-15 % within a minute)
+// falls on both sides of every paired ratio. Two load shapes, both keep-alive:
+//   ab  -c 32 from node2 straight to node1 (the shape this bench always had);
+//   wrk -c 64 from the lab host through the VIP (many connections from outside the pair).
+// With perf on the lab host, the share of the machine's CPU spent in Lua on each path, and what that
+// is per request. Then how long a change takes to be in force: a Consul registration, a gray rule.
+import { execFile } from 'node:child_process';
+import { cpus } from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { labSsh } from '../dist/lab/lab.js';
+import { ensureWrk, runWrk } from '../dist/lab/load.js';
 import { cli, labRunbookFile, paths } from './lib.mjs';
 
-const seconds = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 10;
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const rounds = arg('--rounds', 8);
+const seconds = arg('--seconds', 4);
 const { file, state } = await labRunbookFile();
 const [n1, n2] = state.nodes.map((n) => n.ip);
+const vip = state.vip;
 const ssh = async (i, command) => {
   const r = await labSsh(paths, state.nodes[i].ip, command, { allowFailure: true, timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`node${i + 1}: ${command.split('\n')[0]} failed:\n${r.stderr}`);
@@ -29,14 +44,21 @@ const apply = async () => {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const status = async () => JSON.parse(await ssh(0, 'curl -sS -m 3 http://127.0.0.1/ha-gateway/status'));
 
-console.log('setting up: the lab cluster, backends (an nginx server on :9200/:9201 of both nodes), Consul, Redis, ab');
+console.log(
+  'setting up: the lab cluster, backends (:9200/:9201 of both nodes), the baseline on :8081, Consul, Redis, ab, wrk',
+);
 await apply();
+await ensureWrk();
 // The backends answer from nginx itself so they are not what is measured; conf.d files that are
 // not ha-setup's are left alone by apply.
 const backend =
   'server { listen 9200; listen 9201; access_log off; location / { return 200 "ok $server_addr:$server_port\\n"; } }';
+const baseline = `upstream bench_static { server ${n1}:9200; server ${n2}:9200; keepalive 32; } server { listen 8081; location / { proxy_pass http://bench_static; } }`;
 for (const i of [0, 1])
-  await ssh(i, `echo '${backend}' > /usr/local/nginx/conf/conf.d/bench-backend.conf && systemctl reload nginx`);
+  await ssh(
+    i,
+    `echo '${backend}' > /usr/local/nginx/conf/conf.d/bench-backend.conf && echo '${baseline}' > /usr/local/nginx/conf/conf.d/bench-static.conf && systemctl reload nginx`,
+  );
 await ssh(
   1,
   'command -v ab >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apache2-utils >/dev/null; }',
@@ -64,51 +86,132 @@ const register = (ip, port) =>
     0,
     `curl -sS -f -X PUT --data '${JSON.stringify({ ID: `bench-${ip}-${port}`, Name: 'bench', Address: ip, Port: port })}' http://${n1}:8500/v1/agent/service/register`,
   );
+const deregister = (ip, port) =>
+  ssh(0, `curl -sS -f -X PUT http://${n1}:8500/v1/agent/service/deregister/bench-${ip}-${port} || true`);
+await deregister(n2, 9201); // left by an earlier run's last part
 await register(n1, 9200);
 await register(n2, 9200);
 
-async function rps(label) {
+/** One segment of a shape against a port of node1: requests per second and failed requests. */
+const shapes = {
+  async ab(port) {
+    const out = await ssh(1, `ab -q -k -c 32 -t ${seconds} -n 10000000 http://${n1}:${port}/ 2>&1`);
+    const failed = Number(/Failed requests:\s+(\d+)/.exec(out)?.[1] ?? 0);
+    const non2xx = Number(/Non-2xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+    return { rps: Number(/Requests per second:\s+([\d.]+)/.exec(out)?.[1]), failed: failed + non2xx };
+  },
+  async wrk(port) {
+    const w = await runWrk(`http://${vip}:${port}/`, 64, seconds);
+    return { rps: w.requests / seconds, failed: w.socketErrors + w.non2xx };
+  },
+};
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Alternates the baseline (:8081) and the site (:80) per shape; paired ratios per round. */
+async function measure(label) {
   await sleep(2000);
-  const out = await ssh(1, `ab -q -k -c 32 -t ${seconds} -n 10000000 http://${n1}/ 2>&1`);
-  const value = Number(/Requests per second:\s+([\d.]+)/.exec(out)?.[1]);
-  const failed = Number(/Failed requests:\s+(\d+)/.exec(out)?.[1]);
-  const non2xx = Number(/Non-2xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  return { label, value, failed: failed + non2xx };
+  const rows = [];
+  for (const [shape, run] of Object.entries(shapes)) {
+    const pairs = [];
+    let failed = 0;
+    for (let r = 0; r < rounds; r++) {
+      // The order flips every round: neither side is always the one measured first.
+      const first = r % 2 ? 80 : 8081;
+      const a = await run(first);
+      const b = await run(first === 80 ? 8081 : 80);
+      const [base, site] = first === 80 ? [b, a] : [a, b];
+      failed += base.failed + site.failed;
+      pairs.push({ base: base.rps, site: site.rps, ratio: site.rps / base.rps });
+    }
+    rows.push({ label, shape, pairs, failed });
+    const ratios = pairs.map((p) => p.ratio);
+    console.log(
+      `  ${label.padEnd(34)} ${shape.padEnd(4)} ${median(pairs.map((p) => p.base))
+        .toFixed(0)
+        .padStart(7)} ${median(pairs.map((p) => p.site))
+        .toFixed(0)
+        .padStart(
+          7,
+        )}   ${(median(ratios) * 100).toFixed(1).padStart(5)} %  (${(Math.min(...ratios) * 100).toFixed(0)}-${(Math.max(...ratios) * 100).toFixed(0)})   ${failed}`,
+    );
+  }
+  return rows;
 }
 
+const perf = await new Promise((resolve) => execFile('perf', ['--version'], (err) => resolve(!err)));
+/**
+ * With perf on the lab host: the share of every CPU sample on the machine that is Lua (LuaJIT, its
+ * traces, lua-nginx-module's C functions) while wrk loads `port` through the VIP, and that share of
+ * the machine's CPU time per request. A ratio within one window: the machine's drift cancels out.
+ */
+async function luaCost(port) {
+  const window = 8;
+  const load = runWrk(`http://${vip}:${port}/`, 64, window + 2);
+  await sleep(1000);
+  const data = `/tmp/ha-setup-bench-gateway-${port}.perf`;
+  await new Promise((resolve, reject) =>
+    execFile('perf', ['record', '-a', '-F', '1999', '-o', data, '--', 'sleep', String(window)], (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+  const w = await load;
+  const report = await new Promise((resolve, reject) =>
+    execFile(
+      'perf',
+      ['report', '-i', data, '--no-children', '--sort', 'comm,dso,sym', '--stdio'],
+      { maxBuffer: 1 << 26 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    ),
+  );
+  let lua = 0;
+  for (const line of report.split('\n')) {
+    const m = /^\s+([\d.]+)%\s+nginx\s+(.+?)\s+\[\.\]\s+(\S+)/.exec(line);
+    if (m && (/luajit|JIT/.test(m[2]) || /^(ngx_http_lua_|lj_|lua_)/.test(m[3]))) lua += Number(m[1]);
+  }
+  const rps = w.requests / (window + 2);
+  return { share: lua, usPerRequest: ((lua / 100) * cpus().length * 1e6) / rps };
+}
+const costs = [];
+
+console.log(
+  `\nrequests per second, baseline (static upstream on :8081) next to the site (:80), alternating ${rounds} x ${seconds} s per shape`,
+);
+console.log(
+  `  ${'site'.padEnd(34)} load ${'base'.padStart(7)} ${'site'.padStart(7)}   paired ratio (min-max)   failed`,
+);
 const stable = { name: 'bench', servers: [`${n1}:9200`, `${n2}:9200`] };
-const results = [];
-edit((d) => {
-  d.site.upstreams = [stable];
-  delete d.site.gray;
-});
-await apply();
-results.push(await rps('static upstream (baseline)'));
 edit((d) => {
   d.site.upstreams = [
     { ...stable, discovery: { consul: { address: `http://${n1}:8500`, service: 'bench', interval: 1 } } },
   ];
+  delete d.site.gray;
 });
 await apply();
-results.push(await rps('peers from Consul (balancer_by_lua)'));
+await measure('peers from Consul (balancer_by_lua)');
+if (perf)
+  costs.push({ label: 'peers from Consul', ...(await luaCost(80)) }, { label: 'baseline', ...(await luaCost(8081)) });
 edit((d) => {
   d.site.upstreams = [stable, { name: 'canary', servers: [`${n1}:9201`, `${n2}:9201`] }];
   d.site.gray = { redis: { address: `${n1}:6380` }, stable: 'bench', canary: 'canary', refresh: 1 };
 });
 await apply();
-results.push(await rps('gray release, no rule (access_by_lua)'));
+await measure('gray release, no rule (access_by_lua)');
+if (perf) costs.push({ label: 'gray release, no rule', ...(await luaCost(80)) });
 if ((await cli(['gray', file, 'percent', '50'])) !== 0) throw new Error('gray percent failed');
-results.push(await rps('gray release, 50% to canary'));
+await measure('gray release, 50% to canary');
+if (perf) costs.push({ label: 'gray release, 50%', ...(await luaCost(80)) });
+await cli(['gray', file, 'clear']);
 
-const base = results[0].value;
-console.log(
-  `\nrequests per second through node1 (ab -k -c 32 -t ${seconds} from node2; both nodes share this machine's cores)`,
-);
-for (const r of results) {
-  console.log(
-    `  ${r.label.padEnd(40)} ${r.value.toFixed(0).padStart(8)} req/s   ${((r.value / base) * 100).toFixed(0).padStart(4)}% of baseline   ${r.failed} failed`,
-  );
-}
+if (perf) {
+  console.log(`\nLua's share of the machine's CPU under wrk -c 64 (perf, ${cpus().length} cores)`);
+  for (const c of costs)
+    console.log(
+      `  ${c.label.padEnd(24)} ${c.share.toFixed(2).padStart(5)} %   ${c.usPerRequest.toFixed(1).padStart(5)} us per request`,
+    );
+} else console.log('\n(perf is not on this machine: no CPU breakdown)');
 
 console.log('\nhow long a change takes to be in force on node1 (no reload)');
 edit((d) => {
@@ -129,5 +232,9 @@ while (![].concat((await status()).gray.rules?.ips ?? []).includes('10.99.0.1'))
 console.log(`  ha-setup gray add-ip -> rule in force on node1 (refresh 1 s)        ${Date.now() - t0} ms`);
 
 await cli(['gray', file, 'clear']);
-for (const i of [0, 1]) await ssh(i, 'rm -f /usr/local/nginx/conf/conf.d/bench-backend.conf && systemctl reload nginx');
+for (const i of [0, 1])
+  await ssh(
+    i,
+    'rm -f /usr/local/nginx/conf/conf.d/bench-backend.conf /usr/local/nginx/conf/conf.d/bench-static.conf && systemctl reload nginx',
+  );
 await ssh(0, 'systemctl stop bench-redis bench-consul');

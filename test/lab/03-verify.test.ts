@@ -7,7 +7,7 @@ import { startProber } from '../../src/verify/probe.js';
 import { cli, ranSteps } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 import { labSsh } from '../../src/lab/lab.js';
-import { ensureWrk, runWrk } from './helpers/load.js';
+import { ensureWrk, runWrk } from '../../src/lab/load.js';
 
 const records = (lab: Lab) => join(lab.runbookPath, '..', 'records', 'lab');
 

@@ -67,21 +67,46 @@ describe('gateway peer lists (Lua)', () => {
       local r = peers.rotation(peers.decode("10.0.0.1:80:1,10.0.0.2:80:1,10.0.0.3:80:1"))
       local out = {}
       for n = 1, 4 do out[#out + 1] = peers.pick(r, n).host:sub(-1) end
-      local tried = { [r[2]] = true, [r[3]] = true }
+      local tried = { ["10.0.0.2:80"] = true, ["10.0.0.3:80"] = true }
       local p, at = peers.pick(r, 2, tried)
       out[#out + 1] = p.host:sub(-1) .. "@" .. at
-      tried[r[1]] = true
+      tried["10.0.0.1:80"] = true
       out[#out + 1] = tostring(peers.pick(r, 1, tried))
       return table.concat(out, " ")`),
     ).toBe('1 2 3 1 1@4 nil');
     expect(run('return tostring(peers.pick({}, 1))')).toBe('nil');
-    // a weighted peer appears several times in the rotation as the same table: tried once, skipped everywhere
+    // a weighted peer appears several times in the rotation: tried once, skipped everywhere
     expect(
       run(`
       local r = peers.rotation(peers.decode("10.0.0.1:80:3,10.0.0.2:80:1"))
-      local p, at = peers.pick(r, 3, { [r[1]] = true })
+      local p, at = peers.pick(r, 3, { ["10.0.0.1:80"] = true })
       return p.host .. "@" .. at`),
     ).toBe('10.0.0.2@6'); // rotation 1 2 1 1: from position 3, past three 1s
+    // peers not from decode (no addr field) are matched by host:port
+    expect(
+      run(
+        'return peers.pick({ { host = "10.0.0.1", port = 80 } }, 1, { ["10.0.0.1:80"] = true }) == nil and "none" or "some"',
+      ),
+    ).toBe('none');
+  });
+
+  it('a retry reads the peers already tried from $upstream_addr, across internal redirects', () => {
+    const tried = (s: string) =>
+      run(`local t = peers.tried_from_upstream_addr(${s}); local out = {}
+        for a in pairs(t) do out[#out + 1] = a end; table.sort(out); return table.concat(out, " ")`);
+    expect(tried('"10.0.0.1:9298, 10.0.0.2:9299, "')).toBe('10.0.0.1:9298 10.0.0.2:9299');
+    expect(tried('"10.0.0.1:80 : 10.0.0.2:81"')).toBe('10.0.0.1:80 10.0.0.2:81');
+    expect(tried('""')).toBe('');
+    expect(tried('nil')).toBe('');
+    // and pick skips exactly those: three peers, two tried, the third is the answer from anywhere
+    expect(
+      run(`
+      local r = peers.rotation(peers.decode("10.0.0.1:80:1,10.0.0.2:80:1,10.0.0.3:80:1"))
+      local t = peers.tried_from_upstream_addr("10.0.0.3:80, 10.0.0.1:80")
+      local out = {}
+      for n = 1, 3 do out[#out + 1] = peers.pick(r, n, t).host end
+      return table.concat(out, " ")`),
+    ).toBe('10.0.0.2 10.0.0.2 10.0.0.2');
   });
 
   it('healthy leaves out peers marked down, and falls back to all when every one is down', () => {

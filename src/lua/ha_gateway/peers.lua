@@ -77,7 +77,7 @@ function _M.decode(s)
   local out = {}
   if type(s) ~= "string" then return out end
   for host, port, weight in s:gmatch("([%d.]+):(%d+):(%d+)") do
-    out[#out + 1] = { host = host, port = tonumber(port), weight = tonumber(weight) }
+    out[#out + 1] = { host = host, port = tonumber(port), weight = tonumber(weight), addr = host .. ":" .. port }
   end
   return out
 end
@@ -110,8 +110,8 @@ function _M.rotation(list)
   return out
 end
 
--- The peer for the n-th request (n from 1) and, on a retry, the next one not yet tried.
--- `tried` has the peers (the rotation's own tables) already tried as keys; returns nil when every
+-- The peer for the n-th request (n from 1) and, on a retry, the next one from position n on not
+-- yet tried. `tried` has the addresses ("host:port") already tried as keys; returns nil when every
 -- peer was tried.
 function _M.pick(rotation, n, tried)
   local len = #rotation
@@ -119,9 +119,19 @@ function _M.pick(rotation, n, tried)
   if not tried then return rotation[((n - 1) % len) + 1], n end
   for k = 0, len - 1 do
     local p = rotation[((n - 1 + k) % len) + 1]
-    if not tried[p] then return p, n + k end
+    if not tried[p.addr or (p.host .. ":" .. p.port)] then return p, n + k end
   end
   return nil
+end
+
+-- The addresses a request already tried, from $upstream_addr as nginx has it when the balancer
+-- runs for a retry ("10.0.0.1:80, 10.0.0.2:80"; " : " separates the upstreams of an internal
+-- redirect, whose peers then count as tried too: one retry fewer at worst, never one twice).
+function _M.tried_from_upstream_addr(s)
+  local tried = {}
+  if type(s) ~= "string" then return tried end
+  for addr in s:gmatch("[%d.]+:%d+") do tried[addr] = true end
+  return tried
 end
 
 return _M

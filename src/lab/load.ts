@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { runLocal } from '../../../src/local.js';
+import { runLocal } from '../local.js';
 
 /** wrk and ping (Debian packages) on the lab host, installed once: load from outside the pair. */
 export async function ensureWrk(): Promise<void> {
