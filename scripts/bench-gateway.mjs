@@ -149,6 +149,10 @@ const perf = await new Promise((resolve) => execFile('perf', ['--version'], (err
  */
 async function luaCost(port) {
   const window = 8;
+  // New TCP connections node1 opened (to the backends: the clients' come in) per 1000 requests: the
+  // upstream keepalive pool at work or not.
+  const opens = async () => Number(await ssh(0, "awk '/^Tcp:/ { n++ } /^Tcp:/ && n == 2 { print $6 }' /proc/net/snmp"));
+  const opens0 = await opens();
   const load = runWrk(`http://${vip}:${port}/`, 64, window + 2);
   await sleep(1000);
   const data = `/tmp/ha-setup-bench-gateway-${port}.perf`;
@@ -158,6 +162,7 @@ async function luaCost(port) {
     ),
   );
   const w = await load;
+  const opened = (await opens()) - opens0;
   const report = await new Promise((resolve, reject) =>
     execFile(
       'perf',
@@ -172,7 +177,11 @@ async function luaCost(port) {
     if (m && (/luajit|JIT/.test(m[2]) || /^(ngx_http_lua_|lj_|lua_)/.test(m[3]))) lua += Number(m[1]);
   }
   const rps = w.requests / (window + 2);
-  return { share: lua, usPerRequest: ((lua / 100) * cpus().length * 1e6) / rps };
+  return {
+    share: lua,
+    usPerRequest: ((lua / 100) * cpus().length * 1e6) / rps,
+    opensPer1k: (opened * 1000) / w.requests,
+  };
 }
 const costs = [];
 
@@ -209,7 +218,7 @@ if (perf) {
   console.log(`\nLua's share of the machine's CPU under wrk -c 64 (perf, ${cpus().length} cores)`);
   for (const c of costs)
     console.log(
-      `  ${c.label.padEnd(24)} ${c.share.toFixed(2).padStart(5)} %   ${c.usPerRequest.toFixed(1).padStart(5)} us per request`,
+      `  ${c.label.padEnd(24)} ${c.share.toFixed(2).padStart(5)} %   ${c.usPerRequest.toFixed(1).padStart(5)} us per request   ${c.opensPer1k.toFixed(1).padStart(6)} upstream connections opened per 1000 requests`,
     );
 } else console.log('\n(perf is not on this machine: no CPU breakdown)');
 
