@@ -16,9 +16,8 @@ import { SshTransport } from '../dist/engine/transport.js';
 import { loadRunbook } from '../dist/runbook/io.js';
 import { readSiteFiles } from '../dist/runbook/site-files.js';
 import { INSTALL_STEPS } from '../dist/steps/index.js';
-import { cli, labRunbookFile } from './lib.mjs';
+import { cli, labRunbookFile, median } from './lib.mjs';
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const { file: rb, state } = await labRunbookFile();
 if ((await cli(['apply', rb, '--renderer', 'silent', '--no-verify'])) !== 0) throw new Error('apply failed');
 

@@ -9,7 +9,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { applyVrrpChange, cli, labRunbookFile } from './lib.mjs';
+import { applyVrrpChange, cli, labRunbookFile, median } from './lib.mjs';
 
 const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 5;
 const { file: defaults, dir, state } = await labRunbookFile();
@@ -22,10 +22,6 @@ ref.keepalived.trackNginx = false;
 writeFileSync(reference, stringify(ref));
 
 const last = () => JSON.parse(readFileSync(join(dir, 'runbooks', 'records', 'lab', 'last-verify.json'), 'utf8'));
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)];
-};
 
 async function series(runbook, scenario) {
   const downs = [];

@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { cli, labRunbookFile, paths } from './lib.mjs';
+import { cli, labRunbookFile, median, paths } from './lib.mjs';
 import { labSsh } from '../dist/lab/lab.js';
 import { ensureWrk, runWrk } from '../dist/lab/load.js';
 
@@ -35,7 +35,6 @@ const { file, dir, state } = await labRunbookFile();
 const ssh = (i, cmd) =>
   labSsh(paths, state.nodes[i].ip, cmd, { allowFailure: true, timeoutMs: (stressMinutes + 5) * 60_000 });
 const last = () => JSON.parse(readFileSync(join(dir, 'runbooks', 'records', 'lab', 'last-verify.json'), 'utf8'));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 const wrk = (connections, seconds) => runWrk(`http://${state.vip}/`, connections, seconds);
 

@@ -11,13 +11,13 @@
 //   wrk -c 64 from the lab host through the VIP (many connections from outside the pair).
 // With perf on the lab host, the share of the machine's CPU spent in Lua on each path, and what that
 // is per request. Then how long a change takes to be in force: a Consul registration, a gray rule.
-import { execFile } from 'node:child_process';
 import { cpus } from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { labSsh } from '../dist/lab/lab.js';
 import { ensureWrk, runWrk } from '../dist/lab/load.js';
-import { cli, labRunbookFile, paths } from './lib.mjs';
+import { runLocal } from '../dist/local.js';
+import { cli, labRunbookFile, median, paths } from './lib.mjs';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
@@ -105,15 +105,10 @@ const shapes = {
     return { rps: w.requests / seconds, failed: w.socketErrors + w.non2xx };
   },
 };
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** Alternates the baseline (:8081) and the site (:80) per shape; paired ratios per round. */
 async function measure(label) {
   await sleep(2000);
-  const rows = [];
   for (const [shape, run] of Object.entries(shapes)) {
     const pairs = [];
     let failed = 0;
@@ -126,7 +121,6 @@ async function measure(label) {
       failed += base.failed + site.failed;
       pairs.push({ base: base.rps, site: site.rps, ratio: site.rps / base.rps });
     }
-    rows.push({ label, shape, pairs, failed });
     const ratios = pairs.map((p) => p.ratio);
     console.log(
       `  ${label.padEnd(34)} ${shape.padEnd(4)} ${median(pairs.map((p) => p.base))
@@ -138,10 +132,9 @@ async function measure(label) {
         )}   ${(median(ratios) * 100).toFixed(1).padStart(5)} %  (${(Math.min(...ratios) * 100).toFixed(0)}-${(Math.max(...ratios) * 100).toFixed(0)})   ${failed}`,
     );
   }
-  return rows;
 }
 
-const perf = await new Promise((resolve) => execFile('perf', ['--version'], (err) => resolve(!err)));
+const perf = (await runLocal('perf', ['--version'], { allowFailure: true })).code === 0;
 /**
  * With perf on the lab host: the share of every CPU sample on the machine that is Lua (LuaJIT, its
  * traces, lua-nginx-module's C functions) while wrk loads `port` through the VIP, and that share of
@@ -156,21 +149,18 @@ async function luaCost(port) {
   const load = runWrk(`http://${vip}:${port}/`, 64, window + 2);
   await sleep(1000);
   const data = `/tmp/ha-setup-bench-gateway-${port}.perf`;
-  await new Promise((resolve, reject) =>
-    execFile('perf', ['record', '-a', '-F', '1999', '-o', data, '--', 'sleep', String(window)], (err) =>
-      err ? reject(err) : resolve(),
-    ),
-  );
+  await runLocal('perf', ['record', '-a', '-F', '1999', '-o', data, '--', 'sleep', String(window)]);
   const w = await load;
   const opened = (await opens()) - opens0;
-  const report = await new Promise((resolve, reject) =>
-    execFile(
-      'perf',
-      ['report', '-i', data, '--no-children', '--sort', 'comm,dso,sym', '--stdio'],
-      { maxBuffer: 1 << 26 },
-      (err, stdout) => (err ? reject(err) : resolve(stdout)),
-    ),
-  );
+  const { stdout: report } = await runLocal('perf', [
+    'report',
+    '-i',
+    data,
+    '--no-children',
+    '--sort',
+    'comm,dso,sym',
+    '--stdio',
+  ]);
   let lua = 0;
   for (const line of report.split('\n')) {
     const m = /^\s+([\d.]+)%\s+nginx\s+(.+?)\s+\[\.\]\s+(\S+)/.exec(line);

@@ -59,3 +59,9 @@ export async function applyVrrpChange(state, runbookPath) {
     await labSsh(paths, n.ip, 'systemctl stop keepalived');
   return cli(['apply', runbookPath, '--renderer', 'silent', '--no-verify']);
 }
+
+/** The median of a list of numbers (the mean of the middle two for an even count). */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
