@@ -71,10 +71,12 @@ if (!process.argv.includes('--skip-openresty')) {
   console.log('');
   console.log('two fresh nodes, same run:                 cold apply   no-op re-apply');
   console.log(
-    `nginx 1.22.1 + fancyindex, lua            ${nginx.wall.toFixed(1).padStart(8)} s   ${nginx.noop.toFixed(2).padStart(8)} s`,
+    `nginx 1.22.1 + fancyindex, lua         ` +
+      `   ${nginx.wall.toFixed(1).padStart(8)} s   ${nginx.noop.toFixed(2).padStart(8)} s`,
   );
   console.log(
-    `OpenResty 1.27.1.2 + the articles' modules ${or.wall.toFixed(1).padStart(7)} s   ${or.noop.toFixed(2).padStart(8)} s`,
+    `OpenResty 1.27.1.2 + the articles' ` +
+      `modules ${or.wall.toFixed(1).padStart(7)} s   ${or.noop.toFixed(2).padStart(8)} s`,
   );
   const slowest = or.nodes[0].steps
     .filter((x) => x.durationMs > 5000)

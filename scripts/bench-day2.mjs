@@ -29,7 +29,8 @@ async function measured(label, fn) {
   const samples = await prober.stop();
   const failed = samples.filter((s) => !s.ok).length;
   console.log(
-    `  ${label.padEnd(52)} ${String(wall).padStart(7)} ms   ${String(samples.length).padStart(5)} requests   ${String(failed).padStart(3)} failed${code ? `   (exit ${code})` : ''}`,
+    `  ${label.padEnd(52)} ${String(wall).padStart(7)} ms   ${String(samples.length).padStart(5)} requests   ` +
+      `${String(failed).padStart(3)} failed${code ? `   (exit ${code})` : ''}`,
   );
 }
 

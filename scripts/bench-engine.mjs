@@ -31,7 +31,9 @@ for (let i = 0; i < 5; i++) {
   trips = SshTransport.roundTrips - before;
 }
 console.log(
-  `no-op apply of the full plan on ${state.nodes.length} nodes: median ${median(walls).toFixed(2)} s, min ${Math.min(...walls).toFixed(2)} s, max ${Math.max(...walls).toFixed(2)} s (target < 1 s); ${(trips / state.nodes.length).toFixed(0)} SSH round trips per node`,
+  `no-op apply of the full plan on ${state.nodes.length} nodes: median ${median(walls).toFixed(2)} s, ` +
+    `min ${Math.min(...walls).toFixed(2)} s, max ${Math.max(...walls).toFixed(2)} s (target < 1 s); ` +
+    `${(trips / state.nodes.length).toFixed(0)} SSH round trips per node`,
 );
 
 // The checks alone, both ways, on the same connections.

@@ -44,7 +44,8 @@ async function series(runbook, scenario) {
 
 const print = (label, s) =>
   console.log(
-    `${label.padEnd(34)} median ${String(s.median).padStart(5)} ms   max ${String(s.max).padStart(5)} ms   failed requests median ${s.failedMedian}, max ${s.failedMax}`,
+    `${label.padEnd(34)} median ${String(s.median).padStart(5)} ms   max ${String(s.max).padStart(5)} ms   failed ` +
+      `requests median ${s.failedMedian}, max ${s.failedMax}`,
   );
 
 if ((await cli(['apply', defaults, '--renderer', 'silent', '--no-verify'])) !== 0)
@@ -62,6 +63,7 @@ print('reference settings, nginx-stop', refStop);
 const ratio = refStop.median / Math.max(1, results['nginx-stop'].median);
 console.log(`reference / defaults (nginx-stop median): ${ratio.toFixed(1)}x`);
 console.log(
-  `targets: crash median < 200 ms: ${results['nginx-crash'].median < 200 ? 'met' : 'NOT met'}; planned with 0 failed requests: ${results.planned.failedMax === 0 ? 'met' : 'NOT met'}`,
+  `targets: crash median < 200 ms: ${results['nginx-crash'].median < 200 ? 'met' : 'NOT met'}; planned with 0 ` +
+    `failed requests: ${results.planned.failedMax === 0 ? 'met' : 'NOT met'}`,
 );
 await applyVrrpChange(state, defaults);

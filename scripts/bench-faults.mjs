@@ -81,12 +81,14 @@ async function falseFailovers() {
 
 if ((await cli(['apply', file, '--renderer', 'silent', '--no-verify'])) !== 0) throw new Error('apply failed');
 const install =
-  'command -v stress-ng >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q stress-ng >/dev/null; }';
+  'command -v stress-ng >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get ' +
+  'install -y -q stress-ng >/dev/null; }';
 if ((await ssh(0, install)).code !== 0) throw new Error('could not install stress-ng on node1');
 await ensureWrk();
 
 console.log(
-  `host loss and false failovers on the lab: ${runs} node-down runs, ${stressMinutes} min of stress per advert interval`,
+  `host loss and false failovers on the lab: ${runs} node-down runs, ${stressMinutes} min of stress per advert ` +
+    `interval`,
 );
 console.log(
   'setting   node-down median   max      failed (per run)   false failovers under stress   wrk requests / errors',
@@ -106,7 +108,9 @@ for (const setting of settings) {
   };
   rows.push(row);
   console.log(
-    `${setting.label.padEnd(9)} ${`${down.median} ms`.padStart(10)}   ${`${down.max} ms`.padStart(8)}   ${down.failed.padEnd(18)} ${String(row.falseFailovers).padStart(3)} (${ff.transitions.join(' ') || 'no transitions'})   ${ff.requests} / ${ff.errors}`,
+    `${setting.label.padEnd(9)} ${`${down.median} ms`.padStart(10)}   ${`${down.max} ms`.padStart(8)}   ` +
+      `${down.failed.padEnd(18)} ${String(row.falseFailovers).padStart(3)} ` +
+      `(${ff.transitions.join(' ') || 'no transitions'})   ${ff.requests} / ${ff.errors}`,
   );
 }
 const ok = rows.filter((r) => r.falseFailovers === 0 && r.median < 150);
@@ -127,6 +131,7 @@ for (const scenario of ['planned', 'nginx-crash', 'keepalived-stop', 'node-down'
   const w = await load;
   const v = last();
   console.log(
-    `${scenario.padEnd(16)} wrk: ${w.requests} requests, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx, p99 ${w.p99Ms} ms; prober: downtime ${v.failover.downtimeMs} ms, ${v.failover.failedRequests} failed`,
+    `${scenario.padEnd(16)} wrk: ${w.requests} requests, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx, ` +
+      `p99 ${w.p99Ms} ms; prober: downtime ${v.failover.downtimeMs} ms, ${v.failover.failedRequests} failed`,
   );
 }

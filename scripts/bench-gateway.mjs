@@ -53,39 +53,48 @@ await ensureWrk();
 // not ha-setup's are left alone by apply.
 const backend =
   'server { listen 9200; listen 9201; access_log off; location / { return 200 "ok $server_addr:$server_port\\n"; } }';
-const baseline = `upstream bench_static { server ${n1}:9200; server ${n2}:9200; keepalive 32; } server { listen 8081; location / { proxy_pass http://bench_static; } }`;
+const baseline =
+  `upstream bench_static { server ${n1}:9200; server ${n2}:9200; keepalive 32; } server { listen ` +
+  `8081; location / { proxy_pass http://bench_static; } }`;
 for (const i of [0, 1])
   await ssh(
     i,
-    `echo '${backend}' > /usr/local/nginx/conf/conf.d/bench-backend.conf && echo '${baseline}' > /usr/local/nginx/conf/conf.d/bench-static.conf && systemctl reload nginx`,
+    `echo '${backend}' > /usr/local/nginx/conf/conf.d/bench-backend.conf && ` +
+      `echo '${baseline}' > /usr/local/nginx/conf/conf.d/bench-static.conf && systemctl reload nginx`,
   );
 await ssh(
   1,
-  'command -v ab >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends apache2-utils >/dev/null; }',
+  'command -v ab >/dev/null || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y ' +
+    '-q --no-install-recommends apache2-utils >/dev/null; }',
 );
 await ssh(
   0,
   [
     'set -e',
     'export DEBIAN_FRONTEND=noninteractive',
-    'command -v redis-server >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends redis-server >/dev/null; }',
-    `printf '[Service]\\nExecStart=/usr/bin/redis-server --bind 0.0.0.0 --port 6380 --protected-mode no --save "" --appendonly no\\n' > /etc/systemd/system/bench-redis.service`,
+    'command -v redis-server >/dev/null || { apt-get update -q >/dev/null; ' +
+      'apt-get install -y -q --no-install-recommends redis-server >/dev/null; }',
+    `printf '[Service]\\nExecStart=/usr/bin/redis-server --bind 0.0.0.0 --port 6380 --protected-mode no --save "" ` +
+      `--appendonly no\\n' > /etc/systemd/system/bench-redis.service`,
     'if [ ! -x /opt/consul/usr/bin/consul ]; then',
     '  mkdir -p /tmp/bullseye/lists/partial /opt/consul; cd /tmp/bullseye',
     '  echo "deb http://deb.debian.org/debian bullseye main" > sources.list',
-    '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=/tmp/bullseye/lists"',
-    '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1; dpkg-deb -x consul_*.deb /opt/consul',
+    '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o ' +
+      'Dir::State::Lists=/tmp/bullseye/lists"',
+    '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1; ' +
+      'dpkg-deb -x consul_*.deb /opt/consul',
     'fi',
-    `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/bench-consul -bind ${n1} -client 0.0.0.0 -log-level warn\\n' > /etc/systemd/system/bench-consul.service`,
+    `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir ` +
+      `/var/lib/bench-consul -bind ${n1} -client 0.0.0.0 -log-level warn\\n' ` +
+      '> /etc/systemd/system/bench-consul.service',
     'systemctl daemon-reload; systemctl restart bench-redis bench-consul',
     'for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
   ].join('\n'),
 );
-const register = (ip, port) =>
-  ssh(
-    0,
-    `curl -sS -f -X PUT --data '${JSON.stringify({ ID: `bench-${ip}-${port}`, Name: 'bench', Address: ip, Port: port })}' http://${n1}:8500/v1/agent/service/register`,
-  );
+const register = (ip, port) => {
+  const service = JSON.stringify({ ID: `bench-${ip}-${port}`, Name: 'bench', Address: ip, Port: port });
+  return ssh(0, `curl -sS -f -X PUT --data '${service}' http://${n1}:8500/v1/agent/service/register`);
+};
 const deregister = (ip, port) =>
   ssh(0, `curl -sS -f -X PUT http://${n1}:8500/v1/agent/service/deregister/bench-${ip}-${port} || true`);
 await deregister(n2, 9201); // left by an earlier run's last part
@@ -122,14 +131,12 @@ async function measure(label) {
       pairs.push({ base: base.rps, site: site.rps, ratio: site.rps / base.rps });
     }
     const ratios = pairs.map((p) => p.ratio);
+    const rps = (xs) => median(xs).toFixed(0).padStart(7);
+    const pct = (x) => (x * 100).toFixed(0);
     console.log(
-      `  ${label.padEnd(34)} ${shape.padEnd(4)} ${median(pairs.map((p) => p.base))
-        .toFixed(0)
-        .padStart(7)} ${median(pairs.map((p) => p.site))
-        .toFixed(0)
-        .padStart(
-          7,
-        )}   ${(median(ratios) * 100).toFixed(1).padStart(5)} %  (${(Math.min(...ratios) * 100).toFixed(0)}-${(Math.max(...ratios) * 100).toFixed(0)})   ${failed}`,
+      `  ${label.padEnd(34)} ${shape.padEnd(4)} ${rps(pairs.map((p) => p.base))} ${rps(pairs.map((p) => p.site))}   ` +
+        `${(median(ratios) * 100).toFixed(1).padStart(5)} %  ` +
+        `(${pct(Math.min(...ratios))}-${pct(Math.max(...ratios))})   ${failed}`,
     );
   }
 }
@@ -176,7 +183,8 @@ async function luaCost(port) {
 const costs = [];
 
 console.log(
-  `\nrequests per second, baseline (static upstream on :8081) next to the site (:80), alternating ${rounds} x ${seconds} s per shape`,
+  `\nrequests per second, baseline (static upstream on :8081) next to the site (:80), ` +
+    `alternating ${rounds} x ${seconds} s per shape`,
 );
 console.log(
   `  ${'site'.padEnd(34)} load ${'base'.padStart(7)} ${'site'.padStart(7)}   paired ratio (min-max)   failed`,
@@ -208,7 +216,9 @@ if (perf) {
   console.log(`\nLua's share of the machine's CPU under wrk -c 64 (perf, ${cpus().length} cores)`);
   for (const c of costs)
     console.log(
-      `  ${c.label.padEnd(24)} ${c.share.toFixed(2).padStart(5)} %   ${c.usPerRequest.toFixed(1).padStart(5)} us per request   ${c.opensPer1k.toFixed(1).padStart(6)} upstream connections opened per 1000 requests`,
+      `  ${c.label.padEnd(24)} ${c.share.toFixed(2).padStart(5)} %   ` +
+        `${c.usPerRequest.toFixed(1).padStart(5)} us per request   ` +
+        `${c.opensPer1k.toFixed(1).padStart(6)} upstream connections opened per 1000 requests`,
     );
 } else console.log('\n(perf is not on this machine: no CPU breakdown)');
 
@@ -234,6 +244,7 @@ await cli(['gray', file, 'clear']);
 for (const i of [0, 1])
   await ssh(
     i,
-    'rm -f /usr/local/nginx/conf/conf.d/bench-backend.conf /usr/local/nginx/conf/conf.d/bench-static.conf && systemctl reload nginx',
+    'rm -f /usr/local/nginx/conf/conf.d/bench-backend.conf /usr/local/nginx/conf/conf.d/bench-static.conf && ' +
+      'systemctl reload nginx',
   );
 await ssh(0, 'systemctl stop bench-redis bench-consul');

@@ -37,6 +37,7 @@ for (const [name, s] of Object.entries(samples)) {
   const w = median(s.wall);
   const c = median(s.cpu);
   console.log(
-    `${name.padEnd(28)} wall median ${w.toFixed(3)} s (${(w / median(base.wall)).toFixed(1)}x node -e 0), CPU median ${c.toFixed(2)} s, over ${runs} runs`,
+    `${name.padEnd(28)} wall median ${w.toFixed(3)} s (${(w / median(base.wall)).toFixed(1)}x node -e 0), CPU ` +
+      `median ${c.toFixed(2)} s, over ${runs} runs`,
   );
 }

@@ -99,11 +99,15 @@ for (const shared of [true, false]) {
 }
 
 console.log(
-  `HTTPS through the VIP on the lab (TLS 1.3, one connection at a time for ${seconds} s; ${clients} clients after a planned failover)`,
+  `HTTPS through the VIP on the lab (TLS 1.3, one connection at a time for ${seconds} s; ${clients} clients after ` +
+    `a planned failover)`,
 );
 for (const r of rows)
   console.log(
-    `${r.label.padEnd(38)} full ${r.full.perSecond.toFixed(0).padStart(5)}/s   resumed ${r.resumed.perSecond.toFixed(0).padStart(5)}/s (${(100 * r.resumed.resumed).toFixed(0)}% reused)   resumed after failover ${(100 * r.failover.share).toFixed(0).padStart(3)}% (${r.failover.tookMs} ms for ${clients})`,
+    `${r.label.padEnd(38)} full ${r.full.perSecond.toFixed(0).padStart(5)}/s   ` +
+      `resumed ${r.resumed.perSecond.toFixed(0).padStart(5)}/s (${(100 * r.resumed.resumed).toFixed(0)}% reused)   ` +
+      `resumed after failover ${(100 * r.failover.share).toFixed(0).padStart(3)}% ` +
+      `(${r.failover.tookMs} ms for ${clients})`,
   );
 writeRunbook(true);
 await cli(['apply', file, '--renderer', 'silent', '--no-verify']);

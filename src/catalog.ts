@@ -99,10 +99,18 @@ export function moduleUnavailableReason(mod: ModuleEntry, flavor: Flavor, versio
   const core = nginxCoreVersion(flavor, version);
   if (!mod.flavors.includes(flavor)) return `not available for the ${flavor} flavor`;
   if (mod.maxNginxBelow && compareVersions(core, mod.maxNginxBelow) >= 0) {
-    return `does not compile with nginx ${core} (needs nginx < ${mod.maxNginxBelow}${flavor === 'openresty' ? '; every current OpenResty is newer' : ''})`;
+    return (
+      `does not compile ` +
+      `with nginx ${core} (needs nginx < ${mod.maxNginxBelow}${
+        flavor === 'openresty' ? '; every current OpenResty is newer' : ''
+      })`
+    );
   }
   if (mod.patches && !corePatchFor(mod, core)) {
-    return `needs a core patch and the catalog has none for nginx ${core}; supported nginx versions: ${mod.patches.map((p) => `${p.from}..<${p.below}`).join(', ')}`;
+    return (
+      `needs a core patch and the catalog has none ` +
+      `for nginx ${core}; supported nginx versions: ${mod.patches.map((p) => `${p.from}..<${p.below}`).join(', ')}`
+    );
   }
   return undefined;
 }
@@ -113,8 +121,10 @@ export function moduleOrigin(mod: ModuleEntry, flavor: Flavor, pm: PackageManage
   const parts = mod.sources.map((id) => {
     const s = sourceCatalog()[id];
     const v = s?.defaultVersion;
-    if (s?.git)
-      return `git ${s.git.replace(/^https:\/\/github\.com\//, '').replace(/\.git$/, '')}${v && s.refs?.[v] ? ` @ ${s.refs[v].commit.slice(0, 7)}` : ''}`;
+    if (s?.git) {
+      const repo = s.git.replace(/^https:\/\/github\.com\//, '').replace(/\.git$/, '');
+      return `git ${repo}${v && s.refs?.[v] ? ` @ ${s.refs[v].commit.slice(0, 7)}` : ''}`;
+    }
     return `tarball ${id}${v ? ` ${v}` : ''}`;
   });
   const needs = [

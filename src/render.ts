@@ -29,7 +29,14 @@ export function markdownText(s: string): string {
 }
 
 export function luaString(s: string): string {
-  return `"${[...Buffer.from(s, 'utf8')].map((b) => (b === 0x22 || b === 0x5c ? `\\${String.fromCharCode(b)}` : b < 0x20 || b > 0x7e ? `\\${String(b).padStart(3, '0')}` : String.fromCharCode(b))).join('')}"`;
+  const escaped = [...Buffer.from(s, 'utf8')].map((b) =>
+    b === 0x22 || b === 0x5c
+      ? `\\${String.fromCharCode(b)}`
+      : b < 0x20 || b > 0x7e
+        ? `\\${String(b).padStart(3, '0')}`
+        : String.fromCharCode(b),
+  );
+  return `"${escaped.join('')}"`;
 }
 
 export const MANAGED = 'Managed by ha-setup: changes here are overwritten by the next `ha-setup apply`.';

@@ -48,7 +48,8 @@ export function registerApply(program: Command, ctx: CliContext): void {
     .option('--concurrency <n>', 'nodes worked on at the same time', '8')
     .option(
       '--build-concurrency <n>',
-      'nodes that compile at the same time (default: all); 1 leaves the other nodes their CPU for traffic, and nodes sharing a compiler cache then hit it',
+      'nodes that compile at the same time (default: all); 1 leaves the other nodes their CPU for traffic, ' +
+        'and nodes sharing a compiler cache then hit it',
     )
     .option('--accept-new-host-keys', 'trust and record host keys not seen before (a changed key always fails)')
     .option('--renderer <name>', 'task list output: default, simple or silent')
@@ -184,7 +185,9 @@ async function applyConnected(
     for (const o of outcomes) {
       const ran = o.steps.filter((s) => s.action === 'ran').map((s) => s.id);
       ctx.print(
-        `${o.node.name}: ${o.ok ? 'ok' : 'FAILED'}; ran ${ran.length} step(s)${ran.length ? ` (${ran.join(', ')})` : ''}, ${o.steps.filter((s) => s.action === 'skipped').length} already done`,
+        `${o.node.name}: ${o.ok ? 'ok' : 'FAILED'}; ran ${ran.length} step(s)` +
+          `${ran.length ? ` (${ran.join(', ')})` : ''}, ` +
+          `${o.steps.filter((s) => s.action === 'skipped').length} already done`,
       );
       for (const w of [...(pre.find((p) => p.node.name === o.node.name)?.warnings ?? []), ...o.warnings])
         ctx.print(`  warning: ${w}`);
@@ -203,7 +206,8 @@ async function applyConnected(
           details.push(...(await keepalivedLogTail(h, runbook)).map((l) => `  | ${l}`));
         }
         throw new RunFailedError(
-          `after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly one should)`,
+          `after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly ` +
+            `one should)`,
           details,
         );
       }

@@ -42,7 +42,8 @@ export async function withInterrupts<T>(
     presses++;
     if (presses === 1) {
       ctx.printError(
-        'interrupted: stopping at the next safe point (the running step finishes; a roll starts no other node and puts the VIP home). Ctrl-C again to stop at once',
+        'interrupted: stopping at the next safe point (the running step finishes; ' +
+          'a roll starts no other node and puts the VIP home). Ctrl-C again to stop at once',
       );
       soft.abort();
     } else {

@@ -12,7 +12,8 @@ export function registerGray(program: Command, ctx: CliContext): void {
   program
     .command('gray')
     .description(
-      'gray release rules in Redis (site.gray): which clients the canary upstream gets; nginx picks changes up within site.gray.refresh, no reload',
+      'gray release rules in Redis (site.gray): which clients the canary upstream gets; ' +
+        'nginx picks changes up within site.gray.refresh, no reload',
     )
     .argument('<runbook>', 'runbook file')
     .argument('[action]', `${GRAY_ACTIONS.join(', ')}`, 'status')
@@ -32,7 +33,8 @@ export function registerGray(program: Command, ctx: CliContext): void {
         'Rules (any match sends a request to site.gray.canary; everything else goes to site.gray.stable):',
         '  add-ip 10.1.2.3 | add-ip 10.1.0.0/16     clients by address',
         '  add-value tester1                        requests whose site.gray.header (or cookie) has this value',
-        '  percent 5                                5% of the other clients, by a stable hash of the client (or cookie)',
+        '  percent 5                                5% of the other clients, ' +
+          'by a stable hash of the client (or cookie)',
         '  clear                                    no rules: everything to stable',
       ].join('\n'),
     )
@@ -88,7 +90,9 @@ export function registerGray(program: Command, ctx: CliContext): void {
                 ? xs.join(', ')
                 : `${xs.slice(0, 20).join(', ')} ... (${xs.length} in all)`;
           ctx.print(
-            `  to ${g.canary} (canary): ips ${some(rules.ips)}; ${g.header} or ${g.cookie ? `cookie ${g.cookie}` : 'no cookie'} values ${some(rules.values)}; ${rules.percent}% of the rest`,
+            `  to ${g.canary} (canary): ips ${some(rules.ips)}; ` +
+              `${g.header} or ${g.cookie ? `cookie ${g.cookie}` : 'no cookie'} values ${some(rules.values)}; ` +
+              `${rules.percent}% of the rest`,
           );
           ctx.print(`  everything else to ${g.stable} (stable); the nodes read the rules every ${g.refresh} s`);
         }

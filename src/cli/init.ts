@@ -126,7 +126,8 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
     ctx.print(runbookToYaml(doc).trimEnd());
     for (const s of generatedSecrets(doc).filter((g) => !process.env[g.name]))
       ctx.printError(
-        `${s.what}: not generated (no file written); export ${s.name}=... or put it into runbooks/${doc.name}.secrets (mode 0600) before apply`,
+        `${s.what}: not generated (no file ` +
+          `written); export ${s.name}=... or put it into runbooks/${doc.name}.secrets (mode 0600) before apply`,
       );
     return 0;
   }
@@ -142,7 +143,8 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   const key = doc.ssh?.identityFile;
   if (key && !existsSync(key.replace(/^~(?=\/)/, homedir()))) {
     ctx.printError(
-      `warning: the SSH key ${key} does not exist on this machine; apply connects with it (leave it empty to use the SSH agent)`,
+      `warning: the SSH key ${key} does not exist on this machine; apply connects with it (leave it empty to use ` +
+        `the SSH agent)`,
     );
   }
   writeFileAtomic(out, runbookToYaml(doc));
@@ -153,7 +155,9 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   const cert = doc.site?.tls?.certificate;
   if (cert)
     ctx.print(
-      `certificate: put the chain at ${join(dirname(shown), cert.chain)} and the key at ${join(dirname(shown), cert.key)} (mode 0600); validate checks them`,
+      `certificate: put the ` +
+        `chain at ${join(dirname(shown), cert.chain)} and the key at ${join(dirname(shown), cert.key)} (mode ` +
+        `0600); validate checks them`,
     );
   ctx.print('next:');
   ctx.print(`  ${cmd} validate ${shown}    # no host contact`);
@@ -182,24 +186,48 @@ function writeGeneratedSecrets(out: string, doc: ReturnType<typeof runbookFromAn
   if (Object.keys(made).length > 0) writeSecretsFile(secrets, made);
   for (const g of generatedSecrets(doc))
     ctx.print(
-      `${g.what}: ${process.env[g.name] ? `taken from $${g.name} at apply time` : `generated into ${secrets} (mode 0600, git-ignored)`}`,
+      `${g.what}: ${
+        process.env[g.name]
+          ? `taken from $${g.name} at apply time`
+          : `generated into ${secrets} (mode 0600, git-ignored)`
+      }`,
     );
 }
 
 export function summaryLines(doc: ReturnType<typeof runbookFromAnswers>): string[] {
   const v = doc.vrrp;
+  const tls = doc.site?.tls;
+  const upstream = (u: {
+    name: string;
+    servers: string[];
+    discovery?: { consul: { address: string; service: string } };
+  }) =>
+    u.discovery
+      ? `${u.name}: Consul ${u.discovery.consul.address} service ${u.discovery.consul.service} ` +
+        `(seed ${u.servers.join(', ')})`
+      : `${u.name}: ${u.servers.join(', ')}`;
+  const gray = doc.site?.gray;
   return [
     ...doc.nodes.map((n) => `node      ${n.host} ${n.role}, priority ${n.priority}`),
-    `VIP       ${v.vip} on ${v.interface}, VRID ${v.virtualRouterId}, VRRPv${v.version}${v.unicast ? ' unicast' : ''}${v.preempt === false ? ', nopreempt' : ''}`,
-    `build     ${doc.build?.flavor} ${doc.build?.version} in ${doc.build?.prefix}${doc.build?.modules?.length ? ` with ${doc.build.modules.join(', ')}` : ''}`,
+    `VIP       ${v.vip} on ${v.interface}, VRID ${v.virtualRouterId}, VRRPv${v.version}` +
+      `${v.unicast ? ' unicast' : ''}${v.preempt === false ? ', nopreempt' : ''}`,
+    `build     ${doc.build?.flavor} ${doc.build?.version} in ${doc.build?.prefix}` +
+      (doc.build?.modules?.length ? ` with ${doc.build.modules.join(', ')}` : ''),
     `keepalived ${doc.keepalived?.version} in ${doc.keepalived?.prefix}`,
-    `ssh       user ${doc.ssh?.user}, port ${doc.ssh?.port}${doc.ssh?.identityFile ? `, key ${doc.ssh.identityFile}` : ', SSH agent'}`,
-    ...(doc.site?.tls
+    `ssh       user ${doc.ssh?.user}, port ${doc.ssh?.port}` +
+      (doc.ssh?.identityFile ? `, key ${doc.ssh.identityFile}` : ', SSH agent'),
+    ...(tls
       ? [
-          `https     port ${doc.site.tls.listen}${doc.site.serverName ? ` for ${doc.site.serverName}` : ''}, ${doc.site.tls.certificate ? `certificate ${doc.site.tls.certificate.chain} (key ${doc.site.tls.certificate.key})` : `ACME: ${acmeDirectoryLabel(doc.site.tls.acme!.directory)}`}${doc.site.tls.sessionTickets ? ', session tickets shared by the nodes' : ''}`,
+          `https     port ${tls.listen}${doc.site?.serverName ? ` for ${doc.site.serverName}` : ''}, ` +
+            (tls.certificate
+              ? `certificate ${tls.certificate.chain} (key ${tls.certificate.key})`
+              : `ACME: ${acmeDirectoryLabel(tls.acme!.directory)}`) +
+            (tls.sessionTickets ? ', session tickets shared by the nodes' : ''),
         ]
       : []),
-    `site      port ${doc.site?.listen}${doc.site?.upstreams?.length ? `, upstreams ${doc.site.upstreams.map((u) => `${u.name}: ${u.discovery ? `Consul ${u.discovery.consul.address} service ${u.discovery.consul.service} (seed ${u.servers.join(', ')})` : u.servers.join(', ')}`).join('; ')}` : ''}${doc.site?.gray ? `; gray release ${doc.site.gray.stable} -> ${doc.site.gray.canary} by rules in Redis ${doc.site.gray.redis.address}` : ''}`,
+    `site      port ${doc.site?.listen}` +
+      (doc.site?.upstreams?.length ? `, upstreams ${doc.site.upstreams.map(upstream).join('; ')}` : '') +
+      (gray ? `; gray release ${gray.stable} -> ${gray.canary} by rules in Redis ${gray.redis.address}` : ''),
   ];
 }
 

@@ -102,7 +102,8 @@ export function registerLab(program: Command, ctx: CliContext): void {
       else
         for (const n of nodes)
           ctx.print(
-            `${n.name}  ${n.ip}  ${n.running ? 'running' : 'stopped'}  ssh:${n.ssh ? 'ok' : 'no'}  systemd:${n.systemd}`,
+            `${n.name}  ${n.ip}  ${n.running ? 'running' : 'stopped'}  ` +
+              `ssh:${n.ssh ? 'ok' : 'no'}  systemd:${n.systemd}`,
           );
       ctx.result = state && nodes.every((n) => n.ssh) ? 0 : 1;
     });

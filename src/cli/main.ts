@@ -44,7 +44,8 @@ export async function main(argv: string[], opts: MainOptions = {}): Promise<numb
 
   const program = new Command('ha-setup')
     .description(
-      'Highly available OpenResty/nginx behind a keepalived VIP: wizard, runbook, resumable SSH install, measured failover.\nWithout a command (at a terminal) it starts the wizard, like `ha-setup init`.',
+      'Highly available OpenResty/nginx behind a keepalived VIP: wizard, runbook, resumable SSH install, measured ' +
+        'failover.\nWithout a command (at a terminal) it starts the wizard, like `ha-setup init`.',
     )
     .version(version(), '-V, --version')
     .showSuggestionAfterError(true)

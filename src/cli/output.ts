@@ -18,7 +18,8 @@ export function formatError(err: HaSetupError): string {
     // another problem (our own YAML excerpts continue with four spaces).
     for (const p of err.problems)
       lines.push(
-        `  ${chalk.bold(printable(p.path).replace(/\n/g, '\\n'))}: ${printable(p.message).replace(/\n(?! {4})/g, '\\n')}`,
+        `  ${chalk.bold(printable(p.path).replace(/\n/g, '\\n'))}: ` +
+          printable(p.message).replace(/\n(?! {4})/g, '\\n'),
       );
   } else {
     for (const d of err.details) lines.push(`  ${printable(d)}`);

@@ -110,7 +110,8 @@ export function registerPlan(program: Command, ctx: CliContext): void {
           // A review does not need the hosts: say how to make one without them.
           if (e instanceof ConnectError && e.unreachable)
             e.details.push(
-              `to review the plan without contacting the hosts: ha-setup plan ${file} --offline --os <${RELEASES.join('|')}>`,
+              `to review the plan without contacting the hosts: ` +
+                `ha-setup plan ${file} --offline --os <${RELEASES.join('|')}>`,
             );
           throw e;
         });

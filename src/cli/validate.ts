@@ -24,7 +24,8 @@ export function registerValidate(program: Command, ctx: CliContext): void {
   program
     .command('validate')
     .description(
-      "check a runbook (schema, cross-field rules, source pins; with --os the nodes' release) without contacting any host",
+      "check a runbook (schema, cross-field rules, source pins; with --os the nodes' release) without contacting " +
+        'any host',
     )
     .argument('<runbook>', 'runbook file')
     .option('--os <release>', `also check what the nodes' release allows: ${RELEASES.join(', ')}`)
@@ -38,7 +39,8 @@ export function registerValidate(program: Command, ctx: CliContext): void {
       if (!opts.json) {
         const { runbook } = checkAll(file, opts.os);
         ctx.print(
-          `${printable(file)}: valid (${runbook.nodes.length} nodes, VIP ${runbook.vrrp.vip}, ${runbook.build.flavor} ${runbook.build.version}${opts.os ? `, on ${opts.os}` : ''})`,
+          `${printable(file)}: valid (${runbook.nodes.length} nodes, VIP ${runbook.vrrp.vip}, ` +
+            `${runbook.build.flavor} ${runbook.build.version}${opts.os ? `, on ${opts.os}` : ''})`,
         );
         ctx.result = 0;
         return;

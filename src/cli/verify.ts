@@ -50,12 +50,14 @@ export function formatVerify(r: VerifyResult): string[] {
   const f = r.failover;
   const lines = [
     `scenario ${r.scenario}: ${r.passed ? 'PASSED' : 'FAILED'} (probed from ${r.probedFrom})`,
-    `  failover: ${f.from} -> ${f.to ?? '(nobody)'}; downtime ${f.downtimeMs} ms; ${f.failedRequests} of ${f.totalRequests} probe requests failed; split brain: ${f.splitBrain ? 'YES' : 'no'}`,
+    `  failover: ${f.from} -> ${f.to ?? '(nobody)'}; downtime ${f.downtimeMs} ms; ` +
+      `${f.failedRequests} of ${f.totalRequests} probe requests failed; split brain: ${f.splitBrain ? 'YES' : 'no'}`,
   ];
   if (r.failback) {
     const b = r.failback;
     lines.push(
-      `  failback (${b.expected}): ${b.from} -> ${b.to ?? '(nobody)'}; downtime ${b.downtimeMs} ms; ${b.failedRequests} of ${b.totalRequests} failed; split brain: ${b.splitBrain ? 'YES' : 'no'}`,
+      `  failback (${b.expected}): ${b.from} -> ${b.to ?? '(nobody)'}; downtime ${b.downtimeMs} ms; ` +
+        `${b.failedRequests} of ${b.totalRequests} failed; split brain: ${b.splitBrain ? 'YES' : 'no'}`,
     );
   }
   for (const p of r.problems) lines.push(`  problem: ${p}`);
@@ -123,7 +125,8 @@ export function registerVerify(program: Command, ctx: CliContext): void {
   program
     .command('verify')
     .description(
-      'measured VIP failover test: by default the zero-loss planned move and back; crash scenarios (they break the VIP holder) only by name',
+      'measured VIP failover test: by default the zero-loss planned move and back; ' +
+        'crash scenarios (they break the VIP holder) only by name',
     )
     .argument('<runbook>', 'runbook file')
     .option('--scenario <name>', `${SCENARIOS.join(', ')} (all but planned break the VIP holder on purpose)`, 'planned')
@@ -146,13 +149,16 @@ export function registerVerify(program: Command, ctx: CliContext): void {
           const what = DESTRUCTIVE[opts.scenario as Exclude<Scenario, 'planned'>];
           if (!ctx.interactive)
             throw new InvalidInputError(
-              `--scenario ${opts.scenario} ${what} on the VIP holder: clients see failed requests; add --yes to run it without a terminal`,
+              `--scenario ${opts.scenario} ${what} on the VIP holder: clients see failed requests; add --yes to ` +
+                `run it without a terminal`,
               ['the default scenario (planned) moves the VIP without a failed request'],
             );
           const ok = await p.confirm({
             input: ctx.input,
             output: ctx.output,
-            message: `--scenario ${opts.scenario} ${what} on the VIP holder; clients will see failed requests while the VIP moves. Run it?`,
+            message:
+              `--scenario ${opts.scenario} ${what} on the VIP holder; clients will see failed requests ` +
+              `while the VIP moves. Run it?`,
             initialValue: false,
           });
           if (p.isCancel(ok) || ok !== true) throw new CancelledError('verification not run');
@@ -189,7 +195,8 @@ export function registerFailover(program: Command, ctx: CliContext): void {
       ctx.print(
         moved.from === moved.to
           ? `${moved.to} already holds the VIP`
-          : `the VIP moved from ${moved.from} to ${moved.to}; it is now safe to stop nginx or keepalived on ${moved.from}`,
+          : `the VIP moved from ${moved.from} to ${moved.to}; it is now safe to stop nginx or ` +
+              `keepalived on ${moved.from}`,
       );
       ctx.print(`to move it back later: ha-setup failover ${file} --to ${moved.from}`);
       ctx.result = 0;
@@ -200,7 +207,8 @@ export function registerRollback(program: Command, ctx: CliContext): void {
   program
     .command('rollback')
     .description(
-      'bring the previous nginx build back (sbin/nginx.old), one node at a time with the VIP moved away first, by hot upgrade',
+      'bring the previous nginx build back (sbin/nginx.old), one node at a time with the VIP moved away first, ' +
+        'by hot upgrade',
     )
     .argument('<runbook>', 'runbook file')
     .option('--limit <nodes>', 'only these nodes (comma-separated names or addresses)')
@@ -226,7 +234,8 @@ export function registerRollback(program: Command, ctx: CliContext): void {
       );
       ctx.print('rolled back: the previous nginx build serves on every node named above');
       ctx.print(
-        `the runbook still describes the newer build: change it before the next \`ha-setup apply ${file}\`, which would install that build again`,
+        `the runbook still describes the newer build: change it before the next ` +
+          `\`ha-setup apply ${file}\`, which would install that build again`,
       );
       ctx.result = 0;
     });
@@ -236,7 +245,8 @@ export function registerStatus(program: Command, ctx: CliContext): void {
   program
     .command('status')
     .description(
-      'per node: reachable, nginx active, keepalived state, VIP holder, versions, uptime, the certificate served (site.tls), last verification',
+      'per node: reachable, nginx active, keepalived state, VIP holder, versions, uptime, ' +
+        'the certificate served (site.tls), last verification',
     )
     .argument('<runbook>', 'runbook file')
     .option('--json', 'machine-readable output')
@@ -256,8 +266,10 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             handles.map(async (h) => {
               const r = await h.t.exec(
                 // Since PID 1 started: the boot on a host, the container's start where /proc/uptime is the host's.
-                `systemctl is-active nginx || true; systemctl is-active keepalived || true; ps -o etimes= -p 1 | tr -d ' '; ` +
-                  `for f in ${shq(L.promoteFile)} ${shq(L.maintenanceFile)}; do head -n1 "$f" 2>/dev/null || echo 0; done; ` +
+                `systemctl is-active nginx || true; systemctl is-active keepalived || true; ps -o etimes= -p 1 | ` +
+                  `tr -d ' '; ` +
+                  `for f in ${shq(L.promoteFile)} ${shq(L.maintenanceFile)}; do head -n1 "$f" 2>/dev/null || echo ` +
+                  `0; done; ` +
                   `head -n1 ${shq(L.splitFlag)} 2>/dev/null || echo -`,
                 { quiet: true },
               );
@@ -342,11 +354,15 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             continue;
           }
           ctx.print(
-            `  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}${n.holdsVip ? '  holds the VIP' : ''}  (expected: ${n.expectedState})`,
+            `  ${n.name.padEnd(12)} ${n.host.padEnd(15)} ${n.role}/${n.priority}  ` +
+              `nginx:${n.nginx}  keepalived:${n.keepalived}  VRRP:${n.vrrpState}` +
+              `${n.holdsVip ? '  holds the VIP' : ''}  (expected: ${n.expectedState})`,
           );
           if (n.splitBrainSeen) ctx.print(`  ${''.padEnd(12)} SPLIT BRAIN seen by this node since ${n.splitBrainSeen}`);
           ctx.print(
-            `  ${''.padEnd(12)} ${n.os}; up ${formatUptime(n.uptimeS)}; ${n.nginxVersion || 'nginx not installed'}; ${n.keepalivedVersion || 'keepalived not installed'}`,
+            `  ${''.padEnd(12)} ${n.os}; up ${formatUptime(n.uptimeS)}; ${
+              n.nginxVersion || 'nginx not installed'
+            }; ${n.keepalivedVersion || 'keepalived not installed'}`,
           );
           for (const l of formatTlsStatus(n.tls)) ctx.print(`  ${''.padEnd(12)} ${l}`);
         }
@@ -363,7 +379,8 @@ export function registerStatus(program: Command, ctx: CliContext): void {
         );
         ctx.print(
           report.lastVerify
-            ? `last verification: ${report.lastVerify.scenario} at ${report.lastVerify.at}: ${report.lastVerify.passed ? 'passed' : 'FAILED'}, downtime ${report.lastVerify.downtimeMs} ms`
+            ? `last verification: ${report.lastVerify.scenario} at ${report.lastVerify.at}: ` +
+                `${report.lastVerify.passed ? 'passed' : 'FAILED'}, downtime ${report.lastVerify.downtimeMs} ms`
             : 'no verification recorded yet (ha-setup verify)',
         );
       }

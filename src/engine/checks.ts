@@ -9,7 +9,9 @@ import type { CheckContext, Step } from './types.js';
 
 const MARK = 'ha-setup-check';
 
-/** Shell test: the file at `path` has this sha256 (answered from the prelude's one sha256sum when it hashed that path). */
+/**
+ * Shell test: the file at `path` has this sha256 (answered from the prelude's one sha256sum when it hashed that path).
+ */
 export function fileHasSha256(path: string, sha256: string): string {
   return `ha_file_is ${shq(path)} ${shq(sha256)}`;
 }
@@ -27,8 +29,10 @@ export function checkPrelude(files: string[]): string {
   const paths = [...new Set(files)];
   return [
     `ha_sums="\n${paths.length > 0 ? `$(sha256sum -- ${shqAll(paths)} 2>/dev/null)` : ''}\n"`,
-    `ha_file_is() { case "$ha_sums" in *"\n$2  $1\n"*) return 0 ;; esac; [ "$(sha256sum -- "$1" 2>/dev/null | cut -d' ' -f1)" = "$2" ]; }`,
-    `ha_line_is() { ha_line=; ha_more=; { IFS= read -r ha_line; IFS= read -r ha_more; } 2>/dev/null <"$1" || [ -n "$ha_line" ] || return 1; [ "$ha_line" = "$2" ] && [ -z "$ha_more" ]; }`,
+    `ha_file_is() { case "$ha_sums" in *"\n$2  $1\n"*) return 0 ;; esac; [ "$(sha256sum -- "$1" 2>/dev/null | cut ` +
+      `-d' ' -f1)" = "$2" ]; }`,
+    `ha_line_is() { ha_line=; ha_more=; { IFS= read -r ha_line; IFS= read -r ha_more; } 2>/dev/null <"$1" || [ -n ` +
+      `"$ha_line" ] || return 1; [ "$ha_line" = "$2" ] && [ -z "$ha_more" ]; }`,
   ].join('\n');
 }
 
@@ -64,7 +68,10 @@ export function parseBatchedChecks(output: string): Map<string, boolean> {
   return results;
 }
 
-/** Runs the checks on one host in one round trip. A failure to run them at all gives an empty map: callers check one by one. */
+/**
+ * Runs the checks on one host in one round trip. A failure to run them at all gives an empty map: callers check one by
+ * one.
+ */
 export async function runChecks(t: Transport, checks: CheckScript[]): Promise<Map<string, boolean>> {
   if (checks.length === 0) return new Map();
   try {

@@ -18,7 +18,10 @@ export async function vrrpViews(handles: NodeHandle[], rb: Runbook): Promise<Vrr
   return Promise.all(
     handles.map(async (h) => {
       const r = await h.t.exec(
-        `if ip -o -4 addr show dev ${shq(h.node.interface)} | grep -w ${shq(`${vip}/${parseCidr(rb.vrrp.vip)!.prefix}`)} >/dev/null; then echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown`,
+        `if ip -o -4 addr ` +
+          `show dev ${shq(h.node.interface)} | grep ` +
+          `-w ${shq(`${vip}/${parseCidr(rb.vrrp.vip)!.prefix}`)} >/dev/null; then ` +
+          `echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown`,
         { quiet: true },
       );
       const [hold, state] = r.stdout.trim().split('\n');
@@ -48,7 +51,8 @@ export async function waitForSingleHolder(
 
 export async function keepalivedLogTail(h: NodeHandle, rb: Runbook, lines = 10): Promise<string[]> {
   const r = await h.t.exec(
-    `tail -n ${lines} ${shq(rb.logging.keepalivedLog)} 2>/dev/null || journalctl -u keepalived -n ${lines} --no-pager 2>/dev/null || true`,
+    `tail -n ${lines} ${shq(rb.logging.keepalivedLog)} 2>/dev/null || journalctl -u ` +
+      `keepalived -n ${lines} --no-pager 2>/dev/null || true`,
     { quiet: true },
   );
   return r.stdout.trim().split('\n').filter(Boolean);

@@ -60,7 +60,8 @@ export class StepFailure extends RunFailedError {
     lines.push(`log:       ${this.logPath}`);
     lines.push(
       this.stepId === 'preflight'
-        ? `next:      fix the cause, then run \`ha-setup apply ${runbookPath}\` again (preflight stopped the run before any step)`
+        ? `next:      fix the cause, then run ` +
+            `\`ha-setup apply ${runbookPath}\` again (preflight stopped the run before any step)`
         : `next:      fix the cause, then run \`ha-setup apply ${runbookPath}\` again; it resumes at this step`,
     );
     return lines;
@@ -328,7 +329,8 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
           throw outcome.failure;
         }
       }
-      task.title = `${h.node.name}: ${outcome.steps.filter((s) => s.action === 'ran').length} ran, ${outcome.steps.filter((s) => s.action === 'skipped').length} already done`;
+      const tally = (action: string) => outcome.steps.filter((s) => s.action === action).length;
+      task.title = `${h.node.name}: ${tally('ran')} ran, ${tally('skipped')} already done`;
     };
 
   const list = new Listr(
@@ -346,7 +348,9 @@ export async function executeSteps(o: ExecuteOptions): Promise<NodeOutcome[]> {
   if (interrupted()) {
     const where = [...outcomes.values()].map(
       (x) =>
-        `${x.node.name}: ${x.steps.filter((s) => s.action === 'ran').length} step(s) ran${x.failure ? `, stopped before ${x.failure.stepId}` : ', done'}`,
+        `${x.node.name}: ${x.steps.filter((s) => s.action === 'ran').length} step(s) ran${
+          x.failure ? `, stopped before ${x.failure.stepId}` : ', done'
+        }`,
     );
     throw new CancelledError(
       `interrupted (${where.join('; ')}); run \`ha-setup apply\` again to resume where it stopped`,

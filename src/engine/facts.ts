@@ -28,7 +28,9 @@ export interface Facts {
   keepalivedVersionOutput: string;
   /** `systemctl is-active keepalived` said active. */
   keepalivedActive: boolean;
-  /** The VRRP identity in the live keepalived.conf (undefined: none there): what peers must share to hear each other. */
+  /**
+   * The VRRP identity in the live keepalived.conf (undefined: none there): what peers must share to hear each other.
+   */
   liveVrrp: LiveVrrp | undefined;
   hostname: string;
   epochMs: number;
@@ -67,18 +69,24 @@ echo "selinux=$(getenforce 2>/dev/null || echo absent)"
 fw=none; fwchain=""
 # iptables first: on iptables-nft hosts its rules also show up in nft, but belong to iptables.
 if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then fw=firewalld
-elif command -v iptables >/dev/null 2>&1 && iptables -S INPUT 2>/dev/null | grep -E '^-P INPUT DROP|^-A INPUT .*-j (DROP|REJECT)' >/dev/null; then fw=iptables
+elif command -v iptables >/dev/null 2>&1 &&
+  iptables -S INPUT 2>/dev/null | grep -E '^-P INPUT DROP|^-A INPUT .*-j (DROP|REJECT)' >/dev/null; then fw=iptables
 elif command -v nft >/dev/null 2>&1; then
-  fwchain=$(nft list ruleset 2>/dev/null | awk '/^table /{t=$2" "$3} /^[[:space:]]+chain /{c=$2} /hook input/ && /policy drop/{print t" "c; exit}' || true)
+  fwchain=$(nft list ruleset 2>/dev/null |
+    awk '/^table /{t=$2" "$3} /^[[:space:]]+chain /{c=$2} /hook input/ && /policy drop/{print t" "c; exit}' || true)
   [ -n "$fwchain" ] && fw=nftables
 fi
 echo "firewall=$fw"
 echo "firewall_chain=$fwchain"
-if command -v apt-get >/dev/null 2>&1; then echo pm=apt; elif command -v dnf >/dev/null 2>&1; then echo pm=dnf; elif command -v yum >/dev/null 2>&1; then echo pm=yum; else echo pm=unknown; fi
+if command -v apt-get >/dev/null 2>&1; then echo pm=apt
+elif command -v dnf >/dev/null 2>&1; then echo pm=dnf
+elif command -v yum >/dev/null 2>&1; then echo pm=yum
+else echo pm=unknown; fi
 echo "nginx_v=$( { ${nginxBinary} -V 2>&1 || true; } | base64 -w0)"
 echo "keepalived_v=$( { ${keepalivedBinary} --version 2>&1 || true; } | base64 -w0)"
 echo "keepalived_active=$(systemctl is-active keepalived 2>/dev/null || true)"
-echo "vrrp_live=$(grep -E '^[[:space:]]*(virtual_router_id|version|auth_type|unicast_peer)[[:space:]]' ${JSON.stringify(keepalivedConf)} 2>/dev/null | awk '{print $1"="$2}' | tr '\\n' ' ')"
+echo "vrrp_live=$(grep -E '^[[:space:]]*(virtual_router_id|version|auth_type|unicast_peer)[[:space:]]' \\
+  ${JSON.stringify(keepalivedConf)} 2>/dev/null | awk '{print $1"="$2}' | tr '\\n' ' ')"
 echo "hostname=$(hostname)"
 echo "epoch_ms=$(date +%s%3N)"
 echo "journal=$(cat /var/lib/ha-setup/journal.json 2>/dev/null | base64 -w0 || true)"

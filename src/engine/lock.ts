@@ -59,7 +59,8 @@ export function describeHolder(out: string): string {
   const age = /^heartbeat (\d+)$/.exec(hb ?? '')?.[1];
   try {
     const h = JSON.parse(json) as LockInfo;
-    return `run ${h.runId} (\`ha-setup ${h.command}\` by ${h.owner}, pid ${h.pid}, started ${h.startedAt}${age ? `, alive ${age} s ago` : ''})`;
+    const alive = age ? `, alive ${age} s ago` : '';
+    return `run ${h.runId} (\`ha-setup ${h.command}\` by ${h.owner}, pid ${h.pid}, started ${h.startedAt}${alive})`;
   } catch {
     return `a run whose lock cannot be read (${json.slice(0, 120)})`;
   }

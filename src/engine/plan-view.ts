@@ -124,7 +124,8 @@ export function renderPlanText(
           !f.path.endsWith('/config.lua');
         if (own)
           out.push(
-            `   | (src/lua/ha_gateway/${f.path.split('/').pop()}, sha256 ${createHash('sha256').update(f.content).digest('hex').slice(0, 16)})`,
+            `   | (src/lua/ha_gateway/${f.path.split('/').pop()}, ` +
+              `sha256 ${createHash('sha256').update(f.content).digest('hex').slice(0, 16)})`,
           );
         else if (opts.fileContents) out.push(indent(f.content.trimEnd(), '   | '));
       }
@@ -145,12 +146,22 @@ export interface PlanReviewOptions {
   width?: number;
 }
 
+const KEEPALIVED_KEYS = [
+  'state',
+  'interface',
+  'virtual_router_id',
+  'priority',
+  'advert_int',
+  'nopreempt',
+  'unicast_src_ip',
+  'version',
+  'vrrp_version',
+  String.raw`\d+\.\d+\.\d+\.\d+\/\d+ dev`,
+];
+
 /** Directives a reviewer checks in each kind of file, shown by default (the whole file with --contents). */
 const KEY_LINES: Array<[RegExp, RegExp]> = [
-  [
-    /keepalived\.conf$/,
-    /^\s*(state|interface|virtual_router_id|priority|advert_int|nopreempt|unicast_src_ip|version|vrrp_version|\d+\.\d+\.\d+\.\d+\/\d+ dev)\b.*$|^\s*\d+\.\d+\.\d+\.\d+\s*$/,
-  ],
+  [/keepalived\.conf$/, new RegExp(String.raw`^\s*(${KEEPALIVED_KEYS.join('|')})\b.*$|^\s*\d+\.\d+\.\d+\.\d+\s*$`)],
   [
     /\/conf\/(nginx\.conf|conf\.d\/[^/]+\.conf)$/,
     /^\s*(listen|server_name|server\s+\S+|upstream\s+\S+|proxy_pass|worker_processes|include)\b.*$/,
@@ -239,10 +250,10 @@ function stepBody(plan: StepPlan, opts: PlanReviewOptions): string[] {
   const out: string[] = [];
   for (const n of plan.notes) out.push(...wrapText(n, width).map((l, i) => `   #${i ? '   ' : ' '}${l}`));
   // The full checksum is in the notes above; the upload line names it.
-  for (const u of plan.uploads)
-    out.push(
-      `   upload ${u.remote} (${u.sha256.startsWith('git:') ? u.sha256.slice(0, 16) : `sha256 ${u.sha256.slice(0, 12)}`}…)`,
-    );
+  for (const u of plan.uploads) {
+    const sum = u.sha256.startsWith('git:') ? u.sha256.slice(0, 16) : `sha256 ${u.sha256.slice(0, 12)}`;
+    out.push(`   upload ${u.remote} (${sum}…)`);
+  }
   for (const f of plan.files) {
     out.push(`   file ${f.path} (mode ${f.mode.toString(8)}${f.owner ? `, owner ${f.owner}` : ''})`);
     if (opts.fileContents) out.push(indent(f.content.trimEnd(), '   | '));
@@ -277,11 +288,14 @@ export function renderPlanReview(
   if (!rb) return 'no nodes selected\n';
   out.push(
     `plan for ${opts.runbookPath} (runbook "${rb.name}")`,
-    `  ${rb.build.flavor} ${rb.build.version}, keepalived ${rb.keepalived.version}, VIP ${rb.vrrp.vip} on ${rb.vrrp.interface}, VRID ${rb.vrrp.virtualRouterId}`,
+    `  ${rb.build.flavor} ${rb.build.version}, keepalived ${rb.keepalived.version}, ` +
+      `VIP ${rb.vrrp.vip} on ${rb.vrrp.interface}, VRID ${rb.vrrp.virtualRouterId}`,
   );
   for (const { pc } of nodes) {
     out.push(
-      `  ${pc.node.name.padEnd(10)} ${pc.node.host.padEnd(15)} ${pc.node.role.padEnd(6)} priority ${String(pc.node.priority).padEnd(4)} ${pc.facts.release} (${opts.osSource === 'observed' ? 'observed on the host' : 'assumed: --offline'})`,
+      `  ${pc.node.name.padEnd(10)} ${pc.node.host.padEnd(15)} ${pc.node.role.padEnd(6)} ` +
+        `priority ${String(pc.node.priority).padEnd(4)} ${pc.facts.release} ` +
+        `(${opts.osSource === 'observed' ? 'observed on the host' : 'assumed: --offline'})`,
     );
   }
   const count = (steps: PlannedStep[], label: StepStatus['label']) =>
@@ -289,9 +303,9 @@ export function renderPlanReview(
   out.push('summary:');
   for (const { pc, steps } of nodes) {
     const rerun = steps.filter((s) => s.status.label === 'will re-run').map((s) => `${s.step.id} (${s.status.why})`);
-    out.push(
-      `  ${pc.node.name}: ${count(steps, 'will run')} will run, ${count(steps, 'done')} done, ${count(steps, 'will re-run')} will re-run${rerun.length ? `: ${rerun.join('; ')}` : ''}`,
-    );
+    const counts = `${count(steps, 'will run')} will run, ${count(steps, 'done')} done`;
+    const reruns = `${count(steps, 'will re-run')} will re-run${rerun.length ? `: ${rerun.join('; ')}` : ''}`;
+    out.push(`  ${pc.node.name}: ${counts}, ${reruns}`);
   }
   const warnings = planWarnings(nodes);
   for (const w of warnings) out.push(`warning: ${w}`);
@@ -315,7 +329,8 @@ export function renderPlanReview(
     for (const { names, s } of variants.values()) {
       const where = all ? (nodes.length > 1 ? 'every node' : names[0]) : names.join(', ');
       out.push(
-        `-- ${colour(s.status.label, `[${s.status.label}]`)} ${s.step.id}: ${s.step.title} [${where}]${s.status.why ? ` (because ${s.status.why})` : ''}`,
+        `-- ${colour(s.status.label, `[${s.status.label}]`)} ${s.step.id}: ${s.step.title} [${where}]` +
+          (s.status.why ? ` (because ${s.status.why})` : ''),
       );
       out.push(...stepBody(s.plan, opts));
     }

@@ -76,7 +76,8 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
     }
     if (name === rb.vrrp.auth?.passwordEnv && v.length > 8) {
       throw new InvalidInputError(
-        `${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured differently would not agree`,
+        `${name} is ${v.length} characters; keepalived's auth_pass uses only the first 8, so peers configured ` +
+          `differently would not agree`,
         ['use at most 8 characters'],
       );
     }
@@ -95,7 +96,8 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
     }
     if (use.field === 'site.tls.sessionTickets.secretEnv' && !/^[\x21-\x7e]{32,512}$/.test(v)) {
       throw new InvalidInputError(
-        `${use.field}: ${name} must be 32 to 512 printable characters without spaces (every node derives its ticket keys from it)`,
+        `${use.field}: ${name} must be 32 to 512 printable characters without spaces (every node derives its ` +
+          `ticket keys from it)`,
         ['e.g. openssl rand -base64 48'],
       );
     }

@@ -17,6 +17,19 @@ import { join } from 'node:path';
 
 import { remoteTrace } from './trace.js';
 
+/** Errors that say the host did not answer (as opposed to refusing our key). */
+const UNREACHABLE = new RegExp(
+  [
+    'ECONNREFUSED',
+    'EHOSTUNREACH',
+    'ENETUNREACH',
+    'ETIMEDOUT',
+    'ENOTFOUND',
+    'EAI_AGAIN',
+    'Timed out while waiting for handshake',
+  ].join('|'),
+);
+
 export { remoteTrace };
 
 export interface ExecOptions {
@@ -148,7 +161,8 @@ export class SshTransport implements Transport {
       privateKey = keyFile ? readFileSync(keyFile, 'utf8') : undefined;
     } catch (e) {
       throw new InvalidInputError(
-        `${o.identityFile ? 'ssh.identityFile: ' : ''}cannot read the SSH key ${keyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        `${o.identityFile ? 'ssh.identityFile: ' : ''}cannot read the SSH ` +
+          `key ${keyFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
         ['give the path of a private key (ssh.identityFile), or leave it out to use the SSH agent'],
       );
     }
@@ -206,22 +220,21 @@ export class SshTransport implements Transport {
         throw new HostKeyError(
           `unknown host key for ${host}:${port}: ${keyTypeName(presented)} ${fingerprint(presented)}`,
           [
-            'check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then run again with --accept-new-host-keys',
+            'check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), ' +
+              'then run again with --accept-new-host-keys',
             `or add it to ${o.acceptNewInto ?? '~/.ssh/known_hosts'}`,
           ],
         );
       }
       const message = (e as Error).message;
       // The hint follows the failure: a host that does not answer is not a key problem.
-      const unreachable =
-        /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|Timed out while waiting for handshake/.test(
-          message,
-        );
+      const unreachable = UNREACHABLE.test(message);
       throw new ConnectError(
         `cannot connect to ${user}@${host}:${port}: ${message}`,
         unreachable
           ? [
-              `${host} does not answer on port ${port}: is it up, is the address right, does a firewall or a route stand between?`,
+              `${host} does not answer ` +
+                `on port ${port}: is it up, is the address right, does a firewall or a route stand between?`,
             ]
           : [
               keyFile
@@ -287,7 +300,8 @@ export class SshTransport implements Transport {
     if (this.sudoPassword === undefined) {
       throw new SudoError(`${this.user}@${this.label}: sudo does not work without a password prompt`, [
         nopasswd.stderr.trim(),
-        'allow passwordless sudo for this user (NOPASSWD), or set ssh.sudoPasswordEnv in the runbook and export that variable',
+        'allow passwordless sudo for this user (NOPASSWD), or set ssh.sudoPasswordEnv in the runbook and export ' +
+          'that variable',
       ]);
     }
     const r = await this.ssh.execCommand(`${SUDO_WITH_PASSWORD} -- bash -c true`, { stdin: `${this.sudoPassword}\n` });
@@ -423,11 +437,13 @@ export function installScript(tmp: string, path: string, sum: string, o: WriteFi
     `trap 'rm -f "$tmp"' EXIT`,
     `[ "$(sha256sum "$tmp" | cut -d' ' -f1)" = ${shq(sum)} ] || exit 3`,
     `mkdir -p "$(dirname "$dst")"`,
-    `if [ -f "$dst" ] && [ ! -L "$dst" ] && cmp -s "$tmp" "$dst"; then chmod ${shq(o.mode.toString(8))} "$dst"; chown ${shq(owner)} "$dst"; echo unchanged; exit 0; fi`,
+    `if [ -f "$dst" ] && [ ! -L "$dst" ] && cmp -s "$tmp" "$dst"; ` +
+      `then chmod ${shq(o.mode.toString(8))} "$dst"; chown ${shq(owner)} "$dst"; echo unchanged; exit 0; fi`,
     `backup=""`,
     o.backup === false
       ? ':'
-      : `if [ -f "$dst" ] && [ ! -L "$dst" ]; then backup=$(mktemp --suffix=.bak "$dst.ha-setup-$(date +%Y%m%d%H%M%S).XXXXXX"); cp -p "$dst" "$backup"; fi`,
+      : `if [ -f "$dst" ] && [ ! -L "$dst" ]; then backup=$(mktemp --suffix=.bak "$dst.ha-setup-$(date ` +
+        `+%Y%m%d%H%M%S).XXXXXX"); cp -p "$dst" "$backup"; fi`,
     `next=$(mktemp "$dst.ha-setup-new.XXXXXX")`,
     `chmod ${shq(o.mode.toString(8))} "$next"; chown ${shq(owner)} "$next"; cat "$tmp" > "$next"`,
     `mv -f -T "$next" "$dst"`,

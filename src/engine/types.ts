@@ -104,7 +104,10 @@ export interface Step {
   run?(ctx: StepContext): Promise<void>;
   /** Runs always (never skipped by the journal), e.g. preflight. */
   always?: boolean;
-  /** Changes nothing another step checks (preflight: it reads, at most adds diagnostic tools): no journal entry, and the checks made before it still hold. */
+  /**
+   * Changes nothing another step checks (preflight: it reads, at most adds diagnostic tools): no journal entry, and the
+   * checks made before it still hold.
+   */
   readOnly?: boolean;
   /**
    * Running it on a serving node interrupts traffic there (stops or restarts nginx or keepalived,

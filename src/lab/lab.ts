@@ -240,7 +240,8 @@ async function prepareNode(
   mkdirSync(join(etc, 'systemd', 'network'), { recursive: true });
   writeFileSync(
     join(etc, 'systemd', 'network', '10-host0.network'),
-    `[Match]\nName=host0\n\n[Network]\nAddress=${node.ip}/${addr.prefix}\nGateway=${addr.bridgeIp}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n`,
+    `[Match]\nName=host0\n\n[Network]\nAddress=${node.ip}/${addr.prefix}\nGateway=${addr.bridgeIp}\n` +
+      'LinkLocalAddressing=no\nIPv6AcceptRA=no\n',
   );
   rmSync(join(etc, 'resolv.conf'), { force: true });
   writeFileSync(join(etc, 'resolv.conf'), hostNameservers());
@@ -274,7 +275,8 @@ export const LAB_CCACHE_MOUNT = '/var/cache/ha-setup-ccache';
 function useCompilerCache(root: string): void {
   writeFileSync(
     join(root, 'etc', 'ccache.conf'),
-    `cache_dir = ${LAB_CCACHE_MOUNT}\nmax_size = 4G\n# builds of the same sources in another directory still hit\nhash_dir = false\n`,
+    `cache_dir = ${LAB_CCACHE_MOUNT}\nmax_size = 4G\n# builds of the same sources in another directory still ` +
+      `hit\nhash_dir = false\n`,
   );
   const bin = join(root, 'usr', 'local', 'bin');
   mkdirSync(bin, { recursive: true });
@@ -452,7 +454,8 @@ export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Pro
       existing.options.subnet === opts.subnet;
     if (!same) {
       throw new InvalidInputError(
-        `a lab is already up with ${existing.options.nodes} ${existing.options.distro} nodes on ${existing.options.subnet}`,
+        `a lab is already ` +
+          `up with ${existing.options.nodes} ${existing.options.distro} nodes on ${existing.options.subnet}`,
         ['run `ha-setup lab down` first to change its shape'],
       );
     }

@@ -41,7 +41,8 @@ export async function healthGate(
   const L = layout(rb);
   const script =
     `body=$(curl -fsS -m 2 -- ${shq(`http://127.0.0.1:${rb.site.listen}/ha-health`)} 2>&1); echo "nginx: $body"; ` +
-    `systemctl is-active keepalived | sed 's/^/keepalived: /'; echo "vrrp: $(cat ${shq(L.stateFile)} 2>/dev/null || echo unknown)"`;
+    `systemctl is-active keepalived | sed 's/^/keepalived: /'; echo ` +
+    `"vrrp: $(cat ${shq(L.stateFile)} 2>/dev/null || echo unknown)"`;
   const { done, last } = await pollUntil(
     async () => {
       const r = await h.t.exec(script, { quiet: true });
@@ -52,7 +53,9 @@ export async function healthGate(
   return { ok: done, detail: last ?? '' };
 }
 
-/** What the gate script printed says healthy: nginx answers with this node's name, keepalived is BACKUP or MASTER. Pure. */
+/**
+ * What the gate script printed says healthy: nginx answers with this node's name, keepalived is BACKUP or MASTER. Pure.
+ */
 export function gatePassed(node: string, out: string): boolean {
   const nginxOk = out.split('\n').includes(`nginx: ${node}`);
   return nginxOk && /^keepalived: active$/m.test(out) && /^vrrp: (BACKUP|MASTER)$/m.test(out);
@@ -196,7 +199,8 @@ export async function rollDisruptive(
             `interrupted: the roll stopped during ${name}'s steps; the cluster serves from ${serving ?? 'no node'}`,
             [
               e.message,
-              `${name} has not passed its health gate: the VIP was not moved back to it; not rolled: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
+              `${name} has not passed its health gate: the VIP was not moved back to it; not ` +
+                `rolled: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,
               'run the command again to finish the roll',
             ],
           );
@@ -207,7 +211,8 @@ export async function rollDisruptive(
         const serving = (await vrrpViews(o.handles, o.runbook)).find((v) => v.holdsVip)?.node;
         event(name, 'failed; roll stopped', serving);
         throw new RollStoppedError(
-          `the roll stopped at ${name}: step ${second.failure?.stepId ?? '?'} failed; the cluster keeps serving from ${serving ?? 'no node'}`,
+          `the roll stopped at ${name}: step ${second.failure?.stepId ?? '?'} failed; the cluster keeps ` +
+            `serving from ${serving ?? 'no node'}`,
           [
             ...(second.failure ? second.failure.report(o.runbookPath) : []),
             `nodes not rolled yet: ${order.slice(order.indexOf(name) + 1).join(', ') || 'none'}`,

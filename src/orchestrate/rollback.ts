@@ -22,23 +22,37 @@ export function rollbackScript(rb: Runbook): string {
   const conf = shq(L.confDir);
   const confOld = shq(L.confOld);
   const confTmp = shq(`${L.confDir}.rollback-tmp`);
-  const stage = shq(`${L.nginxHome}/.ha-setup-rollback-test`);
-  const swapMarkers = `{ cat -- ${markerOld} 2>/dev/null || echo unknown; } > ${shq(`${L.installedMarker}.swap`)} && { cat -- ${marker} 2>/dev/null || echo unknown; } > ${markerOld} && mv -f -- ${shq(`${L.installedMarker}.swap`)} ${marker}`;
-  const swapConf = `if [ -d ${confOld} ]; then mv -- ${conf} ${confTmp} && mv -- ${confOld} ${conf} && mv -- ${confTmp} ${confOld}; fi`;
+  const testDir = `${L.nginxHome}/.ha-setup-rollback-test`;
+  const stage = shq(testDir);
+  const swapMarkers =
+    `{ cat -- ${markerOld} 2>/dev/null || echo ` +
+    `unknown; } > ${shq(`${L.installedMarker}.swap`)} && { cat -- ${marker} 2>/dev/null || echo ` +
+    `unknown; } > ${markerOld} && mv -f -- ${shq(`${L.installedMarker}.swap`)} ${marker}`;
+  const swapConf =
+    `if [ -d ${confOld} ]; then mv -- ${conf} ${confTmp} && mv -- ${confOld} ${conf} && mv ` +
+    `-- ${confTmp} ${confOld}; fi`;
   return [
-    `[ -x ${old} ] || { echo ${shq(`no previous binary ${L.nginxBinary}.old on this node: nothing to roll back to`)} >&2; exit 1; }`,
+    `[ -x ${old} ] || { echo ${shq(
+      `no previous binary ${L.nginxBinary}.old on this node: nothing to roll back to`,
+    )} >&2; exit 1; }`,
     // The previous binary is tested with the configuration it will run with, in a prefix of its own
     // (so $prefix-relative Lua paths resolve to that configuration's own files).
     // (commands run under set -e: a refusal is caught with ||, not read from $? afterwards)
-    `rc=0; if [ -d ${confOld} ]; then rm -rf -- ${stage} && mkdir -p ${shq(`${L.nginxHome}/.ha-setup-rollback-test/logs`)} && cp -a -- ${confOld} ${shq(`${L.nginxHome}/.ha-setup-rollback-test/conf`)}; ` +
-      `${old} -t -q -p ${shq(`${L.nginxHome}/.ha-setup-rollback-test/`)} -c ${shq(`${L.nginxHome}/.ha-setup-rollback-test/conf/nginx.conf`)} || rc=$?; rm -rf -- ${stage}; ` +
+    `rc=0; if [ -d ${confOld} ]; then rm -rf -- ${stage} && mkdir ` +
+      `-p ${shq(`${testDir}/logs`)} && cp -a ` +
+      `-- ${confOld} ${shq(`${testDir}/conf`)}; ` +
+      `${old} -t -q -p ${shq(`${testDir}/`)} -c ${shq(`${testDir}/conf/nginx.conf`)} || rc=$?; rm -rf -- ${stage}; ` +
       `else ${old} -t -q -c ${shq(L.confFile)} || rc=$?; fi`,
-    `[ "$rc" = 0 ] || { echo ${shq('the previous binary refuses the configuration it would run with: not rolled back')} >&2; exit 1; }`,
+    `[ "$rc" = 0 ] || { echo ${shq(
+      'the previous binary refuses the configuration it would run with: not rolled back',
+    )} >&2; exit 1; }`,
     `cp -p -- ${old} ${tmp} && cp -p -- ${bin} ${old} && mv -f -- ${tmp} ${bin}`,
     swapMarkers,
     swapConf,
     // The upgrade script puts the running binary back if the swapped-in one fails; configuration and markers follow.
-    `if systemctl is-active --quiet nginx; then ${shq(L.upgradeScript)} || { ${swapMarkers}; ${swapConf}; exit 1; }; else echo 'nginx is not running: the previous binary starts with it'; fi`,
+    `if systemctl is-active --quiet ` +
+      `nginx; then ${shq(L.upgradeScript)} || { ${swapMarkers}; ${swapConf}; exit 1; }; else echo 'nginx is not ` +
+      `running: the previous binary starts with it'; fi`,
     `${bin} -v`,
   ].join('\n');
 }

@@ -109,7 +109,8 @@ export function ensureRunbooksGitignore(dir: string): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     file,
-    '# written by ha-setup: secrets, command logs and run records stay out of version control\n*.secrets\nlogs/\nrecords/\n',
+    '# written by ha-setup: secrets, command logs and run records stay out of version ' +
+      'control\n*.secrets\nlogs/\nrecords/\n',
   );
 }
 

@@ -47,7 +47,9 @@ export function layout(rb: Runbook) {
     upgradePending: `${nginxHome}/.ha-setup-upgrade-pending`,
     /** The configuration before a deferred upgrade, put back if that upgrade fails. */
     confBeforeUpgrade: `${nginxHome}/.ha-setup-conf-before-upgrade`,
-    /** The configuration sbin/nginx.old ran with, kept when a new binary took over: what rollback brings back with it. */
+    /**
+     * The configuration sbin/nginx.old ran with, kept when a new binary took over: what rollback brings back with it.
+     */
     confOld: `${nginxHome}/.ha-setup-conf.old`,
     /** Connection handoff around a planned VIP move (src/verify/handoff.ts); /run: nothing survives a reboot. */
     handoffScript: '/run/ha-setup/handoff.sh',
@@ -58,10 +60,14 @@ export function layout(rb: Runbook) {
     ticketSecret: '/etc/ha-setup/tls/ticket-secret',
     ticketKeysDir: '/etc/ha-setup/tls/tickets',
     ticketScript: '/usr/local/share/ha-setup/tls-ticket-keys.sh',
-    /** ACME: dehydrated's config and hook, its state (account, certificates, challenges), the certificate nginx serves. */
+    /**
+     * ACME: dehydrated's config and hook, its state (account, certificates, challenges), the certificate nginx serves.
+     */
     acmeConfDir: '/etc/ha-setup/acme',
     acmeStateDir: '/var/lib/ha-setup/acme',
-    /** Where the ACME client puts http-01 tokens and nginx serves them: readable by the workers (the state dir is 0700). */
+    /**
+     * Where the ACME client puts http-01 tokens and nginx serves them: readable by the workers (the state dir is 0700).
+     */
     acmeWebroot: '/var/lib/ha-setup/acme-webroot',
     acmeLiveDir: '/etc/ha-setup/tls/acme',
   };

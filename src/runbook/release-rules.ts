@@ -18,7 +18,8 @@ export function releaseProblems(rb: Runbook, release: string): Problem[] {
     out.push({
       path: 'build.modules',
       message:
-        'lua on the nginx flavor needs LuaJIT 2.1 and EPEL 7 ships 2.0 (el7); use the openresty flavor (it bundles LuaJIT 2.1) or a newer EL release',
+        'lua on the nginx flavor needs LuaJIT 2.1 and EPEL 7 ships 2.0 (el7); ' +
+        'use the openresty flavor (it bundles LuaJIT 2.1) or a newer EL release',
     });
   }
   if (rb.build.flavor === 'nginx' && el) {
@@ -26,12 +27,16 @@ export function releaseProblems(rb: Runbook, release: string): Problem[] {
     if (i >= 0)
       out.push({
         path: `site.upstreams[${i}].discovery`,
-        message: `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes`,
+        message:
+          `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it ` +
+          `bundles cjson) on EL nodes`,
       });
     else if (rb.site.gray)
       out.push({
         path: 'site.gray',
-        message: `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it bundles cjson) on EL nodes`,
+        message:
+          `on ${release} the nginx flavor has no lua-cjson for LuaJIT; use the openresty flavor (it ` +
+          `bundles cjson) on EL nodes`,
       });
   }
   return out;
@@ -67,6 +72,8 @@ export function unpinnedSources(
 export function pinProblems(rb: Runbook): Problem[] {
   return unpinnedSources(rb).map((s) => ({
     path: `sources.overrides.${s.id}`,
-    message: `${s.id} ${s.version} has no pin (${s.where}); set sha256 (or commit for git) to what you reviewed, or run \`ha-setup apply --trust-on-first-download\` once to record it`,
+    message:
+      `${s.id} ${s.version} has no pin (${s.where}); set sha256 (or commit for git) to what you reviewed, ` +
+      `or run \`ha-setup apply --trust-on-first-download\` once to record it`,
   }));
 }

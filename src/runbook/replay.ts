@@ -15,7 +15,8 @@ export function replayRunbook(
 ): RunbookInput {
   if (hosts.length !== rb.nodes.length) {
     throw new InvalidInputError(
-      `--hosts has ${hosts.length} address(es); the runbook has ${rb.nodes.length} nodes (roles and priorities are kept in order)`,
+      `--hosts has ${hosts.length} address(es); the ` +
+        `runbook has ${rb.nodes.length} nodes (roles and priorities are kept in order)`,
     );
   }
   const bad = hosts.find((h) => !isIPv4(h) && !isDnsName(h));

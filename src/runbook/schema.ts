@@ -33,7 +33,9 @@ export const interfaceName = z.string().superRefine((s, ctx) => {
   else if (!IFACE.test(s))
     ctx.addIssue({
       code: 'custom',
-      message: `interface name "${s}" has characters that are not allowed; use letters, digits, '.', '_' and '-' only (no '/', spaces or shell metacharacters)`,
+      message:
+        `interface name "${s}" has characters that are not allowed; use letters, digits, '.', '_' and '-' ` +
+        `only (no '/', spaces or shell metacharacters)`,
     });
 });
 
@@ -113,27 +115,46 @@ export const installDir = absolutePath.superRefine((s, ctx) => {
   if (SYSTEM_DIRS.has(dir))
     ctx.addIssue({
       code: 'custom',
-      message: `"${s}" is a system directory; give a directory of its own, e.g. ${dir === '/' ? '/usr/local/nginx' : `${dir}/nginx`}`,
+      message:
+        `"${s}" is a system directory; give a directory of its ` +
+        `own, e.g. ${dir === '/' ? '/usr/local/nginx' : `${dir}/nginx`}`,
     });
   else if (UNDER_SYSTEM.test(dir))
     ctx.addIssue({
       code: 'custom',
-      message: `"${s}" is under ${dir.split('/').slice(0, 2).join('/')}, which holds the system's own files; use /usr/local/<name> or /opt/<name>`,
+      message:
+        `"${s}" is under ${dir.split('/').slice(0, 2).join('/')}, which holds the system's own files; use ` +
+        `/usr/local/<name> or /opt/<name>`,
     });
 });
+
+/** The system's own logs under /var/log: a keepalived log file must not be one of them. */
+const SYSTEM_LOGS = [
+  'syslog',
+  'messages',
+  'auth.log',
+  'secure',
+  'kern.log',
+  'daemon.log',
+  'wtmp',
+  'btmp',
+  'lastlog',
+  'faillog',
+  'dpkg.log',
+  'journal',
+];
+const SYSTEM_LOG = new RegExp(`^/var/log/(${SYSTEM_LOGS.map((f) => f.replace('.', '\\.')).join('|')})(/|$)`);
 
 /** keepalived's log is written by rsyslog and rotated: a file of its own under /var/log. */
 const logFile = absolutePath.superRefine((s, ctx) => {
   if (!/^\/var\/log\/[A-Za-z0-9_.+-]+(\/[A-Za-z0-9_.+-]+)*$/.test(s) || s.endsWith('/')) {
     ctx.addIssue({
       code: 'custom',
-      message: `"${s}" must be a file under /var/log, e.g. /var/log/keepalived.log (rsyslog appends to it, logrotate rotates it)`,
+      message:
+        `"${s}" must be a file under /var/log, e.g. /var/log/keepalived.log (rsyslog appends to it, ` +
+        `logrotate rotates it)`,
     });
-  } else if (
-    /^\/var\/log\/(syslog|messages|auth\.log|secure|kern\.log|daemon\.log|wtmp|btmp|lastlog|faillog|dpkg\.log|journal)(\/|$)/.test(
-      s,
-    )
-  ) {
+  } else if (SYSTEM_LOG.test(s)) {
     ctx.addIssue({
       code: 'custom',
       message: `"${s}" is a system log; give keepalived a file of its own, e.g. /var/log/keepalived.log`,
@@ -256,7 +277,10 @@ export const keepalivedSchema = z.strictObject({
   version: z.string().regex(/^\d+\.\d+\.\d+$/, 'must be a dotted version such as 2.2.7'),
   prefix: installDir.default('/usr/local/keepalived'),
   install: z.enum(['source', 'package'], { error: 'install must be source or package' }).default('source'),
-  /** The nginx unit flips a track file on stop/crash so the VIP moves at once (false: health check only, as in the reference articles). */
+  /**
+   * The nginx unit flips a track file on stop/crash so the VIP moves at once (false: health check only, as in the
+   * reference articles).
+   */
   trackNginx: z.boolean().default(true),
   /**
    * An executable on every node, called on each VRRP transition and on a split brain:
@@ -301,12 +325,20 @@ export const keepalivedSchema = z.strictObject({
     .default({ interval: 1, fall: 2, rise: 2, weight: 0 }),
 });
 
-/** One nginx `server` line: an address (IPv4 or name with an optional port, [IPv6]:port, unix:/path), then parameters. */
+const UNIX_SOCKET = String.raw`unix:\/[A-Za-z0-9_./-]+`;
+const IPV6_PORT = String.raw`\[[0-9A-Fa-f:]+\](:\d{1,5})?`;
+const NAME_PORT = String.raw`[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*(:\d{1,5})?`;
+const SERVER_PARAMS = '( +[a-z_]+(=[A-Za-z0-9_.:]+)?)*';
+const UPSTREAM_SERVER = new RegExp(`^(${UNIX_SOCKET}|${IPV6_PORT}|${NAME_PORT})${SERVER_PARAMS}$`);
+
+/**
+ * One nginx `server` line: an address (IPv4 or name with an optional port, [IPv6]:port, unix:/path), then parameters.
+ */
 const upstreamServer = z
   .string()
   .max(256, 'must be at most 256 characters')
   .regex(
-    /^(unix:\/[A-Za-z0-9_./-]+|\[[0-9A-Fa-f:]+\](:\d{1,5})?|[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*(:\d{1,5})?)( +[a-z_]+(=[A-Za-z0-9_.:]+)?)*$/,
+    UPSTREAM_SERVER,
     'must be one nginx server line: an address and parameters, e.g. "10.0.0.21:8080 weight=4 max_fails=2"',
   );
 
@@ -364,7 +396,8 @@ const ipv4Endpoint = (prefix: string, shape: string) =>
 /** Consul's HTTP API: the nodes poll it from nginx (cosockets), so an IPv4 address, not a name. */
 export const consulAddress = ipv4Endpoint(
   'https?://',
-  'must be http://<IPv4>[:port] or https://<IPv4>[:port] of a Consul agent, e.g. https://10.0.0.5:8501 (nginx resolves no names here)',
+  'must be http://<IPv4>[:port] or https://<IPv4>[:port] of a Consul agent, ' +
+    'e.g. https://10.0.0.5:8501 (nginx resolves no names here)',
 );
 
 /**

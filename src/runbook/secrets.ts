@@ -56,7 +56,9 @@ export function secretUses(rb: Runbook): SecretUse[] {
       out.push({
         name: l.bindPasswordEnv,
         field: `site.ldap[${i}].bindPasswordEnv`,
-        goesTo: `LDAP ${l.url.split('/').slice(0, 3).join('/')} (bind as ${l.bindDn}, from nginx on every node; kept in the site file, mode 0600)`,
+        goesTo:
+          `LDAP ${l.url.split('/').slice(0, 3).join('/')} (bind as ${l.bindDn}, from nginx on every node; ` +
+          `kept in the site file, mode 0600)`,
       });
   });
   const g = rb.site.gray;
@@ -84,7 +86,9 @@ export function secretUses(rb: Runbook): SecretUse[] {
     out.push({
       name: tls.acme.eab.hmacKeyEnv,
       field: 'site.tls.acme.eab.hmacKeyEnv',
-      goesTo: `the ACME CA ${acmeDirectoryUrl(tls.acme.directory)} (external account binding, from dehydrated on every node; kept in its config, mode 0600)`,
+      goesTo:
+        `the ACME CA ${acmeDirectoryUrl(tls.acme.directory)} (external account binding, from dehydrated on ` +
+        `every node; kept in its config, mode 0600)`,
     });
   return out;
 }
@@ -100,7 +104,10 @@ export function consulTokenNames(rb: Runbook): string[] {
   ];
 }
 
-/** The value of a secret: HA_SETUP_* from the environment (then the .secrets file), any other name from the .secrets file only. */
+/**
+ * The value of a secret: HA_SETUP_* from the environment (then the .secrets file), any other name from the .secrets
+ * file only.
+ */
 export function resolveSecret(name: string, runbookPath: string, runbookName: string): string | undefined {
   const fromFile = readSecretsFile(secretsPathFor(runbookPath, runbookName))[name];
   if (name.startsWith(SECRET_ENV_PREFIX)) return process.env[name] ?? fromFile;
@@ -117,10 +124,12 @@ export function secretNotSetError(
   const { name, field } = use;
   if (!name.startsWith(SECRET_ENV_PREFIX) && process.env[name] !== undefined) {
     return new InvalidInputError(
-      `${field}: ${name} is set in the environment, but ha-setup reads only ${SECRET_ENV_PREFIX}* variables from the environment`,
+      `${field}: ${name} is set in the environment, but ha-setup ` +
+        `reads only ${SECRET_ENV_PREFIX}* variables from the environment`,
       [
         'a runbook names where its secrets go, so it may not pick any variable of yours',
-        `rename it in the runbook (e.g. ${SECRET_ENV_PREFIX}${name}) and export that, or put ${name}=... into ${file} (mode 0600)`,
+        `rename it in the ` +
+          `runbook (e.g. ${SECRET_ENV_PREFIX}${name}) and export that, or put ${name}=... into ${file} (mode 0600)`,
       ],
     );
   }

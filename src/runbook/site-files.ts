@@ -60,7 +60,8 @@ function insideRunbookDir(root: string, p: string, field: string, shown: string)
   }
   if (real !== root && !real.startsWith(root + sep)) {
     throw new InvalidInputError(
-      `${field}: ${shown} resolves to ${real}, outside the runbook's folder ${root}; keep include files beside the runbook`,
+      `${field}: ${shown} resolves to ${real}, outside the runbook's folder ${root}; keep include files beside ` +
+        `the runbook`,
     );
   }
   return real;
@@ -96,7 +97,8 @@ export function readSiteFiles(rb: Runbook, runbookDir: string): SiteFiles {
       const base = rel.split('/').pop()!;
       if (seen.has(base))
         throw new InvalidInputError(
-          `${field}: ${rel} has the same file name as ${seen.get(base)}; names must differ, they share one directory on the nodes`,
+          `${field}: ${rel} has the same file ` +
+            `name as ${seen.get(base)}; names must differ, they share one directory on the nodes`,
         );
       seen.set(base, rel);
       out.conf[rel] = read(real, field, rel);
@@ -140,7 +142,8 @@ export function readSiteFiles(rb: Runbook, runbookDir: string): SiteFiles {
       luaOwner.set(inside, dir);
       if (luaOwner.size > SITE_LIMITS.luaFiles)
         throw new InvalidInputError(
-          `${field}: more than ${SITE_LIMITS.luaFiles} Lua files under site.include.lua; list the directories of your modules, not a whole tree`,
+          `${field}: more than ${SITE_LIMITS.luaFiles} Lua files under site.include.lua; list the directories of ` +
+            `your modules, not a whole tree`,
         );
       out.lua[inside] = read(f.real, field, `${dir}/${inside}`);
     }

@@ -84,14 +84,19 @@ export function certificateProblems(chainPem: string, key: KeyObject, names: str
     const owner = certs.findIndex((c) => c.checkPrivateKey(key));
     problems.push(
       owner > 0
-        ? `the key belongs to certificate ${owner + 1} of the chain (${subject(certs[owner])}): put that one first, then the CA certificates`
-        : `the key does not belong to the first certificate of the chain (${subject(leaf)}): give the key it was issued for`,
+        ? `the key belongs to ` +
+            `certificate ${owner + 1} of the chain (${subject(certs[owner])}): put that one first, then the CA ` +
+            `certificates`
+        : `the key does not belong to the first certificate of ` +
+            `the chain (${subject(leaf)}): give the key it was issued for`,
     );
   }
   for (let i = 1; i < certs.length; i++) {
     if (!certs[i - 1].checkIssued(certs[i]) || !certs[i - 1].verify(certs[i].publicKey)) {
       problems.push(
-        `the chain is not in order: certificate ${i + 1} (${subject(certs[i])}) did not issue certificate ${i} (${subject(certs[i - 1])}); put the server certificate first, then each CA that issued the one before it`,
+        `the chain is not in order: certificate ${i + 1} (${subject(certs[i])}) did not issue ` +
+          `certificate ${i} (${subject(certs[i - 1])}); ` +
+          'put the server certificate first, then each CA that issued the one before it',
       );
       break;
     }
@@ -108,7 +113,8 @@ export function certificateProblems(chainPem: string, key: KeyObject, names: str
     const missing = uncoveredNames(sans, names);
     if (missing.length > 0)
       problems.push(
-        `the certificate covers ${sans.join(', ')} but not ${missing.join(', ')} (site.serverName); every name the site answers needs to be in it`,
+        `the certificate covers ${sans.join(', ')} but not ${missing.join(', ')} (site.serverName); every name ` +
+          `the site answers needs to be in it`,
       );
   }
   return problems;
@@ -139,13 +145,15 @@ export function readTlsKey(rb: Runbook, runbookDir: string): { pem: string; key:
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0)
     throw new InvalidInputError(
-      `${field}: ${rel} is readable by others (mode ${mode.toString(8).padStart(4, '0')}); a private key must be mode 0600`,
+      `${field}: ${rel} is readable by others (mode ${mode.toString(8).padStart(4, '0')}); a private key must be ` +
+        `mode 0600`,
       [`chmod 600 ${path}`],
     );
   const pem = readFileSync(path, 'utf8');
   if (/ENCRYPTED/.test(pem))
     throw new InvalidInputError(
-      `${field}: ${rel} is encrypted; nginx would ask for its passphrase at every start: give it unencrypted (mode 0600)`,
+      `${field}: ${rel} is encrypted; nginx would ask for its passphrase at every start: give it unencrypted ` +
+        `(mode 0600)`,
     );
   if (pem.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----/g)?.length !== 1)
     throw new InvalidInputError(`${field}: ${rel} must hold exactly one PEM private key`);

@@ -92,7 +92,9 @@ export const tlsSettings = z.strictObject({
   http2: z.boolean().default(true),
   /** Plain HTTP (site.listen) answers with a redirect to https, except health checks and ACME challenges. */
   redirectHttp: z.boolean().default(true),
-  /** Strict-Transport-Security max-age in seconds; 0 sends none. Once sent, browsers refuse plain HTTP for that long. */
+  /**
+   * Strict-Transport-Security max-age in seconds; 0 sends none. Once sent, browsers refuse plain HTTP for that long.
+   */
   hstsMaxAge: z
     .number({ error: 'hstsMaxAge must be a whole number of seconds (0: no HSTS)' })
     .int('hstsMaxAge must be a whole number of seconds (0: no HSTS)')
@@ -190,19 +192,22 @@ export function tlsSettingProblems(site: TlsSite): Array<{ path: string; message
     if (site.listen !== 80)
       add(
         'site.tls.acme',
-        `ACME's http-01 challenge always comes to port 80, but site.listen is ${site.listen}; set site.listen: 80 (it can redirect to https)`,
+        `ACME's http-01 challenge always comes to port 80, but ` +
+          `site.listen is ${site.listen}; set site.listen: 80 (it can redirect to https)`,
       );
     const names = certificateNames(site);
     if (names.length === 0)
       add(
         'site.tls.acme.names',
-        `no DNS name to ask a certificate for: site.serverName is "${site.serverName}"; list the names here or set site.serverName`,
+        `no DNS name to ask a certificate for: ` +
+          `site.serverName is "${site.serverName}"; list the names here or set site.serverName`,
       );
     names.forEach((n, i) => {
       if (n.startsWith('*.'))
         add(
           tls.acme?.names ? `site.tls.acme.names[${i}]` : 'site.serverName',
-          `${n}: a wildcard certificate needs a DNS challenge; the http-01 challenge ha-setup answers covers exact names only`,
+          `${n}: a wildcard certificate needs a DNS challenge; the http-01 challenge ha-setup answers covers ` +
+            `exact names only`,
         );
     });
   }

@@ -36,7 +36,8 @@ export function validateRunbook(input: unknown): ValidationResult {
     problems.push({
       path: formatPath(p),
       message:
-        'a literal password is not allowed in the runbook; put it in the environment or runbooks/<name>.secrets and reference it with passwordEnv',
+        'a literal password is not allowed in the runbook; put it in the environment or runbooks/<name>.secrets ' +
+        'and reference it with passwordEnv',
     });
   }
   const secretKeys = new Set(secretPaths.map(formatPath));
@@ -217,7 +218,8 @@ export function semanticProblems(s: Sections): Problem[] {
       if (c?.tls && !c.address.startsWith('https://'))
         add(
           `site.upstreams[${i}].discovery.consul.tls`,
-          "tls applies to an https:// address; write the address as https://<IPv4>:<port> (Consul's https port, often 8501)",
+          "tls applies to an https:// address; write the address as https://<IPv4>:<port> (Consul's https port, " +
+            'often 8501)',
         );
     });
   }
@@ -278,7 +280,8 @@ export function semanticProblems(s: Sections): Problem[] {
         if (i !== m.i && n.priority >= m.n.priority)
           add(
             `nodes[${i}].priority`,
-            `backup priority ${n.priority} is not below the master's ${m.n.priority} (nodes[${m.i}]); the master must have the highest priority`,
+            `backup priority ${n.priority} is not below the ` +
+              `master's ${m.n.priority} (nodes[${m.i}]); the master must have the highest priority`,
           );
       });
     }
@@ -312,7 +315,8 @@ export function semanticProblems(s: Sections): Problem[] {
         else if (!inSubnet(n.host, cidr))
           add(
             'vrrp.vip',
-            `the VIP ${vrrp.vip} is not in the subnet of nodes[${i}].host ${n.host}; the VIP must share the nodes' subnet`,
+            `the VIP ${vrrp.vip} is not in the subnet ` +
+              `of nodes[${i}].host ${n.host}; the VIP must share the nodes' subnet`,
           );
       });
     }
@@ -320,7 +324,8 @@ export function semanticProblems(s: Sections): Problem[] {
       if (!Number.isInteger(vrrp.advertInt) || vrrp.advertInt < 1 || vrrp.advertInt > 255) {
         add(
           'vrrp.advertInt',
-          `${vrrp.advertInt} is not allowed with VRRP version 2; use whole seconds from 1 to 255 (or version 3 for sub-second adverts)`,
+          `${vrrp.advertInt} is not allowed with VRRP version 2; use whole seconds from 1 to 255 (or version 3 ` +
+            `for sub-second adverts)`,
         );
       }
     } else {
@@ -340,7 +345,8 @@ export function semanticProblems(s: Sections): Problem[] {
       else if (witness === cidr?.address || nodes?.some((n) => n.host === witness))
         add(
           'vrrp.witness.address',
-          `${witness} is the VIP or a node; the witness must be another host on the clients' side, e.g. the default gateway`,
+          `${witness} is the VIP or a node; the witness must be another host on the clients' side, e.g. the ` +
+            `default gateway`,
         );
     }
   }
@@ -387,7 +393,10 @@ export function semanticProblems(s: Sections): Problem[] {
       if (topFailed >= nextHealthy) {
         add(
           'keepalived.check.weight',
-          `weight ${w} cannot flip the election: with priorities ${top}/${next} the master keeps ${topFailed} >= ${nextHealthy} when its nginx dies, so there is no failover; use weight 0 (a failed check puts the node in FAULT) or a weight larger than ${top - next}`,
+          `weight ${w} cannot flip the election: with ` +
+            `priorities ${top}/${next} the master keeps ${topFailed} >= ${nextHealthy} when its nginx dies, so ` +
+            `there is no ` +
+            `failover; use weight 0 (a failed check puts the node in FAULT) or a weight larger than ${top - next}`,
         );
       }
     }
@@ -419,7 +428,9 @@ function sourceProblems(
     if (!isGit && (o.ref !== undefined || o.commit !== undefined)) {
       out.push({
         path,
-        message: `ref and commit apply to git sources; ${id} comes from ${o.path ? 'a local path' : 'a tarball URL'} (set git, or use sha256)`,
+        message:
+          `ref and commit apply to git ` +
+          `sources; ${id} comes from ${o.path ? 'a local path' : 'a tarball URL'} (set git, or use sha256)`,
       });
     }
     if (isGit && o.sha256 !== undefined) {
@@ -432,7 +443,9 @@ function sourceProblems(
     if (coreVersion && o.version && o.version !== coreVersion) {
       out.push({
         path: `${path}.version`,
-        message: `${o.version} differs from the version in use (${coreVersion}); a pin recorded here belongs to ${o.version}: update or remove both`,
+        message:
+          `${o.version} differs from the version ` +
+          `in use (${coreVersion}); a pin recorded here belongs to ${o.version}: update or remove both`,
       });
     }
   }

@@ -151,7 +151,8 @@ async function fromDebianSource(
   const exact = found.exact;
   if (!exact)
     throw new Error(
-      `Debian's source archive has ${pkg} ${[...new Set(found.versions.map(upstream))].join(', ') || '(none)'}, not ${ref.version}`,
+      `Debian's source archive ` +
+        `has ${pkg} ${[...new Set(found.versions.map(upstream))].join(', ') || '(none)'}, not ${ref.version}`,
     );
   const work = mkdtempSync(join(tmpdir(), 'ha-setup-src-'));
   try {
@@ -164,7 +165,8 @@ async function fromDebianSource(
     const orig = readdirSync(work).find((f) => f === origName);
     if (!orig)
       throw new Error(
-        `apt-get source ${pkg}=${exact} did not provide ${origName}${r.code !== 0 ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`,
+        `apt-get source ${pkg}=${exact} did not ` +
+          `provide ${origName}${r.code !== 0 ? `: ${r.stderr.trim().split('\n').pop()}` : ''}`,
       );
     renameSync(join(work, orig), `${target}.partial`);
     await acceptIfPinned(`${target}.partial`, target, pin, ref);

@@ -28,9 +28,14 @@ export const acmeStep: Step = {
     const health = `http://${vip}:${rb.site.listen}/ha-health`;
     plan.commands.push(
       // The CA's request goes to the VIP: wait until some node answers there.
-      `for i in $(seq 1 60); do curl -fsS -m 2 -o /dev/null ${shq(health)} && break; [ "$i" = 60 ] && { echo ${shq(`nobody answers ${health} after 60 s: the CA could not reach the challenge`)} >&2; exit 1; }; sleep 1; done`,
+      `for i in $(seq 1 60); do curl -fsS -m 2 -o ` +
+        `/dev/null ${shq(health)} && break; [ "$i" = 60 ] ` +
+        `&& { echo ${shq(
+          `nobody answers ${health} after 60 s: the CA could not reach the challenge`,
+        )} >&2; exit 1; }; sleep 1; done`,
       // A certificate issued for other names or by another CA is replaced now, not at its renewal.
-      `if [ "$(cat ${shq(`${L.acmeLiveDir}/issued-for`)} 2>/dev/null)" = ${shq(acmeIssuedFor(pc))} ]; then force=; else force=--force; fi
+      `if [ "$(cat ${shq(`${L.acmeLiveDir}/issued-for`)} 2>/dev/null)" = ${shq(acmeIssuedFor(pc))} ]; then force=; ` +
+        `else force=--force; fi
 ${acmeCommand(pc)} $force`,
     );
     plan.notes.push(`issued by ${acmeDirectoryLabel(acme.directory)}`);
@@ -40,6 +45,9 @@ ${acmeCommand(pc)} $force`,
     const acme = ctx.runbook.site.tls?.acme;
     if (!acme) return 'true';
     const L = layout(ctx.runbook);
-    return `${fileHoldsLine(`${L.acmeLiveDir}/issued-for`, acmeIssuedFor(ctx))} && openssl x509 -checkend ${acme.renewDays * 86400} -noout -in ${shq(`${L.acmeLiveDir}/fullchain.pem`)} >/dev/null`;
+    return (
+      `${fileHoldsLine(`${L.acmeLiveDir}/issued-for`, acmeIssuedFor(ctx))} && openssl x509 ` +
+      `-checkend ${acme.renewDays * 86400} -noout -in ${shq(`${L.acmeLiveDir}/fullchain.pem`)} >/dev/null`
+    );
   },
 };

@@ -41,7 +41,8 @@ export function firewallCommands(pc: PlanContext): { apply: string[]; verify: st
         apply: rules
           .map((r) => `iptables -C INPUT ${r} 2>/dev/null || iptables -I INPUT ${r}`)
           .concat([
-            'if command -v netfilter-persistent >/dev/null; then netfilter-persistent save; elif [ -f /etc/sysconfig/iptables ]; then iptables-save > /etc/sysconfig/iptables; fi',
+            'if command -v netfilter-persistent >/dev/null; then netfilter-persistent save; ' +
+              'elif [ -f /etc/sysconfig/iptables ]; then iptables-save > /etc/sysconfig/iptables; fi',
           ]),
         verify: rules.map((r) => `iptables -C INPUT ${r}`),
       };

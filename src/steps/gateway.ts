@@ -106,7 +106,8 @@ export function gatewayFiles(pc: PlanContext): PlannedFile[] {
       };
     }),
   });
-  // Tokens and the Redis password are in here: root only (nginx's master reads it in init_by_lua, before dropping privileges).
+  // Tokens and the Redis password are in here: root only (nginx's master reads it in init_by_lua, before dropping
+  // privileges).
   const files = [...modules, { path: `${dir}/config.lua`, content: config, mode: 0o600 }];
   // The CA certificates the gateway's TLS connections are verified against, as one bundle.
   const cas = caFiles(rb).map(({ file }) => pc.siteFiles?.ca[file]);

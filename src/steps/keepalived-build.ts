@@ -30,7 +30,8 @@ export const keepalivedBuildStep: Step = {
     if (rb.keepalived.install === 'source') {
       const dir = L.srcDir('keepalived');
       plan.commands.push(
-        `cd ${shq(dir)} && ./configure --prefix=${shq(rb.keepalived.prefix)} --sysconfdir=/etc && make -j${jobs(pc)} && make install`,
+        `cd ${shq(dir)} && ./configure --prefix=${shq(rb.keepalived.prefix)} --sysconfdir=/etc ` +
+          `&& make -j${jobs(pc)} && make install`,
       );
       plan.commands.push(`${shq(L.keepalivedBinary)} --version 2>&1 | sed -n 1p`);
     } else {
@@ -47,7 +48,8 @@ export const keepalivedBuildStep: Step = {
     const L = layout(rb);
     const versionOk =
       rb.keepalived.install === 'source'
-        ? `${shq(L.keepalivedBinary)} --version 2>&1 | grep -F ${shq(`Keepalived v${rb.keepalived.version} `)} >/dev/null`
+        ? `${shq(L.keepalivedBinary)} --version 2>&1 | ` +
+          `grep -F ${shq(`Keepalived v${rb.keepalived.version} `)} >/dev/null`
         : `[ -x ${shq(L.keepalivedBinary)} ]`;
     return allOf(filesMatchCheck(ctx), versionOk);
   },

@@ -93,17 +93,27 @@ export const LUA_DIR = 'ha-lua';
  * Remote scripts run under `set -euo pipefail`: finding nothing must not fail the listing. Only
  * .conf and .lua files count: the timestamped .bak copies writeFile keeps are left alone.
  */
-const INCLUDED_NOW = `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || true; find ${LUA_DIR} ${GATEWAY_DIR} -type f -name '*.lua' 2>/dev/null || true; find ${TLS_DIR} -type f -name '*.pem' 2>/dev/null || true; }`;
+const INCLUDED_NOW =
+  `{ ls -1d conf.d/${HTTP_PREFIX}*.conf ${SERVER_DIR}/*.conf 2>/dev/null || ` +
+  `true; find ${LUA_DIR} ${GATEWAY_DIR} -type f -name '*.lua' 2>/dev/null || ` +
+  `true; find ${TLS_DIR} -type f -name '*.pem' 2>/dev/null || true; }`;
 
 /** Exits 1 when the conf directory (the current one) holds an include file not in `keep` (paths relative to it). */
 export function staleIncludesProbe(confDir: string, keep: string[]): string {
-  return `cd ${shq(confDir)} && ${INCLUDED_NOW} | { while IFS= read -r f; do case ${shq(` ${keep.join(' ')} `)} in *" $f "*) ;; *) exit 1;; esac; done; }`;
+  return (
+    `cd ${shq(confDir)} && ${INCLUDED_NOW} | { while IFS= read -r f; ` +
+    `do case ${shq(` ${keep.join(' ')} `)} in *" $f "*) ;; *) exit 1;; esac; done; }`
+  );
 }
 
 /** Removes include files a previous runbook had and this one does not (inside `confDir`). */
 export function staleIncludesScript(confDir: string, files: PlannedFile[], liveConfDir: string): string {
   const keep = files.map((f) => f.path.replace(liveConfDir, confDir));
-  return `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && ${INCLUDED_NOW} | while IFS= read -r f; do case ${shq(` ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) echo "removing $f (no longer in site.include)"; rm -f -- "$f";; esac; done`;
+  return (
+    `cd ${shq(confDir)} && mkdir -p ${SERVER_DIR} && ${INCLUDED_NOW} | while IFS= read -r f; ` +
+    `do case ${shq(` ${keep.map((k) => k.slice(confDir.length + 1)).join(' ')} `)} in *" $f "*) ;; *) echo "removing ` +
+    `$f (no longer in site.include)"; rm -f -- "$f";; esac; done`
+  );
 }
 
 /**
@@ -121,15 +131,21 @@ function revertPendingBinary(L: ReturnType<typeof layout>): string {
  */
 export function applyConfigCommand(pc: PlanContext): string {
   const L = layout(pc.runbook);
-  const restore = `rm -rf -- ${shq(L.confDir)} && mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confDir)} && rm -f -- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
+  const restore =
+    `rm -rf -- ${shq(L.confDir)} && mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confDir)} && rm -f ` +
+    `-- ${shq(L.upgradePending)} ${shq(L.installedMarker)}`;
   // The hot upgrade moves a running master of this prefix; an nginx of another flavor or prefix (a
   // flavor switch) is replaced when nginx-service restarts the rewritten unit, node by node.
-  return `if [ -e ${shq(L.upgradePending)} ]; then
-  if systemctl is-active --quiet nginx && [ -s ${shq(L.pidFile)} ]; then ${shq(L.upgradeScript)} || { ${restore}; echo 'the previous configuration is back beside the previous binary' >&2; exit 1; }; fi
+  return (
+    `if [ -e ${shq(L.upgradePending)} ]; then
+  if systemctl is-active --quiet nginx && [ ` +
+    `-s ${shq(L.pidFile)} ]; then ${shq(L.upgradeScript)} || { ${restore}; echo 'the previous configuration is back ` +
+    `beside the previous binary' >&2; exit 1; }; fi
   rm -f -- ${shq(L.upgradePending)}; rm -rf -- ${shq(L.confOld)}; mv -- ${shq(L.confBeforeUpgrade)} ${shq(L.confOld)}
 elif systemctl is-active --quiet nginx; then
   ${reloadAndConfirm(L)}
-fi`;
+fi`
+  );
 }
 
 /**
@@ -138,10 +154,15 @@ fi`;
  * the old one and its old workers, and only its error log says so.
  */
 function reloadAndConfirm(L: ReturnType<typeof layout>): string {
-  return `master=$(cat -- ${shq(L.pidFile)}); before=" $(pgrep -P "$master" | tr '\n' ' ')"
+  return (
+    `master=$(cat -- ${shq(L.pidFile)}); before=" $(pgrep -P "$master" | tr '\n' ' ')"
   systemctl reload nginx
-  took=; for i in $(seq 1 100); do for w in $(pgrep -P "$master" || true); do case "$before" in *" $w "*) ;; *) took=1;; esac; done; [ -n "$took" ] && break; sleep 0.1; done
-  if [ -z "$took" ]; then echo "nginx did not take the new configuration (master $master kept its workers for 10 s: it still serves the previous one); the end of its error log:" >&2; tail -n 5 -- ${shq(`${L.logDir}/error.log`)} >&2; exit 1; fi`;
+  took=; for i in $(seq 1 100); do for w in $(pgrep -P "$master" || true); do case "$before" in *" $w "*) ;; *) ` +
+    `took=1;; esac; done; [ -n "$took" ] && break; sleep 0.1; done
+  if [ -z "$took" ]; then echo "nginx did not take the new configuration (master $master kept its workers for 10 ` +
+    `s: it still serves the previous one); the end of its error log:" >&2; tail -n 5 ` +
+    `-- ${shq(`${L.logDir}/error.log`)} >&2; exit 1; fi`
+  );
 }
 
 export const nginxConfigStep: Step = {
@@ -179,7 +200,8 @@ export const nginxConfigStep: Step = {
     const stageConf = `${stage}/conf`;
     await runCommand(
       ctx,
-      `rm -rf ${shq(stage)} && mkdir -p ${shq(`${stage}/logs`)} && cp -a ${shq(L.confDir)} ${shq(stageConf)} && mkdir -p ${shq(`${stageConf}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`,
+      `rm -rf ${shq(stage)} && mkdir -p ${shq(`${stage}/logs`)} && cp -a ${shq(L.confDir)} ${shq(stageConf)} && ` +
+        `mkdir -p ${shq(`${stageConf}/conf.d`)} ${shq(`${L.confDir}/conf.d`)}`,
     );
     for (const f of ctx.plan.files) {
       const staged = f.path.replace(L.confDir, stageConf);
@@ -192,19 +214,23 @@ export const nginxConfigStep: Step = {
       // A new binary waiting for this configuration refuses it too: it goes, the running one comes
       // back on disk (kept as .failed, like the upgrade script does), and install runs again next time.
       const back = await ctx.t.exec(
-        `if [ -e ${shq(L.upgradePending)} ]; then ${revertPendingBinary(L)}; echo "master $(cat ${shq(L.pidFile)} 2>/dev/null)"; fi`,
+        `if [ -e ${shq(L.upgradePending)} ]; then ${revertPendingBinary(L)}; echo "master ` +
+          `$(cat ${shq(L.pidFile)} 2>/dev/null)"; fi`,
         { quiet: true },
       );
       const master = /master (\d+)/.exec(back.stdout)?.[1];
       const why = master
-        ? `the new binary refuses the new ${L.confFile}; master ${master} keeps serving with the old binary (back in ${L.nginxBinary}, the new one kept as ${L.nginxBinary}.failed)`
+        ? `the new binary refuses ` +
+          `the new ${L.confFile}; master ${master} keeps serving with the old binary ` +
+          `(back in ${L.nginxBinary}, the new one kept as ${L.nginxBinary}.failed)`
         : 'the live configuration was left untouched';
       throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(${why})`);
     }
     // A deferred hot upgrade can still fail: keep the configuration the running master has, to put back.
     await runCommand(
       ctx,
-      `if [ -e ${shq(L.upgradePending)} ]; then rm -rf -- ${shq(L.confBeforeUpgrade)} && cp -a -- ${shq(L.confDir)} ${shq(L.confBeforeUpgrade)}; fi`,
+      `if [ -e ${shq(L.upgradePending)} ]; then rm -rf -- ${shq(L.confBeforeUpgrade)} && cp -a ` +
+        `-- ${shq(L.confDir)} ${shq(L.confBeforeUpgrade)}; fi`,
     );
     await runCommand(ctx, staleIncludesScript(L.confDir, ctx.plan.files, L.confDir));
     for (const f of ctx.plan.files)

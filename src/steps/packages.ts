@@ -35,10 +35,12 @@ function missingScript(pc: PlanContext, pkgs: string[]): string {
 export function installPackagesCommands(pc: PlanContext, pkgs: string[]): string[] {
   const install = osProfile(pc.facts).installMissing;
   return [
-    `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "installing:$missing"; ${install}; else echo "all packages present"; fi`,
+    `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo ` +
+      `"installing:$missing"; ${install}; else echo "all packages present"; fi`,
     // yum exits 0 when a name does not exist; ask the package database, so a missing package fails
     // here by name instead of later in configure.
-    `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "not installed after the install command:$missing (wrong name for this release, or a repository such as EPEL is missing)" >&2; exit 1; fi`,
+    `${missingScript(pc, pkgs)}\nif [ -n "$missing" ]; then echo "not installed after the install ` +
+      `command:$missing (wrong name for this release, or a repository such as EPEL is missing)" >&2; exit 1; fi`,
   ];
 }
 

@@ -36,7 +36,8 @@ export const patchStep: Step = {
     const plan = emptyPlan();
     for (const t of corePatches(pc)) {
       plan.commands.push(
-        `if ${appliedTest(t)}; then echo 'already applied'; else patch -p1 -f -d ${shq(t.target)} < ${shq(t.patchFile)}; fi`,
+        `if ${appliedTest(t)}; then echo 'already applied'; else patch ` +
+          `-p1 -f -d ${shq(t.target)} < ${shq(t.patchFile)}; fi`,
       );
       plan.notes.push(`${t.module}: ${t.patchFile} -> ${t.target}`);
     }

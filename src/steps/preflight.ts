@@ -38,7 +38,8 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     .filter((t) => t > 0);
   if (times.length > 1 && Math.max(...times) - Math.min(...times) > MAX_SKEW_MS) {
     problems.push(
-      `clocks differ by ${Math.max(...times) - Math.min(...times)} ms between nodes (more than ${MAX_SKEW_MS} ms); enable NTP (chrony or systemd-timesyncd)`,
+      `clocks differ by ${Math.max(...times) - Math.min(...times)} ms between nodes ` +
+        `(more than ${MAX_SKEW_MS} ms); enable NTP (chrony or systemd-timesyncd)`,
     );
   }
 
@@ -53,14 +54,16 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
       problems.push(`port ${port} is in use by another program: ${users.split('\n')[0]}`);
     } else if (users.includes('nginx') && !host.ourNginx.has(port)) {
       problems.push(
-        `port ${port} is used by an nginx that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,
+        `port ${port} is used by an nginx ` +
+          `that is not ${L.nginxBinary} (a distribution nginx?); stop and disable it first`,
       );
     }
   }
 
   if (hook && !host.hookExecutable)
     problems.push(
-      `keepalived.notifyHook: ${hook} is not an executable file on ${ctx.node.name}; install it there first (transitions and split brain would go unreported)`,
+      `keepalived.notifyHook: ${hook} is not an executable ` +
+        `file on ${ctx.node.name}; install it there first (transitions and split brain would go unreported)`,
     );
 
   // The rule looks at every node of this run: reported once, by the first of them.
@@ -81,15 +84,20 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
   );
   if (!heldByCluster && addrs) {
     const probeVip = await ctx.t.exec(
-      `if command -v arping >/dev/null; then echo arping; arping -c 2 -w 2 -I ${shq(iface)} ${shq(cidr.address)} 2>&1 || true; ` +
-        `elif command -v ping >/dev/null; then ping -c 1 -W 1 ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; else echo unknown; fi`,
+      `if command -v arping >/dev/null; then echo arping; arping -c 2 ` +
+        `-w 2 -I ${shq(iface)} ${shq(cidr.address)} 2>&1 || true; ` +
+        `elif command -v ping >/dev/null; then ping ` +
+        `-c 1 -W 1 ${shq(cidr.address)} >/dev/null 2>&1 && echo answered || echo silent; else echo unknown; fi`,
       { quiet: true },
     );
     const clusterMacs = Object.values(ctx.clusterFacts).flatMap((f) => f.macs);
     const verdict = vipProbeVerdict(probeVip.stdout, clusterMacs);
     if (verdict.kind === 'foreign')
       problems.push(
-        `the VIP ${cidr.address} already answers on the network${verdict.macs.length > 0 ? ` (from ${verdict.macs.join(', ')})` : ''} and no node of this cluster holds it; another host uses it`,
+        `the VIP ${cidr.address} already answers on ` +
+          `the network${verdict.macs.length > 0 ? ` (from ${verdict.macs.join(', ')})` : ''} and no node of this ` +
+          `cluster ` +
+          `holds it; another host uses it`,
       );
     else if (verdict.kind === 'unknown')
       ctx.warn('neither arping nor ping is installed: could not check that the VIP is free');
@@ -97,7 +105,10 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
 
   // Listen for VRRP adverts with our VRID from hosts outside this cluster.
   const listen = await ctx.t.exec(
-    `command -v tcpdump >/dev/null || { echo no-tcpdump; exit 0; }; timeout 3 tcpdump -nn -i ${shq(iface)} -c 5 ${shq(`ip proto 112 and ip[((ip[0]&0xf)<<2)+1] = ${vrid}`)} 2>/dev/null | awk '{print $3}' | sort -u || true`,
+    `command -v tcpdump >/dev/null || { echo no-tcpdump; exit 0; }; timeout 3 ` +
+      `tcpdump -nn -i ${shq(iface)} -c 5 ${shq(
+        `ip proto 112 and ip[((ip[0]&0xf)<<2)+1] = ${vrid}`,
+      )} 2>/dev/null | awk '{print $3}' | sort -u || true`,
     { quiet: true },
   );
   const out = listen.stdout.trim();
@@ -150,8 +161,14 @@ export function vrrpIdentityProblems(
   }
   if (changes.length === 0) return [];
   return [
-    `${changes.join('; ')}: keepalived serves on ${serving.map((n) => n.name).join(' and ')}, and nodes with different VRRP settings do not hear each other, so this change cannot roll node by node (both nodes would hold the VIP). ` +
-      'Maintenance path: stop keepalived on every node except the one holding the VIP (`systemctl stop keepalived`; the holder keeps the VIP), then apply again: the holder reloads into the new settings (the VIP is absent for about three advert intervals) and the others start with them.',
+    `${changes.join('; ')}: keepalived serves on ${serving.map((n) => n.name).join(' and ')}, and nodes with ` +
+      `different VRRP settings do not hear each other, so this change cannot roll node by node (both nodes would ` +
+      `hold ` +
+      `the VIP). ` +
+      'Maintenance path: stop keepalived on every node except the one holding the VIP (`systemctl stop ' +
+      'keepalived`; the holder keeps the VIP), then apply again: the holder reloads into the new settings (the VIP ' +
+      'is ' +
+      'absent for about three advert intervals) and the others start with them.',
   ];
 }
 
@@ -170,16 +187,18 @@ export function hostProbeScript(rb: Runbook): string {
     lines.push(`ss -Hltnp ${filter} 2>/dev/null | sed 's/^/port ${port} /'`);
     lines.push(
       `{ pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || ` +
-        `{ grep -q 'managed by ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
+        `{ grep -q 'managed by ` +
+        `ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
         `[ "$m" != 0 ] && ss -Hltnp ${filter} | grep -q "pid=$m,"; }; } && echo 'ours ${port}'`,
     );
   }
   const hook = rb.keepalived.notifyHook;
   if (hook) lines.push(`[ -f ${shq(hook)} ] && [ -x ${shq(hook)} ] && echo hook-executable`);
   lines.push(
-    `systemctl is-active --quiet keepalived && grep -qw ${shq(`virtual_router_id ${rb.vrrp.virtualRouterId}`)} ${shq(L.keepalivedConf)} && echo our-keepalived`,
+    `systemctl is-active --quiet keepalived && ` +
+      `grep -qw ${shq(`virtual_router_id ${rb.vrrp.virtualRouterId}`)} ${shq(L.keepalivedConf)} && echo our-keepalived`,
   );
-  return lines.map((l) => `${l}\n`).join('') + 'true';
+  return `${lines.map((l) => `${l}\n`).join('')}true`;
 }
 
 export interface HostProbe {
@@ -238,7 +257,8 @@ async function ensureProbeTools(ctx: StepContext): Promise<void> {
   if (pkgs.length === 0) return;
   const install = osProfile(ctx.facts).installQuietly(pkgs);
   const r = await ctx.t.exec(
-    `if command -v tcpdump >/dev/null && command -v arping >/dev/null; then exit 0; fi\n${install}\ncommand -v tcpdump >/dev/null && command -v arping >/dev/null`,
+    `if command -v tcpdump >/dev/null && command -v arping >/dev/null; then ` +
+      `exit 0; fi\n${install}\ncommand -v tcpdump >/dev/null && command -v arping >/dev/null`,
     { quiet: true },
   );
   if (r.code !== 0) ctx.warn(`could not install ${pkgs.join(' ')} for the network checks`);

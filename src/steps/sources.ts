@@ -51,7 +51,8 @@ function planFor(pc: PlanContext, wanted: Array<{ id: string; version: string }>
     plan.uploads.push({ local: src.path, remote, sha256: src.sha256, mode: 0o644 });
     // Unpacked under a name of our own (--strip-components) so paths never depend on the tarball's top directory.
     plan.commands.push(
-      `rm -rf ${shq(dir)} && mkdir -p ${shq(dir)} && tar -xf ${shq(remote)} -C ${shq(dir)} --strip-components=1 --no-same-owner && echo ${shq(src.sha256)} > ${shq(marker(dir))}`,
+      `rm -rf ${shq(dir)} && mkdir -p ${shq(dir)} && tar -xf ${shq(remote)} -C ${shq(dir)} --strip-components=1 ` +
+        `--no-same-owner && echo ${shq(src.sha256)} > ${shq(marker(dir))}`,
     );
     plan.notes.push(
       src.git

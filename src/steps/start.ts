@@ -9,7 +9,8 @@ export const startStep: Step = {
   plan(): StepPlan {
     const plan = emptyPlan();
     plan.commands.push(
-      'systemctl daemon-reload && systemctl enable keepalived && systemctl restart keepalived && sleep 0.5 && systemctl is-active keepalived',
+      'systemctl daemon-reload && systemctl enable keepalived && systemctl restart keepalived && sleep 0.5 && ' +
+        'systemctl is-active keepalived',
     );
     return plan;
   },

@@ -21,8 +21,14 @@ export const ACME_UNIT = 'ha-setup-acme';
 const PROFILES = {
   intermediate: {
     protocols: 'TLSv1.2 TLSv1.3',
-    ciphers:
-      'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305',
+    ciphers: [
+      'ECDHE-ECDSA-AES128-GCM-SHA256',
+      'ECDHE-RSA-AES128-GCM-SHA256',
+      'ECDHE-ECDSA-AES256-GCM-SHA384',
+      'ECDHE-RSA-AES256-GCM-SHA384',
+      'ECDHE-ECDSA-CHACHA20-POLY1305',
+      'ECDHE-RSA-CHACHA20-POLY1305',
+    ].join(':'),
   },
   modern: { protocols: 'TLSv1.3', ciphers: '' },
 };
@@ -186,11 +192,16 @@ function placeholderCommand(pc: PlanContext): string {
   const L = layout(pc.runbook);
   const names = certificateNames(pc.runbook.site);
   const live = L.acmeLiveDir;
-  return `if [ ! -s ${shq(`${live}/fullchain.pem`)} ]; then
+  const subject = shq('/CN=ha-setup placeholder until ACME issues');
+  const sans = shq(`subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`);
+  return (
+    `if [ ! -s ${shq(`${live}/fullchain.pem`)} ]; then
   install -d -m 0755 ${shq(live)}
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj ${shq('/CN=ha-setup placeholder until ACME issues')} -addext ${shq(`subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`)} -keyout ${shq(`${live}/privkey.pem`)} -out ${shq(`${live}/fullchain.pem`)} 2>&1
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj ${subject} ` +
+    `-addext ${sans} -keyout ${shq(`${live}/privkey.pem`)} -out ${shq(`${live}/fullchain.pem`)} 2>&1
   chmod 0600 ${shq(`${live}/privkey.pem`)}
-fi`;
+fi`
+  );
 }
 
 /** What HTTPS needs installed: openssl (ticket keys, placeholder, checks) and for ACME its client. */
@@ -209,7 +220,10 @@ function removedCommands(pc: PlanContext): string[] {
   if (!rb.site.tls?.acme) gone.push({ unit: ACME_UNIT, paths: [`${L.acmeConfDir}/config`] });
   return gone.map(
     ({ unit, paths }) =>
-      `if [ -e ${shq(`${UNITS}/${unit}.timer`)} ]; then systemctl disable --now ${unit}.timer || true; rm -f -- ${[`${UNITS}/${unit}.timer`, `${UNITS}/${unit}.service`, ...paths].map(shq).join(' ')}; systemctl daemon-reload; fi`,
+      `if [ -e ${shq(`${UNITS}/${unit}.timer`)} ]; then systemctl ` +
+      `disable --now ${unit}.timer || true; rm -f ` +
+      `-- ${[`${UNITS}/${unit}.timer`, `${UNITS}/${unit}.service`, ...paths].map(shq).join(' ')}; systemctl ` +
+      `daemon-reload; fi`,
   );
 }
 
@@ -249,7 +263,8 @@ export const tlsStep: Step = {
     }
     if (tls && !tls.sessionTickets)
       plan.notes.push(
-        'site.tls.sessionTickets is not set: each nginx has ticket keys of its own, so sessions do not resume after a failover or a reload',
+        'site.tls.sessionTickets is not set: each nginx has ticket keys of its own, ' +
+          'so sessions do not resume after a failover or a reload',
       );
     plan.commands.push(...removedCommands(pc));
     return plan;

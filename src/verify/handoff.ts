@@ -15,7 +15,9 @@ import { layout } from '../runbook/layout.js';
 
 /** The safety timer ends a handoff ha-setup lost track of; a planned move and its drain take far less. */
 export const HANDOFF_EXPIRE_SECONDS = 120;
-/** The old holder finishes its connections for at least this long after the move (stragglers whose ARP entry is late)... */
+/**
+ * The old holder finishes its connections for at least this long after the move (stragglers whose ARP entry is late)...
+ */
 export const HANDOFF_MIN_DRAIN_MS = 1_000;
 /** ...and at most this long (idle keep-alive connections would hold it for a minute). */
 export const HANDOFF_MAX_DRAIN_MS = 10_000;
@@ -48,7 +50,10 @@ export function handoffCommands(rb: Runbook): {
   };
 }
 
-/** The node's own IPv4 address on its VRRP interface (not the VIP): where the new holder sends the old connections' packets. */
+/**
+ * The node's own IPv4 address on its VRRP interface (not the VIP): where the new holder sends the old connections'
+ * packets.
+ */
 export async function addressOnInterface(h: NodeHandle, rb: Runbook): Promise<string | undefined> {
   const vip = parseCidr(rb.vrrp.vip)!.address;
   const r = await h.t.exec(`ip -4 -o addr show dev ${shq(h.node.interface)} scope global`, { quiet: true });
@@ -117,7 +122,9 @@ async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle, log: 
   } catch (e) {
     await undo();
     log(
-      `connection handoff unavailable (${(e as Error).message.split('\n')[0]}): connections open at the instant the VIP moves may be reset`,
+      `connection handoff ` +
+        `unavailable (${(e as Error).message.split('\n')[0]}): connections open at the instant the VIP moves may ` +
+        `be reset`,
     );
     return { end: async () => undefined };
   }
@@ -139,7 +146,8 @@ async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle, log: 
       }
       if (open > 0)
         log(
-          `handoff: ${from.node.name} still had ${open} connection(s) on the VIP after ${HANDOFF_MAX_DRAIN_MS / 1000} s; they are closed now`,
+          `handoff: ${from.node.name} still had ${open} connection(s) on the ` +
+            `VIP after ${HANDOFF_MAX_DRAIN_MS / 1000} s; they are closed now`,
         );
       await undo();
     },

@@ -137,9 +137,11 @@ export function startRemoteProber(
   let t0: number | undefined;
   const url = `${tls ? 'https' : 'http'}://${vip}:${port}/ha-health`;
   // Over TLS any certificate is taken (-k): this measures availability; verify checks certificates apart.
-  const script = `rm -f ${stopFile}
+  const script =
+    `rm -f ${stopFile}
 while [ ! -e ${stopFile} ]; do
-  ( t=$(date +%s%3N); if body=$(curl -fsS${tls ? 'k' : ''} -m ${timeoutMs / 1000} -- ${url} 2>/dev/null); then echo "$t OK $body"; else echo "$t FAIL"; fi ) &
+  ( t=$(date +%s%3N); if body=$(curl -fsS${tls ? 'k' : ''} -m ${timeoutMs / 1000} -- ${url} 2>/dev/null); then ` +
+    `echo "$t OK $body"; else echo "$t FAIL"; fi ) &
   sleep ${intervalMs / 1000}
 done
 wait; rm -f ${stopFile}`;

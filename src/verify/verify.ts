@@ -146,7 +146,8 @@ export async function clearPromotions(env: Env): Promise<void> {
     env.handles.map((h) =>
       exec(
         h,
-        `echo 0 > ${shq(L.promoteFile)}; echo 0 > ${shq(L.maintenanceFile)}; if systemctl is-active --quiet nginx; then echo 0 > ${shq(L.trackFile)}; fi`,
+        `echo 0 > ${shq(L.promoteFile)}; echo 0 > ${shq(L.maintenanceFile)}; if systemctl is-active --quiet ` +
+          `nginx; then echo 0 > ${shq(L.trackFile)}; fi`,
       ),
     ),
   );
@@ -261,7 +262,10 @@ export async function verifyFailover(
   // Every node must be able to take the VIP: nginx answers locally and keepalived runs, before any move.
   for (const h of env.handles) {
     const r = await h.t.exec(
-      `curl -fsS -m 2 -o /dev/null -- http://127.0.0.1:${rb.site.listen}/ha-health && echo nginx-ok; systemctl is-active keepalived >/dev/null && echo keepalived-ok; true`,
+      `curl -fsS -m 2 -o /dev/null -- ` +
+        `http://127.0.0.1:${rb.site.listen}/ha-health && echo nginx-ok; systemctl is-active keepalived >/dev/null ` +
+        `&& echo ` +
+        `keepalived-ok; true`,
       { quiet: true },
     );
     if (!r.stdout.includes('nginx-ok'))
@@ -294,7 +298,9 @@ export async function verifyFailover(
       ? await plannedMove(rb, holder, target, env.log, measureFailover, (p) => p.moved)
       : await measureFailover();
   env.log(
-    `${scenario}: VIP ${failover.moved ? `moved to ${failover.to}` : 'did not move'}; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`,
+    `${scenario}: VIP ${
+      failover.moved ? `moved to ${failover.to}` : 'did not move'
+    }; downtime ${failover.downtimeMs} ms, ${failover.failedRequests} failed of ${failover.totalRequests}`,
   );
   if (!failover.moved) problems.push(`the VIP did not move away from ${holder.node.name} within 30 s`);
   if (failover.splitBrain)

@@ -74,7 +74,9 @@ const withAcme = { when: (a: Answers) => a.tls === 'acme', notApplicable: 'needs
 
 const DEFAULT_VERSIONS = { openresty: '1.27.1.2', nginx: '1.26.3' } as const;
 
-/** host:port entries, comma-separated; an address where a proxied request must never go is named here, not at the end. */
+/**
+ * host:port entries, comma-separated; an address where a proxied request must never go is named here, not at the end.
+ */
 function serverListProblem(v: string): string | undefined {
   const list = splitList(v);
   if (!list.every((s) => /^[A-Za-z0-9.-]+:\d{1,5}$/.test(s))) return 'give host:port entries separated by commas';
@@ -107,7 +109,10 @@ function interfaceNote(a: Answers): string {
   const found = detectedInterfaces(a);
   const host = splitList(String(a.hosts ?? ''))[0];
   if (found.length === 0) {
-    return 'common names: eth0, ens18 / ens192 (VMs), enp0s3 (VirtualBox), eno1 (servers); `ip -br addr` on a node lists them';
+    return (
+      'common names: eth0, ens18 / ens192 (VMs), enp0s3 (VirtualBox), eno1 (servers); ' +
+      '`ip -br addr` on a node lists them'
+    );
   }
   const vip = parseCidr(String(a.vip ?? ''));
   const lines = found.map(
@@ -221,7 +226,10 @@ export const questions: Question[] = [
       if (hosts.includes(c.address)) return 'the VIP must not be a node address';
       const outside = hosts.filter((h) => isIPv4(h) && !inSubnet(h, c));
       if (outside.length > 0)
-        return `${outside.join(', ')} ${outside.length === 1 ? 'is' : 'are'} not in ${c.address}/${c.prefix}: the VIP must share the nodes' subnet (check the prefix length)`;
+        return (
+          `${outside.join(', ')} ${outside.length === 1 ? 'is' : 'are'} not in ${c.address}/${c.prefix}: the ` +
+          `VIP must share the nodes' subnet (check the prefix length)`
+        );
       return undefined;
     },
   },
@@ -230,7 +238,8 @@ export const questions: Question[] = [
     flag: '--lookup-interface',
     kind: 'confirm',
     message:
-      "Look up the first node's interfaces over SSH to suggest the VIP's (runs `ip -4 -o addr show` there, changes nothing)?",
+      "Look up the first node's interfaces over SSH to suggest the VIP's (runs `ip -4 -o addr show` there, " +
+      'changes nothing)?',
     help: "suggest the VIP interface from the first node's addresses, read over SSH (changes nothing; default no)",
     default: () => false,
     when: (a) => a.interface === undefined,
@@ -363,7 +372,11 @@ export const questions: Question[] = [
           value: m.id,
           label: `${m.id}: ${m.title}`,
           // Honest about what was shown on real hosts: proven per flavor and version, else plans only.
-          hint: `${moduleOrigin(m, a.flavor as Flavor)}; ${moduleProven(m, a.flavor as Flavor, String(a.buildVersion)) ? 'proven on lab hosts' : 'golden plans only for this version'}`,
+          hint: `${moduleOrigin(m, a.flavor as Flavor)}; ${
+            moduleProven(m, a.flavor as Flavor, String(a.buildVersion))
+              ? 'proven on lab hosts'
+              : 'golden plans only for this version'
+          }`,
         })),
     note: (a) => {
       const out = moduleCatalog()
@@ -485,7 +498,9 @@ export const questions: Question[] = [
     flag: '--sticky-cookie <name>',
     kind: 'text',
     message: 'Sticky sessions: cookie that keeps a client on one server (empty: none)',
-    help: 'keep each client on one upstream server by this cookie (the sticky module where it builds, else a consistent hash; default none, "route" with the sticky module)',
+    help:
+      'keep each client on one upstream server by this cookie (the sticky module where it builds, ' +
+      'else a consistent hash; default none, "route" with the sticky module)',
     default: (a) => (picked(a, 'sticky') ? 'route' : ''),
     when: (a) => hasUpstream(a),
     notApplicable: 'needs --upstream',
@@ -496,7 +511,9 @@ export const questions: Question[] = [
     flag: '--cache-location <path>',
     kind: 'text',
     message: "cache-purge: cache the upstream's answers under this URL path, PURGE from this node (empty: no cache)",
-    help: 'a cached location (10 min) proxied to the upstream; PURGE <url> from 127.0.0.1 removes an entry (default /static/)',
+    help:
+      'a cached location (10 min) proxied to the upstream; PURGE <url> from 127.0.0.1 removes an entry ' +
+      '(default /static/)',
     default: () => '/static/',
     when: (a) => picked(a, 'cache-purge') && hasUpstream(a),
     notApplicable: 'needs --modules cache-purge and --upstream',
@@ -666,7 +683,9 @@ export const questions: Question[] = [
     flag: '--tls <kind>',
     kind: 'select',
     message: 'HTTPS on the VIP?',
-    help: "none, files (a certificate you have, beside the runbook) or acme (issued and renewed by an ACME CA such as Let's Encrypt) (default none)",
+    help:
+      'none, files (a certificate you have, beside the runbook) or acme (issued and renewed by an ACME CA ' +
+      "such as Let's Encrypt) (default none)",
     choices: () => [
       { value: 'none', label: 'none', hint: 'plain HTTP only' },
       { value: 'files', label: 'certificate files', hint: 'a chain and key you already have, kept beside the runbook' },
@@ -703,7 +722,9 @@ export const questions: Question[] = [
     flag: '--tls-chain <file>',
     kind: 'text',
     message: "Certificate chain file, relative to the runbook's folder (server certificate first, then intermediates)",
-    help: 'PEM chain beside the runbook (default tls/<name>.fullchain.pem); checked against the key before anything ships',
+    help:
+      'PEM chain beside the runbook (default tls/<name>.fullchain.pem); ' +
+      'checked against the key before anything ships',
     default: (a) => `tls/${String(a.name ?? 'web-ha')}.fullchain.pem`,
     when: (a) => a.tls === 'files',
     notApplicable: 'needs --tls files',
@@ -725,7 +746,9 @@ export const questions: Question[] = [
     flag: '--acme-directory <ca>',
     kind: 'select',
     message: 'ACME CA',
-    help: 'letsencrypt-staging (test certificates, the default while trying), letsencrypt (production), or the https:// URL of an ACME directory',
+    help:
+      'letsencrypt-staging (test certificates, the default while trying), letsencrypt (production), ' +
+      'or the https:// URL of an ACME directory',
     choices: () => [
       {
         value: 'letsencrypt-staging',
@@ -753,7 +776,9 @@ export const questions: Question[] = [
     flag: '--no-tls-session-tickets',
     kind: 'confirm',
     message: 'Share TLS session tickets between the nodes (clients resume their sessions after a failover)?',
-    help: 'do not share session ticket keys between the nodes (by default a shared secret is generated into the .secrets file)',
+    help:
+      'do not share session ticket keys between the nodes (by default a shared secret is generated into the ' +
+      '.secrets file)',
     default: () => true,
     ...withHttps,
   },

@@ -89,7 +89,8 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
   const toAsk = questions.filter((q) => given[q.id] === undefined && kept[q.id] === undefined).length;
   if (opts.interactive && !opts.yes && toAsk > 0) {
     p.intro(
-      `ha-setup: up to ${toAsk} questions, then a summary to confirm; Enter takes the default shown, Ctrl-C cancels and writes nothing`,
+      `ha-setup: up to ${toAsk} questions, then a summary to confirm; Enter takes the default shown, Ctrl-C ` +
+        `cancels and writes nothing`,
       { output: opts.output },
     );
   }
@@ -159,7 +160,10 @@ export async function resolveAnswers(given: Answers, opts: WizardOptions): Promi
   return a;
 }
 
-/** The answer to --lookup-interface: what the first node has, or a warning why not (the question is then asked as before). */
+/**
+ * The answer to --lookup-interface: what the first node has, or a warning why not (the question is then asked as
+ * before).
+ */
 async function lookUpInterfaces(a: Answers, opts: WizardOptions): Promise<void> {
   const host = splitList(String(a.hosts ?? ''))[0];
   if (!opts.lookupInterfaces || !host) return;

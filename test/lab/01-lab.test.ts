@@ -93,35 +93,39 @@ describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => 
     expect(r.stderr).toMatch(/Host key verification failed/);
   });
 
-  it("init --lookup-interface reads the first node's interfaces over SSH and takes the one in the VIP's subnet; an unknown host key is refused without --accept-new-host-keys", async () => {
-    const state = readState(paths)!;
-    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-lookup-'));
-    const args = [
-      'init',
-      '--hosts',
-      state.nodes.map((n) => n.ip).join(','),
-      '--vip',
-      `${state.vip}/24`,
-      '--identity-file',
-      paths.key,
-      '--lookup-interface',
-      '--yes',
-      '--name',
-      'looked-up',
-    ];
-    const refused = await cli(args, dir);
-    expect(refused.code).toBe(2);
-    expect(refused.out + refused.err).toMatch(/could not look up the interfaces on 10\.213\.0\.11: .*host key/i);
-    expect(refused.err).toContain('--interface');
-    expect(existsSync(join(dir, 'runbooks', 'looked-up.known_hosts'))).toBe(false);
+  it(
+    "init --lookup-interface reads the first node's interfaces over SSH and takes the one in the VIP's subnet; " +
+      'an unknown host key is refused without --accept-new-host-keys',
+    async () => {
+      const state = readState(paths)!;
+      const dir = mkdtempSync(join(tmpdir(), 'ha-setup-lookup-'));
+      const args = [
+        'init',
+        '--hosts',
+        state.nodes.map((n) => n.ip).join(','),
+        '--vip',
+        `${state.vip}/24`,
+        '--identity-file',
+        paths.key,
+        '--lookup-interface',
+        '--yes',
+        '--name',
+        'looked-up',
+      ];
+      const refused = await cli(args, dir);
+      expect(refused.code).toBe(2);
+      expect(refused.out + refused.err).toMatch(/could not look up the interfaces on 10\.213\.0\.11: .*host key/i);
+      expect(refused.err).toContain('--interface');
+      expect(existsSync(join(dir, 'runbooks', 'looked-up.known_hosts'))).toBe(false);
 
-    const r = await cli([...args, '--accept-new-host-keys'], dir);
-    expect(r.code, r.out + r.err).toBe(0);
-    const doc = parse(readFileSync(join(dir, 'runbooks', 'looked-up.yaml'), 'utf8'));
-    expect(doc.vrrp.interface).toBe('host0');
-    // the key was recorded beside the runbook, where apply looks for it
-    expect(readFileSync(join(dir, 'runbooks', 'looked-up.known_hosts'), 'utf8')).toContain('10.213.0.11');
-  });
+      const r = await cli([...args, '--accept-new-host-keys'], dir);
+      expect(r.code, r.out + r.err).toBe(0);
+      const doc = parse(readFileSync(join(dir, 'runbooks', 'looked-up.yaml'), 'utf8'));
+      expect(doc.vrrp.interface).toBe('host0');
+      // the key was recorded beside the runbook, where apply looks for it
+      expect(readFileSync(join(dir, 'runbooks', 'looked-up.known_hosts'), 'utf8')).toContain('10.213.0.11');
+    },
+  );
 
   it('a non-root user with sudo works on the nodes', async () => {
     const state = readState(paths)!;
@@ -133,13 +137,16 @@ describe.skipIf(!inject('labAvailable'))('lab lifecycle on this machine', () => 
     const state = readState(paths)!;
     // A source nothing else compiles, so the first compile is a miss whatever the cache holds.
     const src = `int ha_setup_lab_probe_${Date.now()}(void) { return 42; }`;
-    const compile = `echo ${JSON.stringify(src)} > /tmp/probe.c && ccache -z >/dev/null && cc -c /tmp/probe.c -o /tmp/probe.o && ccache --print-stats`;
+    const compile =
+      `echo ${JSON.stringify(src)} > /tmp/probe.c && ccache -z >/dev/null && cc -c /tmp/probe.c -o ` +
+      `/tmp/probe.o && ccache --print-stats`;
     // build-essential is not in the base image (apply installs it); the probe needs a compiler.
     for (const node of state.nodes) {
       const gcc = await labSsh(
         paths,
         node.ip,
-        'command -v x86_64-linux-gnu-gcc-12 >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends gcc) >/dev/null 2>&1; readlink /usr/local/bin/cc',
+        'command -v x86_64-linux-gnu-gcc-12 >/dev/null || (apt-get update -q && apt-get install -y -q ' +
+          '--no-install-recommends gcc) >/dev/null 2>&1; readlink /usr/local/bin/cc',
         { timeoutMs: 300_000 },
       );
       expect(gcc.stdout.trim()).toBe('/usr/bin/ccache');

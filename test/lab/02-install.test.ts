@@ -97,37 +97,41 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
   });
 
   // Nothing stopped two runs against one cluster from interleaving journal writes and VIP moves.
-  it("two applies at once: one runs, the other refuses naming the run that holds the cluster; a dead run's lock is taken over", async () => {
-    const [a, b] = await Promise.all([
-      cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']),
-      cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']),
-    ]);
-    expect([a.code, b.code].sort()).toEqual([0, 1]);
-    const refused = a.code === 1 ? a : b;
-    expect(refused.err).toMatch(
-      /node\d is locked by run \S+ \(`ha-setup apply` by \S+@\S+, pid \d+, started [\dT:.Z-]+, alive \d+ s ago\)/,
-    );
-    expect((await lab.ssh(0, 'ls /var/lib/ha-setup/lock.json 2>/dev/null || echo released')).stdout.trim()).toBe(
-      'released',
-    );
-    // A run that died (its lock's heartbeat stopped a minute ago) does not block the next one.
-    const dead = JSON.stringify({
-      lockId: 'x',
-      runId: 'dead',
-      owner: 'op@gone',
-      pid: 1,
-      command: 'apply',
-      startedAt: '2026-12-01T00:00:00Z',
-    });
-    for (const i of [0, 1])
-      await lab.ssh(
-        i,
-        `printf '%s\\n' '${dead}' > /var/lib/ha-setup/lock.json && touch -d '-1 minute' /var/lib/ha-setup/lock.json`,
+  it(
+    'two applies at once: one runs, the other refuses naming the run that holds the cluster; ' +
+      "a dead run's lock is taken over",
+    async () => {
+      const [a, b] = await Promise.all([
+        cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']),
+        cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']),
+      ]);
+      expect([a.code, b.code].sort()).toEqual([0, 1]);
+      const refused = a.code === 1 ? a : b;
+      expect(refused.err).toMatch(
+        /node\d is locked by run \S+ \(`ha-setup apply` by \S+@\S+, pid \d+, started [\dT:.Z-]+, alive \d+ s ago\)/,
       );
-    const c = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
-    expect(c.code, c.err).toBe(0);
-    expect(c.out).toMatch(/node1: took over a stale lock \(.*"runId":"dead".* heartbeat \d+ s ago\)/);
-  });
+      expect((await lab.ssh(0, 'ls /var/lib/ha-setup/lock.json 2>/dev/null || echo released')).stdout.trim()).toBe(
+        'released',
+      );
+      // A run that died (its lock's heartbeat stopped a minute ago) does not block the next one.
+      const dead = JSON.stringify({
+        lockId: 'x',
+        runId: 'dead',
+        owner: 'op@gone',
+        pid: 1,
+        command: 'apply',
+        startedAt: '2026-12-01T00:00:00Z',
+      });
+      for (const i of [0, 1])
+        await lab.ssh(
+          i,
+          `printf '%s\\n' '${dead}' > /var/lib/ha-setup/lock.json && touch -d '-1 minute' /var/lib/ha-setup/lock.json`,
+        );
+      const c = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+      expect(c.code, c.err).toBe(0);
+      expect(c.out).toMatch(/node1: took over a stale lock \(.*"runId":"dead".* heartbeat \d+ s ago\)/);
+    },
+  );
 
   it('plan shows every step done on a finished cluster', async () => {
     const r = await cli(['plan', lab.runbookPath]);
@@ -172,7 +176,8 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     // A second nginx, started by hand: the same binary (so the same lua_package_path), its own prefix.
     const rogue = [
       'mkdir -p /tmp/rogue/logs',
-      `{ echo 'pid /tmp/rogue/nginx.pid;'; echo 'error_log /tmp/rogue/logs/error.log;'; echo 'events {}'; echo 'http { access_log off;';` +
+      `{ echo 'pid /tmp/rogue/nginx.pid;'; echo 'error_log /tmp/rogue/logs/error.log;'; echo 'events {}'; echo ` +
+        `'http { access_log off;';` +
         ` grep -h 'lua_package_c\\?path' /usr/local/nginx/conf/nginx.conf || true;` +
         ` echo 'server { listen 80; location /ha-health { return 200 "fake"; } } }'; } > /tmp/rogue/nginx.conf`,
     ].join(' && ');
@@ -200,7 +205,8 @@ describe.skipIf(!inject('labAvailable'))('install plan end to end on the lab', (
     }
     const ok = await lab.ssh(
       1,
-      'for i in $(seq 1 50); do /etc/keepalived/scripts/check_nginx.sh && break; sleep 0.2; done; /etc/keepalived/scripts/check_nginx.sh; echo "exit $?"',
+      'for i in $(seq 1 50); do /etc/keepalived/scripts/check_nginx.sh && break; sleep 0.2; done; ' +
+        '/etc/keepalived/scripts/check_nginx.sh; echo "exit $?"',
     );
     expect(ok.stdout.trim()).toBe('exit 0');
   });

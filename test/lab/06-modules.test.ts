@@ -53,43 +53,55 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     await git?.stop();
   });
 
-  it('apply clones every module over git, patches, builds and installs on both nodes, re-running exactly the steps that depend on the modules', async () => {
-    const plan = await cli(['plan', lab.runbookPath]);
-    // configure re-runs because what it depends on re-runs (the modules' packages and sources)
-    expect(plan.out).toMatch(/\[will re-run\] configure: .*\(because (packages|sources|patch) re-ran\)/);
-    expect(plan.out).toMatch(/\[will re-run\] build: .*\(because configure re-ran\)/);
-    // the new binary goes in with its configuration: nginx-config performs the hot upgrade
-    expect(plan.out).toMatch(/\[will re-run\] nginx-config: .*\(because install re-ran\)/);
-    const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
-    expect(r.err).toBe('');
-    expect(r.code).toBe(0);
-    for (const ran of Object.values(ranSteps(lab.runbookPath))) {
-      expect(ran).toEqual(
-        expect.arrayContaining(['sources', 'patch', 'configure', 'build', 'install', 'nginx-config', 'nginx-service']),
+  it(
+    'apply clones every module over git, patches, builds and installs on both nodes, ' +
+      're-running exactly the steps that depend on the modules',
+    async () => {
+      const plan = await cli(['plan', lab.runbookPath]);
+      // configure re-runs because what it depends on re-runs (the modules' packages and sources)
+      expect(plan.out).toMatch(/\[will re-run\] configure: .*\(because (packages|sources|patch) re-ran\)/);
+      expect(plan.out).toMatch(/\[will re-run\] build: .*\(because configure re-ran\)/);
+      // the new binary goes in with its configuration: nginx-config performs the hot upgrade
+      expect(plan.out).toMatch(/\[will re-run\] nginx-config: .*\(because install re-ran\)/);
+      const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      for (const ran of Object.values(ranSteps(lab.runbookPath))) {
+        expect(ran).toEqual(
+          expect.arrayContaining([
+            'sources',
+            'patch',
+            'configure',
+            'build',
+            'install',
+            'nginx-config',
+            'nginx-service',
+          ]),
+        );
+        // keepalived is not rebuilt or restarted: the modules are nginx's business (its configuration
+        // may be rewritten: 03 left nopreempt and no track file, this runbook has the defaults)
+        expect(ran.filter((s) => /^keepalived-(sources|build)$|^start$/.test(s))).toEqual([]);
+      }
+      const record = JSON.parse(readFileSync(join(lab.runbookPath, '..', 'records', 'lab', 'last-run.json'), 'utf8'));
+      const gitSources = record.sources.filter((s: { git?: unknown }) => s.git);
+      expect(gitSources.map((s: { id: string }) => s.id).sort()).toEqual(
+        [
+          'headers-more-nginx-module',
+          'ngx_cache_purge',
+          'nginx-auth-ldap',
+          'nginx-module-vts',
+          'nginx-sticky-module-ng',
+          'nginx_upstream_check_module',
+        ].sort(),
       );
-      // keepalived is not rebuilt or restarted: the modules are nginx's business (its configuration
-      // may be rewritten: 03 left nopreempt and no track file, this runbook has the defaults)
-      expect(ran.filter((s) => /^keepalived-(sources|build)$|^start$/.test(s))).toEqual([]);
-    }
-    const record = JSON.parse(readFileSync(join(lab.runbookPath, '..', 'records', 'lab', 'last-run.json'), 'utf8'));
-    const gitSources = record.sources.filter((s: { git?: unknown }) => s.git);
-    expect(gitSources.map((s: { id: string }) => s.id).sort()).toEqual(
-      [
-        'headers-more-nginx-module',
-        'ngx_cache_purge',
-        'nginx-auth-ldap',
-        'nginx-module-vts',
-        'nginx-sticky-module-ng',
-        'nginx_upstream_check_module',
-      ].sort(),
-    );
-    for (const s of gitSources) {
-      expect(s.git.fetchedFrom.startsWith(git.base)).toBe(true);
-      expect(s.git.commit).toMatch(/^[0-9a-f]{40}$/);
-    }
-    const docs = readFileSync(join(lab.runbookPath, '..', 'lab.handover.md'), 'utf8');
-    expect(docs).toContain('commit `e538034b6ad7992080d2403d6d3da56e4f7ac01e`');
-  });
+      for (const s of gitSources) {
+        expect(s.git.fetchedFrom.startsWith(git.base)).toBe(true);
+        expect(s.git.commit).toMatch(/^[0-9a-f]{40}$/);
+      }
+      const docs = readFileSync(join(lab.runbookPath, '..', 'lab.handover.md'), 'utf8');
+      expect(docs).toContain('commit `e538034b6ad7992080d2403d6d3da56e4f7ac01e`');
+    },
+  );
 
   it('nginx -V lists every module and the upstream-check patch is in the core', async () => {
     for (const i of [0, 1]) {
@@ -108,7 +120,8 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
       }
       const patched = await lab.ssh(
         i,
-        'grep -c ngx_http_upstream_check_peer_down /usr/local/src/ha-setup/src/nginx/src/http/ngx_http_upstream_round_robin.c',
+        'grep -c ngx_http_upstream_check_peer_down ' +
+          '/usr/local/src/ha-setup/src/nginx/src/http/ngx_http_upstream_round_robin.c',
       );
       expect(Number(patched.stdout.trim())).toBeGreaterThan(0);
     }
@@ -133,7 +146,8 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
       for (let k = 0; k < 20; k++) {
         const r = await lab.ssh(
           0,
-          "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/checked/; echo; curl -sS -m 5 http://127.0.0.1:8080/checked/",
+          "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/checked/; echo; " +
+            'curl -sS -m 5 http://127.0.0.1:8080/checked/',
         );
         const [code, body] = r.stdout.split('\n');
         expect(code).toBe('200');
@@ -214,32 +228,37 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
   });
 
-  it('your own Lua modules (site.include.lua) load through lua_package_path; a change to one is a reload, not a restart', async () => {
-    const dir = join(lab.runbookPath, '..');
-    mkdirSync(join(dir, 'lua', 'lab'), { recursive: true });
-    const greet = (word: string) =>
-      `local M = {}\nfunction M.hello(node) return "${word} from " .. node end\nreturn M\n`;
-    writeFileSync(join(dir, 'lua', 'lab', 'greet.lua'), greet('hello'));
-    writeFileSync(
-      join(dir, 'lua-test.conf'),
-      'location = /lua-mod {\n    default_type text/plain;\n    content_by_lua_block { ngx.say(require("lab.greet").hello(ngx.var.hostname)) }\n}\n',
-    );
-    const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-    doc.site.include = { http: ['modules-test.conf'], server: ['lua-test.conf'], lua: ['lua'] };
-    writeFileSync(lab.runbookPath, stringify(doc));
-    let r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
-    expect(r.code, r.out + r.err).toBe(0);
-    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
-    expect((await lab.ssh(0, 'curl -sS -m 3 http://127.0.0.1/lua-mod')).stdout.trim()).toBe('hello from node1');
-    expect((await lab.ssh(1, 'ls /usr/local/nginx/conf/ha-lua/lab/')).stdout.trim()).toBe('greet.lua');
-    const pid = (await lab.ssh(0, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim();
-    writeFileSync(join(dir, 'lua', 'lab', 'greet.lua'), greet('hi'));
-    r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
-    expect(r.code, r.out + r.err).toBe(0);
-    expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
-    expect((await lab.ssh(1, 'curl -sS -m 3 http://127.0.0.1/lua-mod')).stdout.trim()).toBe('hi from node2');
-    expect((await lab.ssh(0, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()).toBe(pid);
-  });
+  it(
+    'your own Lua modules (site.include.lua) load through lua_package_path; a change to one is a reload, ' +
+      'not a restart',
+    async () => {
+      const dir = join(lab.runbookPath, '..');
+      mkdirSync(join(dir, 'lua', 'lab'), { recursive: true });
+      const greet = (word: string) =>
+        `local M = {}\nfunction M.hello(node) return "${word} from " .. node end\nreturn M\n`;
+      writeFileSync(join(dir, 'lua', 'lab', 'greet.lua'), greet('hello'));
+      writeFileSync(
+        join(dir, 'lua-test.conf'),
+        'location = /lua-mod {\n    default_type text/plain;\n    content_by_lua_block { ' +
+          'ngx.say(require("lab.greet").hello(ngx.var.hostname)) }\n}\n',
+      );
+      const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+      doc.site.include = { http: ['modules-test.conf'], server: ['lua-test.conf'], lua: ['lua'] };
+      writeFileSync(lab.runbookPath, stringify(doc));
+      let r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+      expect(r.code, r.out + r.err).toBe(0);
+      expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
+      expect((await lab.ssh(0, 'curl -sS -m 3 http://127.0.0.1/lua-mod')).stdout.trim()).toBe('hello from node1');
+      expect((await lab.ssh(1, 'ls /usr/local/nginx/conf/ha-lua/lab/')).stdout.trim()).toBe('greet.lua');
+      const pid = (await lab.ssh(0, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim();
+      writeFileSync(join(dir, 'lua', 'lab', 'greet.lua'), greet('hi'));
+      r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+      expect(r.code, r.out + r.err).toBe(0);
+      expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
+      expect((await lab.ssh(1, 'curl -sS -m 3 http://127.0.0.1/lua-mod')).stdout.trim()).toBe('hi from node2');
+      expect((await lab.ssh(0, 'cat /usr/local/nginx/logs/nginx.pid')).stdout.trim()).toBe(pid);
+    },
+  );
 
   it('removing the include file from the runbook removes it from the nodes (config step only)', async () => {
     const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
@@ -251,7 +270,8 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     // (writeFile's timestamped .bak copies of changed files stay, as everywhere.)
     const gone = await lab.ssh(
       0,
-      "ls /usr/local/nginx/conf/conf.d/ | grep -v '[.]bak$'; find /usr/local/nginx/conf/ha-lua /usr/local/nginx/conf/ha-site.d -type f ! -name '*.bak' | wc -l",
+      "ls /usr/local/nginx/conf/conf.d/ | grep -v '[.]bak$'; " +
+        "find /usr/local/nginx/conf/ha-lua /usr/local/nginx/conf/ha-site.d -type f ! -name '*.bak' | wc -l",
     );
     expect(gone.stdout.trim()).toBe('ha-site.conf\n0');
     const port = await lab.ssh(0, "curl -sS -m 3 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/headers");
@@ -261,7 +281,7 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
   // Issue: a module picked in the wizard was compiled in and never configured. The same module set,
   // now configured by runbook fields alone (no include file), each shown working by a request on the
   // site's own port.
-  it('the modules configured from the runbook: check, sticky, LDAP, cache and purge, listing, vts, each working', async () => {
+  it('modules configured from the runbook: check, sticky, LDAP, cache/purge, listing, vts, each working', async () => {
     const [n1, n2] = lab.state.nodes.map((n) => n.ip);
     for (const i of [0, 1]) {
       expect(

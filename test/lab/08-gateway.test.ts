@@ -90,9 +90,11 @@ async function installBackends(lab: Lab): Promise<void> {
         [
           'set -e',
           'export DEBIAN_FRONTEND=noninteractive',
-          'command -v python3 >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends python3 >/dev/null; }',
+          'command -v python3 >/dev/null || { apt-get update -q >/dev/null; ' +
+            'apt-get install -y -q --no-install-recommends python3 >/dev/null; }',
           `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
-          `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} %%i\\n' > /etc/systemd/system/lab-gw@.service`,
+          `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} %%i\\n' > ` +
+            `/etc/systemd/system/lab-gw@.service`,
           'systemctl daemon-reload',
         ].join('\n'),
       );
@@ -114,12 +116,16 @@ async function startConsul(lab: Lab, opts: { extraArgs?: string; restart?: boole
       'if [ ! -x /opt/consul/usr/bin/consul ]; then',
       '  mkdir -p /tmp/bullseye/lists/partial /opt/consul; cd /tmp/bullseye',
       '  echo "deb http://deb.debian.org/debian bullseye main" > sources.list',
-      '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o Dir::State::Lists=/tmp/bullseye/lists"',
+      '  O="-o Dir::Etc::SourceList=/tmp/bullseye/sources.list -o Dir::Etc::SourceParts=/dev/null -o ' +
+        'Dir::State::Lists=/tmp/bullseye/lists"',
       '  apt-get $O update -q >/dev/null; apt-get $O download consul >/dev/null 2>&1',
       '  dpkg-deb -x consul_*.deb /opt/consul',
       'fi',
-      `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir /var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn${opts.extraArgs ?? ''}\\n' > /etc/systemd/system/lab-consul.service`,
-      `systemctl daemon-reload; ${opts.restart ? '' : 'systemctl is-active --quiet lab-consul || '}systemctl restart lab-consul`,
+      `printf '[Service]\\nExecStart=/opt/consul/usr/bin/consul agent -server -bootstrap-expect 1 -data-dir ` +
+        `/var/lib/lab-consul -bind ${n1} -client 0.0.0.0 -log-level warn${opts.extraArgs ?? ''}\\n' > ` +
+        `/etc/systemd/system/lab-consul.service`,
+      `systemctl daemon-reload; ${opts.restart ? '' : 'systemctl is-active --quiet lab-consul || '}systemctl ` +
+        `restart lab-consul`,
       'for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
       '/opt/consul/usr/bin/consul version | head -1',
     ].join('\n'),
@@ -253,7 +259,8 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     for (const i of [0, 1]) expect((await status(i)).upstreams.gw.error).toMatch(/Consul unreachable/);
     await lab.ssh(
       0,
-      'systemctl start lab-consul; for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep -q : && break; sleep 0.5; done',
+      'systemctl start lab-consul; for i in $(seq 1 60); do curl -sf http://127.0.0.1:8500/v1/status/leader | grep ' +
+        '-q : && break; sleep 0.5; done',
     );
     await lab.ssh(1, 'systemctl start lab-gw@9102');
     for (let k = 0; k < 40 && (await passing()).length < 4; k++) await sleep(500);
@@ -269,7 +276,7 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     ]);
   });
 
-  it('a backend killed without Consul noticing: the active health check takes it out, requests keep succeeding', async () => {
+  it('a backend killed unknown to Consul: the active health check takes it out, requests keep succeeding', async () => {
     // 9103's Consul check looks at 9101, so Consul keeps it passing when 9103 dies.
     await register(9103, n1, 9101);
     await sleep(1500);
@@ -304,7 +311,7 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     }
   });
 
-  it('a second apply changes nothing; the JSON access log names the upstream and the peer of each request', async () => {
+  it('a second apply changes nothing; the JSON access log names the upstream and peer of each request', async () => {
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(r.code, r.err).toBe(0);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: [], node2: [] });
@@ -316,54 +323,58 @@ describe.skipIf(!inject('labAvailable'))('gateway: upstream peers from Consul, w
     expect(Number(log.stdout.trim())).toBeGreaterThan(0);
   });
 
-  it('Consul with ACLs (default deny): without a token the list stays and the status page says why; with tokenEnv the peers come back', async () => {
-    const TOKEN = '6f1c2a4e-8d3b-4c5f-9a7e-1b2c3d4e5f60';
-    const acl = `acl { enabled = true\n default_policy = "deny"\n tokens { master = "${TOKEN}" } }`;
-    try {
-      expect((await lab.ssh(0, `printf '${acl}\\n' > /etc/lab-consul-acl.hcl`)).code).toBe(0);
-      await startConsul(lab, { extraArgs: ' -config-file /etc/lab-consul-acl.hcl', restart: true });
-      // A new leader sets the ACL system up first: until then reads may still be answered.
-      let anonymous = '';
-      for (let k = 0; k < 40 && anonymous !== '[]'; k++) {
-        anonymous = (await lab.ssh(0, `curl -sS http://${n1}:8500/v1/health/service/app?passing=1`)).stdout.trim();
-        if (anonymous !== '[]') await sleep(250);
-      }
-      expect(anonymous).toBe('[]');
-      for (let k = 0; k < 20 && !(await status(0)).upstreams.gw.error; k++) await sleep(250);
-      const denied = (await status(0)).upstreams.gw;
-      expect(denied.error).toMatch(/no passing instance|HTTP 403/);
-      expect(denied.peers.length).toBe(4);
+  it(
+    'Consul with ACLs (default deny): without a token the list stays and the status page says why; ' +
+      'with tokenEnv the peers come back',
+    async () => {
+      const TOKEN = '6f1c2a4e-8d3b-4c5f-9a7e-1b2c3d4e5f60';
+      const acl = `acl { enabled = true\n default_policy = "deny"\n tokens { master = "${TOKEN}" } }`;
+      try {
+        expect((await lab.ssh(0, `printf '${acl}\\n' > /etc/lab-consul-acl.hcl`)).code).toBe(0);
+        await startConsul(lab, { extraArgs: ' -config-file /etc/lab-consul-acl.hcl', restart: true });
+        // A new leader sets the ACL system up first: until then reads may still be answered.
+        let anonymous = '';
+        for (let k = 0; k < 40 && anonymous !== '[]'; k++) {
+          anonymous = (await lab.ssh(0, `curl -sS http://${n1}:8500/v1/health/service/app?passing=1`)).stdout.trim();
+          if (anonymous !== '[]') await sleep(250);
+        }
+        expect(anonymous).toBe('[]');
+        for (let k = 0; k < 20 && !(await status(0)).upstreams.gw.error; k++) await sleep(250);
+        const denied = (await status(0)).upstreams.gw;
+        expect(denied.error).toMatch(/no passing instance|HTTP 403/);
+        expect(denied.peers.length).toBe(4);
 
-      process.env.HA_SETUP_LAB_CONSUL_TOKEN = TOKEN;
-      const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
-      doc.site.upstreams[0].discovery.consul.tokenEnv = 'HA_SETUP_LAB_CONSUL_TOKEN';
-      writeFileSync(lab.runbookPath, stringify(doc));
-      const pids = await masterPids();
-      const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
-      expect(r.code, r.err).toBe(0);
-      expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
-      expect(await masterPids()).toEqual(pids);
-      // Anonymous reads see nothing (above): peers back on both nodes means nginx sends the token.
-      for (
-        let k = 0;
-        k < 40 &&
-        ((await status(0)).upstreams.gw.error !== undefined || (await status(1)).upstreams.gw.error !== undefined);
-        k++
-      )
-        await sleep(250);
-      for (const i of [0, 1]) {
-        const gw = (await status(i)).upstreams.gw;
-        expect(gw.error).toBeUndefined();
-        expect(gw.source).toBe('consul');
-        expect(gw.peers.length).toBe(4);
+        process.env.HA_SETUP_LAB_CONSUL_TOKEN = TOKEN;
+        const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
+        doc.site.upstreams[0].discovery.consul.tokenEnv = 'HA_SETUP_LAB_CONSUL_TOKEN';
+        writeFileSync(lab.runbookPath, stringify(doc));
+        const pids = await masterPids();
+        const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+        expect(r.code, r.err).toBe(0);
+        expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
+        expect(await masterPids()).toEqual(pids);
+        // Anonymous reads see nothing (above): peers back on both nodes means nginx sends the token.
+        for (
+          let k = 0;
+          k < 40 &&
+          ((await status(0)).upstreams.gw.error !== undefined || (await status(1)).upstreams.gw.error !== undefined);
+          k++
+        )
+          await sleep(250);
+        for (const i of [0, 1]) {
+          const gw = (await status(i)).upstreams.gw;
+          expect(gw.error).toBeUndefined();
+          expect(gw.source).toBe('consul');
+          expect(gw.peers.length).toBe(4);
+        }
+        // The token is in no file written on this machine (runbook, records, logs, docs).
+        const grep = spawnSync('grep', ['-rlF', '--', TOKEN, join(lab.runbookPath, '..')], { encoding: 'utf8' });
+        expect(grep.stdout).toBe('');
+      } finally {
+        await startConsul(lab, { restart: true });
       }
-      // The token is in no file written on this machine (runbook, records, logs, docs).
-      const grep = spawnSync('grep', ['-rlF', '--', TOKEN, join(lab.runbookPath, '..')], { encoding: 'utf8' });
-      expect(grep.stdout).toBe('');
-    } finally {
-      await startConsul(lab, { restart: true });
-    }
-  });
+    },
+  );
 });
 
 // The OpenResty gateway article's gray release on the lab: a real Redis (Debian's redis-server on
@@ -408,7 +419,10 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
       [0, 1].map((i) =>
         lab.ssh(
           i,
-          "systemctl stop lab-consul lab-redis lab-redis-tls 'lab-gw@*' 2>/dev/null; rm -f /etc/systemd/system/lab-consul.service /etc/systemd/system/lab-redis.service /etc/systemd/system/lab-redis-tls.service /etc/systemd/system/lab-gw@.service; systemctl daemon-reload; true",
+          "systemctl stop lab-consul lab-redis lab-redis-tls 'lab-gw@*' 2>/dev/null; rm -f " +
+            '/etc/systemd/system/lab-consul.service /etc/systemd/system/lab-redis.service ' +
+            '/etc/systemd/system/lab-redis-tls.service /etc/systemd/system/lab-gw@.service; systemctl daemon-reload; ' +
+            'true',
         ),
       ),
     );
@@ -432,10 +446,13 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
       [
         'set -e',
         'export DEBIAN_FRONTEND=noninteractive',
-        'command -v redis-server >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends redis-server >/dev/null; }',
-        `printf '[Service]\\nExecStart=/usr/bin/redis-server --bind 0.0.0.0 --port 6380 --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis.service`,
+        'command -v redis-server >/dev/null || { apt-get update -q >/dev/null; ' +
+          'apt-get install -y -q --no-install-recommends redis-server >/dev/null; }',
+        `printf '[Service]\\nExecStart=/usr/bin/redis-server --bind 0.0.0.0 --port 6380 ` +
+          `--requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis.service`,
         'systemctl daemon-reload; systemctl restart lab-redis',
-        `for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+        `for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q ` +
+          `PONG && break; sleep 0.25; done`,
         `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 flushdb; redis-server --version`,
       ].join('\n'),
     );
@@ -486,38 +503,46 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     expect(await masterPids()).toEqual(pids);
   });
 
-  it('no rules: every request goes to stable (its peers from Consul); the status page shows the empty rule set, no error', async () => {
-    await inForce({});
-    for (let k = 0; k < 30 && (await status(0)).upstreams.stable.peers.length < 2; k++) await sleep(200);
-    expect((await status(0)).upstreams.stable.source).toBe('consul');
-    const s = await load(lab.state.vip, 1500);
-    expect(s.filter((x) => !x.ok)).toEqual([]);
-    expect(served(s)).toEqual([`${n1}:9101`, `${n2}:9102`]);
-    const st = (await status(0)).gray;
-    expect(st).toMatchObject({ redis: `${n1}:6380/3`, stable: 'stable', canary: 'canary' });
-    expect(st.error).toBeUndefined();
-  });
+  it(
+    'no rules: every request goes to stable (its peers from Consul); the status page shows the empty rule set, ' +
+      'no error',
+    async () => {
+      await inForce({});
+      for (let k = 0; k < 30 && (await status(0)).upstreams.stable.peers.length < 2; k++) await sleep(200);
+      expect((await status(0)).upstreams.stable.source).toBe('consul');
+      const s = await load(lab.state.vip, 1500);
+      expect(s.filter((x) => !x.ok)).toEqual([]);
+      expect(served(s)).toEqual([`${n1}:9101`, `${n2}:9102`]);
+      const st = (await status(0)).gray;
+      expect(st).toMatchObject({ redis: `${n1}:6380/3`, stable: 'stable', canary: 'canary' });
+      expect(st.error).toBeUndefined();
+    },
+  );
 
-  it('add-ip of this client sends its requests to the canary without a reload or a failed request; remove-ip brings it back', async () => {
-    const pids = await masterPids();
-    let addedAt = 0;
-    const s = await load(lab.state.vip, 4000, async (elapsed) => {
-      await sleep(500);
-      const r = await gray('add-ip', `${lab.state.bridgeIp}/32`);
-      expect(r.code, r.err).toBe(0);
-      addedAt = elapsed();
-    });
-    expect(s.filter((x) => !x.ok)).toEqual([]);
-    expect(served(s.filter((x) => x.sentAt < 400))).toEqual([`${n1}:9101`, `${n2}:9102`]);
-    // Polled every 0.5 s: a second later every request is the canary's.
-    expect(served(s.filter((x) => x.sentAt > addedAt + 1200))).toEqual([`${n2}:${CANARY}`]);
-    const out = await gray('status', '--json');
-    expect(JSON.parse(out.out)).toMatchObject({ ips: [`${lab.state.bridgeIp}/32`], values: [], percent: 0 });
-    expect((await gray('remove-ip', `${lab.state.bridgeIp}/32`)).code).toBe(0);
-    await inForce({});
-    expect(await backendOf(lab.state.vip)).not.toBe(`${n2}:${CANARY}`);
-    expect(await masterPids()).toEqual(pids);
-  });
+  it(
+    'add-ip of this client sends its requests to the canary without a reload or a failed request; ' +
+      'remove-ip brings it back',
+    async () => {
+      const pids = await masterPids();
+      let addedAt = 0;
+      const s = await load(lab.state.vip, 4000, async (elapsed) => {
+        await sleep(500);
+        const r = await gray('add-ip', `${lab.state.bridgeIp}/32`);
+        expect(r.code, r.err).toBe(0);
+        addedAt = elapsed();
+      });
+      expect(s.filter((x) => !x.ok)).toEqual([]);
+      expect(served(s.filter((x) => x.sentAt < 400))).toEqual([`${n1}:9101`, `${n2}:9102`]);
+      // Polled every 0.5 s: a second later every request is the canary's.
+      expect(served(s.filter((x) => x.sentAt > addedAt + 1200))).toEqual([`${n2}:${CANARY}`]);
+      const out = await gray('status', '--json');
+      expect(JSON.parse(out.out)).toMatchObject({ ips: [`${lab.state.bridgeIp}/32`], values: [], percent: 0 });
+      expect((await gray('remove-ip', `${lab.state.bridgeIp}/32`)).code).toBe(0);
+      await inForce({});
+      expect(await backendOf(lab.state.vip)).not.toBe(`${n2}:${CANARY}`);
+      expect(await masterPids()).toEqual(pids);
+    },
+  );
 
   it('a value in the set sends requests with that header or cookie to the canary, and only those', async () => {
     expect((await gray('add-value', 'tester1')).code).toBe(0);
@@ -529,30 +554,34 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     expect((await gray('remove-value', 'tester1')).code).toBe(0);
   });
 
-  it('percent 20: 15-25 % of 1,000 requests from different clients (by cookie) go to the canary, each client always to the same side', async () => {
-    expect((await gray('percent', '20')).code).toBe(0);
-    await inForce({ percent: 20 });
-    const users = Array.from({ length: 1000 }, (_, i) => `user${i}`);
-    const sides = async () => {
-      const out: boolean[] = [];
-      for (let i = 0; i < users.length; i += 50) {
-        const batch = await Promise.all(
-          users.slice(i, i + 50).map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })),
-        );
-        out.push(...batch.map((b) => b === `${n2}:${CANARY}`));
-      }
-      return out;
-    };
-    const first = await sides();
-    const share = first.filter(Boolean).length;
-    console.log(`percent 20: ${share} of ${users.length} clients on the canary`);
-    expect(share).toBeGreaterThanOrEqual(150);
-    expect(share).toBeLessThanOrEqual(250);
-    // Stable hashing: asked again, every client lands where it did.
-    expect(await sides()).toEqual(first);
-  });
+  it(
+    'percent 20: 15-25 % of 1,000 requests from different clients (by cookie) go to the canary, ' +
+      'each client always to the same side',
+    async () => {
+      expect((await gray('percent', '20')).code).toBe(0);
+      await inForce({ percent: 20 });
+      const users = Array.from({ length: 1000 }, (_, i) => `user${i}`);
+      const sides = async () => {
+        const out: boolean[] = [];
+        for (let i = 0; i < users.length; i += 50) {
+          const batch = await Promise.all(
+            users.slice(i, i + 50).map((u) => backendOf(lab.state.vip, { Cookie: `gray_user=${u}` })),
+          );
+          out.push(...batch.map((b) => b === `${n2}:${CANARY}`));
+        }
+        return out;
+      };
+      const first = await sides();
+      const share = first.filter(Boolean).length;
+      console.log(`percent 20: ${share} of ${users.length} clients on the canary`);
+      expect(share).toBeGreaterThanOrEqual(150);
+      expect(share).toBeLessThanOrEqual(250);
+      // Stable hashing: asked again, every client lands where it did.
+      expect(await sides()).toEqual(first);
+    },
+  );
 
-  it('failover of the pair with gray release and Consul discovery active: the new VIP holder routes the same way', async () => {
+  it('failover with gray release and Consul discovery active: the new VIP holder routes the same way', async () => {
     expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
     await inForce({ ips: [lab.state.bridgeIp], percent: 20 });
     const s = await load(lab.state.vip, 7000, async () => {
@@ -574,82 +603,93 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     await inForce({ percent: 20 });
   });
 
-  it('Redis down: everything goes to stable with no failed request, the status page says why; Redis back: the rules apply again', async () => {
-    expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
-    await inForce({ ips: [lab.state.bridgeIp], percent: 20 });
-    expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
-    let stoppedAt = 0;
-    const s = await load(lab.state.vip, 3000, async (elapsed) => {
-      await sleep(300);
-      await lab.ssh(0, 'systemctl stop lab-redis');
-      stoppedAt = elapsed();
-    });
-    expect(s.filter((x) => !x.ok)).toEqual([]);
-    expect(served(s.filter((x) => x.sentAt > stoppedAt + 1200))).toEqual([`${n1}:9101`, `${n2}:9102`]);
-    for (const i of [0, 1]) {
-      const st = (await status(i)).gray;
-      expect(st.error).toMatch(/Redis/);
-      expect(st.rules).toBeNull();
-    }
-    const cliDown = await gray('status');
-    expect(cliDown.code).toBe(1);
-    expect(cliDown.err).toMatch(/Redis at .*:6380/);
-    await lab.ssh(
-      0,
-      `systemctl start lab-redis; for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
-    );
-    // This Redis keeps nothing on disk: the operator puts the rules back.
-    expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
-    await inForce({ ips: [lab.state.bridgeIp] });
-    expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
-    expect((await status(0)).gray.error).toBeUndefined();
-  });
+  it(
+    'Redis down: everything goes to stable with no failed request, the status page says why; Redis back: ' +
+      'the rules apply again',
+    async () => {
+      expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
+      await inForce({ ips: [lab.state.bridgeIp], percent: 20 });
+      expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
+      let stoppedAt = 0;
+      const s = await load(lab.state.vip, 3000, async (elapsed) => {
+        await sleep(300);
+        await lab.ssh(0, 'systemctl stop lab-redis');
+        stoppedAt = elapsed();
+      });
+      expect(s.filter((x) => !x.ok)).toEqual([]);
+      expect(served(s.filter((x) => x.sentAt > stoppedAt + 1200))).toEqual([`${n1}:9101`, `${n2}:9102`]);
+      for (const i of [0, 1]) {
+        const st = (await status(i)).gray;
+        expect(st.error).toMatch(/Redis/);
+        expect(st.rules).toBeNull();
+      }
+      const cliDown = await gray('status');
+      expect(cliDown.code).toBe(1);
+      expect(cliDown.err).toMatch(/Redis at .*:6380/);
+      await lab.ssh(
+        0,
+        `systemctl start lab-redis; for i in $(seq 1 40); do redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning ` +
+          `ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+      );
+      // This Redis keeps nothing on disk: the operator puts the rules back.
+      expect((await gray('add-ip', `${lab.state.bridgeIp}`)).code).toBe(0);
+      await inForce({ ips: [lab.state.bridgeIp] });
+      expect(await backendOf(lab.state.vip)).toBe(`${n2}:${CANARY}`);
+      expect((await status(0)).gray.error).toBeUndefined();
+    },
+  );
 
   // The review: raw rule lists went into the 1 MiB dict the peer lists live in, unchecked; near the
   // limit they evicted the peers (intermittent 502), and every request walked every CIDR.
-  it('50,000 rules: in force on both nodes, routing right for a listed and an unlisted client, Consul peers untouched, no failed request', async () => {
-    const fill = await lab.ssh(
-      0,
-      `awk 'BEGIN { for (i = 0; i < 50000; i++) printf "SADD ha-setup:gray:ips 10.%d.%d.1\\n", int(i / 256) % 256, i % 256 }' | redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 --pipe`,
-    );
-    expect(fill.code, fill.stderr).toBe(0);
-    expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
-    const started = Date.now();
-    for (;;) {
-      const all = await Promise.all([0, 1].map(status));
-      if (all.every((st) => st.gray.rules?.counts?.ips === 50001)) break;
-      if (Date.now() - started > 20_000)
-        throw new Error(`50,001 rules never in force: ${JSON.stringify((await status(0)).gray).slice(0, 500)}`);
-      await sleep(200);
-    }
-    console.log(`50,001 gray rules in force on both nodes after ${Date.now() - started} ms`);
-    const st = await status(0);
-    expect(st.gray.error).toBeUndefined();
-    expect(st.gray.rules.ips.length).toBeLessThanOrEqual(100);
-    expect(st.upstreams.stable.peers.map((p: { address: string }) => p.address).sort()).toEqual([
-      `${n1}:9101`,
-      `${n2}:9102`,
-    ]);
-    const s = await load(lab.state.vip, 3000);
-    expect(s.filter((x) => !x.ok)).toEqual([]);
-    expect(served(s)).toEqual([`${n2}:${CANARY}`]);
-    // A client that is not listed (a node, through the VIP) stays on stable.
-    const other = await lab.ssh(1, `for k in 1 2 3 4; do curl -sS -m 3 http://${lab.state.vip}/ ; echo; done`);
-    expect(other.stdout).not.toContain(String(CANARY));
-    expect(other.stdout).toMatch(/9101|9102/);
-    expect(
-      (await lab.ssh(0, `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 del ha-setup:gray:ips`)).code,
-    ).toBe(0);
-    await inForce({});
-  });
+  it(
+    '50,000 rules: in force on both nodes, routing right for a listed and an unlisted client, ' +
+      'Consul peers untouched, no failed request',
+    async () => {
+      const fill = await lab.ssh(
+        0,
+        `awk 'BEGIN { for (i = 0; i < 50000; i++) printf "SADD ha-setup:gray:ips 10.%d.%d.1\\n", int(i / 256) % 256, ` +
+          `i % 256 }' | redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 --pipe`,
+      );
+      expect(fill.code, fill.stderr).toBe(0);
+      expect((await gray('add-ip', lab.state.bridgeIp)).code).toBe(0);
+      const started = Date.now();
+      for (;;) {
+        const all = await Promise.all([0, 1].map(status));
+        if (all.every((st) => st.gray.rules?.counts?.ips === 50001)) break;
+        if (Date.now() - started > 20_000)
+          throw new Error(`50,001 rules never in force: ${JSON.stringify((await status(0)).gray).slice(0, 500)}`);
+        await sleep(200);
+      }
+      console.log(`50,001 gray rules in force on both nodes after ${Date.now() - started} ms`);
+      const st = await status(0);
+      expect(st.gray.error).toBeUndefined();
+      expect(st.gray.rules.ips.length).toBeLessThanOrEqual(100);
+      expect(st.upstreams.stable.peers.map((p: { address: string }) => p.address).sort()).toEqual([
+        `${n1}:9101`,
+        `${n2}:9102`,
+      ]);
+      const s = await load(lab.state.vip, 3000);
+      expect(s.filter((x) => !x.ok)).toEqual([]);
+      expect(served(s)).toEqual([`${n2}:${CANARY}`]);
+      // A client that is not listed (a node, through the VIP) stays on stable.
+      const other = await lab.ssh(1, `for k in 1 2 3 4; do curl -sS -m 3 http://${lab.state.vip}/ ; echo; done`);
+      expect(other.stdout).not.toContain(String(CANARY));
+      expect(other.stdout).toMatch(/9101|9102/);
+      expect(
+        (await lab.ssh(0, `redis-cli -p 6380 -a '${PASSWORD}' --no-auth-warning -n 3 del ha-setup:gray:ips`)).code,
+      ).toBe(0);
+      await inForce({});
+    },
+  );
 
-  it('the access log says why a request went to the canary; the Redis password is in no file written locally', async () => {
+  it('the access log says why a request went to the canary; the Redis password is in no local file', async () => {
     // The access log is buffered (flush=5s).
     await sleep(5500);
     await backendOf(lab.state.vip);
     const log = await lab.ssh(
       0,
-      `grep -c '"upstream":"canary","upstream_addr":"${n2}:${CANARY}".*"gray":"ip ${lab.state.bridgeIp}' /usr/local/nginx/logs/access.log; grep -c '"gray":"-"' /usr/local/nginx/logs/access.log`,
+      `grep -c '"upstream":"canary","upstream_addr":"${n2}:${CANARY}".*"gray":"ip ${lab.state.bridgeIp}' ` +
+        `/usr/local/nginx/logs/access.log; grep -c '"gray":"-"' /usr/local/nginx/logs/access.log`,
     );
     const [canary, stable] = log.stdout.trim().split('\n').map(Number);
     expect(canary).toBeGreaterThan(0);
@@ -667,23 +707,31 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
   // The review: the Consul token and the Redis password crossed the LAN in clear on every poll. Real
   // TLS servers (Consul's https port, Redis's tls-port with no plain port) with certificates from a
   // CA made here; the nodes verify them by name, and a capture on the wire finds no password.
-  it('Consul over https and Redis over TLS: peers and rules as before, and the password is not on the wire', async () => {
+  it('Consul over https and Redis over TLS: peers and rules as before, the password not on the wire', async () => {
     const tls = await lab.ssh(
       0,
       [
         'set -e',
         'export DEBIAN_FRONTEND=noninteractive',
-        'command -v openssl >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends openssl >/dev/null; }',
+        'command -v openssl >/dev/null || { apt-get update -q >/dev/null; ' +
+          'apt-get install -y -q --no-install-recommends openssl >/dev/null; }',
         'mkdir -p /etc/lab-tls && cd /etc/lab-tls',
         "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=lab CA' 2>/dev/null",
         "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=consul.lab' 2>/dev/null",
         "printf 'subjectAltName=DNS:consul.lab,DNS:redis.lab\\n' > san.ext",
-        'openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null',
+        'openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 ' +
+          '-extfile san.ext 2>/dev/null',
         'chmod 644 server.key',
-        `printf '{"ports": {"https": 8501}, "cert_file": "/etc/lab-tls/server.pem", "key_file": "/etc/lab-tls/server.key", "ca_file": "/etc/lab-tls/ca.pem", "verify_incoming": false}\\n' > consul-tls.json`,
-        `printf '[Service]\\nExecStart=/usr/bin/redis-server --port 0 --tls-port 6381 --tls-cert-file /etc/lab-tls/server.pem --tls-key-file /etc/lab-tls/server.key --tls-ca-cert-file /etc/lab-tls/ca.pem --tls-auth-clients no --requirepass ${PASSWORD} --save "" --appendonly no\\n' > /etc/systemd/system/lab-redis-tls.service`,
+        `printf '{"ports": {"https": 8501}, "cert_file": "/etc/lab-tls/server.pem", "key_file": ` +
+          `"/etc/lab-tls/server.key", "ca_file": "/etc/lab-tls/ca.pem", "verify_incoming": false}\\n' ` +
+          '> consul-tls.json',
+        `printf '[Service]\\nExecStart=/usr/bin/redis-server --port 0 --tls-port 6381 --tls-cert-file ` +
+          `/etc/lab-tls/server.pem --tls-key-file /etc/lab-tls/server.key --tls-ca-cert-file /etc/lab-tls/ca.pem ` +
+          `--tls-auth-clients no --requirepass ${PASSWORD} --save "" --appendonly no\\n' > ` +
+          `/etc/systemd/system/lab-redis-tls.service`,
         'systemctl daemon-reload; systemctl restart lab-redis-tls',
-        `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p 6381 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
+        `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p ` +
+          `6381 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && break; sleep 0.25; done`,
         'cat /etc/lab-tls/ca.pem',
       ].join('\n'),
     );
@@ -695,7 +743,8 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     await startConsul(lab, { extraArgs: ' -config-file /etc/lab-tls/consul-tls.json', restart: true });
     const https = await lab.ssh(
       0,
-      `for i in $(seq 1 40); do curl -sS --cacert /etc/lab-tls/ca.pem --resolve consul.lab:8501:${n1} https://consul.lab:8501/v1/status/leader && break; sleep 0.25; done`,
+      `for i in $(seq 1 40); do curl -sS --cacert /etc/lab-tls/ca.pem --resolve ` +
+        `consul.lab:8501:${n1} https://consul.lab:8501/v1/status/leader && break; sleep 0.25; done`,
     );
     expect(https.stdout, https.stderr).toContain(':');
 
@@ -747,7 +796,8 @@ describe.skipIf(!inject('labAvailable'))('gateway: gray release from Redis, rule
     // Until it answers again: the gray command below would otherwise race the restart.
     const up = await lab.ssh(
       0,
-      `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p 6381 -a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && exit 0; sleep 0.25; done; exit 1`,
+      `for i in $(seq 1 40); do redis-cli --tls --cacert /etc/lab-tls/ca.pem --sni redis.lab -h 127.0.0.1 -p 6381 ` +
+        `-a '${PASSWORD}' --no-auth-warning ping 2>/dev/null | grep -q PONG && exit 0; sleep 0.25; done; exit 1`,
     );
     expect(up.code, 'Redis over TLS answers after its restart').toBe(0);
     // This Redis keeps nothing on disk: the rules go back in, over TLS, while the capture runs.

@@ -28,7 +28,8 @@ describe.skipIf(!inject('labAvailable'))('upgrading nginx and keepalived on a se
     const directSamples = await direct.stop();
     const failed = samples.filter((s) => !s.ok);
     console.log(
-      `apply: ${Date.now() - started} ms; VIP: ${samples.length} requests, ${failed.length} failed; node2 direct: ${directSamples.length} requests, ${directSamples.filter((s) => !s.ok).length} failed`,
+      `apply: ${Date.now() - started} ms; VIP: ${samples.length} requests, ${failed.length} failed; node2 ` +
+        `direct: ${directSamples.length} requests, ${directSamples.filter((s) => !s.ok).length} failed`,
     );
     for (const f of [...failed, ...directSamples.filter((s) => !s.ok)])
       console.log(`  failed request sent at ${Math.round(f.sentAt)} ms: ${f.error}`);
@@ -65,7 +66,7 @@ describe.skipIf(!inject('labAvailable'))('upgrading nginx and keepalived on a se
     ]);
   });
 
-  it('nginx 1.22.1 -> 1.26.3: rebuilt and hot-upgraded node by node, keepalived untouched, 0 failed requests', async () => {
+  it('nginx 1.22.1 -> 1.26.3: rebuilt, hot-upgraded node by node, keepalived untouched, 0 failed', async () => {
     const kaPids = await onBoth('systemctl show -p MainPID --value keepalived');
     edit((d) => {
       d.build.version = '1.26.3';
@@ -87,7 +88,8 @@ describe.skipIf(!inject('labAvailable'))('upgrading nginx and keepalived on a se
     // Served by the new binary: systemd tracks the new master, the previous build is kept.
     expect(
       await onBoth(
-        '[ "$(systemctl show -p MainPID --value nginx)" = "$(cat /usr/local/nginx/logs/nginx.pid)" ] && readlink -f /proc/$(cat /usr/local/nginx/logs/nginx.pid)/exe; /usr/local/nginx/sbin/nginx.old -v 2>&1',
+        '[ "$(systemctl show -p MainPID --value nginx)" = "$(cat /usr/local/nginx/logs/nginx.pid)" ] && readlink ' +
+          '-f /proc/$(cat /usr/local/nginx/logs/nginx.pid)/exe; /usr/local/nginx/sbin/nginx.old -v 2>&1',
       ),
     ).toEqual(Array(2).fill('/usr/local/nginx/sbin/nginx\nnginx version: nginx/1.22.1'));
     expect(await onBoth('systemctl show -p MainPID --value keepalived')).toEqual(kaPids);
@@ -95,30 +97,34 @@ describe.skipIf(!inject('labAvailable'))('upgrading nginx and keepalived on a se
     expect(await vipHolders()).toEqual(['1', '0']);
   });
 
-  it('keepalived 2.2.7 -> 2.3.3: rebuilt, restarted node by node with the VIP moved away first, nginx untouched, 0 failed requests', async () => {
-    const nginxPids = await onBoth('cat /usr/local/nginx/logs/nginx.pid');
-    edit((d) => {
-      d.keepalived.version = '2.3.3';
-    });
-    const { r, failed, failedDirect } = await applyUnderLoad();
-    expect(r.code, r.out + r.err).toBe(0);
-    expect(failed).toHaveLength(0);
-    expect(failedDirect).toHaveLength(0);
-    for (const steps of Object.values(ranSteps(lab.runbookPath))) {
-      expect(steps).toContain('keepalived-build');
-      expect(steps).not.toContain('build');
-      expect(steps).not.toContain('install');
-    }
-    expect(
-      await onBoth('/usr/local/keepalived/sbin/keepalived --version 2>&1 | head -1 | grep -o "v[0-9][0-9.]*"'),
-    ).toEqual(['v2.3.3', 'v2.3.3']);
-    expect(await onBoth('systemctl is-active keepalived')).toEqual(['active', 'active']);
-    expect(await onBoth('cat /usr/local/nginx/logs/nginx.pid')).toEqual(nginxPids);
-    // Back where the priorities say: node1 (priority 100, preempt) holds the VIP.
-    for (let k = 0; k < 20 && (await vipHolders()).join() !== '1,0'; k++)
-      await new Promise((res) => setTimeout(res, 250));
-    expect(await vipHolders()).toEqual(['1', '0']);
-  });
+  it(
+    'keepalived 2.2.7 -> 2.3.3: rebuilt, restarted node by node with the VIP moved away first, nginx untouched, ' +
+      '0 failed requests',
+    async () => {
+      const nginxPids = await onBoth('cat /usr/local/nginx/logs/nginx.pid');
+      edit((d) => {
+        d.keepalived.version = '2.3.3';
+      });
+      const { r, failed, failedDirect } = await applyUnderLoad();
+      expect(r.code, r.out + r.err).toBe(0);
+      expect(failed).toHaveLength(0);
+      expect(failedDirect).toHaveLength(0);
+      for (const steps of Object.values(ranSteps(lab.runbookPath))) {
+        expect(steps).toContain('keepalived-build');
+        expect(steps).not.toContain('build');
+        expect(steps).not.toContain('install');
+      }
+      expect(
+        await onBoth('/usr/local/keepalived/sbin/keepalived --version 2>&1 | head -1 | grep -o "v[0-9][0-9.]*"'),
+      ).toEqual(['v2.3.3', 'v2.3.3']);
+      expect(await onBoth('systemctl is-active keepalived')).toEqual(['active', 'active']);
+      expect(await onBoth('cat /usr/local/nginx/logs/nginx.pid')).toEqual(nginxPids);
+      // Back where the priorities say: node1 (priority 100, preempt) holds the VIP.
+      for (let k = 0; k < 20 && (await vipHolders()).join() !== '1,0'; k++)
+        await new Promise((res) => setTimeout(res, 250));
+      expect(await vipHolders()).toEqual(['1', '0']);
+    },
+  );
 
   it('a re-apply after the upgrades changes nothing', async () => {
     const { r, failed } = await applyUnderLoad();

@@ -67,7 +67,7 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     expect(r.out).not.toMatch(/warning: source openresty/);
   });
 
-  it('switching the serving nginx pair to OpenResty rolls node by node: 0 failed requests, the old prefix kept', async () => {
+  it('a serving nginx pair switched to OpenResty node by node: 0 failed requests, the old prefix kept', async () => {
     const { r, failed } = await underLoad(['apply', lab.runbookPath, '--renderer', 'silent']);
     expect(r.code, r.out + r.err).toBe(0);
     expect(failed).toHaveLength(0);
@@ -111,7 +111,7 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     expect(crash.code, crash.out + crash.err).toBe(0);
   });
 
-  it('the modules in the OpenResty build work as configured: check, sticky, LDAP, listing, cache and PURGE', async () => {
+  it('modules in the OpenResty build work as configured: check, sticky, LDAP, listing, cache and PURGE', async () => {
     const status = async () =>
       JSON.parse((await get(0, "'http://127.0.0.1/check_status?format=json'")).stdout).servers.server as Array<{
         name: string;
@@ -131,7 +131,8 @@ describe.skipIf(!inject('labAvailable'))("OpenResty 1.27.1.2 with the articles' 
     // on this node and on the other (the VIP's next holder).
     const jar = await lab.ssh(
       0,
-      'rm -f /tmp/jar; curl -sS -m 5 -c /tmp/jar http://127.0.0.1/ >/dev/null; awk \'$6 == "route" {print $7}\' /tmp/jar',
+      'rm -f /tmp/jar; curl -sS -m 5 -c /tmp/jar http://127.0.0.1/ >/dev/null; awk \'$6 == "route" {print $7}\' ' +
+        '/tmp/jar',
     );
     const route = jar.stdout.trim();
     expect(route).toMatch(/^[0-9a-f]{32}$/);

@@ -52,54 +52,58 @@ describe.skipIf(!inject('labAvailable'))(
       runbook = join(old.runbookPath, '..', 'lab-two.yaml');
     });
 
-    it('apply --hosts --vip writes a runbook for the new cluster; its run, whose connection to node1 dies during the build, fails that node only', async () => {
-      const args = ['--hosts', '10.214.0.11,10.214.0.12', '--vip', '10.214.0.100/24', '--name', 'lab-two'];
-      const child = spawn(
-        process.execPath,
-        [BIN, 'apply', oldRunbook, ...args, '--renderer', 'simple', '--no-verify'],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-          env: { ...process.env, CI: 'true' },
-        },
-      );
-      let output = '';
-      child.stdout.on('data', (d) => {
-        output += d;
-      });
-      child.stderr.on('data', (d) => {
-        output += d;
-      });
-      const exited = new Promise<number>((res) => child.on('close', (code) => res(code ?? 1)));
-      const deadline = Date.now() + 15 * 60_000;
-      while ((await journalStatus(lab, 0, 'build')) !== 'running') {
-        if (Date.now() > deadline) throw new Error(`build never started:\n${output.slice(-3000)}`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
-      // Cut it while make runs (lab builds are mostly compiler-cache hits, so they are short).
-      while ((await lab.ssh(0, 'pgrep -x make')).code !== 0) {
-        if (Date.now() > deadline) throw new Error(`make never ran:\n${output.slice(-3000)}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      // Cut the session from the node (as a dropped link or a dead laptop would), and the build with it.
-      await lab.ssh(0, "pkill -KILL -f 'sshd: root@notty' ; pkill -KILL make ; true");
-      const code = await exited;
-      expect(code).toBe(1);
-      expect(output).toMatch(/node1[\s\S]*step:\s+build/);
-      expect(output).toMatch(/it resumes at this step/);
-      expect(await journalStatus(lab, 0, 'build')).toBe('running');
-      const doc = parse(readFileSync(runbook, 'utf8'));
-      expect(
-        doc.nodes.map((n: { host: string; role: string; priority: number }) => [n.host, n.role, n.priority]),
-      ).toEqual([
-        ['10.214.0.11', 'master', 100],
-        ['10.214.0.12', 'backup', 90],
-      ]);
-      expect(doc.vrrp.vip).toBe('10.214.0.100/24');
-      expect(doc.name).toBe('lab-two');
-      // The VRRP password went to the new runbook's own secrets file, not into the runbook.
-      expect(readFileSync(join(runbook, '..', 'lab-two.secrets'), 'utf8')).toContain(`HA_VRRP_PASSWORD=${PASSWORD}`);
-      expect(readFileSync(runbook, 'utf8')).not.toContain(PASSWORD);
-    });
+    it(
+      'apply --hosts --vip writes a runbook for the new cluster; its run, ' +
+        'whose connection to node1 dies during the build, fails that node only',
+      async () => {
+        const args = ['--hosts', '10.214.0.11,10.214.0.12', '--vip', '10.214.0.100/24', '--name', 'lab-two'];
+        const child = spawn(
+          process.execPath,
+          [BIN, 'apply', oldRunbook, ...args, '--renderer', 'simple', '--no-verify'],
+          {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...process.env, CI: 'true' },
+          },
+        );
+        let output = '';
+        child.stdout.on('data', (d) => {
+          output += d;
+        });
+        child.stderr.on('data', (d) => {
+          output += d;
+        });
+        const exited = new Promise<number>((res) => child.on('close', (code) => res(code ?? 1)));
+        const deadline = Date.now() + 15 * 60_000;
+        while ((await journalStatus(lab, 0, 'build')) !== 'running') {
+          if (Date.now() > deadline) throw new Error(`build never started:\n${output.slice(-3000)}`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        // Cut it while make runs (lab builds are mostly compiler-cache hits, so they are short).
+        while ((await lab.ssh(0, 'pgrep -x make')).code !== 0) {
+          if (Date.now() > deadline) throw new Error(`make never ran:\n${output.slice(-3000)}`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        // Cut the session from the node (as a dropped link or a dead laptop would), and the build with it.
+        await lab.ssh(0, "pkill -KILL -f 'sshd: root@notty' ; pkill -KILL make ; true");
+        const code = await exited;
+        expect(code).toBe(1);
+        expect(output).toMatch(/node1[\s\S]*step:\s+build/);
+        expect(output).toMatch(/it resumes at this step/);
+        expect(await journalStatus(lab, 0, 'build')).toBe('running');
+        const doc = parse(readFileSync(runbook, 'utf8'));
+        expect(
+          doc.nodes.map((n: { host: string; role: string; priority: number }) => [n.host, n.role, n.priority]),
+        ).toEqual([
+          ['10.214.0.11', 'master', 100],
+          ['10.214.0.12', 'backup', 90],
+        ]);
+        expect(doc.vrrp.vip).toBe('10.214.0.100/24');
+        expect(doc.name).toBe('lab-two');
+        // The VRRP password went to the new runbook's own secrets file, not into the runbook.
+        expect(readFileSync(join(runbook, '..', 'lab-two.secrets'), 'utf8')).toContain(`HA_VRRP_PASSWORD=${PASSWORD}`);
+        expect(readFileSync(runbook, 'utf8')).not.toContain(PASSWORD);
+      },
+    );
 
     it('apply again (as a non-root user with sudo) resumes at the interrupted step', async () => {
       const doc = parse(readFileSync(runbook, 'utf8'));
@@ -142,7 +146,8 @@ describe.skipIf(!inject('labAvailable'))(
             'id hapw >/dev/null 2>&1 || useradd --create-home --shell /bin/bash hapw',
             `echo 'hapw:${SUDO_PASSWORD}' | chpasswd`,
             "echo 'hapw ALL=(ALL) ALL' > /etc/sudoers.d/hapw && chmod 440 /etc/sudoers.d/hapw",
-            'install -d -m 700 -o hapw -g hapw /home/hapw/.ssh && install -m 600 -o hapw -g hapw /root/.ssh/authorized_keys /home/hapw/.ssh/authorized_keys',
+            'install -d -m 700 -o hapw -g hapw /home/hapw/.ssh && install -m 600 -o hapw -g hapw ' +
+              '/root/.ssh/authorized_keys /home/hapw/.ssh/authorized_keys',
             // Two steps re-run on each node (the journal is written four times in one connection, sudo's
             // credential cache warm after the first command): the health-check script and the notify script differ.
             "echo '# changed by hand' >> /etc/keepalived/scripts/check_nginx.sh",
@@ -171,7 +176,8 @@ describe.skipIf(!inject('labAvailable'))(
         expect(journal.steps['health-check'].status).toBe('done');
         const leaked = await lab.ssh(
           i,
-          `grep -rlF -- ${SUDO_PASSWORD} /var/lib/ha-setup /etc/keepalived /usr/local/nginx/conf /tmp /root /home 2>/dev/null || true`,
+          `grep -rlF -- ${SUDO_PASSWORD} /var/lib/ha-setup /etc/keepalived /usr/local/nginx/conf /tmp /root /home ` +
+            `2>/dev/null || true`,
         );
         expect(leaked.stdout.trim()).toBe('');
       }
@@ -195,49 +201,55 @@ describe.skipIf(!inject('labAvailable'))(
 
     // issue 21: VRRPv2 -> v3 rolled node by node left node2 deaf to node1 (both held the VIP, the
     // roll's planned move waited in vain). Refused on the serving pair; the documented path works.
-    it('VRRPv2 -> v3 on the serving pair is refused before anything changes; with keepalived stopped on the backup, apply does it', async () => {
-      const state = () =>
-        Promise.all(
-          [0, 1].map(async (i) =>
-            (
-              await lab.ssh(
-                i,
-                "systemctl show -p MainPID --value keepalived; grep -c '^ *version 3$' /etc/keepalived/keepalived.conf; grep -c auth_pass /etc/keepalived/keepalived.conf; ip -4 -o addr show | grep -c ' 10.214.0.100/'; true",
-              )
-            ).stdout.trim(),
-          ),
-        );
-      const before = await state();
-      const doc = parse(readFileSync(runbook, 'utf8'));
-      doc.vrrp = { ...doc.vrrp, version: 3 };
-      delete doc.vrrp.auth;
-      writeFileSync(runbook, stringify(doc));
-      const refused = await cli(['apply', runbook, '--renderer', 'silent', '--no-verify']);
-      expect(refused.code).toBe(1);
-      expect(refused.err).toMatch(/preflight failed; nothing was changed/);
-      expect(refused.err).toMatch(/vrrp\.version: 2 on node1, node2, 3 in the runbook/);
-      expect(refused.err).toMatch(/vrrp\.auth: a password on node1, node2, none in the runbook/);
-      expect(refused.err).toMatch(/cannot roll node by node/);
-      expect(await state()).toEqual(before);
+    it(
+      'VRRPv2 -> v3 on the serving pair is refused before anything changes; with keepalived stopped on the backup, ' +
+        'apply does it',
+      async () => {
+        const state = () =>
+          Promise.all(
+            [0, 1].map(async (i) =>
+              (
+                await lab.ssh(
+                  i,
+                  "systemctl show -p MainPID --value keepalived; grep -c '^ *version 3$' " +
+                    '/etc/keepalived/keepalived.conf; grep -c auth_pass /etc/keepalived/keepalived.conf; ' +
+                    "ip -4 -o addr show | grep -c ' 10.214.0.100/'; true",
+                )
+              ).stdout.trim(),
+            ),
+          );
+        const before = await state();
+        const doc = parse(readFileSync(runbook, 'utf8'));
+        doc.vrrp = { ...doc.vrrp, version: 3 };
+        delete doc.vrrp.auth;
+        writeFileSync(runbook, stringify(doc));
+        const refused = await cli(['apply', runbook, '--renderer', 'silent', '--no-verify']);
+        expect(refused.code).toBe(1);
+        expect(refused.err).toMatch(/preflight failed; nothing was changed/);
+        expect(refused.err).toMatch(/vrrp\.version: 2 on node1, node2, 3 in the runbook/);
+        expect(refused.err).toMatch(/vrrp\.auth: a password on node1, node2, none in the runbook/);
+        expect(refused.err).toMatch(/cannot roll node by node/);
+        expect(await state()).toEqual(before);
 
-      // The maintenance path: keepalived stopped on the node without the VIP, then apply (verified).
-      expect((await lab.ssh(1, 'systemctl stop keepalived')).code).toBe(0);
-      const prober = startProber('10.214.0.100', 80, 20, 500);
-      const r = await cli(['apply', runbook, '--renderer', 'silent']);
-      const samples = await prober.stop();
-      const failed = samples.filter((x) => !x.ok);
-      console.log(
-        `VRRPv2 -> v3 by the maintenance path: ${samples.length} requests through the VIP, ${failed.length} failed`,
-      );
-      expect(r.code, r.out + r.err).toBe(0);
-      expect(r.out).toMatch(/scenario planned: PASSED/);
-      const after = (await state()).map((x) => x.split('\n').slice(1));
-      // version 3 and no password on both nodes; node1 holds the VIP, node2 does not
-      expect(after).toEqual([
-        ['1', '0', '1'],
-        ['1', '0', '0'],
-      ]);
-      expect(samples.slice(-10).every((x) => x.ok)).toBe(true);
-    });
+        // The maintenance path: keepalived stopped on the node without the VIP, then apply (verified).
+        expect((await lab.ssh(1, 'systemctl stop keepalived')).code).toBe(0);
+        const prober = startProber('10.214.0.100', 80, 20, 500);
+        const r = await cli(['apply', runbook, '--renderer', 'silent']);
+        const samples = await prober.stop();
+        const failed = samples.filter((x) => !x.ok);
+        console.log(
+          `VRRPv2 -> v3 by the maintenance path: ${samples.length} requests through the VIP, ${failed.length} failed`,
+        );
+        expect(r.code, r.out + r.err).toBe(0);
+        expect(r.out).toMatch(/scenario planned: PASSED/);
+        const after = (await state()).map((x) => x.split('\n').slice(1));
+        // version 3 and no password on both nodes; node1 holds the VIP, node2 does not
+        expect(after).toEqual([
+          ['1', '0', '1'],
+          ['1', '0', '0'],
+        ]);
+        expect(samples.slice(-10).every((x) => x.ok)).toBe(true);
+      },
+    );
   },
 );

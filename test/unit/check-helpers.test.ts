@@ -47,14 +47,18 @@ describe('check helpers', () => {
     expect(passes([conf, other], fileHasSha256(other, sha('worker_processes 2;\n')))).toBe(false);
   });
 
-  it('a marker holds exactly its one line (a trailing newline or none); a second line, another value or no file fails', () => {
-    expect(passes([], fileHoldsLine(marker, 'abc123'))).toBe(true);
-    expect(passes([], fileHoldsLine(noNewline, 'abc123'))).toBe(true);
-    expect(passes([], fileHoldsLine(marker, 'abc12'))).toBe(false);
-    expect(passes([], fileHoldsLine(twoLines, 'abc123'))).toBe(false);
-    expect(passes([], fileHoldsLine(join(dir, 'absent'), ''))).toBe(false);
-    expect(passes([], fileHoldsLine(marker, "abc123' ; true ; '"))).toBe(false);
-  });
+  it(
+    'a marker holds exactly its one line (a trailing newline or none); a second line, ' +
+      'another value or no file fails',
+    () => {
+      expect(passes([], fileHoldsLine(marker, 'abc123'))).toBe(true);
+      expect(passes([], fileHoldsLine(noNewline, 'abc123'))).toBe(true);
+      expect(passes([], fileHoldsLine(marker, 'abc12'))).toBe(false);
+      expect(passes([], fileHoldsLine(twoLines, 'abc123'))).toBe(false);
+      expect(passes([], fileHoldsLine(join(dir, 'absent'), ''))).toBe(false);
+      expect(passes([], fileHoldsLine(marker, "abc123' ; true ; '"))).toBe(false);
+    },
+  );
 
   it('in a batch, every check sees the prelude of all files', () => {
     const out = execFileSync(

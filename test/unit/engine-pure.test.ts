@@ -126,25 +126,29 @@ describe('why a step runs', () => {
     expect(describeChange(undefined, digestPlan(plan('a')))).toBe('its input changed');
   });
 
-  it('checks the host only when the fingerprint matches; a dependency that ran, or one the step did not have, runs it', () => {
-    const p = plan('a');
-    expect(decide(step(), p, entry(p), new Set())).toEqual({ action: 'check', reason: 'fingerprint matches' });
-    expect(decide(step(), plan('b'), entry(p), new Set())).toEqual({ action: 'run', reason: 'commands changed' });
-    expect(decide(step(['install']), p, entry(p), new Set(['install']))).toEqual({
-      action: 'run',
-      reason: 'install re-ran',
-    });
-    expect(decide(step(['install']), p, entry(p, { dependsOn: [] }), new Set())).toEqual({
-      action: 'run',
-      reason: 'it now depends on install',
-    });
-    // A journal from before dependencies were recorded: no mass re-run.
-    expect(decide(step(['install']), p, entry(p), new Set()).action).toBe('check');
-    expect(decide(step(), p, { ...entry(p), status: 'running' }, new Set())).toEqual({
-      action: 'run',
-      reason: 'it was interrupted',
-    });
-  });
+  it(
+    'checks the host only when the fingerprint matches; a dependency that ran, or one the step did not have, ' +
+      'runs it',
+    () => {
+      const p = plan('a');
+      expect(decide(step(), p, entry(p), new Set())).toEqual({ action: 'check', reason: 'fingerprint matches' });
+      expect(decide(step(), plan('b'), entry(p), new Set())).toEqual({ action: 'run', reason: 'commands changed' });
+      expect(decide(step(['install']), p, entry(p), new Set(['install']))).toEqual({
+        action: 'run',
+        reason: 'install re-ran',
+      });
+      expect(decide(step(['install']), p, entry(p, { dependsOn: [] }), new Set())).toEqual({
+        action: 'run',
+        reason: 'it now depends on install',
+      });
+      // A journal from before dependencies were recorded: no mass re-run.
+      expect(decide(step(['install']), p, entry(p), new Set()).action).toBe('check');
+      expect(decide(step(), p, { ...entry(p), status: 'running' }, new Set())).toEqual({
+        action: 'run',
+        reason: 'it was interrupted',
+      });
+    },
+  );
 });
 
 describe('roll', () => {
@@ -173,7 +177,7 @@ describe('roll', () => {
 });
 
 describe('pollUntil', () => {
-  it('returns as soon as the check is done, else after the budget with the last value; an abort ends it early', async () => {
+  it('returns once the check is done, else after the budget with the last value; an abort ends it early', async () => {
     let n = 0;
     expect(await pollUntil(async () => ({ done: ++n === 3, value: n }), { budgetMs: 5000, intervalMs: 1 })).toEqual({
       done: true,
@@ -255,7 +259,8 @@ describe('build slots (apply --build-concurrency)', () => {
 // was still BACKUP; it became MASTER a few adverts later and the probe took it for a foreign host.
 describe('the VIP probe of preflight', () => {
   const reply = (mac: string) =>
-    `arping\nARPING 10.0.0.100 from 10.0.0.11 eth0\nUnicast reply from 10.0.0.100 [${mac}]  0.569ms\nReceived 1 response(s)\n`;
+    `arping\nARPING 10.0.0.100 from 10.0.0.11 eth0\nUnicast reply from 10.0.0.100 [${mac}]  0.569ms\nReceived 1 ` +
+    `response(s)\n`;
   it('an answer from a node of this cluster is that node taking the VIP, not another host', () => {
     expect(vipProbeVerdict(reply('6A:31:68:9D:2C:FE'), ['ae:74:63:46:81:65', '6a:31:68:9d:2c:fe'])).toEqual({
       kind: 'cluster',
@@ -311,27 +316,31 @@ describe('VRRP settings a serving pair must share', () => {
     ).toEqual([]);
   });
 
-  it('version, router id, password on/off and unicast changed on a serving pair are refused by name, with the way to do it', () => {
-    const changed = {
-      ...runbook,
-      vrrp: {
-        ...runbook.vrrp,
-        version: 3 as const,
-        virtualRouterId: runbook.vrrp.virtualRouterId + 1,
-        auth: undefined,
-        unicast: false,
-      },
-    };
-    const [problem, ...rest] = vrrpIdentityProblems(changed, nodes, both(live));
-    expect(rest).toEqual([]);
-    const on = `on ${nodes[0].name}, ${nodes[1].name}`;
-    expect(problem).toContain(`vrrp.version: 2 ${on}, 3 in the runbook`);
-    expect(problem).toContain(`vrrp.virtualRouterId: ${live.vrid} ${on}, ${live.vrid + 1} in the runbook`);
-    expect(problem).toContain(`vrrp.auth: a password ${on}, none in the runbook`);
-    expect(problem).toContain(`vrrp.unicast: true ${on}, false in the runbook`);
-    expect(problem).toMatch(/cannot roll node by node/);
-    expect(problem).toMatch(/stop keepalived on every node except the one holding the VIP/);
-  });
+  it(
+    'version, router id, password on/off and unicast changed on a serving pair are refused by name, ' +
+      'with the way to do it',
+    () => {
+      const changed = {
+        ...runbook,
+        vrrp: {
+          ...runbook.vrrp,
+          version: 3 as const,
+          virtualRouterId: runbook.vrrp.virtualRouterId + 1,
+          auth: undefined,
+          unicast: false,
+        },
+      };
+      const [problem, ...rest] = vrrpIdentityProblems(changed, nodes, both(live));
+      expect(rest).toEqual([]);
+      const on = `on ${nodes[0].name}, ${nodes[1].name}`;
+      expect(problem).toContain(`vrrp.version: 2 ${on}, 3 in the runbook`);
+      expect(problem).toContain(`vrrp.virtualRouterId: ${live.vrid} ${on}, ${live.vrid + 1} in the runbook`);
+      expect(problem).toContain(`vrrp.auth: a password ${on}, none in the runbook`);
+      expect(problem).toContain(`vrrp.unicast: true ${on}, false in the runbook`);
+      expect(problem).toMatch(/cannot roll node by node/);
+      expect(problem).toMatch(/stop keepalived on every node except the one holding the VIP/);
+    },
+  );
 });
 
 // The batch runs in a real shell here: an `exit` in one check ends only that check, every check

@@ -232,39 +232,50 @@ describe('engine ordering and dependencies (fake transport)', () => {
 });
 
 describe('serving cluster: disruptive steps are held back for the roll', () => {
-  it('stops each node before the first disruptive step that would run; a second call for one node carries on with what ran', async () => {
-    const { runbook, handles, run } = setup();
-    const steps = [
-      step('a'),
-      step('b', ['a']),
-      step('restart', ['b'], { disruptive: true }),
-      step('after', ['restart']),
-    ];
-    await run(steps);
-    // Change a's input: b must re-run (dependency), and the disruptive restart too, but not yet.
-    const changed = [step('a', [], { plan: () => ({ ...emptyPlan(), commands: ['do a v2'] }) }), ...steps.slice(1)];
-    const rerun = new Map<string, Set<string>>();
-    const journals = new Map();
-    const base = {
-      runbook,
-      runbookPath: join(mkdtempSync(join(tmpdir(), 'ha-setup-roll-')), 'rb.yaml'),
-      sources: {},
-      secrets: {},
-      concurrency: 2,
-      renderer: 'silent' as const,
-      runId: 't2',
-    };
-    for (const h of handles)
-      h.facts = { ...h.facts, journal: (h.t as FakeTransport).files.get('/var/lib/ha-setup/journal.json') ?? '' };
-    const first = await executeSteps({ ...base, handles, steps: changed, stopBeforeDisruptive: true, rerun, journals });
-    expect(first.map((o) => [ran(o), o.pendingDisruptive])).toEqual([
-      [['a', 'b'], 'restart'],
-      [['a', 'b'], 'restart'],
-    ]);
-    const [second] = await executeSteps({ ...base, handles: [handles[1]], steps: changed, rerun, journals });
-    // a and b are not run again (journal carried over); restart runs because b ran; after because restart did.
-    expect(ran(second)).toEqual(['restart', 'after']);
-  });
+  it(
+    'stops each node before the first disruptive step that would run; ' +
+      'a second call for one node carries on with what ran',
+    async () => {
+      const { runbook, handles, run } = setup();
+      const steps = [
+        step('a'),
+        step('b', ['a']),
+        step('restart', ['b'], { disruptive: true }),
+        step('after', ['restart']),
+      ];
+      await run(steps);
+      // Change a's input: b must re-run (dependency), and the disruptive restart too, but not yet.
+      const changed = [step('a', [], { plan: () => ({ ...emptyPlan(), commands: ['do a v2'] }) }), ...steps.slice(1)];
+      const rerun = new Map<string, Set<string>>();
+      const journals = new Map();
+      const base = {
+        runbook,
+        runbookPath: join(mkdtempSync(join(tmpdir(), 'ha-setup-roll-')), 'rb.yaml'),
+        sources: {},
+        secrets: {},
+        concurrency: 2,
+        renderer: 'silent' as const,
+        runId: 't2',
+      };
+      for (const h of handles)
+        h.facts = { ...h.facts, journal: (h.t as FakeTransport).files.get('/var/lib/ha-setup/journal.json') ?? '' };
+      const first = await executeSteps({
+        ...base,
+        handles,
+        steps: changed,
+        stopBeforeDisruptive: true,
+        rerun,
+        journals,
+      });
+      expect(first.map((o) => [ran(o), o.pendingDisruptive])).toEqual([
+        [['a', 'b'], 'restart'],
+        [['a', 'b'], 'restart'],
+      ]);
+      const [second] = await executeSteps({ ...base, handles: [handles[1]], steps: changed, rerun, journals });
+      // a and b are not run again (journal carried over); restart runs because b ran; after because restart did.
+      expect(ran(second)).toEqual(['restart', 'after']);
+    },
+  );
 
   it('rolls the nodes that do not hold the VIP first, lowest priority first, the holder last', async () => {
     const { rollOrder } = await import('../../src/orchestrate/roll.js');

@@ -87,91 +87,103 @@ describe('TLS to Consul and Redis', () => {
     expect(validateRunbook(g).problems.map((p) => p.path)).toEqual(['site.gray.redis.tls.serverName']);
   });
 
-  it("renders: config.lua names the certificate's server name, nginx.conf trusts the runbook's CA bundle (or the system CAs)", () => {
-    const { ca } = pki();
-    const doc = gray();
-    doc.site.gray.redis.tls = { caFile: 'ca.pem', serverName: 'redis.lab' };
-    const rb = validateRunbook(doc).runbook as Runbook;
-    const files = readSiteFiles(rb, dir);
-    expect(files.ca['ca.pem']).toBe(ca);
-    const plan = offlinePlan(rb, INSTALL_STEPS, 'debian12', files)[0].steps.find(
-      (s) => s.step.id === 'nginx-config',
-    )!.plan;
-    const config = plan.files.find((f) => f.path.endsWith('/ha_gateway/config.lua'))!.content;
-    expect(config).toMatch(
-      /redis = \{ host = "10\.20\.0\.7", port = 6379, .*, tls = \{ server_name = "redis\.lab" \} \}/,
-    );
-    expect(
-      plan.files.find((f) => f.path === '/usr/local/openresty/nginx/conf/ha-gateway/trusted-ca.pem')?.content,
-    ).toBe(ca);
-    const nginxConf = plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
-    expect(nginxConf).toContain('lua_ssl_trusted_certificate ha-gateway/trusted-ca.pem;');
-    // Without a CA file: the nodes' own CAs, where each family keeps them.
-    const sys = {
-      ...rb,
-      site: {
-        ...rb.site,
-        gray: { ...rb.site.gray!, redis: { ...rb.site.gray!.redis, tls: { serverName: 'redis.lab' } } },
-      },
-    };
-    const conf = (release: string) =>
-      offlinePlan(sys, INSTALL_STEPS, release)[0]
-        .steps.find((s) => s.step.id === 'nginx-config')!
-        .plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
-    expect(conf('debian12')).toContain('lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;');
-    expect(conf('el9')).toContain('lua_ssl_trusted_certificate /etc/pki/tls/certs/ca-bundle.crt;');
-    // A private key given as the CA file is refused before anything is shipped.
-    writeFileSync(join(dir, 'oops.pem'), `${ca}${readFileSync(join(dir, 'server.key'), 'utf8')}`);
-    const oops = {
-      ...rb,
-      site: { ...rb.site, gray: { ...rb.site.gray!, redis: { ...rb.site.gray!.redis, tls: { caFile: 'oops.pem' } } } },
-    };
-    expect(() => readSiteFiles(oops, dir)).toThrow(/site\.gray\.redis\.tls\.caFile: oops\.pem holds a private key/);
-  });
+  it(
+    "renders: config.lua names the certificate's server name, nginx.conf trusts the runbook's CA bundle (or the " +
+      'system CAs)',
+    () => {
+      const { ca } = pki();
+      const doc = gray();
+      doc.site.gray.redis.tls = { caFile: 'ca.pem', serverName: 'redis.lab' };
+      const rb = validateRunbook(doc).runbook as Runbook;
+      const files = readSiteFiles(rb, dir);
+      expect(files.ca['ca.pem']).toBe(ca);
+      const plan = offlinePlan(rb, INSTALL_STEPS, 'debian12', files)[0].steps.find(
+        (s) => s.step.id === 'nginx-config',
+      )!.plan;
+      const config = plan.files.find((f) => f.path.endsWith('/ha_gateway/config.lua'))!.content;
+      expect(config).toMatch(
+        /redis = \{ host = "10\.20\.0\.7", port = 6379, .*, tls = \{ server_name = "redis\.lab" \} \}/,
+      );
+      expect(
+        plan.files.find((f) => f.path === '/usr/local/openresty/nginx/conf/ha-gateway/trusted-ca.pem')?.content,
+      ).toBe(ca);
+      const nginxConf = plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
+      expect(nginxConf).toContain('lua_ssl_trusted_certificate ha-gateway/trusted-ca.pem;');
+      // Without a CA file: the nodes' own CAs, where each family keeps them.
+      const sys = {
+        ...rb,
+        site: {
+          ...rb.site,
+          gray: { ...rb.site.gray!, redis: { ...rb.site.gray!.redis, tls: { serverName: 'redis.lab' } } },
+        },
+      };
+      const conf = (release: string) =>
+        offlinePlan(sys, INSTALL_STEPS, release)[0]
+          .steps.find((s) => s.step.id === 'nginx-config')!
+          .plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
+      expect(conf('debian12')).toContain('lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;');
+      expect(conf('el9')).toContain('lua_ssl_trusted_certificate /etc/pki/tls/certs/ca-bundle.crt;');
+      // A private key given as the CA file is refused before anything is shipped.
+      writeFileSync(join(dir, 'oops.pem'), `${ca}${readFileSync(join(dir, 'server.key'), 'utf8')}`);
+      const oops = {
+        ...rb,
+        site: {
+          ...rb.site,
+          gray: { ...rb.site.gray!, redis: { ...rb.site.gray!.redis, tls: { caFile: 'oops.pem' } } },
+        },
+      };
+      expect(() => readSiteFiles(oops, dir)).toThrow(/site\.gray\.redis\.tls\.caFile: oops\.pem holds a private key/);
+    },
+  );
 
-  it("ha-setup gray's client: TLS verified for the server name, and no password to a server that cannot prove it", async () => {
-    const { ca, key, cert } = pki();
-    const received: string[] = [];
-    const server = createServer({ key, cert }, (s) => {
-      s.on('data', (d) => {
-        received.push(d.toString());
-        // +OK for AUTH, then the three replies of a status read.
-        s.write('+OK\r\n*1\r\n$8\r\n10.0.0.1\r\n*0\r\n$-1\r\n');
+  it(
+    "ha-setup gray's client: TLS verified for the server name, and no password to a server that cannot " + 'prove it',
+    async () => {
+      const { ca, key, cert } = pki();
+      const received: string[] = [];
+      const server = createServer({ key, cert }, (s) => {
+        s.on('data', (d) => {
+          received.push(d.toString());
+          // +OK for AUTH, then the three replies of a status read.
+          s.write('+OK\r\n*1\r\n$8\r\n10.0.0.1\r\n*0\r\n$-1\r\n');
+        });
+        s.on('error', () => {});
       });
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
-    const commands = [
-      ['SMEMBERS', 'k:ips'],
-      ['SMEMBERS', 'k:values'],
-      ['GET', 'k:percent'],
-    ];
-    try {
-      const ok = await redisPipeline(
-        { host: '127.0.0.1', port, db: 0, password: 's3cret', tls: { ca, servername: 'redis.lab' } },
-        commands,
-      );
-      expect(ok).toEqual([['10.0.0.1'], [], null]);
-      expect(received.join('')).toContain('s3cret');
-      received.length = 0;
-      // The certificate is not for this name: the handshake fails and the password is never sent.
-      const wrong = await redisPipeline(
-        { host: '127.0.0.1', port, db: 0, password: 's3cret', tls: { ca, servername: 'other.lab' } },
-        commands,
-      ).catch((e) => e);
-      expect(wrong.message).toMatch(/Redis at 127\.0\.0\.1:\d+: cannot talk to it \(TLS: ERR_TLS_CERT_ALTNAME_INVALID/);
-      // Not signed by a CA we trust: the same.
-      const untrusted = await redisPipeline(
-        { host: '127.0.0.1', port, db: 0, password: 's3cret', tls: { servername: 'redis.lab' } },
-        commands,
-      ).catch((e) => e);
-      expect(untrusted.message).toMatch(
-        /TLS: (SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT)/,
-      );
-      expect(received.join('')).not.toContain('s3cret');
-    } finally {
-      server.close();
-    }
-  });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as AddressInfo).port;
+      const commands = [
+        ['SMEMBERS', 'k:ips'],
+        ['SMEMBERS', 'k:values'],
+        ['GET', 'k:percent'],
+      ];
+      try {
+        const ok = await redisPipeline(
+          { host: '127.0.0.1', port, db: 0, password: 's3cret', tls: { ca, servername: 'redis.lab' } },
+          commands,
+        );
+        expect(ok).toEqual([['10.0.0.1'], [], null]);
+        expect(received.join('')).toContain('s3cret');
+        received.length = 0;
+        // The certificate is not for this name: the handshake fails and the password is never sent.
+        const wrong = await redisPipeline(
+          { host: '127.0.0.1', port, db: 0, password: 's3cret', tls: { ca, servername: 'other.lab' } },
+          commands,
+        ).catch((e) => e);
+        expect(wrong.message).toMatch(
+          /Redis at 127\.0\.0\.1:\d+: cannot talk to it \(TLS: ERR_TLS_CERT_ALTNAME_INVALID/,
+        );
+        // Not signed by a CA we trust: the same.
+        const untrusted = await redisPipeline(
+          { host: '127.0.0.1', port, db: 0, password: 's3cret', tls: { servername: 'redis.lab' } },
+          commands,
+        ).catch((e) => e);
+        expect(untrusted.message).toMatch(
+          /TLS: (SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|DEPTH_ZERO_SELF_SIGNED_CERT)/,
+        );
+        expect(received.join('')).not.toContain('s3cret');
+      } finally {
+        server.close();
+      }
+    },
+  );
 });

@@ -107,35 +107,40 @@ describe('golden plans', () => {
     });
   }
 
-  it('plan review: a header, a summary, each identical step once, per-node differences, key values, no line past 120 columns outside file contents', () => {
-    const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
-    const nodes = offlinePlan(runbook, INSTALL_STEPS, 'el9');
-    const text = renderPlanReview(nodes, {
-      fileContents: false,
-      osSource: 'assumed',
-      runbookPath: 'x.yaml',
-      width: 120,
-    });
-    expect(text).toMatch(/^plan for x\.yaml \(runbook "/);
-    expect(text).toMatch(/el9 \(assumed: --offline\)/);
-    expect(text).toContain(
-      `summary:\n  ${nodes[0].pc.node.name}: ${nodes[0].steps.length} will run, 0 done, 0 will re-run`,
-    );
-    expect(text.match(/-- \[will run\] packages: .*\[every node\]/g)).toHaveLength(1);
-    // keepalived.conf differs per node (priority): one block per node, with its key values.
-    const ka = [...text.matchAll(/-- \[will run\] keepalived-config: .*\[(\S+)\]/g)].map((m) => m[1]);
-    expect(ka).toEqual(nodes.map((n) => n.pc.node.name));
-    expect(text).toMatch(new RegExp(`= priority ${nodes[0].pc.node.priority}\\n`));
-    expect(text).toMatch(/= virtual_router_id \d+/);
-    // Only a quoted string too long to break may pass the width (breaking it would change the command).
-    for (const line of text.split('\n').filter((l) => l.length > 120)) expect(line, line).toMatch(/(['"])[^'"]{80,}\1/);
-    const json = planJson(nodes, 'assumed', 'x.yaml') as {
-      nodes: Array<{ steps: Array<{ id: string; files: Array<{ keyValues: string[] }> }> }>;
-    };
-    expect(json.nodes[0].steps.find((s) => s.id === 'keepalived-config')!.files[0].keyValues).toContain(
-      `priority ${nodes[0].pc.node.priority}`,
-    );
-  });
+  it(
+    'plan review: a header, a summary, each identical step once, per-node differences, key values, ' +
+      'no line past 120 columns outside file contents',
+    () => {
+      const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
+      const nodes = offlinePlan(runbook, INSTALL_STEPS, 'el9');
+      const text = renderPlanReview(nodes, {
+        fileContents: false,
+        osSource: 'assumed',
+        runbookPath: 'x.yaml',
+        width: 120,
+      });
+      expect(text).toMatch(/^plan for x\.yaml \(runbook "/);
+      expect(text).toMatch(/el9 \(assumed: --offline\)/);
+      expect(text).toContain(
+        `summary:\n  ${nodes[0].pc.node.name}: ${nodes[0].steps.length} will run, 0 done, 0 will re-run`,
+      );
+      expect(text.match(/-- \[will run\] packages: .*\[every node\]/g)).toHaveLength(1);
+      // keepalived.conf differs per node (priority): one block per node, with its key values.
+      const ka = [...text.matchAll(/-- \[will run\] keepalived-config: .*\[(\S+)\]/g)].map((m) => m[1]);
+      expect(ka).toEqual(nodes.map((n) => n.pc.node.name));
+      expect(text).toMatch(new RegExp(`= priority ${nodes[0].pc.node.priority}\\n`));
+      expect(text).toMatch(/= virtual_router_id \d+/);
+      // Only a quoted string too long to break may pass the width (breaking it would change the command).
+      for (const line of text.split('\n').filter((l) => l.length > 120))
+        expect(line, line).toMatch(/(['"])[^'"]{80,}\1/);
+      const json = planJson(nodes, 'assumed', 'x.yaml') as {
+        nodes: Array<{ steps: Array<{ id: string; files: Array<{ keyValues: string[] }> }> }>;
+      };
+      expect(json.nodes[0].steps.find((s) => s.id === 'keepalived-config')!.files[0].keyValues).toContain(
+        `priority ${nodes[0].pc.node.priority}`,
+      );
+    },
+  );
 
   it('plan review warns about unpinned sources with their URL', () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks.nginx));
@@ -145,13 +150,16 @@ describe('golden plans', () => {
       osSource: 'assumed',
       runbookPath: 'x.yaml',
     });
-    expect(text).toMatch(
-      /warning: source keepalived 2\.2\.8 has no pin \(https:\/\/www\.keepalived\.org\/software\/keepalived-2\.2\.8\.tar\.gz\): apply refuses it unless --trust-on-first-download/,
+    expect(text).toContain(
+      'warning: source keepalived 2.2.8 has no pin (https://www.keepalived.org/software/keepalived-2.2.8.tar.gz): ' +
+        'apply refuses it unless --trust-on-first-download',
     );
   });
 
   it('wraps long commands only at spaces outside quotes, as a backslash continuation', () => {
-    const cmd = `echo 'a b c d e f g h i j k l m n o p q r s t u v w x y z' && printf '%s\\n' one two three four five six seven eight nine ten eleven`;
+    const cmd =
+      `echo 'a b c d e f g h i j k l m n o p q r s t u v w x y z' && printf '%s\\n' one two three four ` +
+      `five six seven eight nine ten eleven`;
     const lines = wrapCommand(cmd, 60);
     expect(lines.length).toBeGreaterThan(1);
     expect(lines.slice(0, -1).every((l) => l.endsWith(' \\'))).toBe(true);
@@ -180,13 +188,15 @@ describe('golden plans', () => {
   it('puts the upstream-check patch inside the OpenResty bundle', async () => {
     const { runbook } = loadRunbook(join(import.meta.dirname, '..', '..', runbooks['openresty-modules']));
     const text = renderPlanText(offlinePlan(runbook, INSTALL_STEPS, 'el9'), { fileContents: false });
-    expect(text).toMatch(
-      /patch -p1 -f -d \/usr\/local\/src\/ha-setup\/src\/openresty\/bundle\/nginx-1\.27\.1 < \/usr\/local\/src\/ha-setup\/src\/nginx_upstream_check_module\/check_1\.16\.1\+\.patch; fi/,
+    expect(text).toContain(
+      'patch -p1 -f -d /usr/local/src/ha-setup/src/openresty/bundle/nginx-1.27.1 ' +
+        '< /usr/local/src/ha-setup/src/nginx_upstream_check_module/check_1.16.1+.patch; fi',
     );
     expect(text).toMatch(/openldap-devel/);
     expect(text).toMatch(/--add-module=\/usr\/local\/src\/ha-setup\/src\/ngx_cache_purge/);
-    expect(text).toMatch(
-      /firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="192\.168\.56\.102" protocol value="vrrp" accept'/,
+    expect(text).toContain(
+      `firewall-cmd --permanent --add-rich-rule='rule family="ipv4" source address="192.168.56.102" ` +
+        `protocol value="vrrp" accept'`,
     );
   });
 
@@ -233,7 +243,8 @@ describe('firewall commands per firewall kind', () => {
     const { firewallCommands } = await import('../../src/steps/firewall.js');
     const { apply, verify } = firewallCommands(pcFor('iptables'));
     expect(apply[0]).toBe(
-      'iptables -C INPUT -p vrrp -s 10.10.0.12 -j ACCEPT 2>/dev/null || iptables -I INPUT -p vrrp -s 10.10.0.12 -j ACCEPT',
+      'iptables -C INPUT -p vrrp -s 10.10.0.12 -j ACCEPT 2>/dev/null || iptables -I INPUT -p vrrp -s 10.10.0.12 -j ' +
+        'ACCEPT',
     );
     expect(apply[1]).toContain('--dport 8080');
     expect(apply[2]).toMatch(/netfilter-persistent save/);
@@ -244,7 +255,8 @@ describe('firewall commands per firewall kind', () => {
     const { firewallCommands } = await import('../../src/steps/firewall.js');
     const { apply } = firewallCommands(pcFor('nftables', 'inet filter input'));
     expect(apply[0]).toBe(
-      "nft list chain inet filter input | grep -F 'ip saddr 10.10.0.12 ip protocol vrrp accept' >/dev/null || nft insert rule inet filter input ip saddr 10.10.0.12 ip protocol vrrp accept",
+      "nft list chain inet filter input | grep -F 'ip saddr 10.10.0.12 ip protocol vrrp accept' >/dev/null || nft " +
+        'insert rule inet filter input ip saddr 10.10.0.12 ip protocol vrrp accept',
     );
   });
 
@@ -275,13 +287,13 @@ describe('preflight on an EL 7 node', () => {
       secrets: {},
       warn: () => {},
     });
-    expect(problems.join('\n')).toMatch(
-      /build\.modules: lua on the nginx flavor needs LuaJIT 2\.1 and EPEL 7 ships 2\.0 \(el7\); use the openresty flavor/,
+    expect(problems.join('\n')).toContain(
+      'build.modules: lua on the nginx flavor needs LuaJIT 2.1 and EPEL 7 ships 2.0 (el7); use the openresty flavor',
     );
   });
 
   // A newcomer's trial: validate passed what plan and apply then refused. One set of rules now.
-  it('validate and plan --offline refuse what apply would: an unpinned source, lua on the nginx flavor on el7', async () => {
+  it('validate and plan --offline refuse what apply would: an unpinned source, lua on nginx on el7', async () => {
     const { main } = await import('../../src/cli/main.js');
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
@@ -310,8 +322,9 @@ describe('preflight on an EL 7 node', () => {
     );
     const v = await run(['validate', unpinned]);
     expect(v.code).toBe(2);
-    expect(v.err).toMatch(
-      /sources\.overrides\.openresty: openresty 1\.25\.3\.1 has no pin \(https:\/\/openresty\.org\/download\/openresty-1\.25\.3\.1\.tar\.gz\)/,
+    expect(v.err).toContain(
+      'sources.overrides.openresty: openresty 1.25.3.1 has no pin ' +
+        '(https://openresty.org/download/openresty-1.25.3.1.tar.gz)',
     );
     const nginxLua = join(import.meta.dirname, '..', '..', runbooks.nginx);
     expect((await run(['validate', nginxLua])).code).toBe(0);

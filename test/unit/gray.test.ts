@@ -61,7 +61,7 @@ describe('gray release rules (Lua)', () => {
     ).toEqual(['canary:ip 10.0.0.1/32', 'canary:header', 'canary:cookie', 'stable']);
   });
 
-  it('the percentage takes the clients whose bucket is below it, the rest stays stable; 0 and no key take nobody', () => {
+  it('the percentage takes clients whose bucket is below it, the rest stays stable; 0 and no key take nobody', () => {
     expect(decisions([], [], '10', ['10.0.0.1|||0', '10.0.0.1|||9', '10.0.0.1|||10', '10.0.0.1|||99'])).toEqual([
       'canary:percent 10',
       'canary:percent 10',
@@ -74,10 +74,14 @@ describe('gray release rules (Lua)', () => {
 
   it('entries edited by hand into Redis that are not valid are skipped with a reason, the rest still applies', () => {
     expect(
-      lua_(`
-      local rules, skipped = gray_rules.compile({ "10.0.0.300", "10.0.0.0/33", "010.0.0.1", "x", "10.9.0.0/16" }, { "a b", "ok-1" }, "150")
+      lua_(
+        `
+      local rules, skipped = gray_rules.compile({ "10.0.0.300", "10.0.0.0/33", "010.0.0.1", "x", "10.9.0.0/16" }, ` +
+          `{ "a b", "ok-1" }, "150")
       local d = gray_rules.describe(rules)
-      return table.concat(d.ips, " ") .. " | " .. table.concat(d.values, " ") .. " | " .. d.percent .. " | " .. #skipped`),
+      return table.concat(d.ips, " ") .. " | " .. table.concat(d.values, " ") .. " | " .. d.percent .. " | " .. ` +
+          `#skipped`,
+      ),
     ).toBe('10.9.0.0/16 | ok-1 | 0 | 6');
   });
 
@@ -92,40 +96,49 @@ describe('gray release rules (Lua)', () => {
     ).toEqual(['canary:ip 10.1.2.3', 'canary:ip 10.1.0.0/16', 'canary:ip 10.0.0.0/8', 'stable']);
     // 50,000 rules: every one matches its own address, a neighbour outside them does not.
     expect(
-      lua_(`
+      lua_(
+        `
       local ips = {}
       for i = 0, 49999 do ips[#ips + 1] = "10." .. math.floor(i / 256) % 256 .. "." .. i % 256 .. ".1" end
       local rules, skipped, err = gray_rules.compile(ips, {}, "")
       local hits = 0
       for i = 0, 49999, 997 do
-        if gray_rules.decide(rules, "10." .. math.floor(i / 256) % 256 .. "." .. i % 256 .. ".1", nil, nil, 99) then hits = hits + 1 end
+        if gray_rules.decide(rules, "10." .. math.floor(i / 256) % 256 .. "." .. i % 256 .. ".1", nil, nil, 99) ` +
+          `then hits = hits + 1 end
       end
       local miss = gray_rules.decide(rules, "10.0.0.2", nil, nil, 99)
-      return rules.counts.ips .. " " .. #rules.lens .. " " .. hits .. " " .. tostring(miss) .. " " .. #skipped .. " " .. tostring(err)`),
+      return rules.counts.ips .. " " .. #rules.lens .. " " .. hits .. " " .. tostring(miss) .. " " .. #skipped .. ` +
+          `" " .. tostring(err)`,
+      ),
     ).toBe('50000 1 51 false 0 nil');
   });
 
-  it('a rule set over the limits is refused as a whole, with why; the status page shows counts and the first entries only', () => {
-    expect(
-      lua_(`
+  it(
+    'a rule set over the limits is refused as a whole, with why; ' +
+      'the status page shows counts and the first entries only',
+    () => {
+      expect(
+        lua_(`
       local ips = {}
       for i = 1, gray_rules.MAX_IPS + 1 do ips[i] = "10.0.0.1" end
       local rules, _, err = gray_rules.compile(ips, {}, "")
       return tostring(rules) .. " | " .. err`),
-    ).toBe('nil | 100001 ip rules; a node takes at most 100000');
-    expect(
-      lua_(`
+      ).toBe('nil | 100001 ip rules; a node takes at most 100000');
+      expect(
+        lua_(`
       local vals = {}
       for i = 1, 300 do vals[i] = "v" .. i end
       local d = gray_rules.describe((gray_rules.compile({ "10.0.0.1" }, vals, "5")))
       return #d.values .. " " .. d.counts.values .. " " .. d.counts.ips .. " " .. d.percent`),
-    ).toBe('100 300 1 5');
-    expect(
-      lua_(
-        `return tostring(gray_rules.empty(gray_rules.compile({}, {}, "0"))) .. tostring(gray_rules.empty(gray_rules.compile({}, {}, "1")))`,
-      ),
-    ).toBe('truefalse');
-  });
+      ).toBe('100 300 1 5');
+      expect(
+        lua_(
+          `return tostring(gray_rules.empty(gray_rules.compile({}, {}, "0"))) .. ` +
+            `tostring(gray_rules.empty(gray_rules.compile({}, {}, "1")))`,
+        ),
+      ).toBe('truefalse');
+    },
+  );
 
   it('no rules (Redis not answering) means stable for everyone', () => {
     expect(
@@ -257,21 +270,25 @@ describe('site.gray in the runbook', () => {
     expect(validateRunbook(header).problems.map((p) => p.path)).toEqual(['site.gray.header']);
   });
 
-  it('the Redis password is a secret: required at apply time, and one with a quote is refused (it goes into a Lua string)', () => {
-    const v = validateRunbook(example());
-    if (!v.ok) throw new Error('example invalid');
-    const rb = v.runbook;
-    const file = join(import.meta.dirname, 'no-such-dir', 'gray.yaml');
-    const env = process.env;
-    try {
-      process.env = { ...env, HA_SETUP_REDIS_PASSWORD: undefined };
-      expect(() => loadSecrets(rb, file)).toThrow(/HA_SETUP_REDIS_PASSWORD is not set/);
-      process.env = { ...env, HA_SETUP_REDIS_PASSWORD: 'a"b' };
-      expect(() => loadSecrets(rb, file)).toThrow(/Redis password.*printable/);
-      process.env = { ...env, HA_SETUP_REDIS_PASSWORD: 's3cret!' };
-      expect(loadSecrets(rb, file)).toEqual({ HA_SETUP_REDIS_PASSWORD: 's3cret!' });
-    } finally {
-      process.env = env;
-    }
-  });
+  it(
+    'the Redis password is a secret: required at apply time, and one with a quote is refused (it goes into a Lua ' +
+      'string)',
+    () => {
+      const v = validateRunbook(example());
+      if (!v.ok) throw new Error('example invalid');
+      const rb = v.runbook;
+      const file = join(import.meta.dirname, 'no-such-dir', 'gray.yaml');
+      const env = process.env;
+      try {
+        process.env = { ...env, HA_SETUP_REDIS_PASSWORD: undefined };
+        expect(() => loadSecrets(rb, file)).toThrow(/HA_SETUP_REDIS_PASSWORD is not set/);
+        process.env = { ...env, HA_SETUP_REDIS_PASSWORD: 'a"b' };
+        expect(() => loadSecrets(rb, file)).toThrow(/Redis password.*printable/);
+        process.env = { ...env, HA_SETUP_REDIS_PASSWORD: 's3cret!' };
+        expect(loadSecrets(rb, file)).toEqual({ HA_SETUP_REDIS_PASSWORD: 's3cret!' });
+      } finally {
+        process.env = env;
+      }
+    },
+  );
 });

@@ -47,7 +47,8 @@ describe('layers of src/', () => {
       for (const { target } of importsOf(f)) {
         if (layerOf(target) > layerOf(f)) {
           upward.push(
-            `${relative(src, f)} (${LAYERS[layerOf(f)][0]}) imports ${relative(src, target)} (${LAYERS[layerOf(target)][0]})`,
+            `${relative(src, f)} (${LAYERS[layerOf(f)][0]}) ` +
+              `imports ${relative(src, target)} (${LAYERS[layerOf(target)][0]})`,
           );
         }
       }

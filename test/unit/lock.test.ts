@@ -40,13 +40,17 @@ describe('cluster lock', () => {
     expect(run(acquireScript(info('b'), file)).status).toBe(0);
   });
 
-  it('a lock without a heartbeat for longer than the stale time is taken over, and its holder learns it lost the lock', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'ha-lock-')), 'lock.json');
-    expect(run(acquireScript(info('a'), file)).status).toBe(0);
-    execFileSync('touch', ['-d', `-${STALE_S + 5} seconds`, file]);
-    const b = run(acquireScript(info('b'), file));
-    expect(b.status).toBe(0);
-    expect(b.stdout).toMatch(/^stale: .*"runId":"run-a".* heartbeat \d+ s ago/);
-    expect(run(heartbeatScript('id-a', file)).status).toBe(4);
-  });
+  it(
+    'a lock without a heartbeat for longer than the stale time is taken over, ' +
+      'and its holder learns it lost the lock',
+    () => {
+      const file = join(mkdtempSync(join(tmpdir(), 'ha-lock-')), 'lock.json');
+      expect(run(acquireScript(info('a'), file)).status).toBe(0);
+      execFileSync('touch', ['-d', `-${STALE_S + 5} seconds`, file]);
+      const b = run(acquireScript(info('b'), file));
+      expect(b.status).toBe(0);
+      expect(b.stdout).toMatch(/^stale: .*"runId":"run-a".* heartbeat \d+ s ago/);
+      expect(run(heartbeatScript('id-a', file)).status).toBe(4);
+    },
+  );
 });

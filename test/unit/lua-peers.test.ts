@@ -30,8 +30,9 @@ describe('gateway peer lists (Lua)', () => {
       })
       return peers.encode(list) .. " | " .. table.concat(skipped, "; ")`),
     ).toBe(
-      '10.0.0.5:80:1 | entry 1: address app.internal is not an IPv4 address; entry 2: address 10.0.0.300 is not an IPv4 address; ' +
-        'entry 3: port 70000 is not a port; entry 4: weight 0 takes it out of rotation; entry 5 has no Service',
+      '10.0.0.5:80:1 | entry 1: address app.internal is not an IPv4 address; entry 2: address 10.0.0.300 is not an ' +
+        'IPv4 address; entry 3: port 70000 is not a port; entry 4: weight 0 takes it out of rotation; ' +
+        'entry 5 has no Service',
     );
     expect(run('local l, err = peers.from_consul("x"); return tostring(l) .. " " .. err')).toBe(
       'nil the answer is not a JSON list',
@@ -42,7 +43,8 @@ describe('gateway peer lists (Lua)', () => {
   it('seeds from the runbook server lines, leaving out backup and down servers', () => {
     expect(
       run(
-        'return peers.encode(peers.from_servers({ "10.0.0.1:80", "10.0.0.2:81 weight=5", "10.0.0.3:80 backup", "10.0.0.4:80 down", "app:80" }))',
+        'return peers.encode(peers.from_servers({ "10.0.0.1:80", "10.0.0.2:81 weight=5", "10.0.0.3:80 backup", ' +
+          '"10.0.0.4:80 down", "app:80" }))',
       ),
     ).toBe('10.0.0.1:80:1,10.0.0.2:81:5');
   });
@@ -85,7 +87,8 @@ describe('gateway peer lists (Lua)', () => {
     // peers not from decode (no addr field) are matched by host:port
     expect(
       run(
-        'return peers.pick({ { host = "10.0.0.1", port = 80 } }, 1, { ["10.0.0.1:80"] = true }) == nil and "none" or "some"',
+        'return peers.pick({ { host = "10.0.0.1", port = 80 } }, 1, ' +
+          '{ ["10.0.0.1:80"] = true }) == nil and "none" or "some"',
       ),
     ).toBe('none');
   });
@@ -142,8 +145,8 @@ describe('who may be a peer (Lua ipv4.peer_problem, used for Consul and the seed
         'entry 3: address 0.0.0.0 is in 0.0.0.0/8 (this network); ' +
         'entry 4: address 255.255.255.255 is reserved or broadcast (240.0.0.0/4); ' +
         'entry 5: address 239.1.1.1 is a multicast address; ' +
-        'entry 6: address 127.0.0.010 is not an IPv4 address; ' +
-        'entry 7: weight is not a number',
+        'entry 6: address 127.0.0.010 is not an IPv4 address; entry 7: ' +
+        'weight is not a number',
     );
   });
 

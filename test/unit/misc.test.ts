@@ -130,7 +130,7 @@ describe('lab addressing and runbook', () => {
 });
 
 describe('what ha-setup writes next to runbooks stays out of git', () => {
-  it('the secrets file comes with a runbooks/.gitignore for secrets, logs and records; an existing one is kept', async () => {
+  it('the secrets file comes with runbooks/.gitignore (secrets, logs, records); an existing one is kept', async () => {
     const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
@@ -197,44 +197,53 @@ describe('nginx hot upgrade and rollback scripts', () => {
     }
   });
 
-  it('rollback brings the previous configuration back with the previous binary, tested together first; twice is the newer again', async () => {
-    const { mkdtempSync, mkdirSync, writeFileSync, readFileSync: read, chmodSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { rollbackScript } = await import('../../src/orchestrate/rollback.js');
-    const prefix = mkdtempSync(join(tmpdir(), 'ha-rb-'));
-    // Stand-ins for two builds: the old one has no lua and refuses a configuration with lua directives.
-    const build = (name: string, lua: boolean) =>
-      `#!/bin/sh\n[ "$1" = -v ] && { echo "nginx version: ${name}"; exit 0; }\n` +
-      `conf=$(for a in "$@"; do :; done; echo "$a")\n${lua ? '' : 'grep -q lua_package_path "$conf" && { echo "unknown directive lua_package_path" >&2; exit 1; }\n'}exit 0\n`;
-    mkdirSync(join(prefix, 'sbin'));
-    writeFileSync(join(prefix, 'sbin', 'nginx'), build('new', true));
-    writeFileSync(join(prefix, 'sbin', 'nginx.old'), build('old', false));
-    for (const f of ['nginx', 'nginx.old']) chmodSync(join(prefix, 'sbin', f), 0o755);
-    mkdirSync(join(prefix, 'conf'));
-    writeFileSync(join(prefix, 'conf', 'nginx.conf'), 'lua_package_path "x";\n');
-    mkdirSync(join(prefix, '.ha-setup-conf.old'));
-    writeFileSync(join(prefix, '.ha-setup-conf.old', 'nginx.conf'), 'events {}\n');
-    const script = rollbackScript(rb(prefix));
-    // No systemd here: nginx counts as not running; the swap is what is under test.
-    const run = () =>
-      spawnSync('bash', ['-c', `systemctl() { return 3; }\nset -euo pipefail\n${script}`], { encoding: 'utf8' });
-    const first = run();
-    expect(first.status, first.stderr).toBe(0);
-    expect(first.stdout).toContain('nginx version: old');
-    expect(read(join(prefix, 'conf', 'nginx.conf'), 'utf8')).toBe('events {}\n');
-    expect(read(join(prefix, '.ha-setup-conf.old', 'nginx.conf'), 'utf8')).toContain('lua_package_path');
-    const second = run();
-    expect(second.status, second.stderr).toBe(0);
-    expect(second.stdout).toContain('nginx version: new');
-    expect(read(join(prefix, 'conf', 'nginx.conf'), 'utf8')).toContain('lua_package_path');
-    // Without the previous configuration the previous binary is tested against the current one: refused, nothing swapped.
-    const { rmSync } = await import('node:fs');
-    rmSync(join(prefix, '.ha-setup-conf.old'), { recursive: true });
-    const refused = run();
-    expect(refused.status).toBe(1);
-    expect(refused.stderr).toMatch(/the previous binary refuses the configuration it would run with: not rolled back/);
-    expect(read(join(prefix, 'sbin', 'nginx'), 'utf8')).toContain('version: new');
-  });
+  it(
+    'rollback brings the previous configuration back with the previous binary, tested together first; ' +
+      'twice is the newer again',
+    async () => {
+      const { mkdtempSync, mkdirSync, writeFileSync, readFileSync: read, chmodSync } = await import('node:fs');
+      const { tmpdir } = await import('node:os');
+      const { rollbackScript } = await import('../../src/orchestrate/rollback.js');
+      const prefix = mkdtempSync(join(tmpdir(), 'ha-rb-'));
+      // Stand-ins for two builds: the old one has no lua and refuses a configuration with lua directives.
+      const build = (name: string, lua: boolean) =>
+        `#!/bin/sh\n[ "$1" = -v ] && { echo "nginx version: ${name}"; exit 0; }\n` +
+        `conf=$(for a in "$@"; do :; done; echo "$a")\n${
+          lua ? '' : 'grep -q lua_package_path "$conf" && { echo "unknown directive lua_package_path" >&2; exit 1; }\n'
+        }exit 0\n`;
+      mkdirSync(join(prefix, 'sbin'));
+      writeFileSync(join(prefix, 'sbin', 'nginx'), build('new', true));
+      writeFileSync(join(prefix, 'sbin', 'nginx.old'), build('old', false));
+      for (const f of ['nginx', 'nginx.old']) chmodSync(join(prefix, 'sbin', f), 0o755);
+      mkdirSync(join(prefix, 'conf'));
+      writeFileSync(join(prefix, 'conf', 'nginx.conf'), 'lua_package_path "x";\n');
+      mkdirSync(join(prefix, '.ha-setup-conf.old'));
+      writeFileSync(join(prefix, '.ha-setup-conf.old', 'nginx.conf'), 'events {}\n');
+      const script = rollbackScript(rb(prefix));
+      // No systemd here: nginx counts as not running; the swap is what is under test.
+      const run = () =>
+        spawnSync('bash', ['-c', `systemctl() { return 3; }\nset -euo pipefail\n${script}`], { encoding: 'utf8' });
+      const first = run();
+      expect(first.status, first.stderr).toBe(0);
+      expect(first.stdout).toContain('nginx version: old');
+      expect(read(join(prefix, 'conf', 'nginx.conf'), 'utf8')).toBe('events {}\n');
+      expect(read(join(prefix, '.ha-setup-conf.old', 'nginx.conf'), 'utf8')).toContain('lua_package_path');
+      const second = run();
+      expect(second.status, second.stderr).toBe(0);
+      expect(second.stdout).toContain('nginx version: new');
+      expect(read(join(prefix, 'conf', 'nginx.conf'), 'utf8')).toContain('lua_package_path');
+      // Without the previous configuration the previous binary is tested against the current one: refused, nothing
+      // swapped.
+      const { rmSync } = await import('node:fs');
+      rmSync(join(prefix, '.ha-setup-conf.old'), { recursive: true });
+      const refused = run();
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toMatch(
+        /the previous binary refuses the configuration it would run with: not rolled back/,
+      );
+      expect(read(join(prefix, 'sbin', 'nginx'), 'utf8')).toContain('version: new');
+    },
+  );
 });
 
 describe('handover document', () => {
@@ -298,66 +307,76 @@ describe('handover document', () => {
 });
 
 describe('site.include.lua: your Lua modules shipped with the config', () => {
-  it('validates, reads every .lua below each directory, places them on lua_package_path, and refuses what cannot work', async () => {
-    const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { readSiteFiles } = await import('../../src/runbook/site-files.js');
-    const { offlinePlan } = await import('../../src/engine/plan-view.js');
-    const { INSTALL_STEPS } = await import('../../src/steps/index.js');
-    const dir = mkdtempSync(join(tmpdir(), 'ha-setup-lua-'));
-    mkdirSync(join(dir, 'lua', 'gw'), { recursive: true });
-    writeFileSync(join(dir, 'lua', 'gw', 'route.lua'), 'return { pick = function() return "a" end }\n');
-    writeFileSync(join(dir, 'lua', 'hello.lua'), 'return "hi"\n');
-    writeFileSync(join(dir, 'lua', 'README.md'), 'not Lua\n');
-    const doc = parse(
-      readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'), 'utf8'),
-    );
-    doc.site = { ...(doc.site ?? {}), include: { lua: ['lua'] } };
-    const v = validateRunbook(doc);
-    expect(v.problems).toEqual([]);
-    const rb = v.runbook as Runbook;
-    const files = readSiteFiles(rb, dir);
-    expect(Object.keys(files.lua).sort()).toEqual(['gw/route.lua', 'hello.lua']);
-    expect(files.conf).toEqual({});
-    const [node] = offlinePlan(rb, INSTALL_STEPS, 'debian12', files);
-    const cfg = node.steps.find((s) => s.step.id === 'nginx-config')!.plan;
-    const paths = cfg.files.map((f) => f.path);
-    expect(paths).toEqual(
-      expect.arrayContaining(['/usr/local/nginx/conf/ha-lua/gw/route.lua', '/usr/local/nginx/conf/ha-lua/hello.lua']),
-    );
-    const nginxConf = cfg.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
-    // $prefix: the staged copy nginx-config tests sits in a prefix of its own, with its own Lua.
-    expect(nginxConf).toContain(
-      'lua_package_path "$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;/usr/local/share/ha-setup/lua/usr/share/lua/5.1/?.lua;;";',
-    );
+  it(
+    'validates, reads every .lua below each directory, places them on lua_package_path, ' +
+      'and refuses what cannot work',
+    async () => {
+      const { mkdtempSync, mkdirSync, writeFileSync } = await import('node:fs');
+      const { tmpdir } = await import('node:os');
+      const { readSiteFiles } = await import('../../src/runbook/site-files.js');
+      const { offlinePlan } = await import('../../src/engine/plan-view.js');
+      const { INSTALL_STEPS } = await import('../../src/steps/index.js');
+      const dir = mkdtempSync(join(tmpdir(), 'ha-setup-lua-'));
+      mkdirSync(join(dir, 'lua', 'gw'), { recursive: true });
+      writeFileSync(join(dir, 'lua', 'gw', 'route.lua'), 'return { pick = function() return "a" end }\n');
+      writeFileSync(join(dir, 'lua', 'hello.lua'), 'return "hi"\n');
+      writeFileSync(join(dir, 'lua', 'README.md'), 'not Lua\n');
+      const doc = parse(
+        readFileSync(join(import.meta.dirname, '..', '..', 'runbooks', 'example-nginx-lua.yaml'), 'utf8'),
+      );
+      doc.site = { ...(doc.site ?? {}), include: { lua: ['lua'] } };
+      const v = validateRunbook(doc);
+      expect(v.problems).toEqual([]);
+      const rb = v.runbook as Runbook;
+      const files = readSiteFiles(rb, dir);
+      expect(Object.keys(files.lua).sort()).toEqual(['gw/route.lua', 'hello.lua']);
+      expect(files.conf).toEqual({});
+      const [node] = offlinePlan(rb, INSTALL_STEPS, 'debian12', files);
+      const cfg = node.steps.find((s) => s.step.id === 'nginx-config')!.plan;
+      const paths = cfg.files.map((f) => f.path);
+      expect(paths).toEqual(
+        expect.arrayContaining(['/usr/local/nginx/conf/ha-lua/gw/route.lua', '/usr/local/nginx/conf/ha-lua/hello.lua']),
+      );
+      const nginxConf = cfg.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
+      // $prefix: the staged copy nginx-config tests sits in a prefix of its own, with its own Lua.
+      expect(nginxConf).toContain(
+        'lua_package_path "$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;' +
+          '/usr/local/share/ha-setup/lua/usr/share/lua/5.1/?.lua;;";',
+      );
 
-    // OpenResty: only ours in front of its own defaults.
-    const or = validateRunbook({
-      ...doc,
-      build: { flavor: 'openresty', version: '1.27.1.2', prefix: '/usr/local/openresty', modules: [] },
-    });
-    expect(or.problems).toEqual([]);
-    const orConf = offlinePlan(or.runbook as Runbook, INSTALL_STEPS, 'debian12', files)[0]
-      .steps.find((s) => s.step.id === 'nginx-config')!
-      .plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
-    expect(orConf).toContain('lua_package_path "$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;;";');
+      // OpenResty: only ours in front of its own defaults.
+      const or = validateRunbook({
+        ...doc,
+        build: { flavor: 'openresty', version: '1.27.1.2', prefix: '/usr/local/openresty', modules: [] },
+      });
+      expect(or.problems).toEqual([]);
+      const orConf = offlinePlan(or.runbook as Runbook, INSTALL_STEPS, 'debian12', files)[0]
+        .steps.find((s) => s.step.id === 'nginx-config')!
+        .plan.files.find((f) => f.path.endsWith('/nginx.conf'))!.content;
+      expect(orConf).toContain('lua_package_path "$prefix/conf/ha-lua/?.lua;$prefix/conf/ha-lua/?/init.lua;;";');
 
-    // The nginx flavor without the lua module cannot load them.
-    const noLua = validateRunbook({ ...doc, build: { ...doc.build, modules: ['fancyindex'] } });
-    expect(noLua.problems).toEqual([
-      { path: 'site.include.lua', message: expect.stringMatching(/add "lua" to build\.modules/) },
-    ]);
-    // A missing or empty directory, the same module in two directories: named at the field.
-    mkdirSync(join(dir, 'empty'));
-    mkdirSync(join(dir, 'other'));
-    writeFileSync(join(dir, 'other', 'hello.lua'), 'return "again"\n');
-    const withDirs = (dirs: string[]) => ({ ...rb, site: { ...rb.site, include: { ...rb.site.include, lua: dirs } } });
-    expect(() => readSiteFiles(withDirs(['nope']), dir)).toThrow(/site\.include\.lua\[0\]: nope does not exist/);
-    expect(() => readSiteFiles(withDirs(['empty']), dir)).toThrow(/site\.include\.lua\[0\]: empty has no \.lua files/);
-    expect(() => readSiteFiles(withDirs(['lua', 'other']), dir)).toThrow(
-      /site\.include\.lua\[1\]: hello\.lua is also in lua/,
-    );
-  });
+      // The nginx flavor without the lua module cannot load them.
+      const noLua = validateRunbook({ ...doc, build: { ...doc.build, modules: ['fancyindex'] } });
+      expect(noLua.problems).toEqual([
+        { path: 'site.include.lua', message: expect.stringMatching(/add "lua" to build\.modules/) },
+      ]);
+      // A missing or empty directory, the same module in two directories: named at the field.
+      mkdirSync(join(dir, 'empty'));
+      mkdirSync(join(dir, 'other'));
+      writeFileSync(join(dir, 'other', 'hello.lua'), 'return "again"\n');
+      const withDirs = (dirs: string[]) => ({
+        ...rb,
+        site: { ...rb.site, include: { ...rb.site.include, lua: dirs } },
+      });
+      expect(() => readSiteFiles(withDirs(['nope']), dir)).toThrow(/site\.include\.lua\[0\]: nope does not exist/);
+      expect(() => readSiteFiles(withDirs(['empty']), dir)).toThrow(
+        /site\.include\.lua\[0\]: empty has no \.lua files/,
+      );
+      expect(() => readSiteFiles(withDirs(['lua', 'other']), dir)).toThrow(
+        /site\.include\.lua\[1\]: hello\.lua is also in lua/,
+      );
+    },
+  );
 });
 
 describe('site.include never leaves its directories', () => {
@@ -373,38 +392,42 @@ describe('site.include never leaves its directories', () => {
     return { dir, doc };
   };
 
-  it("the review's exploit: a conf include whose path starts like a Lua directory is refused, and never becomes a Lua file", async () => {
-    const { mkdirSync, writeFileSync } = await import('node:fs');
-    const { readSiteFiles } = await import('../../src/runbook/site-files.js');
-    const { offlinePlan } = await import('../../src/engine/plan-view.js');
-    const { INSTALL_STEPS } = await import('../../src/steps/index.js');
-    const { dir, doc } = await setup();
-    const evil = 'lua/../../../../../../../etc/systemd/system/nginx.service.d/evil.conf';
-    doc.site = { include: { lua: ['lua'], http: [evil] } };
-    const v = validateRunbook(doc);
-    expect(v.problems).toEqual([
-      { path: 'site.include.http[0]', message: expect.stringMatching(/goes up with '\.\.'/) },
-    ]);
-    // Past the schema (a runbook object built in code): the file is read from where the path points
-    // inside the runbook folder only, and lands in conf.d under its base name, never under ha-lua.
-    mkdirSync(join(dir, 'lua', 'sub'), { recursive: true });
-    writeFileSync(join(dir, 'lua', 'sub', 'x.conf'), 'add_header X-Test 1;\n');
-    const rb = {
-      ...(validateRunbook({ ...doc, site: { include: { lua: ['lua'], http: ['lua/sub/x.conf'] } } })
-        .runbook as Runbook),
-    };
-    const files = readSiteFiles(rb, dir);
-    expect(Object.keys(files.lua)).toEqual(['ok.lua']);
-    const paths = offlinePlan(rb, INSTALL_STEPS, 'debian12', files)[0]
-      .steps.find((s) => s.step.id === 'nginx-config')!
-      .plan.files.map((f) => f.path);
-    expect(paths).toContain('/usr/local/nginx/conf/conf.d/site-http-x.conf');
-    expect(paths.filter((p) => !p.startsWith('/usr/local/nginx/conf/'))).toEqual([]);
-    const forged = { ...rb, site: { ...rb.site, include: { ...rb.site.include, http: [evil] } } };
-    expect(() => readSiteFiles(forged, dir)).toThrow(
-      /site\.include\.http\[0\]: .* outside the runbook's folder|does not exist/,
-    );
-  });
+  it(
+    "the review's exploit: a conf include whose path starts like a Lua directory is refused, " +
+      'and never becomes a Lua file',
+    async () => {
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      const { readSiteFiles } = await import('../../src/runbook/site-files.js');
+      const { offlinePlan } = await import('../../src/engine/plan-view.js');
+      const { INSTALL_STEPS } = await import('../../src/steps/index.js');
+      const { dir, doc } = await setup();
+      const evil = 'lua/../../../../../../../etc/systemd/system/nginx.service.d/evil.conf';
+      doc.site = { include: { lua: ['lua'], http: [evil] } };
+      const v = validateRunbook(doc);
+      expect(v.problems).toEqual([
+        { path: 'site.include.http[0]', message: expect.stringMatching(/goes up with '\.\.'/) },
+      ]);
+      // Past the schema (a runbook object built in code): the file is read from where the path points
+      // inside the runbook folder only, and lands in conf.d under its base name, never under ha-lua.
+      mkdirSync(join(dir, 'lua', 'sub'), { recursive: true });
+      writeFileSync(join(dir, 'lua', 'sub', 'x.conf'), 'add_header X-Test 1;\n');
+      const rb = {
+        ...(validateRunbook({ ...doc, site: { include: { lua: ['lua'], http: ['lua/sub/x.conf'] } } })
+          .runbook as Runbook),
+      };
+      const files = readSiteFiles(rb, dir);
+      expect(Object.keys(files.lua)).toEqual(['ok.lua']);
+      const paths = offlinePlan(rb, INSTALL_STEPS, 'debian12', files)[0]
+        .steps.find((s) => s.step.id === 'nginx-config')!
+        .plan.files.map((f) => f.path);
+      expect(paths).toContain('/usr/local/nginx/conf/conf.d/site-http-x.conf');
+      expect(paths.filter((p) => !p.startsWith('/usr/local/nginx/conf/'))).toEqual([]);
+      const forged = { ...rb, site: { ...rb.site, include: { ...rb.site.include, http: [evil] } } };
+      expect(() => readSiteFiles(forged, dir)).toThrow(
+        /site\.include\.http\[0\]: .* outside the runbook's folder|does not exist/,
+      );
+    },
+  );
 
   it('every remote destination is checked after normalising', async () => {
     const { remotePathInside } = await import('../../src/runbook/site-files.js');
@@ -418,67 +441,75 @@ describe('site.include never leaves its directories', () => {
     }
   });
 
-  it('absolute paths, symlinks out of the runbook folder, a whole tree: clear errors naming the field, no stack trace', async () => {
-    const { mkdirSync, symlinkSync, writeFileSync } = await import('node:fs');
-    const { readSiteFiles, SITE_LIMITS } = await import('../../src/runbook/site-files.js');
-    const { InvalidInputError } = await import('../../src/errors.js');
-    const { dir, doc } = await setup();
-    expect(validateRunbook({ ...doc, site: { include: { lua: ['/'] } } }).problems).toEqual([
-      { path: 'site.include.lua[0]', message: expect.stringMatching(/is absolute/) },
-    ]);
-    expect(validateRunbook({ ...doc, site: { include: { http: ['/etc/nginx/x.conf'] } } }).problems).toEqual([
-      { path: 'site.include.http[0]', message: expect.stringMatching(/is absolute/) },
-    ]);
-    const rb = validateRunbook(doc).runbook as Runbook;
-    const withInclude = (include: object) => ({
-      ...rb,
-      site: { ...rb.site, include: { http: [], server: [], lua: [], ...include } },
-    });
-    // Forged past the schema: still refused when reading.
-    expect(() => readSiteFiles(withInclude({ lua: ['/'] }), dir)).toThrow(InvalidInputError);
-    symlinkSync('/etc/hostname', join(dir, 'out.conf'));
-    expect(() => readSiteFiles(withInclude({ http: ['out.conf'] }), dir)).toThrow(
-      /site\.include\.http\[0\]: out\.conf resolves to .*outside the runbook's folder/,
-    );
-    symlinkSync('/usr/share', join(dir, 'lua', 'share'));
-    expect(() => readSiteFiles(withInclude({ lua: ['lua'] }), dir)).toThrow(
-      /site\.include\.lua\[0\]: .*outside the runbook's folder/,
-    );
-    const many = join(dir, 'many');
-    mkdirSync(many);
-    for (let i = 0; i <= SITE_LIMITS.luaFiles; i++) writeFileSync(join(many, `m${i}.lua`), 'return 1\n');
-    expect(() => readSiteFiles(withInclude({ lua: ['many'] }), dir)).toThrow(/more than 500 Lua files/);
-    writeFileSync(join(dir, 'big.conf'), Buffer.alloc(SITE_LIMITS.fileBytes + 1, 0x23));
-    expect(() => readSiteFiles(withInclude({ http: ['big.conf'] }), dir)).toThrow(/big\.conf is \d+ bytes/);
-  });
+  it(
+    'absolute paths, symlinks out of the runbook folder, a whole tree: clear errors naming the field, ' +
+      'no stack trace',
+    async () => {
+      const { mkdirSync, symlinkSync, writeFileSync } = await import('node:fs');
+      const { readSiteFiles, SITE_LIMITS } = await import('../../src/runbook/site-files.js');
+      const { InvalidInputError } = await import('../../src/errors.js');
+      const { dir, doc } = await setup();
+      expect(validateRunbook({ ...doc, site: { include: { lua: ['/'] } } }).problems).toEqual([
+        { path: 'site.include.lua[0]', message: expect.stringMatching(/is absolute/) },
+      ]);
+      expect(validateRunbook({ ...doc, site: { include: { http: ['/etc/nginx/x.conf'] } } }).problems).toEqual([
+        { path: 'site.include.http[0]', message: expect.stringMatching(/is absolute/) },
+      ]);
+      const rb = validateRunbook(doc).runbook as Runbook;
+      const withInclude = (include: object) => ({
+        ...rb,
+        site: { ...rb.site, include: { http: [], server: [], lua: [], ...include } },
+      });
+      // Forged past the schema: still refused when reading.
+      expect(() => readSiteFiles(withInclude({ lua: ['/'] }), dir)).toThrow(InvalidInputError);
+      symlinkSync('/etc/hostname', join(dir, 'out.conf'));
+      expect(() => readSiteFiles(withInclude({ http: ['out.conf'] }), dir)).toThrow(
+        /site\.include\.http\[0\]: out\.conf resolves to .*outside the runbook's folder/,
+      );
+      symlinkSync('/usr/share', join(dir, 'lua', 'share'));
+      expect(() => readSiteFiles(withInclude({ lua: ['lua'] }), dir)).toThrow(
+        /site\.include\.lua\[0\]: .*outside the runbook's folder/,
+      );
+      const many = join(dir, 'many');
+      mkdirSync(many);
+      for (let i = 0; i <= SITE_LIMITS.luaFiles; i++) writeFileSync(join(many, `m${i}.lua`), 'return 1\n');
+      expect(() => readSiteFiles(withInclude({ lua: ['many'] }), dir)).toThrow(/more than 500 Lua files/);
+      writeFileSync(join(dir, 'big.conf'), Buffer.alloc(SITE_LIMITS.fileBytes + 1, 0x23));
+      expect(() => readSiteFiles(withInclude({ http: ['big.conf'] }), dir)).toThrow(/big\.conf is \d+ bytes/);
+    },
+  );
 });
 
 describe('the hot-upgrade script', () => {
-  it('--restore-binary puts the previous binary back and keeps the refused one as .failed (the one revert nginx-config uses)', async () => {
-    const { mkdtempSync, writeFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { render } = await import('../../src/render.js');
-    const dir = mkdtempSync(join(tmpdir(), 'ha-upgrade-'));
-    const script = join(dir, 'nginx-upgrade.sh');
-    writeFileSync(
-      script,
-      render('nginx-upgrade.sh.njk', {
-        binary: join(dir, 'nginx'),
-        confFile: join(dir, 'nginx.conf'),
-        pidFile: join(dir, 'nginx.pid'),
-        healthUrl: 'http://127.0.0.1/ha-health',
-      }),
-    );
-    writeFileSync(join(dir, 'nginx'), 'new build');
-    writeFileSync(join(dir, 'nginx.old'), 'previous build');
-    const ok = spawnSync('sh', [script, '--restore-binary'], { encoding: 'utf8' });
-    expect(ok.status, ok.stderr).toBe(0);
-    expect(readFileSync(join(dir, 'nginx'), 'utf8')).toBe('previous build');
-    expect(readFileSync(join(dir, 'nginx.failed'), 'utf8')).toBe('new build');
-    const { rmSync } = await import('node:fs');
-    rmSync(join(dir, 'nginx.old'));
-    const none = spawnSync('sh', [script, '--restore-binary'], { encoding: 'utf8' });
-    expect(none.status).toBe(1);
-    expect(none.stderr).toContain('no previous binary');
-  });
+  it(
+    '--restore-binary puts the previous binary back and keeps the refused one as .failed (the one revert ' +
+      'nginx-config uses)',
+    async () => {
+      const { mkdtempSync, writeFileSync } = await import('node:fs');
+      const { tmpdir } = await import('node:os');
+      const { render } = await import('../../src/render.js');
+      const dir = mkdtempSync(join(tmpdir(), 'ha-upgrade-'));
+      const script = join(dir, 'nginx-upgrade.sh');
+      writeFileSync(
+        script,
+        render('nginx-upgrade.sh.njk', {
+          binary: join(dir, 'nginx'),
+          confFile: join(dir, 'nginx.conf'),
+          pidFile: join(dir, 'nginx.pid'),
+          healthUrl: 'http://127.0.0.1/ha-health',
+        }),
+      );
+      writeFileSync(join(dir, 'nginx'), 'new build');
+      writeFileSync(join(dir, 'nginx.old'), 'previous build');
+      const ok = spawnSync('sh', [script, '--restore-binary'], { encoding: 'utf8' });
+      expect(ok.status, ok.stderr).toBe(0);
+      expect(readFileSync(join(dir, 'nginx'), 'utf8')).toBe('previous build');
+      expect(readFileSync(join(dir, 'nginx.failed'), 'utf8')).toBe('new build');
+      const { rmSync } = await import('node:fs');
+      rmSync(join(dir, 'nginx.old'));
+      const none = spawnSync('sh', [script, '--restore-binary'], { encoding: 'utf8' });
+      expect(none.status).toBe(1);
+      expect(none.stderr).toContain('no previous binary');
+    },
+  );
 });

@@ -35,7 +35,10 @@ describe('module settings', () => {
     expect(paths).toEqual(
       expect.arrayContaining([
         expect.stringMatching(
-          /^site\.upstreams\[0\]\.check: an active check of the servers needs the upstream-check module: add "upstream-check"/,
+          new RegExp(
+            String.raw`^site\.upstreams\[0\]\.check: ` +
+              'an active check of the servers needs the upstream-check module: add "upstream-check"',
+          ),
         ),
         expect.stringMatching(/^site\.ldap\[0\]: an LDAP server needs the auth-ldap module/),
         expect.stringMatching(/^site\.locations\[0\]\.authLdap: an LDAP-protected location needs the auth-ldap module/),
@@ -95,7 +98,7 @@ describe('module settings', () => {
     expect(nginxTimeSeconds('7d')).toBe(604800);
   });
 
-  it('status pages: check status with upstream-check and a check, vts with its module; on localhost unless allowed', () => {
+  it('status pages: upstream-check with a check, vts with its module; on localhost unless allowed', () => {
     const doc = example();
     doc.build.modules = ['upstream-check', 'vts', 'auth-ldap', 'cache-purge', 'fancyindex'];
     doc.site.vts = { path: '/traffic', allow: ['127.0.0.1', '10.0.0.0/8'] };

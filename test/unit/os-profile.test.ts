@@ -64,13 +64,15 @@ describe('one OS profile per family, used by every step', () => {
     const el7 = osProfile(assumedFacts('el7'));
     const el9 = osProfile(assumedFacts('el9'));
     expect(deb.missingScript(['a b'])).toBe(
-      `missing=""; for p in 'a b'; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing="$missing $p"; done`,
+      `missing=""; for p in 'a b'; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' ` +
+        `>/dev/null || missing="$missing $p"; done`,
     );
     expect(el7.missingScript(['x'])).toBe(
       'missing=""; for p in x; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done',
     );
     expect([deb.installMissing, el7.installMissing, el9.installMissing]).toEqual([
-      'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing',
+      'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; ' +
+        'apt-get install -y -q --no-install-recommends $missing',
       'yum install -y $missing',
       'dnf install -y $missing',
     ]);

@@ -40,59 +40,11 @@ function inTerminal(steps: Array<[string, string]>, env: Record<string, string> 
 }
 
 describe('wizard in a real terminal (pty, 120x40)', () => {
-  it('a wrong VIP is corrected in place, every default taken with Enter, the summary confirmed: the runbook is written', () => {
-    const t = inTerminal([
-      ['Cluster name', `edge${ENTER}`],
-      ['Node addresses', `10.0.0.11, 10.0.0.12${ENTER}`],
-      ['Which node is the master', ENTER],
-      ['Priorities', ENTER],
-      ['SSH user', ENTER],
-      ['SSH port', ENTER],
-      ['SSH private key', ENTER],
-      ['Virtual IP', `10.9.9.9/24${ENTER}`],
-      ["the VIP must share the nodes' subnet", `${BACKSPACE.repeat(11)}10.0.0.100/24${ENTER}`],
-      ['Look up the first node', ENTER],
-      ['Network interface', `eth0${ENTER}`],
-      ['virtual router id', ENTER],
-      ['VRRP version', ENTER],
-      ['Customize tuning', ENTER],
-      ['unicast', ENTER],
-      ['preempt', ENTER],
-      ['What to build', ENTER],
-      ['Third-party modules', `${DOWN}${' '}${ENTER}`],
-      ['Site listen port', ENTER],
-      ['Upstream servers', ENTER],
-      ['HTTPS on the VIP', ENTER],
-      ['failover test', ENTER],
-      ['Write runbooks/edge.yaml?', ENTER],
-      ['wrote runbooks/edge.yaml', ''],
-    ]);
-    expect(t.timedOut, t.text.slice(-1500)).toBeNull();
-    expect(t.code).toBe(0);
-    const doc = parse(readFileSync(join(t.cwd, 'runbooks', 'edge.yaml'), 'utf8'));
-    expect(doc.vrrp).toMatchObject({ vip: '10.0.0.100/24', interface: 'eth0', virtualRouterId: 100 });
-    expect(doc.nodes).toEqual([
-      { host: '10.0.0.11', role: 'master', priority: 100 },
-      { host: '10.0.0.12', role: 'backup', priority: 90 },
-    ]);
-    expect(doc.build).toMatchObject({ flavor: 'openresty', version: '1.27.1.2', modules: ['cache-purge'] });
-    // Modules are offered for the version that will be built (the note once said "openresty undefined").
-    const note = /not offered for openresty 1\.27\.1\.2: [^\n]*/.exec(t.text)?.[0] ?? '';
-    expect(note).toMatch(/: sticky \(does not compile/);
-    expect(note).not.toContain('upstream-check');
-    expect(t.text).toMatch(/◻ upstream-check: /);
-    expect(t.text).toContain('common names: eth0');
-    expect(t.transcript).toMatch(/\u001b\[3\dm/); // colour on a terminal
-    // the cursor is shown again after the last prompt hid it
-    expect(t.transcript.lastIndexOf('\u001b[?25h')).toBeGreaterThan(t.transcript.lastIndexOf('\u001b[?25l'));
-  });
-
-  // A newcomer's trial: a VIP that is the broadcast address passed its question, failed the whole-runbook
-  // check, and going back to it crashed ("--lookup-interface: --interface already names the interface",
-  // exit 2, every answer lost). Now it is caught at its question, and going back keeps answers as answers.
-  it('the broadcast VIP is refused at its question; a problem only the whole runbook shows goes back to its question and keeps the rest', () => {
-    const t = inTerminal(
-      [
+  it(
+    'a wrong VIP is corrected in place, every default taken with Enter, the summary confirmed: ' +
+      'the runbook is written',
+    () => {
+      const t = inTerminal([
         ['Cluster name', `edge${ENTER}`],
         ['Node addresses', `10.0.0.11, 10.0.0.12${ENTER}`],
         ['Which node is the master', ENTER],
@@ -100,8 +52,8 @@ describe('wizard in a real terminal (pty, 120x40)', () => {
         ['SSH user', ENTER],
         ['SSH port', ENTER],
         ['SSH private key', ENTER],
-        ['Virtual IP', `10.0.0.255/24${ENTER}`],
-        ['network or broadcast address', `${BACKSPACE.repeat(13)}10.0.0.100/24${ENTER}`],
+        ['Virtual IP', `10.9.9.9/24${ENTER}`],
+        ["the VIP must share the nodes' subnet", `${BACKSPACE.repeat(11)}10.0.0.100/24${ENTER}`],
         ['Look up the first node', ENTER],
         ['Network interface', `eth0${ENTER}`],
         ['virtual router id', ENTER],
@@ -110,27 +62,83 @@ describe('wizard in a real terminal (pty, 120x40)', () => {
         ['unicast', ENTER],
         ['preempt', ENTER],
         ['What to build', ENTER],
-        ['Third-party modules', ENTER],
+        ['Third-party modules', `${DOWN}${' '}${ENTER}`],
         ['Site listen port', ENTER],
         ['Upstream servers', ENTER],
         ['HTTPS on the VIP', ENTER],
         ['failover test', ENTER],
-        // --check-weight 5 passed its own check; with priorities 100/90 it cannot flip the election.
-        ['cannot flip the election', ''],
-        ['Check weight', `${BACKSPACE.repeat(3)}-20${ENTER}`],
         ['Write runbooks/edge.yaml?', ENTER],
         ['wrote runbooks/edge.yaml', ''],
-      ],
-      {},
-      ['--check-weight', '5'],
-    );
-    expect(t.timedOut, t.text.slice(-1500)).toBeNull();
-    expect(t.code, t.text.slice(-800)).toBe(0);
-    const doc = parse(readFileSync(join(t.cwd, 'runbooks', 'edge.yaml'), 'utf8'));
-    expect(doc.keepalived.check.weight).toBe(-20);
-    expect(doc.vrrp).toMatchObject({ vip: '10.0.0.100/24', interface: 'eth0' });
-    expect(t.text).not.toContain('already names the interface');
-  });
+      ]);
+      expect(t.timedOut, t.text.slice(-1500)).toBeNull();
+      expect(t.code).toBe(0);
+      const doc = parse(readFileSync(join(t.cwd, 'runbooks', 'edge.yaml'), 'utf8'));
+      expect(doc.vrrp).toMatchObject({ vip: '10.0.0.100/24', interface: 'eth0', virtualRouterId: 100 });
+      expect(doc.nodes).toEqual([
+        { host: '10.0.0.11', role: 'master', priority: 100 },
+        { host: '10.0.0.12', role: 'backup', priority: 90 },
+      ]);
+      expect(doc.build).toMatchObject({ flavor: 'openresty', version: '1.27.1.2', modules: ['cache-purge'] });
+      // Modules are offered for the version that will be built (the note once said "openresty undefined").
+      const note = /not offered for openresty 1\.27\.1\.2: [^\n]*/.exec(t.text)?.[0] ?? '';
+      expect(note).toMatch(/: sticky \(does not compile/);
+      expect(note).not.toContain('upstream-check');
+      expect(t.text).toMatch(/◻ upstream-check: /);
+      expect(t.text).toContain('common names: eth0');
+      expect(t.transcript).toMatch(/\u001b\[3\dm/); // colour on a terminal
+      // the cursor is shown again after the last prompt hid it
+      expect(t.transcript.lastIndexOf('\u001b[?25h')).toBeGreaterThan(t.transcript.lastIndexOf('\u001b[?25l'));
+    },
+  );
+
+  // A newcomer's trial: a VIP that is the broadcast address passed its question, failed the whole-runbook
+  // check, and going back to it crashed ("--lookup-interface: --interface already names the interface",
+  // exit 2, every answer lost). Now it is caught at its question, and going back keeps answers as answers.
+  it(
+    'the broadcast VIP is refused at its question; a problem only the whole runbook shows goes back to its ' +
+      'question and keeps the rest',
+    () => {
+      const t = inTerminal(
+        [
+          ['Cluster name', `edge${ENTER}`],
+          ['Node addresses', `10.0.0.11, 10.0.0.12${ENTER}`],
+          ['Which node is the master', ENTER],
+          ['Priorities', ENTER],
+          ['SSH user', ENTER],
+          ['SSH port', ENTER],
+          ['SSH private key', ENTER],
+          ['Virtual IP', `10.0.0.255/24${ENTER}`],
+          ['network or broadcast address', `${BACKSPACE.repeat(13)}10.0.0.100/24${ENTER}`],
+          ['Look up the first node', ENTER],
+          ['Network interface', `eth0${ENTER}`],
+          ['virtual router id', ENTER],
+          ['VRRP version', ENTER],
+          ['Customize tuning', ENTER],
+          ['unicast', ENTER],
+          ['preempt', ENTER],
+          ['What to build', ENTER],
+          ['Third-party modules', ENTER],
+          ['Site listen port', ENTER],
+          ['Upstream servers', ENTER],
+          ['HTTPS on the VIP', ENTER],
+          ['failover test', ENTER],
+          // --check-weight 5 passed its own check; with priorities 100/90 it cannot flip the election.
+          ['cannot flip the election', ''],
+          ['Check weight', `${BACKSPACE.repeat(3)}-20${ENTER}`],
+          ['Write runbooks/edge.yaml?', ENTER],
+          ['wrote runbooks/edge.yaml', ''],
+        ],
+        {},
+        ['--check-weight', '5'],
+      );
+      expect(t.timedOut, t.text.slice(-1500)).toBeNull();
+      expect(t.code, t.text.slice(-800)).toBe(0);
+      const doc = parse(readFileSync(join(t.cwd, 'runbooks', 'edge.yaml'), 'utf8'));
+      expect(doc.keepalived.check.weight).toBe(-20);
+      expect(doc.vrrp).toMatchObject({ vip: '10.0.0.100/24', interface: 'eth0' });
+      expect(t.text).not.toContain('already names the interface');
+    },
+  );
 
   it('Ctrl-C at a question exits 130, writes nothing and gives the cursor back', () => {
     const t = inTerminal([

@@ -48,35 +48,43 @@ describe('wizard through flags', () => {
     expect(v.code).toBe(0);
   });
 
-  it('prefills the SSH user and key from ~/.ssh/config, warns about a key file that does not exist, next steps as invoked', async () => {
-    const { mkdirSync, writeFileSync } = await import('node:fs');
-    const { sshConfigDefaults, invocation } = await import('../../src/cli/init.js');
-    const home = tmp();
-    mkdirSync(join(home, '.ssh'));
-    writeFileSync(
-      join(home, '.ssh', 'config'),
-      'User deploy\nHost bastion\n  User jump\n  IdentityFile ~/.ssh/jump\nHost *\n  IdentityFile ~/.ssh/deploy_ed25519\n  User other\n',
-    );
-    expect(sshConfigDefaults(home)).toEqual({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
-    const saved = process.env.HOME;
-    process.env.HOME = home;
-    try {
-      const dir = tmp();
-      const r = await run(['init', ...required, '--yes'], dir);
-      expect(r.code, r.err).toBe(0);
-      const doc = parse(readFileSync(join(dir, 'runbooks', 'web-ha.yaml'), 'utf8'));
-      expect(doc.ssh).toMatchObject({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
-      expect(r.err).toMatch(/warning: the SSH key ~\/\.ssh\/deploy_ed25519 does not exist on this machine/);
-      expect(r.out).toMatch(
-        /next:\n {2}\S.* validate runbooks\/web-ha\.yaml .*\n {2}\S.* plan runbooks\/web-ha\.yaml .*\n {2}\S.* apply runbooks\/web-ha\.yaml/,
+  it(
+    'prefills the SSH user and key from ~/.ssh/config, warns about a key file that does not exist, ' +
+      'next steps as invoked',
+    async () => {
+      const { mkdirSync, writeFileSync } = await import('node:fs');
+      const { sshConfigDefaults, invocation } = await import('../../src/cli/init.js');
+      const home = tmp();
+      mkdirSync(join(home, '.ssh'));
+      writeFileSync(
+        join(home, '.ssh', 'config'),
+        'User deploy\nHost bastion\n  User jump\n  IdentityFile ~/.ssh/jump\nHost *\n  IdentityFile ' +
+          '~/.ssh/deploy_ed25519\n  User other\n',
       );
-    } finally {
-      process.env.HOME = saved;
-    }
-    expect(invocation({ npm_command: 'exec' }, '/x/node_modules/.bin/ha-setup')).toBe('npx ha-setup');
-    expect(invocation({}, '/usr/lib/node_modules/ha-setup/bin/ha-setup.js')).toBe('ha-setup');
-    expect(invocation({}, join(process.cwd(), 'bin', 'ha-setup.js'))).toBe(`node ${join('bin', 'ha-setup.js')}`);
-  });
+      expect(sshConfigDefaults(home)).toEqual({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
+      const saved = process.env.HOME;
+      process.env.HOME = home;
+      try {
+        const dir = tmp();
+        const r = await run(['init', ...required, '--yes'], dir);
+        expect(r.code, r.err).toBe(0);
+        const doc = parse(readFileSync(join(dir, 'runbooks', 'web-ha.yaml'), 'utf8'));
+        expect(doc.ssh).toMatchObject({ user: 'deploy', identityFile: '~/.ssh/deploy_ed25519' });
+        expect(r.err).toMatch(/warning: the SSH key ~\/\.ssh\/deploy_ed25519 does not exist on this machine/);
+        expect(r.out).toMatch(
+          new RegExp(
+            ['validate', 'plan', 'apply'].map((c) => String.raw`\n {2}\S.* ${c} runbooks\/web-ha\.yaml`).join(' .*'),
+          ),
+        );
+        expect(r.out).toMatch(/next:\n {2}\S.* validate /);
+      } finally {
+        process.env.HOME = saved;
+      }
+      expect(invocation({ npm_command: 'exec' }, '/x/node_modules/.bin/ha-setup')).toBe('npx ha-setup');
+      expect(invocation({}, '/usr/lib/node_modules/ha-setup/bin/ha-setup.js')).toBe('ha-setup');
+      expect(invocation({}, join(process.cwd(), 'bin', 'ha-setup.js'))).toBe(`node ${join('bin', 'ha-setup.js')}`);
+    },
+  );
 
   it('--out - writes the runbook to stdout only, and no file', async () => {
     const { readdirSync } = await import('node:fs');
@@ -90,68 +98,72 @@ describe('wizard through flags', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('an upstream from Consul through flags: discovery with the active check; refused on nginx without lua, naming the flag', async () => {
-    const dir = tmp();
-    const r = await run(
-      [
-        'init',
-        ...required,
-        '--flavor',
-        'nginx',
-        '--modules',
-        'lua',
-        '--upstream',
-        '10.0.0.21:8080',
-        '--consul',
-        'http://10.0.0.5:8500',
-        '--consul-service',
-        'web',
-        '--out',
-        '-',
-        '--yes',
-      ],
-      dir,
-    );
-    expect(r.code, r.err).toBe(0);
-    const doc = parse(r.out);
-    expect(validateRunbook(doc).ok).toBe(true);
-    expect(doc.site.upstreams).toEqual([
-      {
-        name: 'app',
-        servers: ['10.0.0.21:8080'],
-        discovery: { consul: { address: 'http://10.0.0.5:8500', service: 'web', interval: 1 }, check: { path: '/' } },
-      },
-    ]);
-    const noLua = await run(
-      [
-        'init',
-        ...required,
-        '--flavor',
-        'nginx',
-        '--modules',
-        'fancyindex',
-        '--upstream',
-        '10.0.0.21:8080',
-        '--consul',
-        'http://10.0.0.5:8500',
-        '--yes',
-      ],
-      tmp(),
-    );
-    expect(noLua.code).toBe(2);
-    expect(noLua.err).toMatch(/--consul.*add lua to the modules/);
-    const bad = await run(
-      ['init', ...required, '--upstream', '10.0.0.21:8080', '--consul', 'consul.local:8500', '--yes'],
-      tmp(),
-    );
-    expect(bad.code).toBe(2);
-    expect(bad.err).toMatch(/--consul.*http:\/\/<IPv4>/);
-    const alone = await run(['init', ...required, '--consul', 'http://10.0.0.5:8500', '--yes'], tmp());
-    expect(alone.code).toBe(2);
-    expect(alone.err).toMatch(/--consul: needs --upstream/);
-  });
+  it(
+    'an upstream from Consul through flags: discovery with the active check; refused on nginx without lua, ' +
+      'naming the flag',
+    async () => {
+      const dir = tmp();
+      const r = await run(
+        [
+          'init',
+          ...required,
+          '--flavor',
+          'nginx',
+          '--modules',
+          'lua',
+          '--upstream',
+          '10.0.0.21:8080',
+          '--consul',
+          'http://10.0.0.5:8500',
+          '--consul-service',
+          'web',
+          '--out',
+          '-',
+          '--yes',
+        ],
+        dir,
+      );
+      expect(r.code, r.err).toBe(0);
+      const doc = parse(r.out);
+      expect(validateRunbook(doc).ok).toBe(true);
+      expect(doc.site.upstreams).toEqual([
+        {
+          name: 'app',
+          servers: ['10.0.0.21:8080'],
+          discovery: { consul: { address: 'http://10.0.0.5:8500', service: 'web', interval: 1 }, check: { path: '/' } },
+        },
+      ]);
+      const noLua = await run(
+        [
+          'init',
+          ...required,
+          '--flavor',
+          'nginx',
+          '--modules',
+          'fancyindex',
+          '--upstream',
+          '10.0.0.21:8080',
+          '--consul',
+          'http://10.0.0.5:8500',
+          '--yes',
+        ],
+        tmp(),
+      );
+      expect(noLua.code).toBe(2);
+      expect(noLua.err).toMatch(/--consul.*add lua to the modules/);
+      const bad = await run(
+        ['init', ...required, '--upstream', '10.0.0.21:8080', '--consul', 'consul.local:8500', '--yes'],
+        tmp(),
+      );
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/--consul.*http:\/\/<IPv4>/);
+      const alone = await run(['init', ...required, '--consul', 'http://10.0.0.5:8500', '--yes'], tmp());
+      expect(alone.code).toBe(2);
+      expect(alone.err).toMatch(/--consul: needs --upstream/);
+    },
+  );
 
-  it('gray release through flags: a canary upstream and site.gray; refused without lua, without Redis, or alone', async () => {
+  it('gray release by flags: a canary upstream and site.gray; refused without lua, Redis, or alone', async () => {
     const r = await run(
       [
         'init',
@@ -312,35 +324,40 @@ describe('wizard through flags', () => {
     expect(r.out).toMatch(/TLS session ticket secret: generated into .*web-ha.secrets \(mode 0600/);
   });
 
-  it('HTTPS by flags: files get their paths and a reminder; ACME on another port than 80, a wildcard or flags without --tls are refused', async () => {
-    const dir = tmp();
-    const r = await run(
-      ['init', ...required, '--tls', 'files', '--name', 'shop', '--no-tls-session-tickets', '--yes'],
-      dir,
-    );
-    expect(r.code, r.err).toBe(0);
-    const doc = parse(readFileSync(join(dir, 'runbooks', 'shop.yaml'), 'utf8'));
-    expect(doc.site.tls).toEqual({
-      listen: 443,
-      redirectHttp: true,
-      certificate: { chain: 'tls/shop.fullchain.pem', key: 'tls/shop.key' },
-    });
-    expect(r.out).toMatch(
-      /certificate: put the chain at runbooks\/tls\/shop.fullchain.pem and the key at runbooks\/tls\/shop.key \(mode 0600\)/,
-    );
-    const port = await run(
-      ['init', ...required, '--tls', 'acme', '--server-name', 'a.example.com', '--listen', '8080', '--yes'],
-      tmp(),
-    );
-    expect(port.code).toBe(2);
-    expect(port.err).toMatch(/--tls.*http-01 challenge always comes to port 80/);
-    const wild = await run(['init', ...required, '--tls', 'acme', '--server-name', '*.example.com', '--yes'], tmp());
-    expect(wild.code).toBe(2);
-    expect(wild.err).toMatch(/--server-name.*wildcard needs a DNS challenge/);
-    const stray = await run(['init', ...required, '--acme-email', 'ops@example.com', '--yes'], tmp());
-    expect(stray.code).toBe(2);
-    expect(stray.err).toMatch(/--acme-email.*needs --tls acme/);
-  });
+  it(
+    'HTTPS by flags: files get their paths and a reminder; ACME on another port than 80, ' +
+      'a wildcard or flags without --tls are refused',
+    async () => {
+      const dir = tmp();
+      const r = await run(
+        ['init', ...required, '--tls', 'files', '--name', 'shop', '--no-tls-session-tickets', '--yes'],
+        dir,
+      );
+      expect(r.code, r.err).toBe(0);
+      const doc = parse(readFileSync(join(dir, 'runbooks', 'shop.yaml'), 'utf8'));
+      expect(doc.site.tls).toEqual({
+        listen: 443,
+        redirectHttp: true,
+        certificate: { chain: 'tls/shop.fullchain.pem', key: 'tls/shop.key' },
+      });
+      expect(r.out).toContain(
+        'certificate: put the chain at runbooks/tls/shop.fullchain.pem and the key at runbooks/tls/shop.key ' +
+          '(mode 0600)',
+      );
+      const port = await run(
+        ['init', ...required, '--tls', 'acme', '--server-name', 'a.example.com', '--listen', '8080', '--yes'],
+        tmp(),
+      );
+      expect(port.code).toBe(2);
+      expect(port.err).toMatch(/--tls.*http-01 challenge always comes to port 80/);
+      const wild = await run(['init', ...required, '--tls', 'acme', '--server-name', '*.example.com', '--yes'], tmp());
+      expect(wild.code).toBe(2);
+      expect(wild.err).toMatch(/--server-name.*wildcard needs a DNS challenge/);
+      const stray = await run(['init', ...required, '--acme-email', 'ops@example.com', '--yes'], tmp());
+      expect(stray.code).toBe(2);
+      expect(stray.err).toMatch(/--acme-email.*needs --tls acme/);
+    },
+  );
 
   it('without a terminal and without answers exits 2 listing the missing flags', async () => {
     const dir = tmp();
@@ -424,7 +441,10 @@ describe('CLI surface', () => {
     writeFileSync(join(dir, 'syntax.yaml'), 'version: 1\nname: x\n  bad: [\nnodes: 3\n');
     cases.push([
       ['validate', join(dir, 'syntax.yaml')],
-      /\(1 problem\)\n {2}\(yaml\): Nested mappings are not allowed in compact mappings at line 2, column 7\n {4}name: x\n/,
+      new RegExp(
+        String.raw`\(1 problem\)\n {2}\(yaml\): ` +
+          String.raw`Nested mappings are not allowed in compact mappings at line 2, column 7\n {4}name: x\n`,
+      ),
     ]);
     // a wrong type names what it got
     writeFileSync(join(dir, 'type.yaml'), valid.replace('virtualRouterId: 51', 'virtualRouterId: fifty-one'));
@@ -552,7 +572,8 @@ describe('CLI surface', () => {
         'bash',
         [
           '-c',
-          `source ${script}; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; _ha_setup; echo "\${COMPREPLY[*]}"`,
+          `source ${script}; COMP_WORDS=(${line.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${line.length - 1}; ` +
+            `_ha_setup; echo "\${COMPREPLY[*]}"`,
         ],
         { cwd: dir, encoding: 'utf8' },
       ).trim();
@@ -986,35 +1007,40 @@ describe('wizard through clack', () => {
 });
 
 describe('module question', () => {
-  it('offers only modules that build for the flavor and version, says where each comes from, and names the rest with why', async () => {
-    const { questions: QUESTIONS } = await import('../../src/wizard/questions.js');
-    const q = QUESTIONS.find((x: { id: string }) => x.id === 'modules')!;
-    const openresty = { flavor: 'openresty', buildVersion: '1.27.1.2' };
-    const ids = q.choices!(openresty).map((c: { value: string }) => c.value);
-    expect(ids).not.toContain('sticky');
-    expect(ids).toEqual(expect.arrayContaining(['lua', 'upstream-check', 'auth-ldap', 'cache-purge', 'vts']));
-    expect(q.note!(openresty)).toMatch(/sticky \(does not compile with nginx 1\.27\.1/);
-    const hints = Object.fromEntries(
-      q.choices!(openresty).map((c: { value: string; hint?: string }) => [c.value, c.hint]),
-    );
-    expect(hints.lua).toBe('bundled with OpenResty; proven on lab hosts');
-    // Honest about what ran on real hosts: headers-more has only golden plans on OpenResty 1.27.1.2.
-    expect(hints['headers-more']).toMatch(/golden plans only for this version$/);
-    expect(hints['upstream-check']).toMatch(
-      /^git yaoweibin\/nginx_upstream_check_module @ e538034; needs patch, a core patch; proven on lab hosts$/,
-    );
-    expect(hints['auth-ldap']).toMatch(/needs libldap2-dev/);
-    const nginx = { flavor: 'nginx', buildVersion: '1.22.1' };
-    expect(q.choices!(nginx).map((c: { value: string }) => c.value)).toContain('sticky');
-    expect(q.note!(nginx)).toBeUndefined();
-  });
+  it(
+    'offers only modules that build for the flavor and version, says where each comes from, ' +
+      'and names the rest with why',
+    async () => {
+      const { questions: QUESTIONS } = await import('../../src/wizard/questions.js');
+      const q = QUESTIONS.find((x: { id: string }) => x.id === 'modules')!;
+      const openresty = { flavor: 'openresty', buildVersion: '1.27.1.2' };
+      const ids = q.choices!(openresty).map((c: { value: string }) => c.value);
+      expect(ids).not.toContain('sticky');
+      expect(ids).toEqual(expect.arrayContaining(['lua', 'upstream-check', 'auth-ldap', 'cache-purge', 'vts']));
+      expect(q.note!(openresty)).toMatch(/sticky \(does not compile with nginx 1\.27\.1/);
+      const hints = Object.fromEntries(
+        q.choices!(openresty).map((c: { value: string; hint?: string }) => [c.value, c.hint]),
+      );
+      expect(hints.lua).toBe('bundled with OpenResty; proven on lab hosts');
+      // Honest about what ran on real hosts: headers-more has only golden plans on OpenResty 1.27.1.2.
+      expect(hints['headers-more']).toMatch(/golden plans only for this version$/);
+      expect(hints['upstream-check']).toMatch(
+        /^git yaoweibin\/nginx_upstream_check_module @ e538034; needs patch, a core patch; proven on lab hosts$/,
+      );
+      expect(hints['auth-ldap']).toMatch(/needs libldap2-dev/);
+      const nginx = { flavor: 'nginx', buildVersion: '1.22.1' };
+      expect(q.choices!(nginx).map((c: { value: string }) => c.value)).toContain('sticky');
+      expect(q.note!(nginx)).toBeUndefined();
+    },
+  );
 });
 
 describe('interface lookup (--lookup-interface)', () => {
   const ipOutput = [
     '1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever',
     '2: eth0    inet 10.0.0.11/24 brd 10.0.0.255 scope global eth0\\       valid_lft forever preferred_lft forever',
-    '3: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0\\       valid_lft forever preferred_lft forever',
+    '3: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0\\       valid_lft forever ' +
+      'preferred_lft forever',
     '4: host0@if12    inet 192.168.56.11/24 brd 192.168.56.255 scope global host0',
   ].join('\n');
 
@@ -1073,7 +1099,7 @@ describe('interface lookup (--lookup-interface)', () => {
     expect(text).toBe('warning: could not look up the interfaces on 10.0.0.11: connect ECONNREFUSED 10.0.0.11:22');
   });
 
-  it('without the lookup nothing connects anywhere; with --interface the lookup flag is an error, not ignored', async () => {
+  it('without the lookup nothing connects; with --interface the lookup flag is an error, not ignored', async () => {
     const { resolveAnswers } = await import('../../src/wizard/run.js');
     let calls = 0;
     const lookupInterfaces = async () => {

@@ -22,11 +22,15 @@ export async function installModuleServices(lab: Lab): Promise<void> {
           'export DEBIAN_FRONTEND=noninteractive',
           'apt-get update -q >/dev/null',
           i === 1
-            ? `printf '%s\\n' 'slapd slapd/internal/adminpw password labadmin' 'slapd slapd/internal/generated_adminpw password labadmin' 'slapd slapd/password1 password labadmin' 'slapd slapd/password2 password labadmin' 'slapd slapd/domain string ha.lab' 'slapd shared/organization string ha-lab' | debconf-set-selections
+            ? `printf '%s\\n' 'slapd slapd/internal/adminpw password labadmin' ` +
+              `'slapd slapd/internal/generated_adminpw password labadmin' 'slapd slapd/password1 password labadmin' ` +
+              `'slapd slapd/password2 password labadmin' 'slapd slapd/domain string ha.lab' ` +
+              `'slapd shared/organization string ha-lab' | debconf-set-selections
              apt-get install -y -q --no-install-recommends python3 slapd ldap-utils >/dev/null`
             : 'apt-get install -y -q --no-install-recommends python3 >/dev/null',
           `cat > /usr/local/bin/lab-backend.py <<'PY'\n${backend}PY`,
-          `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} 9001\\n' > /etc/systemd/system/lab-backend.service`,
+          `printf '[Service]\\nExecStart=/usr/bin/python3 /usr/local/bin/lab-backend.py ${ip} 9001\\n' > ` +
+            `/etc/systemd/system/lab-backend.service`,
           'systemctl daemon-reload && systemctl restart lab-backend',
         ].join('\n'),
       );
@@ -65,7 +69,8 @@ export async function killOrphanNginx(lab: Lab): Promise<void> {
     [0, 1].map((i) =>
       lab.ssh(
         i,
-        'main=$(systemctl show -p MainPID --value nginx); for p in $(pgrep -x nginx); do [ "$p" != "$main" ] && [ "$(ps -o ppid= -p "$p" | tr -d " ")" = 1 ] && kill -KILL "$p"; done; true',
+        'main=$(systemctl show -p MainPID --value nginx); for p in $(pgrep -x nginx); ' +
+          'do [ "$p" != "$main" ] && [ "$(ps -o ppid= -p "$p" | tr -d " ")" = 1 ] && kill -KILL "$p"; done; true',
       ),
     ),
   );
