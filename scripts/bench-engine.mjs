@@ -2,12 +2,14 @@
 // Engine overhead on the lab (printed, not asserted). Needs root on Linux and a built dist/.
 //   npm run bench:engine
 // 1. the lab cluster installed (apply), then a no-op re-apply of the full plan 5 times: wall time
-//    (target under 1 s) and SSH round trips per node
+//    (target under 1 s) and SSH round trips per node; then the same as a command of its own (what a
+//    user waits for: Node's start and module loading included)
 // 2. the same steps' checks on the same hosts, in the same run, three ways: one SSH exec per check
 //    (how apply asked until 0.x), all of a node's checks in one exec with each file hashed by its own
 //    sha256sum (how it asked until this release), and in one exec with every planned file hashed by
 //    one sha256sum up front (how it asks now)
-import { dirname } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { runCheck, runChecks, stepCheck } from '../dist/engine/checks.js';
 import { appliesTo, resolveNodes } from '../dist/engine/nodes.js';
 import { offlineSources } from '../dist/engine/plan-view.js';
@@ -34,6 +36,17 @@ console.log(
   `no-op apply of the full plan on ${state.nodes.length} nodes: median ${median(walls).toFixed(2)} s, ` +
     `min ${Math.min(...walls).toFixed(2)} s, max ${Math.max(...walls).toFixed(2)} s (target < 1 s); ` +
     `${(trips / state.nodes.length).toFixed(0)} SSH round trips per node`,
+);
+const bin = join(import.meta.dirname, '..', 'bin', 'ha-setup.js');
+const commandWalls = [];
+for (let i = 0; i < 5; i++) {
+  const t = performance.now();
+  execFileSync(process.execPath, [bin, 'apply', rb, '--renderer', 'silent', '--no-verify'], { stdio: 'ignore' });
+  commandWalls.push((performance.now() - t) / 1000);
+}
+console.log(
+  `the same as \`ha-setup apply\` run from the shell: median ${median(commandWalls).toFixed(2)} s, ` +
+    `min ${Math.min(...commandWalls).toFixed(2)} s, max ${Math.max(...commandWalls).toFixed(2)} s`,
 );
 
 // The checks alone, both ways, on the same connections.

@@ -6,7 +6,7 @@ import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import type { Journal } from '../engine/journal.js';
 import { acquireClusterLock } from '../engine/lock.js';
-import { clusterServing, rollDisruptive, RollStoppedError, type RollEvent } from '../orchestrate/roll.js';
+import { clusterState, rollDisruptive, RollStoppedError, type RollEvent } from '../orchestrate/roll.js';
 import { loadSecrets, newRunId, openSession, runbookDir, type NodeHandle } from '../engine/session.js';
 import type { Step } from '../engine/types.js';
 import { join } from 'node:path';
@@ -160,12 +160,15 @@ async function applyConnected(
       runId,
       signal,
     };
-    // Preflight on every node first: one report for the whole cluster, nothing changed yet.
-    const pre = await executeSteps({ ...base, steps: [PREFLIGHT] });
+    // Preflight on every node first: one report for the whole cluster, nothing changed yet. Whether
+    // the cluster serves is asked alongside (it reads only).
+    const [pre, { serving, views: viewsAtStart }] = await Promise.all([
+      executeSteps({ ...base, steps: [PREFLIGHT] }),
+      clusterState(base),
+    ]);
     if (pre.some((o) => !o.ok)) throw failureReport('preflight failed; nothing was changed', pre, path);
     // A serving cluster is changed without dropping requests: everything that does not disrupt
     // traffic runs on all nodes at once, then the disruptive rest rolls one node at a time.
-    const serving = await clusterServing(base);
     const rerun = new Map<string, Set<string>>();
     const journals = new Map<string, Journal>();
     let outcomes = await executeSteps({ ...base, steps, stopBeforeDisruptive: serving, rerun, journals });
@@ -194,8 +197,14 @@ async function applyConnected(
     }
     if (outcomes.some((o) => !o.ok)) throw failureReport('apply failed', outcomes, path);
 
+    const changed = outcomes.some((o) => o.steps.some((s) => s.action === 'ran'));
     if (steps.some((s) => s.id === 'start') && !only) {
-      const { holder, views } = await waitForSingleHolder(handles, runbook);
+      // Nothing ran: the VIP is where this run found it a moment ago, no need to ask again.
+      const single = viewsAtStart.filter((v) => v.holdsVip);
+      const { holder, views } =
+        !changed && single.length === 1
+          ? { holder: single[0].node, views: viewsAtStart }
+          : await waitForSingleHolder(handles, runbook);
       if (!holder) {
         const details = [];
         for (const h of handles) {
@@ -214,7 +223,6 @@ async function applyConnected(
       ctx.print(`VIP ${runbook.vrrp.vip} is held by ${holder}`);
       // Verification never hurts a serving cluster: nothing changed, no test; a change to a serving
       // cluster, the zero-loss planned failover; a first install, the crash test.
-      const changed = outcomes.some((o) => o.steps.some((s) => s.action === 'ran'));
       const scenario = !changed ? undefined : serving ? 'planned' : 'nginx-crash';
       if (runbook.verify.failover && flags.verify !== false && !scenario)
         ctx.print('nothing changed on any node: no failover test');

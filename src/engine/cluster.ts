@@ -9,23 +9,33 @@ export interface VrrpView {
   node: string;
   holdsVip: boolean;
   state: string;
+  /** nginx and keepalived are both active on the node. */
+  serving: boolean;
 }
 
-/** Which nodes hold the VIP and what keepalived says (the notify script's last state), one round trip each. */
+/**
+ * Which nodes hold the VIP, what keepalived says (the notify script's last state) and whether nginx and
+ * keepalived run there, one round trip each.
+ */
 export async function vrrpViews(handles: NodeHandle[], rb: Runbook): Promise<VrrpView[]> {
-  const vip = parseCidr(rb.vrrp.vip)!.address;
+  const { address: vip, prefix } = parseCidr(rb.vrrp.vip)!;
   const L = layout(rb);
   return Promise.all(
     handles.map(async (h) => {
       const r = await h.t.exec(
-        `if ip -o -4 addr ` +
-          `show dev ${shq(h.node.interface)} | grep ` +
-          `-w ${shq(`${vip}/${parseCidr(rb.vrrp.vip)!.prefix}`)} >/dev/null; then ` +
-          `echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown`,
+        `if ip -o -4 addr show dev ${shq(h.node.interface)} | grep -w ${shq(`${vip}/${prefix}`)} >/dev/null; ` +
+          `then echo holds; else echo free; fi; cat ${shq(L.stateFile)} 2>/dev/null || echo unknown; ` +
+          'if systemctl is-active --quiet nginx && systemctl is-active --quiet keepalived; ' +
+          'then echo serving; else echo down; fi',
         { quiet: true },
       );
-      const [hold, state] = r.stdout.trim().split('\n');
-      return { node: h.node.name, holdsVip: hold === 'holds', state: state ?? 'unknown' };
+      const [hold, state, serving] = r.stdout.trim().split('\n');
+      return {
+        node: h.node.name,
+        holdsVip: hold === 'holds',
+        state: state || 'unknown',
+        serving: serving === 'serving',
+      };
     }),
   );
 }

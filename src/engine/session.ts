@@ -9,6 +9,7 @@ import type { Runbook } from '../runbook/schema.js';
 import { gatherFacts, type Facts } from './facts.js';
 import { resolveNodes } from './nodes.js';
 import { expandTilde } from './ssh-config.js';
+import { keysForHost } from './known-hosts.js';
 import { ConnectError, SshTransport, type Transport } from './transport.js';
 import { layout } from '../runbook/layout.js';
 import type { ResolvedNode } from './types.js';
@@ -118,7 +119,8 @@ export function loadSecrets(rb: Runbook, runbookPath: string): Record<string, st
 
 /**
  * Connect to every node (one connection each, reused for the whole run) and gather its facts.
- * Host keys are checked one node at a time so prompts never interleave.
+ * Nodes whose host key is already recorded (or that cannot prompt) connect at once; the others one
+ * at a time afterwards, so host-key prompts never interleave nor wait behind each other's handshakes.
  */
 export async function openSession(o: SessionOptions, secrets: Record<string, string>): Promise<NodeHandle[]> {
   const rb = o.runbook;
@@ -127,12 +129,12 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
   const handles: NodeHandle[] = [];
   const sudoPassword = rb.ssh.sudoPasswordEnv ? secrets[rb.ssh.sudoPasswordEnv] : undefined;
   ensureRunbooksGitignore(runbookDir(o.runbookPath));
-  try {
-    for (const node of nodes) {
-      const logPath = logPathFor(o.runbookPath, o.runId, node);
-      mkdirSync(dirname(logPath), { recursive: true });
-      const log = (text: string) => appendFileSync(logPath, text);
-      const connect = SshTransport.connect({
+  const connectNode = async (node: ResolvedNode): Promise<NodeHandle | undefined> => {
+    const logPath = logPathFor(o.runbookPath, o.runId, node);
+    mkdirSync(dirname(logPath), { recursive: true });
+    const log = (text: string) => appendFileSync(logPath, text);
+    try {
+      const t = await SshTransport.connect({
         host: node.host,
         port: node.port,
         user: node.user,
@@ -149,13 +151,28 @@ export async function openSession(o: SessionOptions, secrets: Record<string, str
             : false;
         },
       });
-      try {
-        handles.push({ node, t: await connect, facts: undefined as unknown as Facts, logPath });
-      } catch (e) {
-        if (!(o.unreachable && e instanceof ConnectError && e.unreachable)) throw e;
-        o.unreachable.push({ node, error: e });
-      }
+      return { node, t, facts: undefined as unknown as Facts, logPath };
+    } catch (e) {
+      if (!(o.unreachable && e instanceof ConnectError && e.unreachable)) throw e;
+      o.unreachable.push({ node, error: e });
+      return undefined;
     }
+  };
+  // A recorded key (or none to ask about) means no prompt: those handshakes run side by side.
+  const mayPrompt = (n: ResolvedNode) =>
+    !o.acceptNewHostKeys && o.confirmHostKey !== undefined && keysForHost(files, n.host, n.port).length === 0;
+  try {
+    const together = await Promise.allSettled(nodes.filter((n) => !mayPrompt(n)).map(connectNode));
+    for (const r of together) if (r.status === 'fulfilled' && r.value) handles.push(r.value);
+    const failed = together.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const n of nodes.filter(mayPrompt)) {
+      const h = await connectNode(n);
+      if (h) handles.push(h);
+    }
+    // Node order, whatever order the handshakes finished in.
+    handles.sort((a, b) => a.node.index - b.node.index);
+    o.unreachable?.sort((a, b) => a.node.index - b.node.index);
     // Where the binaries really are (OpenResty keeps nginx under <prefix>/nginx).
     const L = layout(rb);
     await Promise.all(

@@ -4,7 +4,7 @@ import { shq } from '../shell.js';
 import { layout } from '../runbook/layout.js';
 import { plannedMove } from '../verify/handoff.js';
 import { clearPromotions, plannedFailover } from '../verify/verify.js';
-import { vrrpViews, waitForSingleHolder } from '../engine/cluster.js';
+import { vrrpViews, waitForSingleHolder, type VrrpView } from '../engine/cluster.js';
 import { executeSteps, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import type { NodeHandle } from '../engine/session.js';
 
@@ -233,14 +233,13 @@ function mergeOutcomes(a: NodeOutcome, b: NodeOutcome): NodeOutcome {
   return { ...b, steps, warnings: [...a.warnings, ...b.warnings], pendingDisruptive: undefined };
 }
 
-/** The cluster serves when a node holds the VIP and nginx and keepalived run there. */
-export async function clusterServing(o: Pick<ExecuteOptions, 'handles' | 'runbook'>): Promise<boolean> {
+/**
+ * The cluster serves when a node holds the VIP and nginx and keepalived run there; the views it was
+ * judged from come along (one round trip per node).
+ */
+export async function clusterState(
+  o: Pick<ExecuteOptions, 'handles' | 'runbook'>,
+): Promise<{ serving: boolean; views: VrrpView[] }> {
   const views = await vrrpViews(o.handles, o.runbook);
-  const holder = views.find((v) => v.holdsVip);
-  if (!holder) return false;
-  const h = o.handles.find((x) => x.node.name === holder.node)!;
-  return (
-    (await h.t.exec('systemctl is-active --quiet nginx && systemctl is-active --quiet keepalived', { quiet: true }))
-      .code === 0
-  );
+  return { serving: views.find((v) => v.holdsVip)?.serving === true, views };
 }
