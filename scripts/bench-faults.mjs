@@ -87,8 +87,8 @@ if ((await ssh(0, install)).code !== 0) throw new Error('could not install stres
 await ensureWrk();
 
 console.log(
-  `host loss and false failovers on the lab: ${runs} node-down runs, ${stressMinutes} min of stress per advert ` +
-    `interval`,
+  `host loss and false failovers on the lab: ${runs} node-down runs, ` +
+    `${stressMinutes} min of stress per advert interval`,
 );
 console.log(
   'setting   node-down median   max      failed (per run)   false failovers under stress   wrk requests / errors',

@@ -99,12 +99,9 @@ export function moduleUnavailableReason(mod: ModuleEntry, flavor: Flavor, versio
   const core = nginxCoreVersion(flavor, version);
   if (!mod.flavors.includes(flavor)) return `not available for the ${flavor} flavor`;
   if (mod.maxNginxBelow && compareVersions(core, mod.maxNginxBelow) >= 0) {
-    return (
-      `does not compile ` +
-      `with nginx ${core} (needs nginx < ${mod.maxNginxBelow}${
-        flavor === 'openresty' ? '; every current OpenResty is newer' : ''
-      })`
-    );
+    return `does not compile with nginx ${core} (needs nginx < ${mod.maxNginxBelow}${
+      flavor === 'openresty' ? '; every current OpenResty is newer' : ''
+    })`;
   }
   if (mod.patches && !corePatchFor(mod, core)) {
     return (

@@ -215,8 +215,8 @@ async function applyConnected(
           details.push(...(await keepalivedLogTail(h, runbook)).map((l) => `  | ${l}`));
         }
         throw new RunFailedError(
-          `after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} (exactly ` +
-            `one should)`,
+          `after 10 s ${views.filter((v) => v.holdsVip).length} nodes hold the VIP ${runbook.vrrp.vip} ` +
+            `(exactly one should)`,
           details,
         );
       }

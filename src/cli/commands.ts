@@ -19,8 +19,8 @@ export const COMMANDS: Array<{ name: string; usage: string; summary: string; loa
     name: 'validate',
     usage: '[options] <runbook>',
     summary:
-      "check a runbook (schema, cross-field rules, source pins; with --os the nodes' release) without contacting " +
-      'any host',
+      'check a runbook (schema, cross-field rules, source pins; ' +
+      "with --os the nodes' release) without contacting any host",
     load: async () => (await import('./validate.js')).registerValidate,
   },
   {

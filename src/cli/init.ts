@@ -143,8 +143,8 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   const key = doc.ssh?.identityFile;
   if (key && !existsSync(key.replace(/^~(?=\/)/, homedir()))) {
     ctx.printError(
-      `warning: the SSH key ${key} does not exist on this machine; apply connects with it (leave it empty to use ` +
-        `the SSH agent)`,
+      `warning: the SSH key ${key} does not exist on this machine; ` +
+        `apply connects with it (leave it empty to use the SSH agent)`,
     );
   }
   writeFileAtomic(out, runbookToYaml(doc));
@@ -155,9 +155,8 @@ export async function runInit(opts: Record<string, unknown>, ctx: CliContext): P
   const cert = doc.site?.tls?.certificate;
   if (cert)
     ctx.print(
-      `certificate: put the ` +
-        `chain at ${join(dirname(shown), cert.chain)} and the key at ${join(dirname(shown), cert.key)} (mode ` +
-        `0600); validate checks them`,
+      `certificate: put the chain at ${join(dirname(shown), cert.chain)} and the key at ` +
+        `${join(dirname(shown), cert.key)} (mode 0600); validate checks them`,
     );
   ctx.print('next:');
   ctx.print(`  ${cmd} validate ${shown}    # no host contact`);

@@ -24,8 +24,8 @@ export function registerValidate(program: Command, ctx: CliContext): void {
   program
     .command('validate')
     .description(
-      "check a runbook (schema, cross-field rules, source pins; with --os the nodes' release) without contacting " +
-        'any host',
+      'check a runbook (schema, cross-field rules, source pins; ' +
+        "with --os the nodes' release) without contacting any host",
     )
     .argument('<runbook>', 'runbook file')
     .option('--os <release>', `also check what the nodes' release allows: ${RELEASES.join(', ')}`)

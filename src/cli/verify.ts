@@ -207,8 +207,8 @@ export function registerRollback(program: Command, ctx: CliContext): void {
   program
     .command('rollback')
     .description(
-      'bring the previous nginx build back (sbin/nginx.old), one node at a time with the VIP moved away first, ' +
-        'by hot upgrade',
+      'bring the previous nginx build back (sbin/nginx.old), ' +
+        'one node at a time with the VIP moved away first, by hot upgrade',
     )
     .argument('<runbook>', 'runbook file')
     .option('--limit <nodes>', 'only these nodes (comma-separated names or addresses)')
@@ -266,11 +266,9 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             handles.map(async (h) => {
               const r = await h.t.exec(
                 // Since PID 1 started: the boot on a host, the container's start where /proc/uptime is the host's.
-                `systemctl is-active nginx || true; systemctl is-active keepalived || true; ps -o etimes= -p 1 | ` +
-                  `tr -d ' '; ` +
-                  `for f in ${shq(L.promoteFile)} ${shq(L.maintenanceFile)}; do head -n1 "$f" 2>/dev/null || echo ` +
-                  `0; done; ` +
-                  `head -n1 ${shq(L.splitFlag)} 2>/dev/null || echo -`,
+                `systemctl is-active nginx || true; systemctl is-active keepalived || true; ps -o etimes= -p 1 | tr ` +
+                  `-d ' '; for f in ${shq(L.promoteFile)} ${shq(L.maintenanceFile)}; do head -n1 "$f" 2>/dev/null || ` +
+                  `echo 0; done; head -n1 ${shq(L.splitFlag)} 2>/dev/null || echo -`,
                 { quiet: true },
               );
               const [nginx, keepalived, up, promote, maintenance, split] = r.stdout.trim().split('\n');

@@ -233,8 +233,8 @@ export class SshTransport implements Transport {
         `cannot connect to ${user}@${host}:${port}: ${message}`,
         unreachable
           ? [
-              `${host} does not answer ` +
-                `on port ${port}: is it up, is the address right, does a firewall or a route stand between?`,
+              `${host} does not answer on port ${port}: ` +
+                'is it up, is the address right, does a firewall or a route stand between?',
             ]
           : [
               keyFile
@@ -300,8 +300,8 @@ export class SshTransport implements Transport {
     if (this.sudoPassword === undefined) {
       throw new SudoError(`${this.user}@${this.label}: sudo does not work without a password prompt`, [
         nopasswd.stderr.trim(),
-        'allow passwordless sudo for this user (NOPASSWD), or set ssh.sudoPasswordEnv in the runbook and export ' +
-          'that variable',
+        'allow passwordless sudo for this user (NOPASSWD), ' +
+          'or set ssh.sudoPasswordEnv in the runbook and export that variable',
       ]);
     }
     const r = await this.ssh.execCommand(`${SUDO_WITH_PASSWORD} -- bash -c true`, { stdin: `${this.sudoPassword}\n` });

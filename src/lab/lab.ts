@@ -454,8 +454,8 @@ export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Pro
       existing.options.subnet === opts.subnet;
     if (!same) {
       throw new InvalidInputError(
-        `a lab is already ` +
-          `up with ${existing.options.nodes} ${existing.options.distro} nodes on ${existing.options.subnet}`,
+        `a lab is already up with ${existing.options.nodes} ${existing.options.distro} nodes ` +
+          `on ${existing.options.subnet}`,
         ['run `ha-setup lab down` first to change its shape'],
       );
     }

@@ -128,8 +128,8 @@ export function secretNotSetError(
         `reads only ${SECRET_ENV_PREFIX}* variables from the environment`,
       [
         'a runbook names where its secrets go, so it may not pick any variable of yours',
-        `rename it in the ` +
-          `runbook (e.g. ${SECRET_ENV_PREFIX}${name}) and export that, or put ${name}=... into ${file} (mode 0600)`,
+        `rename it in the runbook (e.g. ${SECRET_ENV_PREFIX}${name}) and export that, ` +
+          `or put ${name}=... into ${file} (mode 0600)`,
       ],
     );
   }

@@ -60,8 +60,8 @@ function insideRunbookDir(root: string, p: string, field: string, shown: string)
   }
   if (real !== root && !real.startsWith(root + sep)) {
     throw new InvalidInputError(
-      `${field}: ${shown} resolves to ${real}, outside the runbook's folder ${root}; keep include files beside ` +
-        `the runbook`,
+      `${field}: ${shown} resolves to ${real}, outside the runbook's folder ${root}; ` +
+        `keep include files beside the runbook`,
     );
   }
   return real;

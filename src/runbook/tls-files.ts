@@ -84,9 +84,8 @@ export function certificateProblems(chainPem: string, key: KeyObject, names: str
     const owner = certs.findIndex((c) => c.checkPrivateKey(key));
     problems.push(
       owner > 0
-        ? `the key belongs to ` +
-            `certificate ${owner + 1} of the chain (${subject(certs[owner])}): put that one first, then the CA ` +
-            `certificates`
+        ? `the key belongs to certificate ${owner + 1} of the chain (${subject(certs[owner])}): put that one first, ` +
+            `then the CA certificates`
         : `the key does not belong to the first certificate of ` +
             `the chain (${subject(leaf)}): give the key it was issued for`,
     );
@@ -145,15 +144,15 @@ export function readTlsKey(rb: Runbook, runbookDir: string): { pem: string; key:
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0)
     throw new InvalidInputError(
-      `${field}: ${rel} is readable by others (mode ${mode.toString(8).padStart(4, '0')}); a private key must be ` +
-        `mode 0600`,
+      `${field}: ${rel} is readable by others (mode ${mode.toString(8).padStart(4, '0')}); ` +
+        `a private key must be mode 0600`,
       [`chmod 600 ${path}`],
     );
   const pem = readFileSync(path, 'utf8');
   if (/ENCRYPTED/.test(pem))
     throw new InvalidInputError(
-      `${field}: ${rel} is encrypted; nginx would ask for its passphrase at every start: give it unencrypted ` +
-        `(mode 0600)`,
+      `${field}: ${rel} is encrypted; nginx would ask for its passphrase at every start: ` +
+        `give it unencrypted (mode 0600)`,
     );
   if (pem.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----/g)?.length !== 1)
     throw new InvalidInputError(`${field}: ${rel} must hold exactly one PEM private key`);

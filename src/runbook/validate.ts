@@ -218,8 +218,8 @@ export function semanticProblems(s: Sections): Problem[] {
       if (c?.tls && !c.address.startsWith('https://'))
         add(
           `site.upstreams[${i}].discovery.consul.tls`,
-          "tls applies to an https:// address; write the address as https://<IPv4>:<port> (Consul's https port, " +
-            'often 8501)',
+          'tls applies to an https:// address; ' +
+            "write the address as https://<IPv4>:<port> (Consul's https port, often 8501)",
         );
     });
   }
@@ -345,8 +345,8 @@ export function semanticProblems(s: Sections): Problem[] {
       else if (witness === cidr?.address || nodes?.some((n) => n.host === witness))
         add(
           'vrrp.witness.address',
-          `${witness} is the VIP or a node; the witness must be another host on the clients' side, e.g. the ` +
-            `default gateway`,
+          `${witness} is the VIP or a node; the witness must be another host on the clients' side, ` +
+            `e.g. the default gateway`,
         );
     }
   }
@@ -393,10 +393,9 @@ export function semanticProblems(s: Sections): Problem[] {
       if (topFailed >= nextHealthy) {
         add(
           'keepalived.check.weight',
-          `weight ${w} cannot flip the election: with ` +
-            `priorities ${top}/${next} the master keeps ${topFailed} >= ${nextHealthy} when its nginx dies, so ` +
-            `there is no ` +
-            `failover; use weight 0 (a failed check puts the node in FAULT) or a weight larger than ${top - next}`,
+          `weight ${w} cannot flip the election: with priorities ${top}/${next} the master keeps ${topFailed} >= ` +
+            `${nextHealthy} when its nginx dies, so there is no failover; use weight 0 (a failed check puts the node ` +
+            `in FAULT) or a weight larger than ${top - next}`,
         );
       }
     }

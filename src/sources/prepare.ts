@@ -209,8 +209,8 @@ async function fetchAndArchive(
       if (full.code !== 0) {
         throw new RunFailedError(`cannot fetch ${spec.id} from ${spec.fetchFrom}`, [
           ...tail(full.stderr || shallow.stderr, 5),
-          "without internet access here, point sources.gitRewrite (or git's url.<base>.insteadOf) at a reachable " +
-            'git server',
+          'without internet access here, ' +
+            "point sources.gitRewrite (or git's url.<base>.insteadOf) at a reachable git server",
         ]);
       }
       rev = spec.ref;

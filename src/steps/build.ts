@@ -24,8 +24,8 @@ export const buildStep: Step = {
     const plan = emptyPlan();
     const { dir } = configureSpec(pc);
     plan.commands.push(
-      `cd ${shq(dir)} && rm ` +
-        `-f ${shq(builtMarker(dir))} && make -j${jobs(pc)} && echo ${shq(buildId(pc))} > ${shq(builtMarker(dir))}`,
+      `cd ${shq(dir)} && rm -f ${shq(builtMarker(dir))} && make -j${jobs(pc)} && ` +
+        `echo ${shq(buildId(pc))} > ${shq(builtMarker(dir))}`,
     );
     return plan;
   },

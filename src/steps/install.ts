@@ -72,10 +72,9 @@ if [ -f ${shq(keep)} ]; then mv -f -- ${shq(keep)} ${shq(`${bin}.old`)}; fi`,
     // config from loading). So nginx-config, which writes and tests that configuration with the new
     // binary, performs the upgrade; this marker tells it to. A stopped nginx is started by nginx-service.
     plan.commands.push(
-      `if systemctl is-active --quiet nginx; ` +
-        `then : > ${shq(L.upgradePending)}; echo 'the running nginx moves to the new binary once nginx-config has ` +
-        `written ` +
-        `the configuration for it'; else echo 'nginx is not running: nothing to upgrade in place'; fi`,
+      `if systemctl is-active --quiet nginx; then : > ${shq(L.upgradePending)}; echo 'the running nginx moves to the ` +
+        `new binary once nginx-config has written the configuration for it'; else echo 'nginx is not running: ` +
+        `nothing to upgrade in place'; fi`,
     );
     plan.commands.push(`echo ${shq(id)} > ${shq(L.installedMarker)}`);
     return plan;

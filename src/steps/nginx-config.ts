@@ -220,9 +220,8 @@ export const nginxConfigStep: Step = {
       );
       const master = /master (\d+)/.exec(back.stdout)?.[1];
       const why = master
-        ? `the new binary refuses ` +
-          `the new ${L.confFile}; master ${master} keeps serving with the old binary ` +
-          `(back in ${L.nginxBinary}, the new one kept as ${L.nginxBinary}.failed)`
+        ? `the new binary refuses the new ${L.confFile}; master ${master} keeps serving with the old binary (back in ` +
+          `${L.nginxBinary}, the new one kept as ${L.nginxBinary}.failed)`
         : 'the live configuration was left untouched';
       throw new CommandFailedError(test, r.code, `${r.stdout}\n${r.stderr}\n(${why})`);
     }

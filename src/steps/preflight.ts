@@ -94,9 +94,8 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
     const verdict = vipProbeVerdict(probeVip.stdout, clusterMacs);
     if (verdict.kind === 'foreign')
       problems.push(
-        `the VIP ${cidr.address} already answers on ` +
-          `the network${verdict.macs.length > 0 ? ` (from ${verdict.macs.join(', ')})` : ''} and no node of this ` +
-          `cluster ` +
+        `the VIP ${cidr.address} already answers on the ` +
+          `network${verdict.macs.length > 0 ? ` (from ${verdict.macs.join(', ')})` : ''} and no node of this cluster ` +
           `holds it; another host uses it`,
       );
     else if (verdict.kind === 'unknown')
@@ -162,13 +161,11 @@ export function vrrpIdentityProblems(
   if (changes.length === 0) return [];
   return [
     `${changes.join('; ')}: keepalived serves on ${serving.map((n) => n.name).join(' and ')}, and nodes with ` +
-      `different VRRP settings do not hear each other, so this change cannot roll node by node (both nodes would ` +
-      `hold ` +
-      `the VIP). ` +
-      'Maintenance path: stop keepalived on every node except the one holding the VIP (`systemctl stop ' +
-      'keepalived`; the holder keeps the VIP), then apply again: the holder reloads into the new settings (the VIP ' +
-      'is ' +
-      'absent for about three advert intervals) and the others start with them.',
+      'different VRRP settings do not hear each other, so this change cannot roll node by node ' +
+      '(both nodes would hold the VIP). ' +
+      'Maintenance path: stop keepalived on every node except the one holding the VIP (`systemctl stop keepalived`; ' +
+      'the holder keeps the VIP), then apply again: the holder reloads into the new settings (the VIP is absent for ' +
+      'about three advert intervals) and the others start with them.',
   ];
 }
 
@@ -186,10 +183,9 @@ export function hostProbeScript(rb: Runbook): string {
     const filter = shq(`sport = :${port}`);
     lines.push(`ss -Hltnp ${filter} 2>/dev/null | sed 's/^/port ${port} /'`);
     lines.push(
-      `{ pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || ` +
-        `{ grep -q 'managed by ` +
-        `ha-setup' ${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && ` +
-        `[ "$m" != 0 ] && ss -Hltnp ${filter} | grep -q "pid=$m,"; }; } && echo 'ours ${port}'`,
+      `{ pgrep -f ${shq(`[n]ginx: master process ${L.nginxBinary}`)} >/dev/null || { grep -q 'managed by ha-setup' ` +
+        `${shq(L.nginxUnit)} 2>/dev/null && m=$(systemctl show -p MainPID --value nginx) && [ "$m" != 0 ] && ss ` +
+        `-Hltnp ${filter} | grep -q "pid=$m,"; }; } && echo 'ours ${port}'`,
     );
   }
   const hook = rb.keepalived.notifyHook;

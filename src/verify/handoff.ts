@@ -122,9 +122,8 @@ async function beginHandoff(rb: Runbook, from: NodeHandle, to: NodeHandle, log: 
   } catch (e) {
     await undo();
     log(
-      `connection handoff ` +
-        `unavailable (${(e as Error).message.split('\n')[0]}): connections open at the instant the VIP moves may ` +
-        `be reset`,
+      `connection handoff unavailable (${(e as Error).message.split('\n')[0]}): connections open at the instant the ` +
+        `VIP moves may be reset`,
     );
     return { end: async () => undefined };
   }

@@ -262,10 +262,8 @@ export async function verifyFailover(
   // Every node must be able to take the VIP: nginx answers locally and keepalived runs, before any move.
   for (const h of env.handles) {
     const r = await h.t.exec(
-      `curl -fsS -m 2 -o /dev/null -- ` +
-        `http://127.0.0.1:${rb.site.listen}/ha-health && echo nginx-ok; systemctl is-active keepalived >/dev/null ` +
-        `&& echo ` +
-        `keepalived-ok; true`,
+      `curl -fsS -m 2 -o /dev/null -- http://127.0.0.1:${rb.site.listen}/ha-health && echo nginx-ok; systemctl ` +
+        `is-active keepalived >/dev/null && echo keepalived-ok; true`,
       { quiet: true },
     );
     if (!r.stdout.includes('nginx-ok'))

@@ -777,8 +777,8 @@ export const questions: Question[] = [
     kind: 'confirm',
     message: 'Share TLS session tickets between the nodes (clients resume their sessions after a failover)?',
     help:
-      'do not share session ticket keys between the nodes (by default a shared secret is generated into the ' +
-      '.secrets file)',
+      'do not share session ticket keys between the nodes (by default a shared secret is generated into ' +
+      'the .secrets file)',
     default: () => true,
     ...withHttps,
   },

@@ -229,8 +229,8 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
   });
 
   it(
-    'your own Lua modules (site.include.lua) load through lua_package_path; a change to one is a reload, ' +
-      'not a restart',
+    'your own Lua modules (site.include.lua) load through lua_package_path; ' +
+      'a change to one is a reload, not a restart',
     async () => {
       const dir = join(lab.runbookPath, '..');
       mkdirSync(join(dir, 'lua', 'lab'), { recursive: true });

@@ -190,8 +190,8 @@ describe.skipIf(!inject('labAvailable'))('HTTPS on the VIP of the lab pair', () 
     // The unit restarts nginx (Restart=on-failure); wait until it serves again before going on.
     const back = await lab.ssh(
       crashed,
-      'for i in $(seq 1 60); do curl -fsS -m 1 -o /dev/null http://127.0.0.1/ha-health && exit 0; sleep 0.5; done; ' +
-        'exit 1',
+      'for i in $(seq 1 60); do curl -fsS -m 1 -o /dev/null http://127.0.0.1/ha-health && exit 0; ' +
+        'sleep 0.5; done; exit 1',
     );
     expect(back.code, 'nginx back after the crash').toBe(0);
     await killOrphanNginx(lab);

@@ -202,8 +202,8 @@ describe.skipIf(!inject('labAvailable'))(
     // issue 21: VRRPv2 -> v3 rolled node by node left node2 deaf to node1 (both held the VIP, the
     // roll's planned move waited in vain). Refused on the serving pair; the documented path works.
     it(
-      'VRRPv2 -> v3 on the serving pair is refused before anything changes; with keepalived stopped on the backup, ' +
-        'apply does it',
+      'VRRPv2 -> v3 on the serving pair is refused before anything changes; ' +
+        'with keepalived stopped on the backup, apply does it',
       async () => {
         const state = () =>
           Promise.all(

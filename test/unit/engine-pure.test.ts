@@ -127,8 +127,8 @@ describe('why a step runs', () => {
   });
 
   it(
-    'checks the host only when the fingerprint matches; a dependency that ran, or one the step did not have, ' +
-      'runs it',
+    'checks the host only when the fingerprint matches; a dependency that ran, ' +
+      'or one the step did not have, runs it',
     () => {
       const p = plan('a');
       expect(decide(step(), p, entry(p), new Set())).toEqual({ action: 'check', reason: 'fingerprint matches' });
@@ -259,8 +259,8 @@ describe('build slots (apply --build-concurrency)', () => {
 // was still BACKUP; it became MASTER a few adverts later and the probe took it for a foreign host.
 describe('the VIP probe of preflight', () => {
   const reply = (mac: string) =>
-    `arping\nARPING 10.0.0.100 from 10.0.0.11 eth0\nUnicast reply from 10.0.0.100 [${mac}]  0.569ms\nReceived 1 ` +
-    `response(s)\n`;
+    `arping\nARPING 10.0.0.100 from 10.0.0.11 eth0\nUnicast reply from 10.0.0.100 [${mac}]  ` +
+    `0.569ms\nReceived 1 response(s)\n`;
   it('an answer from a node of this cluster is that node taking the VIP, not another host', () => {
     expect(vipProbeVerdict(reply('6A:31:68:9D:2C:FE'), ['ae:74:63:46:81:65', '6a:31:68:9d:2c:fe'])).toEqual({
       kind: 'cluster',

@@ -88,8 +88,8 @@ describe('TLS to Consul and Redis', () => {
   });
 
   it(
-    "renders: config.lua names the certificate's server name, nginx.conf trusts the runbook's CA bundle (or the " +
-      'system CAs)',
+    "renders: config.lua names the certificate's server name, " +
+      "nginx.conf trusts the runbook's CA bundle (or the system CAs)",
     () => {
       const { ca } = pki();
       const doc = gray();

@@ -243,8 +243,8 @@ describe('firewall commands per firewall kind', () => {
     const { firewallCommands } = await import('../../src/steps/firewall.js');
     const { apply, verify } = firewallCommands(pcFor('iptables'));
     expect(apply[0]).toBe(
-      'iptables -C INPUT -p vrrp -s 10.10.0.12 -j ACCEPT 2>/dev/null || iptables -I INPUT -p vrrp -s 10.10.0.12 -j ' +
-        'ACCEPT',
+      'iptables -C INPUT -p vrrp -s 10.10.0.12 -j ACCEPT 2>/dev/null || iptables -I INPUT -p vrrp -s ' +
+        '10.10.0.12 -j ACCEPT',
     );
     expect(apply[1]).toContain('--dport 8080');
     expect(apply[2]).toMatch(/netfilter-persistent save/);

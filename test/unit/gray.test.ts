@@ -271,8 +271,8 @@ describe('site.gray in the runbook', () => {
   });
 
   it(
-    'the Redis password is a secret: required at apply time, and one with a quote is refused (it goes into a Lua ' +
-      'string)',
+    'the Redis password is a secret: required at apply time, ' +
+      'and one with a quote is refused (it goes into a Lua string)',
     () => {
       const v = validateRunbook(example());
       if (!v.ok) throw new Error('example invalid');

@@ -139,13 +139,10 @@ describe('who may be a peer (Lua ipv4.peer_problem, used for Consul and the seed
       })
       return peers.encode(list) .. " | " .. table.concat(skipped, "; ")`),
     ).toBe(
-      '10.0.0.8:80:1 | ' +
-        'entry 1: address 127.0.0.1 is a loopback address; ' +
-        'entry 2: address 169.254.169.254 is link-local (169.254.0.0/16: cloud metadata lives here); ' +
-        'entry 3: address 0.0.0.0 is in 0.0.0.0/8 (this network); ' +
-        'entry 4: address 255.255.255.255 is reserved or broadcast (240.0.0.0/4); ' +
-        'entry 5: address 239.1.1.1 is a multicast address; ' +
-        'entry 6: address 127.0.0.010 is not an IPv4 address; entry 7: ' +
+      '10.0.0.8:80:1 | entry 1: address 127.0.0.1 is a loopback address; entry 2: address 169.254.169.254 is ' +
+        'link-local (169.254.0.0/16: cloud metadata lives here); entry 3: address 0.0.0.0 is in 0.0.0.0/8 (this ' +
+        'network); entry 4: address 255.255.255.255 is reserved or broadcast (240.0.0.0/4); entry 5: address ' +
+        '239.1.1.1 is a multicast address; entry 6: address 127.0.0.010 is not an IPv4 address; entry 7: ' +
         'weight is not a number',
     );
   });

@@ -442,8 +442,8 @@ describe('site.include never leaves its directories', () => {
   });
 
   it(
-    'absolute paths, symlinks out of the runbook folder, a whole tree: clear errors naming the field, ' +
-      'no stack trace',
+    'absolute paths, symlinks out of the runbook folder, a whole tree: ' +
+      'clear errors naming the field, no stack trace',
     async () => {
       const { mkdirSync, symlinkSync, writeFileSync } = await import('node:fs');
       const { readSiteFiles, SITE_LIMITS } = await import('../../src/runbook/site-files.js');

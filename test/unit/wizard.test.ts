@@ -99,8 +99,8 @@ describe('wizard through flags', () => {
   });
 
   it(
-    'an upstream from Consul through flags: discovery with the active check; refused on nginx without lua, ' +
-      'naming the flag',
+    'an upstream from Consul through flags: discovery with the active check; ' +
+      'refused on nginx without lua, naming the flag',
     async () => {
       const dir = tmp();
       const r = await run(
@@ -341,8 +341,8 @@ describe('wizard through flags', () => {
         certificate: { chain: 'tls/shop.fullchain.pem', key: 'tls/shop.key' },
       });
       expect(r.out).toContain(
-        'certificate: put the chain at runbooks/tls/shop.fullchain.pem and the key at runbooks/tls/shop.key ' +
-          '(mode 0600)',
+        'certificate: ' +
+          'put the chain at runbooks/tls/shop.fullchain.pem and the key at runbooks/tls/shop.key (mode 0600)',
       );
       const port = await run(
         ['init', ...required, '--tls', 'acme', '--server-name', 'a.example.com', '--listen', '8080', '--yes'],
