@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { CancelledError, InvalidInputError, RunFailedError } from '../errors.js';
 import { resolveNodes } from '../engine/nodes.js';
 import type { Runbook } from '../runbook/schema.js';
-import { keepalivedLogTail, waitForSingleHolder } from '../engine/cluster.js';
+import { keepalivedLogTail } from '../engine/cluster.js';
+import { settledHolder, waitForExpectedHolder } from '../verify/expected.js';
 import { executeSteps, writeRunRecord, type ExecuteOptions, type NodeOutcome } from '../engine/executor.js';
 import type { Journal } from '../engine/journal.js';
 import { acquireClusterLock } from '../engine/lock.js';
@@ -199,12 +200,12 @@ async function applyConnected(
 
     const changed = outcomes.some((o) => o.steps.some((s) => s.action === 'ran'));
     if (steps.some((s) => s.id === 'start') && !only) {
-      // Nothing ran: the VIP is where this run found it a moment ago, no need to ask again.
-      const single = viewsAtStart.filter((v) => v.holdsVip);
-      const { holder, views } =
-        !changed && single.length === 1
-          ? { holder: single[0].node, views: viewsAtStart }
-          : await waitForSingleHolder(handles, runbook);
+      // The VIP settles where the priorities and track files put it (a node that has just started takes
+      // it over a few adverts later). Nothing ran and it was settled a moment ago: no need to ask again.
+      const atStart = changed ? undefined : settledHolder(viewsAtStart, handles, runbook.vrrp.preempt);
+      const { holder, expected, views } = atStart
+        ? { holder: atStart, expected: atStart, views: viewsAtStart }
+        : await waitForExpectedHolder(handles, runbook);
       if (!holder) {
         const details = [];
         for (const h of handles) {
@@ -221,6 +222,10 @@ async function applyConnected(
         );
       }
       ctx.print(`VIP ${runbook.vrrp.vip} is held by ${holder}`);
+      if (expected && expected !== holder)
+        ctx.print(
+          `  warning: after 10 s the priorities still say ${expected} should hold it (\`ha-setup status\` shows why)`,
+        );
       // Verification never hurts a serving cluster: nothing changed, no test; a change to a serving
       // cluster, the zero-loss planned failover; a first install, the crash test.
       const scenario = !changed ? undefined : serving ? 'planned' : 'nginx-crash';

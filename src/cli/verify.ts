@@ -266,13 +266,12 @@ export function registerStatus(program: Command, ctx: CliContext): void {
             handles.map(async (h) => {
               const r = await h.t.exec(
                 // Since PID 1 started: the boot on a host, the container's start where /proc/uptime is the host's.
-                `systemctl is-active nginx || true; systemctl is-active keepalived || true; ps -o etimes= -p 1 | tr ` +
-                  `-d ' '; for f in ${shq(L.promoteFile)} ${shq(L.maintenanceFile)}; do head -n1 "$f" 2>/dev/null || ` +
-                  `echo 0; done; head -n1 ${shq(L.splitFlag)} 2>/dev/null || echo -`,
+                `ps -o etimes= -p 1 | tr -d ' '; head -n1 ${shq(L.splitFlag)} 2>/dev/null || echo -`,
                 { quiet: true },
               );
-              const [nginx, keepalived, up, promote, maintenance, split] = r.stdout.trim().split('\n');
+              const [up, split] = r.stdout.trim().split('\n');
               const view = views.find((v) => v.node === h.node.name)!;
+              const { nginx, keepalived, promote, maintenance } = view;
               return {
                 name: h.node.name,
                 host: h.node.host,
@@ -288,8 +287,8 @@ export function registerStatus(program: Command, ctx: CliContext): void {
                 keepalivedVersion: h.facts.keepalivedVersionOutput.split('\n')[0] ?? '',
                 os: `${h.facts.osId} ${h.facts.osVersion}`,
                 uptimeS: Math.round(Number(up) || 0),
-                promote: Number(promote) || 0,
-                maintenance: Number(maintenance) || 0,
+                promote,
+                maintenance,
                 /** "<since> <MAC of the other holder>" while this node's split-brain watch sees a second holder. */
                 splitBrainSeen: split && split !== '-' ? split : null,
                 tls: tlsStatus(served.find((c) => c.node === h.node.name)),

@@ -1,3 +1,8 @@
+import { vrrpViews, type VrrpView } from '../engine/cluster.js';
+import type { NodeHandle } from '../engine/session.js';
+import { pollUntil } from '../poll.js';
+import type { Runbook } from '../runbook/schema.js';
+
 /** What status knows of a node when it judges whether the VRRP state is the one the runbook gives. */
 export interface NodeVrrpFacts {
   name: string;
@@ -59,4 +64,52 @@ export function expectedVrrp(nodes: NodeVrrpFacts[], preempt: boolean): Expected
       );
   }
   return { holder, states, problems };
+}
+
+/** The nodes' VRRP facts as `expectedVrrp` reads them, from views of nodes that all answered. */
+export function factsFromViews(views: VrrpView[], handles: NodeHandle[]): NodeVrrpFacts[] {
+  return views.map((v) => ({
+    name: v.node,
+    priority: handles.find((h) => h.node.name === v.node)?.node.priority ?? 0,
+    reachable: true,
+    nginx: v.nginx,
+    keepalived: v.keepalived,
+    vrrpState: v.state,
+    holdsVip: v.holdsVip,
+    promote: v.promote,
+    maintenance: v.maintenance,
+  }));
+}
+
+/** Exactly one node holds the VIP and it is the one the priorities and track files give. Pure. */
+export function settledHolder(views: VrrpView[], handles: NodeHandle[], preempt: boolean): string | undefined {
+  const holders = views.filter((v) => v.holdsVip);
+  if (holders.length !== 1) return undefined;
+  const expected = expectedVrrp(factsFromViews(views, handles), preempt).holder;
+  return expected === null || expected === holders[0].node ? holders[0].node : undefined;
+}
+
+/**
+ * Waits (up to `budgetMs`) until the VIP has settled: one holder, the expected one (a node that has just
+ * started takes the VIP over by preemption a few adverts later). Returns the last views, the holder
+ * when exactly one node holds the VIP, and the node expected to.
+ */
+export async function waitForExpectedHolder(
+  handles: NodeHandle[],
+  rb: Runbook,
+  budgetMs = 10_000,
+): Promise<{ holder?: string; expected: string | null; views: VrrpView[] }> {
+  const { last } = await pollUntil(
+    async () => {
+      const views = await vrrpViews(handles, rb);
+      const holders = views.filter((v) => v.holdsVip);
+      const expected = expectedVrrp(factsFromViews(views, handles), rb.vrrp.preempt).holder;
+      return {
+        done: settledHolder(views, handles, rb.vrrp.preempt) !== undefined,
+        value: { holder: holders.length === 1 ? holders[0].node : undefined, expected, views },
+      };
+    },
+    { budgetMs, intervalMs: 200 },
+  );
+  return last ?? { expected: null, views: [] };
 }

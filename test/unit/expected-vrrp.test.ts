@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { expectedVrrp, type NodeVrrpFacts } from '../../src/verify/expected.js';
+import type { VrrpView } from '../../src/engine/cluster.js';
+import type { NodeHandle } from '../../src/engine/session.js';
+import { expectedVrrp, settledHolder, type NodeVrrpFacts } from '../../src/verify/expected.js';
 
 // What `status` calls the expected VRRP state: the runbook's priorities, the planned-failover track
 // files, and which nodes serve at all.
@@ -78,5 +80,43 @@ describe('expectedVrrp', () => {
       true,
     );
     expect(e).toEqual({ holder: null, states: { node1: 'not serving', node2: 'not serving' }, problems: [] });
+  });
+});
+
+describe('settledHolder (apply waits for it at the end)', () => {
+  const handles = [
+    { node: { name: 'node1', priority: 100 } },
+    { node: { name: 'node2', priority: 90 } },
+  ] as unknown as NodeHandle[];
+  const view = (node: string, o: Partial<VrrpView> = {}): VrrpView => ({
+    node,
+    holdsVip: false,
+    state: 'BACKUP',
+    nginx: 'active',
+    keepalived: 'active',
+    serving: true,
+    promote: 0,
+    maintenance: 0,
+    ...o,
+  });
+
+  it('the master that has just started is not yet holding: not settled while the backup holds the VIP', () => {
+    const views = [view('node1'), view('node2', { holdsVip: true, state: 'MASTER' })];
+    expect(settledHolder(views, handles, true)).toBeUndefined();
+    // Without preemption the holder keeps it: settled.
+    expect(settledHolder(views, handles, false)).toBe('node2');
+  });
+
+  it('settled on the highest priority; on the backup while the master is in maintenance or not serving', () => {
+    expect(settledHolder([view('node1', { holdsVip: true }), view('node2')], handles, true)).toBe('node1');
+    const held = view('node2', { holdsVip: true, state: 'MASTER' });
+    expect(settledHolder([view('node1', { maintenance: 1 }), held], handles, true)).toBe('node2');
+    expect(settledHolder([view('node1', { nginx: 'inactive', serving: false }), held], handles, true)).toBe('node2');
+  });
+
+  it('two holders or none: never settled', () => {
+    expect(settledHolder([view('node1'), view('node2')], handles, true)).toBeUndefined();
+    const both = [view('node1', { holdsVip: true }), view('node2', { holdsVip: true })];
+    expect(settledHolder(both, handles, true)).toBeUndefined();
   });
 });
