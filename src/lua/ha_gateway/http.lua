@@ -6,6 +6,8 @@
 -- Why not lua-resty-http: TLS is the cosocket's (sslhandshake), not the client library's, and this
 -- GET is all Consul needs; lua-resty-http would be one more source to pin and ship on the nginx
 -- flavor (OpenResty does not bundle it either) for the same request.
+local tls_handshake = require("ha_gateway.tls").handshake
+
 local _M = {}
 
 function _M.get(host, port, path, headers, timeout_ms, max_body, tls)
@@ -15,7 +17,7 @@ function _M.get(host, port, path, headers, timeout_ms, max_body, tls)
   local ok, err = sock:connect(host, port)
   if not ok then return nil, "connect to " .. host .. ":" .. port .. " failed: " .. tostring(err) end
   if tls then
-    ok, err = sock:sslhandshake(nil, tls.server_name, true)
+    ok, err = tls_handshake(sock, tls.server_name)
     if not ok then sock:close(); return nil, "TLS with " .. host .. ":" .. port .. " (" .. tls.server_name .. ") failed: " .. tostring(err) end
   end
   local req = { "GET ", path, " HTTP/1.0\r\nHost: ", tls and tls.server_name or host, ":", port, "\r\nAccept: application/json\r\n" }

@@ -3,6 +3,8 @@
 -- ({ server_name }) over TLS (the cosocket's handshake, verified against lua_ssl_trusted_certificate).
 -- Both flavors: the nginx flavor has no lua-resty-redis (OpenResty bundles it, the nginx flavor
 -- would need it pinned and shipped), and the TLS is the cosocket's either way.
+local tls_handshake = require("ha_gateway.tls").handshake
+
 local _M = {}
 
 -- Replies larger than these are refused: the rules are short strings, at most a few 100,000 of them.
@@ -67,7 +69,7 @@ function _M.pipeline(opts, commands)
   -- A pooled connection already did the TLS handshake, AUTH and SELECT.
   if sock:getreusedtimes() == 0 then
     if opts.tls then
-      ok, err = sock:sslhandshake(nil, opts.tls.server_name, true)
+      ok, err = tls_handshake(sock, opts.tls.server_name)
       if not ok then sock:close(); return nil, "TLS with Redis " .. opts.host .. ":" .. opts.port .. " (" .. opts.tls.server_name .. ") failed: " .. tostring(err) end
     end
     if opts.password and opts.password ~= "" then all[#all + 1] = { "AUTH", opts.password } end
