@@ -254,8 +254,8 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
   );
 
   it(
-    'a keepalived setting change (advert interval, check timing) reloads keepalived: same keepalived PID, VIP stays, ' +
-      '0 failed requests',
+    'a keepalived setting change (advert interval, check timing, realtime VRRP) reloads keepalived: same PID, ' +
+      'VIP stays, 0 failed requests',
     async () => {
       const kaPid = (i: number) =>
         lab.ssh(i, 'systemctl show -p MainPID --value keepalived').then((r) => r.stdout.trim());
@@ -263,6 +263,7 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
       const doc = parse(readFileSync(lab.runbookPath, 'utf8'));
       doc.vrrp.advertInt = 2;
       doc.keepalived.check = { ...(doc.keepalived.check ?? {}), interval: 2, fall: 3 };
+      doc.keepalived.rtPriority = 50;
       writeFileSync(lab.runbookPath, stringify(doc));
       const { r, failed, holders } = await applyUnderLoad(['--no-verify']);
       expect(r.code, r.out + r.err).toBe(0);
@@ -272,7 +273,15 @@ describe.skipIf(!inject('labAvailable'))('changing a serving cluster without dro
       expect([await kaPid(0), await kaPid(1)]).toEqual(before);
       for (const i of [0, 1]) {
         const conf = (await lab.ssh(i, 'cat /etc/keepalived/keepalived.conf')).stdout;
-        for (const line of [/^\s*advert_int 2$/m, /^\s*interval 2$/m, /^\s*fall 3$/m]) expect(conf).toMatch(line);
+        for (const line of [/^\s*advert_int 2$/m, /^\s*interval 2$/m, /^\s*fall 3$/m, /^\s*vrrp_rt_priority 50$/m])
+          expect(conf).toMatch(line);
+        // The VRRP process (a child of keepalived's main one) now runs realtime, without a restart.
+        const sched = await lab.ssh(
+          i,
+          'for p in $(pgrep -P "$(systemctl show -p MainPID --value keepalived)"); do chrt -p "$p"; done',
+        );
+        // (SCHED_RESET_ON_FORK too: the check scripts it forks run at normal priority.)
+        expect(sched.stdout).toMatch(/scheduling policy: SCHED_RR\b[^\n]*\n[^\n]*scheduling priority: 50\b/);
         // keepalived itself says it re-read the file (SIGHUP), in its own log.
         expect((await lab.ssh(i, 'grep -c "Reloading" /var/log/keepalived.log')).stdout.trim()).not.toBe('0');
       }
