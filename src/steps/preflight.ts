@@ -128,7 +128,8 @@ export async function preflightProblems(ctx: StepContext): Promise<string[]> {
  * Settings two keepalived must share to hear each other. Changed on a pair that serves, a roll
  * (node by node) would leave a node with the new settings that does not hear its peer: both take
  * the VIP (split brain), and a planned move cannot happen. Refused before anything is touched, with
- * the maintenance path that works. One node serving alone can change them (nothing to split). Pure.
+ * the maintenance path that works. One node serving alone can change them (nothing to split), unless
+ * the run is limited (`--limit`): the nodes it leaves out keep the settings they have. Pure.
  */
 export function vrrpIdentityProblems(
   rb: Runbook,
@@ -136,7 +137,8 @@ export function vrrpIdentityProblems(
   clusterFacts: Record<string, Facts>,
 ): string[] {
   const serving = cluster.filter((n) => clusterFacts[n.name]?.keepalivedActive && clusterFacts[n.name]?.liveVrrp);
-  if (serving.length < 2) return [];
+  const left = cluster.filter((n) => !clusterFacts[n.name]);
+  if (serving.length < 2 && (left.length === 0 || serving.length === 0)) return [];
   const wanted = {
     virtualRouterId: rb.vrrp.virtualRouterId,
     version: rb.vrrp.version,
@@ -159,6 +161,12 @@ export function vrrpIdentityProblems(
     changes.push(`vrrp.${field}: ${nowShown} on ${differing.map((n) => n.name).join(', ')}, ${shown} in the runbook`);
   }
   if (changes.length === 0) return [];
+  if (left.length > 0)
+    return [
+      `${changes.join('; ')}: --limit leaves ${left.map((n) => n.name).join(', ')} on the settings it runs with, ` +
+        'and nodes with different VRRP settings do not hear each other (both would hold the VIP). ' +
+        'Change them on every node in one apply, without --limit.',
+    ];
   return [
     `${changes.join('; ')}: keepalived serves on ${serving.map((n) => n.name).join(' and ')}, and nodes with ` +
       'different VRRP settings do not hear each other, so this change cannot roll node by node ' +

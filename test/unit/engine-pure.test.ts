@@ -316,6 +316,19 @@ describe('VRRP settings a serving pair must share', () => {
     ).toEqual([]);
   });
 
+  it('--limit: a node whose keepalived runs cannot change them alone; the nodes left out keep theirs', () => {
+    const changed = { ...runbook, vrrp: { ...runbook.vrrp, virtualRouterId: runbook.vrrp.virtualRouterId + 1 } };
+    const only = (active: boolean) => ({ [nodes[1].name]: facts(active, live) });
+    expect(vrrpIdentityProblems(changed, nodes, only(true))).toEqual([
+      `vrrp.virtualRouterId: ${live.vrid} on ${nodes[1].name}, ${live.vrid + 1} in the runbook: --limit leaves ` +
+        `${nodes[0].name} on the settings it runs with, and nodes with different VRRP settings do not hear each ` +
+        'other (both would hold the VIP). Change them on every node in one apply, without --limit.',
+    ]);
+    // Its keepalived not running yet (a new node), or the same settings: nothing to refuse.
+    expect(vrrpIdentityProblems(changed, nodes, only(false))).toEqual([]);
+    expect(vrrpIdentityProblems(runbook, nodes, only(true))).toEqual([]);
+  });
+
   it(
     'version, router id, password on/off and unicast changed on a serving pair are refused by name, ' +
       'with the way to do it',
