@@ -257,7 +257,7 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     expect(r.err).not.toMatch(/\] \$ /);
     const dbg = await cli(['status', lab.runbookPath, '--json', '--debug']);
     expect(dbg.code, dbg.err).toBe(0);
-    expect(dbg.err).toMatch(/^\[10\.213\.0\.11[^\]]*\] \$ systemctl is-active nginx/m);
+    expect(dbg.err).toMatch(/^\[10\.213\.0\.11[^\]]*\] \$ .*systemctl is-active nginx/m);
     expect(JSON.parse(dbg.out).nodes).toHaveLength(2);
   });
 
@@ -353,8 +353,14 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
     } finally {
       await lab.ssh(1, 'iptables -D INPUT -p vrrp -j DROP');
     }
-    await new Promise((r) => setTimeout(r, 2000));
-    expect((await cli(['status', lab.runbookPath])).code).toBe(0);
+    // Healed: one holder at once; the holder's split-brain watch calls the split over after two
+    // unanswered probes (a second each), then status is clean.
+    let code = 1;
+    for (let k = 0; k < 20 && code !== 0; k++) {
+      await new Promise((r) => setTimeout(r, 500));
+      code = (await cli(['status', lab.runbookPath])).code;
+    }
+    expect(code).toBe(0);
   });
 
   // issue 21: a node cut off from the clients' side must not hold the VIP. The witness is the lab
@@ -475,7 +481,10 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
         const st = await status();
         expect(st.code).toBe(1);
         expect(st.splitBrain).toBe(true);
-        expect(st.nodes.map((n: { splitBrainSeen: string | null }) => n.splitBrainSeen !== null)).toContain(true);
+        // The flag is written with the report above; status reads it a moment later.
+        await until('status shows the node that saw the split', async () =>
+          (await status()).nodes.some((n: { splitBrainSeen: string | null }) => n.splitBrainSeen !== null),
+        );
         const text = await cli(['status', lab.runbookPath]);
         expect(text.out).toMatch(/VIP holders: node1, node2 \(SPLIT BRAIN/);
         expect(text.out).toMatch(/problem: node2 holds the VIP but node1 should/);
