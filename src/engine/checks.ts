@@ -29,10 +29,10 @@ export function checkPrelude(files: string[]): string {
   const paths = [...new Set(files)];
   return [
     `ha_sums="\n${paths.length > 0 ? `$(sha256sum -- ${shqAll(paths)} 2>/dev/null)` : ''}\n"`,
-    `ha_file_is() { case "$ha_sums" in *"\n$2  $1\n"*) return 0 ;; esac; [ "$(sha256sum -- "$1" 2>/dev/null | cut ` +
-      `-d' ' -f1)" = "$2" ]; }`,
-    `ha_line_is() { ha_line=; ha_more=; { IFS= read -r ha_line; IFS= read -r ha_more; } 2>/dev/null <"$1" || [ -n ` +
-      `"$ha_line" ] || return 1; [ "$ha_line" = "$2" ] && [ -z "$ha_more" ]; }`,
+    `ha_file_is() { case "$ha_sums" in *"\n$2  $1\n"*) return 0 ;; esac; ` +
+      `[ "$(sha256sum -- "$1" 2>/dev/null | cut -d' ' -f1)" = "$2" ]; }`,
+    `ha_line_is() { ha_line=; ha_more=; { IFS= read -r ha_line; IFS= read -r ha_more; } 2>/dev/null <"$1" ` +
+      `|| [ -n "$ha_line" ] || return 1; [ "$ha_line" = "$2" ] && [ -z "$ha_more" ]; }`,
   ].join('\n');
 }
 

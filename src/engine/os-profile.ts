@@ -44,21 +44,23 @@ const debian: OsProfile = {
   family: 'debian',
   packageManager: 'apt',
   missingScript: (pkgs) =>
-    `missing=""; for p in ${shqAll(pkgs)}; do dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok ` +
-    `installed' >/dev/null || missing="$missing $p"; done`,
+    `missing=""; for p in ${shqAll(pkgs)}; do ` +
+    `dpkg-query -W -f='\${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || ` +
+    'missing="$missing $p"; done',
   // A process per package costs seconds on a small VM; a name may carry its architecture
   // (binary:Package) or not; a held package is installed too.
   allInstalledTest: (pkgs) =>
-    `{ st="|$(dpkg-query -W -f='\${Package} \${Status}|\${binary:Package} ` +
-    `\${Status}|' -- ${shqAll(pkgs)} 2>/dev/null)"; ` +
-    `all=y; for p in ${shqAll(pkgs)}; do case "$st" in *"|$p install ok installed|"* | *"|$p hold ok ` +
-    `installed|"*) ;; *) all=n ;; esac; done; [ "$all" = y ]; }`,
+    `{ st="|$(dpkg-query -W -f='\${Package} \${Status}|\${binary:Package} \${Status}|' -- ${shqAll(pkgs)} ` +
+    `2>/dev/null)"; all=y; for p in ${shqAll(pkgs)}; do ` +
+    `case "$st" in *"|$p install ok installed|"* | *"|$p hold ok installed|"*) ;; *) all=n ;; esac; ` +
+    `done; [ "$all" = y ]; }`,
   installMissing:
     'export DEBIAN_FRONTEND=noninteractive; apt-get update -q; apt-get install -y -q --no-install-recommends $missing',
   installQuietly: (pkgs) =>
-    `export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q ` +
-    `--no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get ` +
-    `install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1; }`,
+    `export DEBIAN_FRONTEND=noninteractive; ` +
+    `apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1 || ` +
+    `{ apt-get update -q >/dev/null 2>&1 && ` +
+    `apt-get install -y -q --no-install-recommends ${shqAll(pkgs)} >/dev/null 2>&1; }`,
   install: (pkgs) => `DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${pkgs.join(' ')}`,
   unpackInto: (pkgs, dir) =>
     [
