@@ -4,6 +4,7 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
+  rmdirSync,
   rmSync,
   writeFileSync,
   openSync,
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { InvalidInputError, RunFailedError, UnsupportedEnvironmentError } from '../errors.js';
 import { commandExists, runLocal } from '../local.js';
 import { pollUntil } from '../poll.js';
+import { shq } from '../shell.js';
 import {
   BASE_IMAGE_REVISION,
   LAB_BRIDGE,
@@ -24,6 +26,7 @@ import {
   labAddressing,
   labPaths,
   type LabNode,
+  type LabDistro,
   type LabOptions,
   type LabPaths,
 } from './config.js';
@@ -354,7 +357,50 @@ async function bridgeExists(bridge: string): Promise<boolean> {
 
 // ---------------------------------------------------------------- boot and wait
 
-function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
+/** The host's cgroup v2 mount (pure or hybrid), or undefined without one. */
+function cgroup2Mount(): string | undefined {
+  const line = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[2] === 'cgroup2');
+  return line?.split(' ')[1];
+}
+
+/** A node's own cgroup v2 directory below this process's, created; undefined without cgroup v2. */
+function nodeCgroup(node: LabNode): string | undefined {
+  const mount = cgroup2Mount();
+  const own = /^0::(\/.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1];
+  if (!mount || own === undefined) return undefined;
+  const dir = join(mount, own, node.machine);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Removes the nodes' cgroups (after their processes are gone): directories only, deepest first. */
+function removeNodeCgroups(): number {
+  const mount = cgroup2Mount();
+  const own = existsSync('/proc/self/cgroup')
+    ? /^0::(\/.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1]
+    : undefined;
+  if (!mount || own === undefined) return 0;
+  const removeTree = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeTree(join(dir, e.name));
+    rmdirSync(dir);
+  };
+  let removed = 0;
+  const base = join(mount, own);
+  for (const e of readdirSync(base, { withFileTypes: true })) {
+    if (!e.isDirectory() || !e.name.startsWith('halab-')) continue;
+    try {
+      removeTree(join(base, e.name));
+      removed++;
+    } catch {
+      // A cgroup still holding a process cannot go; the next `lab down` tries again.
+    }
+  }
+  return removed;
+}
+
+function bootNode(node: LabNode, bridge: string, paths: LabPaths, distro: LabDistro): number {
   if (paths.ccacheDir) mkdirSync(paths.ccacheDir, { recursive: true });
   const logFile = join(paths.stateDir, `${node.name}.console.log`);
   const fd = openSync(logFile, 'a');
@@ -363,7 +409,12 @@ function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
   // where /run is not a tmpfs: there it refuses to clear its propagation directory and exits. This
   // small supervisor clears it and starts the node again, so reboots can be tested everywhere; any
   // other exit (lab down, a crash) ends it.
+  // On the unified hierarchy every node gets its own cgroup: nspawn puts the container in `payload`
+  // below its own cgroup, so two nspawns started from one cgroup would share one tree, and a unit's
+  // cgroup on node1 (nginx.service) would hold node2's processes too and never empty.
+  const cgroup = distro === 'trixie' ? nodeCgroup(node) : undefined;
   const supervisor =
+    (cgroup ? `echo $$ > ${shq(join(cgroup, 'cgroup.procs'))}; ` : '') +
     'log=$1; propagate=$2; shift 2; while :; do "$@"; rc=$?; ' +
     'tail -n 3 "$log" | grep -q "is being rebooted" || exit $rc; ' +
     'rm -rf "$propagate"; echo "ha-setup lab: starting the node again after its reboot"; done';
@@ -387,7 +438,14 @@ function bootNode(node: LabNode, bridge: string, paths: LabPaths): number {
       '--directory',
       node.dir,
     ],
-    { detached: true, stdio: ['ignore', fd, fd] },
+    {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      // systemd 257 (trixie) on the legacy cgroup hierarchy nspawn picks on a hybrid host never hears
+      // that a unit's cgroup emptied: a crashed nginx's unit waits out TimeoutStopSec before its
+      // ExecStopPost runs. trixie hosts run the unified hierarchy (cgroup v2), so its nodes get it too.
+      env: distro === 'trixie' ? { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1' } : process.env,
+    },
   );
   child.unref();
   closeSync(fd);
@@ -496,7 +554,7 @@ export async function labUp(opts: LabOptions, log: Log, paths = labPaths()): Pro
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n');
   await addNat(opts.subnet, LAB_BRIDGE);
 
-  for (const node of state.nodes) node.pid = bootNode(node, LAB_BRIDGE, paths);
+  for (const node of state.nodes) node.pid = bootNode(node, LAB_BRIDGE, paths, opts.distro);
   writeState(paths, state);
   log(`booting ${state.nodes.map((n) => `${n.name} (${n.ip})`).join(', ')}`);
   await Promise.all(state.nodes.map((n) => waitForNode(n, paths, log)));
@@ -558,6 +616,8 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
       }
     }
   }
+
+  removed += removeNodeCgroups();
 
   // Mounts below the lab directory (nspawn cleans its own; a killed one may not have).
   const mounts = readFileSync('/proc/self/mounts', 'utf8')
