@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The gateway's cost and speed on the lab (printed, not asserted). Needs root on Linux; builds dist first.
-//   npm run bench:gateway [-- --rounds 8 --seconds 4]
+//   npm run bench:gateway [-- --rounds 8 --seconds 4 --flavor nginx|openresty]
 // Requests per second for the same two backends behind ha-setup's site on :80 with: peers from Consul
 // (balancer_by_lua), the gray release with no rule and with a 50% rule (access_by_lua). The baseline is
 // a static upstream of the same backends served by the same nginx workers on :8081 (a conf.d file of
@@ -17,7 +17,7 @@ import { parse, stringify } from 'yaml';
 import { labSsh } from '../dist/lab/lab.js';
 import { ensureWrk, runWrk } from '../dist/lab/load.js';
 import { runLocal } from '../dist/local.js';
-import { cli, labRunbookFile, median, paths } from './lib.mjs';
+import { cli, flavorArg, labRunbookFile, median, paths } from './lib.mjs';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
@@ -25,7 +25,10 @@ const arg = (name, dflt) => {
 };
 const rounds = arg('--rounds', 8);
 const seconds = arg('--seconds', 4);
-const { file, state } = await labRunbookFile();
+const flavor = flavorArg();
+const { file, state } = await labRunbookFile({ openresty: flavor === 'openresty' });
+// Where nginx reads conf.d: OpenResty keeps nginx under <prefix>/nginx.
+const confD = `${parse(readFileSync(file, 'utf8')).build.prefix}${flavor === 'openresty' ? '/nginx' : ''}/conf/conf.d`;
 const [n1, n2] = state.nodes.map((n) => n.ip);
 const vip = state.vip;
 const ssh = async (i, command) => {
@@ -45,7 +48,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const status = async () => JSON.parse(await ssh(0, 'curl -sS -m 3 http://127.0.0.1/ha-gateway/status'));
 
 console.log(
-  'setting up: the lab cluster, backends (:9200/:9201 of both nodes), the baseline on :8081, Consul, Redis, ab, wrk',
+  `flavor: ${flavor}\n` +
+    'setting up: the lab cluster, backends (:9200/:9201 of both nodes), the baseline on :8081, Consul, Redis, ab, wrk',
 );
 await apply();
 await ensureWrk();
@@ -59,8 +63,8 @@ const baseline =
 for (const i of [0, 1])
   await ssh(
     i,
-    `echo '${backend}' > /usr/local/nginx/conf/conf.d/bench-backend.conf && ` +
-      `echo '${baseline}' > /usr/local/nginx/conf/conf.d/bench-static.conf && systemctl reload nginx`,
+    `echo '${backend}' > ${confD}/bench-backend.conf && ` +
+      `echo '${baseline}' > ${confD}/bench-static.conf && systemctl reload nginx`,
   );
 await ssh(
   1,
@@ -242,9 +246,5 @@ console.log(`  ha-setup gray add-ip -> rule in force on node1 (refresh 1 s)     
 
 await cli(['gray', file, 'clear']);
 for (const i of [0, 1])
-  await ssh(
-    i,
-    'rm -f /usr/local/nginx/conf/conf.d/bench-backend.conf /usr/local/nginx/conf/conf.d/bench-static.conf && ' +
-      'systemctl reload nginx',
-  );
+  await ssh(i, `rm -f ${confD}/bench-backend.conf ${confD}/bench-static.conf && systemctl reload nginx`);
 await ssh(0, 'systemctl stop bench-redis bench-consul');

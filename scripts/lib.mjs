@@ -1,25 +1,49 @@
 // Shared by the benchmark scripts: a live lab and a fresh copy of its runbook in a temp dir.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { main } from '../dist/cli/main.js';
 import { DEFAULT_LAB, labPaths } from '../dist/lab/config.js';
 import { labDown, labSsh, labUp } from '../dist/lab/lab.js';
-import { LAB_SOURCES, labRunbook } from '../dist/lab/runbook.js';
+import { LAB_OPENRESTY, LAB_SOURCES, labRunbook } from '../dist/lab/runbook.js';
 import { runbookToYaml } from '../dist/runbook/io.js';
 import { fillMirror } from '../dist/sources/mirror.js';
 
 export const paths = labPaths();
 
-/** Brings the lab up (fresh: rebuilt from scratch) and returns the path of a new runbook copy. */
-export async function labRunbookFile({ fresh = false } = {}) {
+/**
+ * The OpenResty tarball rebuilt from the public repositories (../shared/sources, as the lab suites use
+ * it: by path with its own pin; the official download keeps the official pin).
+ */
+export function openrestyTarball() {
+  const dir = process.env.HA_SETUP_SHARED_SOURCES ?? resolve(import.meta.dirname, '..', '..', 'shared', 'sources');
+  const file = join(dir, LAB_OPENRESTY.file);
+  if (!existsSync(file)) throw new Error(`${file} is missing (set HA_SETUP_SHARED_SOURCES)`);
+  return file;
+}
+
+/** The value of `--flavor` (nginx or openresty) on this script's command line. */
+export function flavorArg() {
+  const i = process.argv.indexOf('--flavor');
+  const flavor = i > 0 ? process.argv[i + 1] : 'nginx';
+  if (flavor !== 'nginx' && flavor !== 'openresty') throw new Error(`--flavor: nginx or openresty, not ${flavor}`);
+  return flavor;
+}
+
+/**
+ * Brings the lab up (fresh: rebuilt from scratch) and returns the path of a new runbook copy (the
+ * nginx flavor, or with `openresty` the wizard's default flavor built from the rebuilt tarball).
+ */
+export async function labRunbookFile({ fresh = false, openresty = false } = {}) {
   if (fresh) await labDown(() => {}, paths, { quiet: true });
   const { state } = await labUp(DEFAULT_LAB, () => {}, paths);
   await fillMirror(paths.sourcesDir, LAB_SOURCES, { download: false });
   const dir = mkdtempSync(join(tmpdir(), 'ha-setup-bench-'));
   mkdirSync(join(dir, 'runbooks'));
   const file = join(dir, 'runbooks', 'lab.yaml');
-  writeFileSync(file, runbookToYaml(labRunbook(state, paths)));
+  const rb = labRunbook(state, paths, openresty ? { openrestyTarball: openrestyTarball() } : {});
+  writeFileSync(file, runbookToYaml(rb));
   return { file, dir, state };
 }
 
