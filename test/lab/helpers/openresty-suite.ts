@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { LabDistro } from '../../../src/lab/config.js';
 import { LAB_OPENRESTY } from '../../../src/lab/runbook.js';
@@ -15,7 +16,7 @@ import { withLab, type Lab } from './with-lab.js';
  * configured from the runbook, end to end on lab nodes of `distro`:
  * - bookworm (10-openresty) starts from the serving nginx pair the earlier suites leave: switched to
  *   OpenResty node by node, then cache-purge added to the serving OpenResty pair (two builds; 10b
- *   and 11-tls start from the second);
+ *   and 11-tls start from the second), rolled back and forward again;
  * - trixie (13-openresty-trixie) installs on fresh Debian 13 nodes (one build, cache-purge in it).
  * Then on both: status, a no-op re-apply, resty, verified failover, each module answering requests.
  */
@@ -28,6 +29,13 @@ export function openrestySuite(distro: LabDistro): void {
     let n2: string;
     let keepalivedVersion: string | undefined;
     const get = (node: number, args: string) => lab.ssh(node, `curl -sS -m 10 ${args}`);
+    const sbin = '/usr/local/openresty/nginx/sbin';
+    const masterPid = (i: number) =>
+      lab.ssh(i, 'cat /usr/local/openresty/nginx/logs/nginx.pid').then((r) => r.stdout.trim());
+    const systemdMainPid = (i: number) =>
+      lab.ssh(i, 'systemctl show -p MainPID --value nginx').then((r) => r.stdout.trim());
+    const hasCachePurge = async (i: number) =>
+      (await lab.ssh(i, `${sbin}/nginx -V 2>&1`)).stdout.includes('ngx_cache_purge');
     const writeRunbook = (cachePurge: boolean) =>
       writeFileSync(
         lab.runbookPath,
@@ -124,6 +132,9 @@ export function openrestySuite(distro: LabDistro): void {
         `/usr/local/openresty/bin/resty -e 'print(require("cjson").encode({ok = require("resty.core") ~= nil}))'`,
       );
       expect(resty.stdout.trim()).toBe('{"ok":true}');
+      // The handover doc names the binary where OpenResty keeps it.
+      const doc = readFileSync(join(dirname(lab.runbookPath), 'lab.handover.md'), 'utf8');
+      expect(doc).toContain('| nginx binary | `/usr/local/openresty/nginx/sbin/nginx` |');
     });
 
     it('failover verified on OpenResty: planned with 0 failed requests, and an nginx crash', async () => {
@@ -136,6 +147,7 @@ export function openrestySuite(distro: LabDistro): void {
 
     if (switched) {
       it('cache-purge added to the serving OpenResty pair: rebuilt, rolled node by node, 0 failed', async () => {
+        const pidsBefore = [await masterPid(0), await masterPid(1)];
         writeRunbook(true);
         const { r, failed } = await underLoad(['apply', lab.runbookPath, '--renderer', 'silent']);
         expect(r.code, r.out + r.err).toBe(0);
@@ -147,6 +159,38 @@ export function openrestySuite(distro: LabDistro): void {
           // A module is nginx's business: keepalived is neither rebuilt nor restarted.
           expect(ran[node].filter((s) => /^keepalived-/.test(s))).toEqual([]);
         }
+        for (const i of [0, 1]) {
+          expect(await hasCachePurge(i)).toBe(true);
+          // Hot upgrade in OpenResty's prefix: a new master that systemd tracks, the old binary kept.
+          const pid = await masterPid(i);
+          expect(pid).not.toBe(pidsBefore[i]);
+          expect(await systemdMainPid(i)).toBe(pid);
+          expect((await lab.ssh(i, `${sbin}/nginx.old -V 2>&1`)).stdout).not.toContain('ngx_cache_purge');
+        }
+      });
+
+      it('rollback brings the build without cache-purge back, apply installs the new one again: 0 failed', async () => {
+        const back = await underLoad(['rollback', lab.runbookPath]);
+        expect(back.r.code, back.r.out + back.r.err).toBe(0);
+        expect(back.failed).toHaveLength(0);
+        expect(back.r.out).toMatch(/rollback: one node at a time: node2 -> node1/);
+        for (const i of [0, 1]) {
+          expect(await hasCachePurge(i)).toBe(false);
+          expect(await systemdMainPid(i)).toBe(await masterPid(i));
+          // ...with the configuration it ran with: no cache location.
+          expect((await get(i, "-o /dev/null -w '%{http_code}' -X PURGE http://127.0.0.1/cached/p")).stdout).not.toBe(
+            '200',
+          );
+        }
+        const forward = await underLoad(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
+        expect(forward.r.code, forward.r.out + forward.r.err).toBe(0);
+        expect(forward.failed).toHaveLength(0);
+        const ran = ranSteps(lab.runbookPath);
+        for (const node of ['node1', 'node2']) {
+          expect(ran[node]).toContain('install');
+          expect(ran[node]).not.toContain('build');
+        }
+        for (const i of [0, 1]) expect(await hasCachePurge(i)).toBe(true);
       });
     }
 
