@@ -357,44 +357,56 @@ async function bridgeExists(bridge: string): Promise<boolean> {
 
 // ---------------------------------------------------------------- boot and wait
 
-/** The host's cgroup v2 mount (pure or hybrid), or undefined without one. */
-function cgroup2Mount(): string | undefined {
-  const line = readFileSync('/proc/self/mounts', 'utf8')
+/**
+ * This process's cgroup directories in the hierarchies that track processes for systemd: the unified
+ * one (cgroup v2, pure or hybrid) and the legacy `name=systemd` one where it is mounted.
+ */
+function ownTrackingCgroups(): string[] {
+  if (!existsSync('/proc/self/cgroup')) return [];
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
-    .find((l) => l.split(' ')[2] === 'cgroup2');
-  return line?.split(' ')[1];
+    .map((l) => l.split(' '));
+  const cgroups = readFileSync('/proc/self/cgroup', 'utf8');
+  const dirs: string[] = [];
+  const v2 = mounts.find((m) => m[2] === 'cgroup2')?.[1];
+  const v2Own = /^0::(\/.*)$/m.exec(cgroups)?.[1];
+  if (v2 && v2Own !== undefined) dirs.push(join(v2, v2Own));
+  const v1 = mounts.find((m) => m[2] === 'cgroup' && m[3]?.split(',').includes('name=systemd'))?.[1];
+  const v1Own = /^\d+:name=systemd:(\/.*)$/m.exec(cgroups)?.[1];
+  if (v1 && v1Own !== undefined) dirs.push(join(v1, v1Own));
+  return dirs;
 }
 
-/** A node's own cgroup v2 directory below this process's, created; undefined without cgroup v2. */
-function nodeCgroup(node: LabNode): string | undefined {
-  const mount = cgroup2Mount();
-  const own = /^0::(\/.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1];
-  if (!mount || own === undefined) return undefined;
-  const dir = join(mount, own, node.machine);
-  mkdirSync(dir, { recursive: true });
-  return dir;
+/**
+ * A node's own cgroups (created), one per tracking hierarchy. nspawn puts the container in `payload`
+ * below its own cgroup, so two nspawns started from one cgroup would share one tree: a unit's cgroup
+ * on node1 (nginx.service) would also hold node2's processes, so it never empties (a crashed unit
+ * waits out TimeoutStopSec) and systemd's kill of the rest of a crashed unit misses (orphaned workers).
+ */
+function nodeCgroups(node: LabNode): string[] {
+  return ownTrackingCgroups().map((base) => {
+    const dir = join(base, node.machine);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  });
 }
 
 /** Removes the nodes' cgroups (after their processes are gone): directories only, deepest first. */
 function removeNodeCgroups(): number {
-  const mount = cgroup2Mount();
-  const own = existsSync('/proc/self/cgroup')
-    ? /^0::(\/.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))?.[1]
-    : undefined;
-  if (!mount || own === undefined) return 0;
   const removeTree = (dir: string) => {
     for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeTree(join(dir, e.name));
     rmdirSync(dir);
   };
   let removed = 0;
-  const base = join(mount, own);
-  for (const e of readdirSync(base, { withFileTypes: true })) {
-    if (!e.isDirectory() || !e.name.startsWith('halab-')) continue;
-    try {
-      removeTree(join(base, e.name));
-      removed++;
-    } catch {
-      // A cgroup still holding a process cannot go; the next `lab down` tries again.
+  for (const base of ownTrackingCgroups()) {
+    for (const e of existsSync(base) ? readdirSync(base, { withFileTypes: true }) : []) {
+      if (!e.isDirectory() || !e.name.startsWith('halab-')) continue;
+      try {
+        removeTree(join(base, e.name));
+        removed++;
+      } catch {
+        // A cgroup still holding a process cannot go; the next `lab down` tries again.
+      }
     }
   }
   return removed;
@@ -409,12 +421,10 @@ function bootNode(node: LabNode, bridge: string, paths: LabPaths, distro: LabDis
   // where /run is not a tmpfs: there it refuses to clear its propagation directory and exits. This
   // small supervisor clears it and starts the node again, so reboots can be tested everywhere; any
   // other exit (lab down, a crash) ends it.
-  // On the unified hierarchy every node gets its own cgroup: nspawn puts the container in `payload`
-  // below its own cgroup, so two nspawns started from one cgroup would share one tree, and a unit's
-  // cgroup on node1 (nginx.service) would hold node2's processes too and never empty.
-  const cgroup = distro === 'trixie' ? nodeCgroup(node) : undefined;
   const supervisor =
-    (cgroup ? `echo $$ > ${shq(join(cgroup, 'cgroup.procs'))}; ` : '') +
+    nodeCgroups(node)
+      .map((dir) => `echo $$ > ${shq(join(dir, 'cgroup.procs'))}; `)
+      .join('') +
     'log=$1; propagate=$2; shift 2; while :; do "$@"; rc=$?; ' +
     'tail -n 3 "$log" | grep -q "is being rebooted" || exit $rc; ' +
     'rm -rf "$propagate"; echo "ha-setup lab: starting the node again after its reboot"; done';
@@ -442,8 +452,8 @@ function bootNode(node: LabNode, bridge: string, paths: LabPaths, distro: LabDis
       detached: true,
       stdio: ['ignore', fd, fd],
       // systemd 257 (trixie) on the legacy cgroup hierarchy nspawn picks on a hybrid host never hears
-      // that a unit's cgroup emptied: a crashed nginx's unit waits out TimeoutStopSec before its
-      // ExecStopPost runs. trixie hosts run the unified hierarchy (cgroup v2), so its nodes get it too.
+      // that a unit's cgroup emptied (a crashed nginx's unit waits out TimeoutStopSec before its
+      // ExecStopPost runs). trixie hosts run the unified hierarchy (cgroup v2), so its nodes get it too.
       env: distro === 'trixie' ? { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1' } : process.env,
     },
   );
