@@ -670,6 +670,7 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
         else if (l.kind === 'rule') await removeLabRules();
         else if (l.kind === 'link') await runLocal('ip', ['link', 'del', l.name!], { allowFailure: true });
         else if (l.kind === 'mount') await runLocal('umount', ['-l', l.name!], { allowFailure: true });
+        else if (l.kind === 'cgroup') removeNodeCgroups();
       }
       return { done: left.length === 0, value: left };
     },
@@ -687,10 +688,12 @@ export async function labDown(log: Log, paths = labPaths(), opts: { quiet?: bool
   return removed;
 }
 
-/** Everything of the lab still on this machine: processes, firewall rules, links, mounts, files. */
+/** Everything of the lab still on this machine: processes, firewall rules, links, mounts, cgroups, files. */
 export async function labLeftovers(
   paths = labPaths(),
-): Promise<Array<{ kind: 'process' | 'rule' | 'link' | 'mount' | 'file'; what: string; pid?: number; name?: string }>> {
+): Promise<
+  Array<{ kind: 'process' | 'rule' | 'link' | 'mount' | 'file' | 'cgroup'; what: string; pid?: number; name?: string }>
+> {
   const out: Awaited<ReturnType<typeof labLeftovers>> = [];
   for (const pid of labNspawnPids()) out.push({ kind: 'process', what: `systemd-nspawn process ${pid}`, pid });
   for (const pid of labContainerInits()) out.push({ kind: 'process', what: `container process ${pid}`, pid });
@@ -707,6 +710,12 @@ export async function labLeftovers(
     .map((l) => l.split(' ')[1])
     .filter((m) => m?.startsWith(paths.stateDir));
   out.push(...mounts.map((m) => ({ kind: 'mount' as const, what: `mount ${m}`, name: m })));
+  for (const base of ownTrackingCgroups()) {
+    for (const e of existsSync(base) ? readdirSync(base, { withFileTypes: true }) : []) {
+      if (e.isDirectory() && e.name.startsWith('halab-'))
+        out.push({ kind: 'cgroup', what: `cgroup ${join(base, e.name)}` });
+    }
+  }
   if (existsSync(paths.nodesDir)) out.push({ kind: 'file', what: `directory ${paths.nodesDir}` });
   if (existsSync(paths.stateFile)) out.push({ kind: 'file', what: `state ${paths.stateFile}` });
   return out;
