@@ -10,7 +10,7 @@ import { cli } from './helpers/cli.js';
 import { startGitServer, type GitServer } from './helpers/git-server.js';
 import { keptKeepalivedVersion, openrestyModulesRunbook } from './helpers/openresty-runbook.js';
 import { startPebble, type Pebble } from './helpers/pebble.js';
-import { installModuleServices, killOrphanNginx } from './helpers/services.js';
+import { installModuleServices, expectNoOrphanNginx } from './helpers/services.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 
 // HTTPS on the VIP of the OpenResty pair 10-openresty leaves (configuration only: its build is
@@ -107,8 +107,8 @@ describe.skipIf(!inject('labAvailable'))('HTTPS on the VIP of the lab pair', () 
     copyFileSync(join(fixtures, 'leaf.key'), join(dir, 'tls', 'leaf.key'));
     chmodSync(join(dir, 'tls', 'leaf.key'), 0o600);
     process.env[TICKET_ENV] = randomBytes(32).toString('base64url');
-    // 10's crash verification left its workers behind in the lab's containers.
-    await killOrphanNginx(lab);
+    // 10's crash verification took its workers with it.
+    await expectNoOrphanNginx(lab);
     // Alone, this suite installs the pair first (a build); after 10 this changes nothing.
     writeRunbook(undefined);
     const r = await apply();
@@ -194,7 +194,7 @@ describe.skipIf(!inject('labAvailable'))('HTTPS on the VIP of the lab pair', () 
         'sleep 0.5; done; exit 1',
     );
     expect(back.code, 'nginx back after the crash').toBe(0);
-    await killOrphanNginx(lab);
+    await expectNoOrphanNginx(lab);
 
     const session = join(work, 'session-rotation');
     await handshake('1.3', session, false);
