@@ -7,7 +7,7 @@ import { runbookToYaml } from '../../../src/runbook/io.js';
 import { startProber } from '../../../src/verify/probe.js';
 import { cli, ranSteps } from './cli.js';
 import { startGitServer, type GitServer } from './git-server.js';
-import { installModuleServices } from './services.js';
+import { expectNoOrphanNginx, installModuleServices } from './services.js';
 import { keptKeepalivedVersion, openrestyModulesRunbook } from './openresty-runbook.js';
 import { withLab, type Lab } from './with-lab.js';
 
@@ -143,6 +143,7 @@ export function openrestySuite(distro: LabDistro): void {
       expect(planned.out).toMatch(/scenario planned: PASSED[\s\S]*; 0 of \d+ probe requests failed/);
       const crash = await cli(['verify', lab.runbookPath, '--scenario', 'nginx-crash', '--yes']);
       expect(crash.code, crash.out + crash.err).toBe(0);
+      await expectNoOrphanNginx(lab);
     });
 
     if (switched) {
