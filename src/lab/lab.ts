@@ -384,10 +384,15 @@ function ownTrackingCgroups(): string[] {
  * waits out TimeoutStopSec) and systemd's kill of the rest of a crashed unit misses (orphaned workers).
  */
 function nodeCgroups(node: LabNode): string[] {
-  return ownTrackingCgroups().map((base) => {
+  return ownTrackingCgroups().flatMap((base) => {
     const dir = join(base, node.machine);
-    mkdirSync(dir, { recursive: true });
-    return dir;
+    try {
+      mkdirSync(dir, { recursive: true });
+      return [dir];
+    } catch {
+      // A cgroup tree this process may not write to (a read-only one): the node shares it, as before.
+      return [];
+    }
   });
 }
 
