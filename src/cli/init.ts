@@ -245,7 +245,7 @@ const DEPENDENTS: Record<string, string[]> = {
   master: ['priorities'],
   flavor: ['buildVersion', 'modules', 'prefix'],
   buildVersion: ['modules'],
-  vrrpVersion: ['advertInt'],
+  vrrpVersion: ['advertInt', 'rtPriority'],
 };
 function withDependents(ids: string[]): string[] {
   const out = new Set(ids);

@@ -40,6 +40,7 @@ export function runbookFromAnswers(a: Answers): RunbookInput {
     keepalived: {
       version: String(a.keepalivedVersion),
       prefix: String(a.keepalivedPrefix),
+      rtPriority: Number(a.rtPriority ?? 0),
       check: {
         interval: Number(a.checkInterval),
         fall: Number(a.checkFall),

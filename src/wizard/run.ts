@@ -40,6 +40,7 @@ const QUESTION_FOR_PATH: Array<[RegExp, string]> = [
   [/^vrrp\.virtualRouterId/, 'vrid'],
   [/^vrrp\.version|^vrrp\.auth/, 'vrrpVersion'],
   [/^vrrp\.advertInt/, 'advertInt'],
+  [/^keepalived\.rtPriority/, 'rtPriority'],
   [/^vrrp\.unicast/, 'unicast'],
   [/^vrrp\.preempt/, 'preempt'],
   [/^vrrp\.witness/, 'witness'],
