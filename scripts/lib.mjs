@@ -1,7 +1,6 @@
 // Shared by the benchmark scripts: a live lab and a fresh copy of its runbook in a temp dir.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { main } from '../dist/cli/main.js';
 import { DEFAULT_LAB, labPaths } from '../dist/lab/config.js';

@@ -396,6 +396,15 @@ function nodeCgroups(node: LabNode): string[] {
   });
 }
 
+/** The nodes' cgroups (`halab-<node>`) in every tracking hierarchy, as they are now. */
+function labCgroups(): string[] {
+  return ownTrackingCgroups().flatMap((base) =>
+    (existsSync(base) ? readdirSync(base, { withFileTypes: true }) : [])
+      .filter((e) => e.isDirectory() && e.name.startsWith('halab-'))
+      .map((e) => join(base, e.name)),
+  );
+}
+
 /** Removes the nodes' cgroups (after their processes are gone): directories only, deepest first. */
 function removeNodeCgroups(): number {
   const removeTree = (dir: string) => {
@@ -403,15 +412,12 @@ function removeNodeCgroups(): number {
     rmdirSync(dir);
   };
   let removed = 0;
-  for (const base of ownTrackingCgroups()) {
-    for (const e of existsSync(base) ? readdirSync(base, { withFileTypes: true }) : []) {
-      if (!e.isDirectory() || !e.name.startsWith('halab-')) continue;
-      try {
-        removeTree(join(base, e.name));
-        removed++;
-      } catch {
-        // A cgroup still holding a process cannot go; the next `lab down` tries again.
-      }
+  for (const dir of labCgroups()) {
+    try {
+      removeTree(dir);
+      removed++;
+    } catch {
+      // A cgroup still holding a process cannot go; the next `lab down` tries again.
     }
   }
   return removed;
@@ -715,12 +721,7 @@ export async function labLeftovers(
     .map((l) => l.split(' ')[1])
     .filter((m) => m?.startsWith(paths.stateDir));
   out.push(...mounts.map((m) => ({ kind: 'mount' as const, what: `mount ${m}`, name: m })));
-  for (const base of ownTrackingCgroups()) {
-    for (const e of existsSync(base) ? readdirSync(base, { withFileTypes: true }) : []) {
-      if (e.isDirectory() && e.name.startsWith('halab-'))
-        out.push({ kind: 'cgroup', what: `cgroup ${join(base, e.name)}` });
-    }
-  }
+  for (const dir of labCgroups()) out.push({ kind: 'cgroup', what: `cgroup ${dir}` });
   if (existsSync(paths.nodesDir)) out.push({ kind: 'file', what: `directory ${paths.nodesDir}` });
   if (existsSync(paths.stateFile)) out.push({ kind: 'file', what: `state ${paths.stateFile}` });
   return out;

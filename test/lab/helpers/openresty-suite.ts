@@ -29,9 +29,9 @@ export function openrestySuite(distro: LabDistro): void {
     let n2: string;
     let keepalivedVersion: string | undefined;
     const get = (node: number, args: string) => lab.ssh(node, `curl -sS -m 10 ${args}`);
-    const sbin = '/usr/local/openresty/nginx/sbin';
-    const masterPid = (i: number) =>
-      lab.ssh(i, 'cat /usr/local/openresty/nginx/logs/nginx.pid').then((r) => r.stdout.trim());
+    const home = '/usr/local/openresty/nginx';
+    const sbin = `${home}/sbin`;
+    const masterPid = (i: number) => lab.ssh(i, `cat ${home}/logs/nginx.pid`).then((r) => r.stdout.trim());
     const systemdMainPid = (i: number) =>
       lab.ssh(i, 'systemctl show -p MainPID --value nginx').then((r) => r.stdout.trim());
     const hasCachePurge = async (i: number) =>
