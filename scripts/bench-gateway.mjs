@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The gateway's cost and speed on the lab (printed, not asserted). Needs root on Linux; builds dist first.
-//   npm run bench:gateway [-- --rounds 8 --seconds 4 --flavor nginx|openresty]
+//   npm run bench:gateway [-- --rounds 8 --seconds 4 --flavor nginx|openresty]   (--rounds 0: no req/s)
 // Requests per second for the same two backends behind ha-setup's site on :80 with: peers from Consul
 // (balancer_by_lua), the gray release with no rule and with a 50% rule (access_by_lua). The baseline is
 // a static upstream of the same backends served by the same nginx workers on :8081 (a conf.d file of
@@ -17,7 +17,7 @@ import { parse, stringify } from 'yaml';
 import { labSsh } from '../dist/lab/lab.js';
 import { ensureWrk, runWrk } from '../dist/lab/load.js';
 import { runLocal } from '../dist/local.js';
-import { cli, flavorArg, labRunbookFile, median, paths } from './lib.mjs';
+import { cli, flavorArg, labRunbookFile, median, medianInterval, paths } from './lib.mjs';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
@@ -54,12 +54,15 @@ console.log(
 await apply();
 await ensureWrk();
 // The backends answer from nginx itself so they are not what is measured; conf.d files that are
-// not ha-setup's are left alone by apply.
+// not ha-setup's are left alone by apply. Every listen has reuseport as the site's has: without it the
+// baseline's connections spread over the workers unevenly (one shared socket) and the baseline, not
+// the site, measured slower (the site at 112 % of it under ab).
 const backend =
-  'server { listen 9200; listen 9201; access_log off; location / { return 200 "ok $server_addr:$server_port\\n"; } }';
+  'server { listen 9200 reuseport; listen 9201 reuseport; access_log off; ' +
+  'location / { return 200 "ok $server_addr:$server_port\\n"; } }';
 const baseline =
   `upstream bench_static { server ${n1}:9200; server ${n2}:9200; keepalive 32; } server { listen ` +
-  `8081; location / { proxy_pass http://bench_static; } }`;
+  `8081 reuseport; location / { proxy_pass http://bench_static; } }`;
 for (const i of [0, 1])
   await ssh(
     i,
@@ -119,28 +122,31 @@ const shapes = {
   },
 };
 
-/** Alternates the baseline (:8081) and the site (:80) per shape; paired ratios per round. */
-async function measure(label) {
+/** Alternates the baseline (:8081) and `port` (the site's :80) per shape; paired ratios per round. */
+async function measure(label, port = 80) {
+  if (rounds === 0) return; // --rounds 0: the profile and the timings only
   await sleep(2000);
   for (const [shape, run] of Object.entries(shapes)) {
     const pairs = [];
     let failed = 0;
     for (let r = 0; r < rounds; r++) {
       // The order flips every round: neither side is always the one measured first.
-      const first = r % 2 ? 80 : 8081;
+      const first = r % 2 ? port : 8081;
       const a = await run(first);
-      const b = await run(first === 80 ? 8081 : 80);
-      const [base, site] = first === 80 ? [b, a] : [a, b];
+      const b = await run(first === port ? 8081 : port);
+      const [base, site] = first === port ? [b, a] : [a, b];
       failed += base.failed + site.failed;
       pairs.push({ base: base.rps, site: site.rps, ratio: site.rps / base.rps });
     }
     const ratios = pairs.map((p) => p.ratio);
     const rps = (xs) => median(xs).toFixed(0).padStart(7);
-    const pct = (x) => (x * 100).toFixed(0);
+    const pct = (x) => (x * 100).toFixed(1);
+    const interval = medianInterval(ratios);
+    const within = interval ? `${pct(interval[0])}-${pct(interval[1])}` : '-';
     console.log(
       `  ${label.padEnd(34)} ${shape.padEnd(4)} ${rps(pairs.map((p) => p.base))} ${rps(pairs.map((p) => p.site))}   ` +
-        `${(median(ratios) * 100).toFixed(1).padStart(5)} %  ` +
-        `(${pct(Math.min(...ratios))}-${pct(Math.max(...ratios))})   ${failed}`,
+        `${pct(median(ratios)).padStart(5)} %  ${within.padEnd(11)}` +
+        `  ${pct(Math.min(...ratios))}-${pct(Math.max(...ratios))}   ${failed}`,
     );
   }
 }
@@ -172,16 +178,24 @@ async function luaCost(port) {
     'comm,dso,sym',
     '--stdio',
   ]);
-  let lua = 0;
-  for (const line of report.split('\n')) {
-    const m = /^\s+([\d.]+)%\s+nginx\s+(.+?)\s+\[\.\]\s+(\S+)/.exec(line);
-    if (m && (/luajit|JIT/.test(m[2]) || /^(ngx_http_lua_|lj_|lua_)/.test(m[3]))) lua += Number(m[1]);
-  }
   const rps = w.requests / (window + 2);
+  const us = (share) => ((share / 100) * cpus().length * 1e6) / rps;
+  let lua = 0;
+  // Every nginx symbol's CPU time per request (user [.] and kernel [k]): the profile next to the baseline's.
+  const symbols = new Map();
+  for (const line of report.split('\n')) {
+    const m = /^\s+([\d.]+)%\s+nginx\s+(.+?)\s+\[([.k])\]\s+(\S+)/.exec(line);
+    if (!m) continue;
+    if (m[3] === '.' && (/luajit|JIT/.test(m[2]) || /^(ngx_http_lua_|lj_|lua_)/.test(m[4]))) lua += Number(m[1]);
+    const sym = /JIT|perf-\d+\.map/.test(m[2]) ? `${m[2]} (LuaJIT traces)` : m[4];
+    symbols.set(sym, (symbols.get(sym) ?? 0) + us(Number(m[1])));
+  }
   return {
     share: lua,
-    usPerRequest: ((lua / 100) * cpus().length * 1e6) / rps,
+    usPerRequest: us(lua),
     opensPer1k: (opened * 1000) / w.requests,
+    nginxUs: [...symbols.values()].reduce((a, b) => a + b, 0),
+    symbols,
   };
 }
 const costs = [];
@@ -191,9 +205,18 @@ console.log(
     `alternating ${rounds} x ${seconds} s per shape`,
 );
 console.log(
-  `  ${'site'.padEnd(34)} load ${'base'.padStart(7)} ${'site'.padStart(7)}   paired ratio (min-max)   failed`,
+  `  ${'site'.padEnd(34)} load ${'base'.padStart(7)} ${'site'.padStart(7)}   ` +
+    'paired ratio: median, 95 % interval of the median, min-max   failed',
 );
 const stable = { name: 'bench', servers: [`${n1}:9200`, `${n2}:9200`] };
+// The control: the site with the same static upstream as the baseline, no Lua on its path. What it
+// shows is the difference of the two server blocks and the order of measuring, not of the gateway.
+edit((d) => {
+  d.site.upstreams = [stable];
+  delete d.site.gray;
+});
+await apply();
+await measure('static upstream (control)');
 edit((d) => {
   d.site.upstreams = [
     { ...stable, discovery: { consul: { address: `http://${n1}:8500`, service: 'bench', interval: 1 } } },
@@ -202,6 +225,14 @@ edit((d) => {
 });
 await apply();
 await measure('peers from Consul (balancer_by_lua)');
+// What balancer_by_lua costs by itself: an upstream on :8082 whose Lua only alternates the same two
+// peers (no shared dict, no retries). The Consul path's difference to it is ha-setup's Lua.
+const mechanism =
+  `upstream bench_lua { server 0.0.0.1; balancer_by_lua_block { local t = package.loaded.bench_rr or { n = 0 }; ` +
+  `package.loaded.bench_rr = t; t.n = t.n + 1; require("ngx.balancer").set_current_peer(t.n % 2 == 0 and "${n1}" ` +
+  `or "${n2}", 9200) } keepalive 32; } server { listen 8082 reuseport; location / { proxy_pass http://bench_lua; } }`;
+for (const i of [0, 1]) await ssh(i, `echo '${mechanism}' > ${confD}/bench-mechanism.conf && systemctl reload nginx`);
+await measure('balancer_by_lua alone, 2 fixed peers', 8082);
 if (perf)
   costs.push({ label: 'peers from Consul', ...(await luaCost(80)) }, { label: 'baseline', ...(await luaCost(8081)) });
 edit((d) => {
@@ -224,6 +255,18 @@ if (perf) {
         `${c.usPerRequest.toFixed(1).padStart(5)} us per request   ` +
         `${c.opensPer1k.toFixed(1).padStart(6)} upstream connections opened per 1000 requests`,
     );
+  // Where a request's extra time in nginx goes: the symbols that cost most more than on the baseline
+  // (one window each, so the machine's drift is in these too; a symbol the baseline never runs is not).
+  const base = costs.find((c) => c.label === 'baseline');
+  for (const c of costs.filter((x) => x !== base)) {
+    console.log(
+      `\n  ${c.label}: nginx ${c.nginxUs.toFixed(1)} us per request, the baseline ${base.nginxUs.toFixed(1)}; ` +
+        'most more than the baseline:',
+    );
+    const more = [...c.symbols].map(([sym, v]) => [sym, v - (base.symbols.get(sym) ?? 0)]);
+    for (const [sym, v] of more.sort((a, b) => b[1] - a[1]).slice(0, 10))
+      console.log(`    ${v.toFixed(2).padStart(6)} us  ${sym}`);
+  }
 } else console.log('\n(perf is not on this machine: no CPU breakdown)');
 
 console.log('\nhow long a change takes to be in force on node1 (no reload)');
@@ -246,5 +289,8 @@ console.log(`  ha-setup gray add-ip -> rule in force on node1 (refresh 1 s)     
 
 await cli(['gray', file, 'clear']);
 for (const i of [0, 1])
-  await ssh(i, `rm -f ${confD}/bench-backend.conf ${confD}/bench-static.conf && systemctl reload nginx`);
+  await ssh(
+    i,
+    `cd ${confD} && rm -f bench-backend.conf bench-static.conf bench-mechanism.conf && systemctl reload nginx`,
+  );
 await ssh(0, 'systemctl stop bench-redis bench-consul');

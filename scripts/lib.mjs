@@ -83,8 +83,4 @@ export async function applyVrrpChange(state, runbookPath) {
   return cli(['apply', runbookPath, '--renderer', 'silent', '--no-verify']);
 }
 
-/** The median of a list of numbers (the mean of the middle two for an even count). */
-export function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
+export { median, medianInterval } from './stats.mjs';

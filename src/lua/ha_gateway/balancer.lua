@@ -18,6 +18,21 @@ local cache = {} -- per worker: upstream name -> { version, rotation, size, chec
 local keys = {}  -- upstream name -> its shared dict keys, built once
 local counter = {}
 
+-- The peer list of a new version, rebuilt from the shared dict. Kept out of current(): its closure
+-- makes LuaJIT close an upvalue (bytecode UCLO) on every return of the function it is in, which the
+-- JIT cannot compile, and current() runs for every request (seen with jit.v on the lab: the whole
+-- balancer ran in the interpreter).
+local function rebuild(name, k, version, now)
+  local all = peers.decode(ngx.shared.ha_gateway:get(k.peers))
+  local list, all_down = peers.healthy(all, function(addr) return discovery.is_down(name, addr) end)
+  if all_down and #all > 0 then
+    ngx.log(ngx.WARN, "ha-gateway: upstream ", name, ": every peer failed its health check; using them all")
+  end
+  local c = { version = version, rotation = peers.rotation(list), size = #list, checked = now }
+  cache[name] = c
+  return c
+end
+
 local function current(name)
   local c = cache[name]
   local now = ngx_now()
@@ -27,20 +42,12 @@ local function current(name)
     k = { version = "version:" .. name, peers = "peers:" .. name }
     keys[name] = k
   end
-  local d = ngx.shared.ha_gateway
-  local version = d:get(k.version)
+  local version = ngx.shared.ha_gateway:get(k.version)
   if c and c.version == version then
     c.checked = now
     return c
   end
-  local all = peers.decode(d:get(k.peers))
-  local list, all_down = peers.healthy(all, function(addr) return discovery.is_down(name, addr) end)
-  if all_down and #all > 0 then
-    ngx.log(ngx.WARN, "ha-gateway: upstream ", name, ": every peer failed its health check; using them all")
-  end
-  c = { version = version, rotation = peers.rotation(list), size = #list, checked = now }
-  cache[name] = c
-  return c
+  return rebuild(name, k, version, now)
 end
 
 function _M.run(name)
