@@ -181,12 +181,17 @@ async function luaCost(port) {
   const rps = w.requests / (window + 2);
   const us = (share) => ((share / 100) * cpus().length * 1e6) / rps;
   let lua = 0;
-  // Every nginx symbol's CPU time per request (user [.] and kernel [k]): the profile next to the baseline's.
+  // Every nginx symbol's CPU time per request, user [.] and kernel [k], front and backends (the same nginx
+  // processes): the profile next to the baseline's.
   const symbols = new Map();
+  const parts = { lua: 0, nginx: 0, libraries: 0, kernel: 0 };
   for (const line of report.split('\n')) {
     const m = /^\s+([\d.]+)%\s+nginx\s+(.+?)\s+\[([.k])\]\s+(\S+)/.exec(line);
     if (!m) continue;
-    if (m[3] === '.' && (/luajit|JIT/.test(m[2]) || /^(ngx_http_lua_|lj_|lua_)/.test(m[4]))) lua += Number(m[1]);
+    const isLua = m[3] === '.' && (/luajit|JIT/.test(m[2]) || /^(ngx_http_lua_|lj_|lua_)/.test(m[4]));
+    if (isLua) lua += Number(m[1]);
+    const part = m[3] === 'k' ? 'kernel' : isLua ? 'lua' : m[2] === 'nginx' ? 'nginx' : 'libraries';
+    parts[part] += us(Number(m[1]));
     const sym = /JIT|perf-\d+\.map/.test(m[2]) ? `${m[2]} (LuaJIT traces)` : m[4];
     symbols.set(sym, (symbols.get(sym) ?? 0) + us(Number(m[1])));
   }
@@ -195,6 +200,7 @@ async function luaCost(port) {
     usPerRequest: us(lua),
     opensPer1k: (opened * 1000) / w.requests,
     nginxUs: [...symbols.values()].reduce((a, b) => a + b, 0),
+    parts,
     symbols,
   };
 }
@@ -252,16 +258,20 @@ if (perf) {
   for (const c of costs)
     console.log(
       `  ${c.label.padEnd(24)} ${c.share.toFixed(2).padStart(5)} %   ` +
-        `${c.usPerRequest.toFixed(1).padStart(5)} us per request   ` +
+        `${c.usPerRequest.toFixed(2).padStart(5)} us per request   ` +
         `${c.opensPer1k.toFixed(1).padStart(6)} upstream connections opened per 1000 requests`,
     );
   // Where a request's extra time in nginx goes: the symbols that cost most more than on the baseline
   // (one window each, so the machine's drift is in these too; a symbol the baseline never runs is not).
   const base = costs.find((c) => c.label === 'baseline');
   for (const c of costs.filter((x) => x !== base)) {
+    const split = (x) =>
+      Object.entries(x.parts)
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ');
     console.log(
-      `\n  ${c.label}: nginx ${c.nginxUs.toFixed(1)} us per request, the baseline ${base.nginxUs.toFixed(1)}; ` +
-        'most more than the baseline:',
+      `\n  ${c.label}: nginx processes ${c.nginxUs.toFixed(1)} us per request (${split(c)}), ` +
+        `the baseline ${base.nginxUs.toFixed(1)} (${split(base)}); most more than the baseline:`,
     );
     const more = [...c.symbols].map(([sym, v]) => [sym, v - (base.symbols.get(sym) ?? 0)]);
     for (const [sym, v] of more.sort((a, b) => b[1] - a[1]).slice(0, 10))
