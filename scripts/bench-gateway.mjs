@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The gateway's cost and speed on the lab (printed, not asserted). Needs root on Linux; builds dist first.
-//   npm run bench:gateway [-- --rounds 8 --seconds 4 --flavor nginx|openresty]   (--rounds 0: no req/s)
+//   npm run bench:gateway [-- --rounds 24 --seconds 2 --flavor nginx|openresty]   (--rounds 0: no req/s)
 // Requests per second for the same two backends behind ha-setup's site on :80 with: peers from Consul
 // (balancer_by_lua), the gray release with no rule and with a 50% rule (access_by_lua). The baseline is
 // a static upstream of the same backends served by the same nginx workers on :8081 (a conf.d file of
@@ -23,8 +23,8 @@ const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
-const rounds = arg('--rounds', 8);
-const seconds = arg('--seconds', 4);
+const rounds = arg('--rounds', 24);
+const seconds = arg('--seconds', 2);
 const flavor = flavorArg();
 const { file, state } = await labRunbookFile({ openresty: flavor === 'openresty' });
 // Where nginx reads conf.d: OpenResty keeps nginx under <prefix>/nginx.
