@@ -2,7 +2,7 @@
 // The gateway's cost and speed on the lab (printed, not asserted). Needs root on Linux; builds dist first.
 //   npm run bench:gateway [-- --rounds 24 --seconds 2 --flavor nginx|openresty]   (--rounds 0: no req/s)
 // Requests per second for the same two backends behind ha-setup's site on :80 with: peers from Consul
-// (balancer_by_lua), the gray release with no rule and with a 50% rule (access_by_lua). The baseline is
+// (balancer_by_lua), the gray release with no rule and with a 50% rule (set_by_lua). The baseline is
 // a static upstream of the same backends served by the same nginx workers on :8081 (a conf.d file of
 // this bench, inheriting ha-setup's proxy settings), so the two are measured alternately, segment by
 // segment, with no reload between them: the machine's own drift (seen here: +-15 % within a minute)
@@ -246,7 +246,7 @@ edit((d) => {
   d.site.gray = { redis: { address: `${n1}:6380` }, stable: 'bench', canary: 'canary', refresh: 1 };
 });
 await apply();
-await measure('gray release, no rule (access_by_lua)');
+await measure('gray release, no rule (set_by_lua)');
 if (perf) costs.push({ label: 'gray release, no rule', ...(await luaCost(80)) });
 if ((await cli(['gray', file, 'percent', '50'])) !== 0) throw new Error('gray percent failed');
 await measure('gray release, 50% to canary');

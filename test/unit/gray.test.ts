@@ -147,6 +147,58 @@ describe('gray release rules (Lua)', () => {
   });
 });
 
+// gray.lua's route() under a stand-in for the nginx API (ngx.var, the shared dict, crc32): what
+// set_by_lua returns for $ha_upstream and what it writes to $ha_gray.
+function routes(ips: string[], values: string[], percent: string, cases: string[]): string[] {
+  const list = (xs: string[]) => `{ ${xs.map((x) => JSON.stringify(x)).join(', ')} }`;
+  const out = lua_(`
+    local store = { ["gray:version"] = 1, ["gray:rules"] = "rules" }
+    local decoded = { ips = ${list(ips)}, values = ${list(values)}, percent = ${JSON.stringify(percent)} }
+    package.preload["cjson.safe"] = function()
+      return { decode = function(s) if s == "rules" then return decoded end end }
+    end
+    local vars = {}
+    ngx = {
+      now = function() return 0 end,
+      shared = { ha_gateway_gray = { get = function(_, k) return store[k] end } },
+      var = setmetatable({}, { __index = function(_, k) return vars[k] end,
+                                __newindex = function(_, k, v) vars[k] = v end }),
+      crc32_long = function(s) return #s end,
+    }
+    local gray = require("ha_gateway.gray")
+    gray.init({ stable = "app", canary = "app_canary", header = "x_gray", cookie = "gray" })
+    local out = {}
+    for _, c in ipairs(${list(cases)}) do
+      local ip, h, ck = c:match("^([^|]*)|([^|]*)|([^|]*)$")
+      local function opt(s) if s == "" then return nil end return s end
+      vars = { remote_addr = ip, http_x_gray = opt(h), cookie_gray = opt(ck), ha_gray = "-" }
+      out[#out + 1] = gray.route() .. ":" .. vars.ha_gray
+    end
+    return table.concat(out, ",")`);
+  return out.split(',');
+}
+
+describe('gray release routing (set_by_lua $ha_upstream)', () => {
+  it('returns the canary and says why for chosen clients, stable and "-" for the rest', () => {
+    expect(
+      routes(['10.1.2.3'], ['tester1'], '', ['10.1.2.3||', '10.1.2.4||', '10.1.2.4|tester1|', '10.1.2.4||tester1']),
+    ).toEqual(['app_canary:ip 10.1.2.3', 'app:-', 'app_canary:header', 'app_canary:cookie']);
+  });
+
+  it('the percentage buckets by the cookie when there is one, else by the client address', () => {
+    // crc32 stands in as the length: "10.0.0.1" is 8 (< 9), "abcdefghij" 10 (>= 9).
+    expect(routes([], [], '9', ['10.0.0.1||', '10.0.0.1||abcdefghij', '10.0.0.100||'])).toEqual([
+      'app_canary:percent 9',
+      'app:-',
+      'app:-',
+    ]);
+  });
+
+  it('without rules every request goes to stable', () => {
+    expect(routes([], [], '', ['10.1.2.3|tester1|'])).toEqual(['app:-']);
+  });
+});
+
 describe('Redis protocol (control machine side)', () => {
   it('encodes commands as bulk strings (spaces and UTF-8 need no escaping)', () => {
     expect(encodeCommand(['SADD', 'k:ips', '10.0.0.0/8'])).toBe(

@@ -1,7 +1,7 @@
 -- Gray release from Redis: chosen clients go to the canary upstream, everyone else to stable.
 -- Worker 0 reads the rules from Redis every `refresh` seconds, validates and compiles them, and
 -- stores the valid ones in a shared dict of their own (ha_gateway_gray: a large rule set can never evict
--- the Consul peer lists); every worker compiles them once per version and routes in access_by_lua.
+-- the Consul peer lists); every worker compiles them once per version and routes in set_by_lua.
 -- Redis unreachable or refusing: no rules, everything goes to stable, and the error is logged
 -- once and shown on /ha-gateway/status.
 local cjson = require "cjson.safe"
@@ -111,22 +111,22 @@ function _M.rules()
   return compiled
 end
 
--- access_by_lua of the site: for a client the rules choose, sets $ha_upstream to canary and
--- $ha_gray to why (proxy_pass and the access log). The site sets stable and "-" before this runs,
--- so a stable request writes nothing, and without rules reads nothing either.
+-- set_by_lua of the site's location /: the upstream for this request, stable unless the rules choose
+-- the client; then $ha_gray says why (the access log). set_by_lua, not access_by_lua: no coroutine
+-- per request. The site sets $ha_gray to "-" before this runs, so a stable request writes nothing,
+-- and without rules reads nothing either.
 function _M.route()
   local rules = _M.rules()
-  if gray_rules.empty(rules) then return end
+  if gray_rules.empty(rules) then return config.stable end
   local var = ngx.var
   local header = header_var and var[header_var] or nil
   local cookie = cookie_var and var[cookie_var] or nil
   local client = var.remote_addr
   local bucket = ngx.crc32_long(cookie or client) % 100
   local canary, why = gray_rules.decide(rules, client, header, cookie, bucket)
-  if canary then
-    var.ha_upstream = config.canary
-    var.ha_gray = why
-  end
+  if not canary then return config.stable end
+  var.ha_gray = why
+  return config.canary
 end
 
 return _M
