@@ -447,6 +447,20 @@ export function installScript(tmp: string, path: string, sum: string, o: WriteFi
     `next=$(mktemp "$dst.ha-setup-new.XXXXXX")`,
     `chmod ${shq(o.mode.toString(8))} "$next"; chown ${shq(owner)} "$next"; cat "$tmp" > "$next"`,
     `mv -f -T "$next" "$dst"`,
+    o.backup === false ? ':' : pruneBackups,
     `if [ -n "$backup" ]; then echo "backup $backup"; else echo created; fi`,
   ].join('\n');
 }
+
+/** How many timestamped .bak copies of a file stay: a file every apply changes must not fill the disk. */
+export const BACKUPS_KEPT = 5;
+
+/**
+ * Shell (bash, after a backup was made): removes the oldest copies beyond BACKUPS_KEPT. The names sort
+ * by their timestamp; only regular files go (never what a symlink points to), never the new backup.
+ */
+const pruneBackups =
+  `if [ -n "$backup" ]; then old=("$dst".ha-setup-[0-9]*.bak); ` +
+  `for ((i = 0; i < \${#old[@]} - ${BACKUPS_KEPT}; i++)); do ` +
+  `if [ -f "\${old[i]}" ] && [ ! -L "\${old[i]}" ] && [ "\${old[i]}" != "$backup" ]; then rm -f -- "\${old[i]}"; fi; ` +
+  `done; fi`;

@@ -267,7 +267,7 @@ describe.skipIf(!inject('labAvailable'))('third-party modules from git, working 
     const r = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
     expect(r.code, r.err).toBe(0);
     expect(ranSteps(lab.runbookPath)).toEqual({ node1: ['nginx-config'], node2: ['nginx-config'] });
-    // (writeFile's timestamped .bak copies of changed files stay, as everywhere.)
+    // (writeFile's timestamped .bak copies of changed files stay, the five newest, as everywhere.)
     const gone = await lab.ssh(
       0,
       "ls /usr/local/nginx/conf/conf.d/ | grep -v '[.]bak$'; " +

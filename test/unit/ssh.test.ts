@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fingerprint, keyTypeOf, preferredHostKeyAlgorithms, verifyHostKey } from '../../src/engine/known-hosts.js';
 import { parseSshConfig } from '../../src/engine/ssh-config.js';
-import { installScript } from '../../src/engine/transport.js';
+import { BACKUPS_KEPT, installScript } from '../../src/engine/transport.js';
 
 function keyBlob(type: string, body = randomBytes(32)): Buffer {
   const t = Buffer.from(type);
@@ -113,6 +113,44 @@ describe('atomic remote write', () => {
     expect(
       installScript('/tmp/.ha-setup-x', '/var/lib/ha-setup/journal.json', 'abc', { mode: 0o600, backup: false }),
     ).not.toMatch(/\.bak/);
+  });
+  it(`keeps the ${BACKUPS_KEPT} newest backups of a file, never a symlink or another file's`, async () => {
+    const { mkdtempSync, writeFileSync, readdirSync, symlinkSync, readFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { execFileSync } = await import('node:child_process');
+    const { createHash } = await import('node:crypto');
+    const dir = mkdtempSync(join(tmpdir(), 'ha-backups-'));
+    const dst = join(dir, 'config.lua');
+    writeFileSync(dst, 'v0\n');
+    writeFileSync(join(dir, 'victim'), 'precious\n');
+    // Older copies from earlier applies, one planted symlink among them, another file's copy.
+    for (let d = 10; d < 18; d++) writeFileSync(`${dst}.ha-setup-202601${d}000000.AAAAAA.bak`, `old ${d}\n`);
+    symlinkSync(join(dir, 'victim'), `${dst}.ha-setup-20260101000000.BBBBBB.bak`);
+    writeFileSync(join(dir, 'other.lua.ha-setup-20260101000000.CCCCCC.bak'), 'other\n');
+    const me = execFileSync('id', ['-un']).toString().trim();
+    for (const v of ['v1', 'v2']) {
+      const up = join(dir, 'upload');
+      writeFileSync(up, `${v}\n`);
+      const sum = createHash('sha256').update(`${v}\n`).digest('hex');
+      execFileSync('bash', ['-c', `set -euo pipefail\n${installScript(up, dst, sum, { mode: 0o640, owner: me })}`]);
+    }
+    const copies = readdirSync(dir)
+      .filter((f) => f.startsWith('config.lua.ha-setup-'))
+      .sort();
+    expect(copies).toHaveLength(BACKUPS_KEPT + 1); // and the symlink, which is never removed
+    expect(copies[0]).toBe('config.lua.ha-setup-20260101000000.BBBBBB.bak');
+    expect(copies.slice(1, 4)).toEqual([15, 16, 17].map((d) => `config.lua.ha-setup-202601${d}000000.AAAAAA.bak`));
+    // The two made now: v0 and v1, the newest (made in the same second: their order is mktemp's).
+    expect(
+      copies
+        .slice(4)
+        .map((f) => readFileSync(join(dir, f), 'utf8'))
+        .sort(),
+    ).toEqual(['v0\n', 'v1\n']);
+    expect(readFileSync(dst, 'utf8')).toBe('v2\n');
+    expect(readFileSync(join(dir, 'victim'), 'utf8')).toBe('precious\n');
+    expect(readdirSync(dir)).toContain('other.lua.ha-setup-20260101000000.CCCCCC.bak');
   });
   it('never writes through a planted symlink: the new file and the backup come from mktemp', async () => {
     const { mkdtempSync, writeFileSync, symlinkSync, readFileSync, lstatSync, statSync } = await import('node:fs');
