@@ -10,9 +10,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { labRunbook } from '../dist/lab/runbook.js';
+import { labOpenrestyTarball, labRunbook } from '../dist/lab/runbook.js';
 import { runbookToYaml } from '../dist/runbook/io.js';
-import { cli, labRunbookFile, openrestyTarball, paths } from './lib.mjs';
+import { cli, labRunbookFile, paths } from './lib.mjs';
 
 const shared = resolve(import.meta.dirname, '..', '..', 'shared');
 
@@ -45,7 +45,7 @@ console.log(`${'wall'.padEnd(20)}${one.wall.toFixed(1).padStart(10)}${two.wall.t
 console.log(`2 nodes / 1 node: ${(two.wall / one.wall).toFixed(2)}x (target <= 1.2x)`);
 
 if (!process.argv.includes('--skip-openresty')) {
-  const tarball = openrestyTarball();
+  const tarball = labOpenrestyTarball();
   // The git modules from bare mirrors of the bundles, as a git server would serve them.
   const mirrors = mkdtempSync(join(tmpdir(), 'ha-setup-bench-git-'));
   for (const f of readdirSync(join(shared, 'git')).filter((x) => x.endsWith('.bundle'))) {

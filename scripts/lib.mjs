@@ -1,26 +1,15 @@
 // Shared by the benchmark scripts: a live lab and a fresh copy of its runbook in a temp dir.
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { main } from '../dist/cli/main.js';
 import { DEFAULT_LAB, labPaths } from '../dist/lab/config.js';
 import { labDown, labSsh, labUp } from '../dist/lab/lab.js';
-import { LAB_OPENRESTY, LAB_SOURCES, labRunbook } from '../dist/lab/runbook.js';
+import { LAB_SOURCES, labOpenrestyTarball, labRunbook } from '../dist/lab/runbook.js';
 import { runbookToYaml } from '../dist/runbook/io.js';
 import { fillMirror } from '../dist/sources/mirror.js';
 
 export const paths = labPaths();
-
-/**
- * The OpenResty tarball rebuilt from the public repositories (../shared/sources, as the lab suites use
- * it: by path with its own pin; the official download keeps the official pin).
- */
-export function openrestyTarball() {
-  const dir = process.env.HA_SETUP_SHARED_SOURCES ?? resolve(import.meta.dirname, '..', '..', 'shared', 'sources');
-  const file = join(dir, LAB_OPENRESTY.file);
-  if (!existsSync(file)) throw new Error(`${file} is missing (set HA_SETUP_SHARED_SOURCES)`);
-  return file;
-}
 
 /** The value of `--flavor` (nginx or openresty) on this script's command line. */
 export function flavorArg() {
@@ -41,7 +30,7 @@ export async function labRunbookFile({ fresh = false, openresty = false } = {}) 
   const dir = mkdtempSync(join(tmpdir(), 'ha-setup-bench-'));
   mkdirSync(join(dir, 'runbooks'));
   const file = join(dir, 'runbooks', 'lab.yaml');
-  const rb = labRunbook(state, paths, openresty ? { openrestyTarball: openrestyTarball() } : {});
+  const rb = labRunbook(state, paths, openresty ? { openrestyTarball: labOpenrestyTarball() } : {});
   writeFileSync(file, runbookToYaml(rb));
   return { file, dir, state };
 }

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UnsupportedEnvironmentError } from '../errors.js';
 import type { RunbookInput } from '../runbook/schema.js';
 import type { LabPaths } from './config.js';
 import type { LabState } from './lab.js';
@@ -24,6 +27,18 @@ export const LAB_OPENRESTY = {
   file: 'openresty-1.27.1.2.tar.gz',
   sha256: 'fc31d0c6d3186e776578c419ef75ef12a9f75c8f5d10d705933649003488feaa',
 };
+
+/**
+ * Where the rebuilt OpenResty tarball is: HA_SETUP_SHARED_SOURCES, else ../shared/sources beside the
+ * checkout (src/lab and dist/lab are both two levels down). Refuses a missing file, saying which.
+ */
+export function labOpenrestyTarball(): string {
+  const dir =
+    process.env.HA_SETUP_SHARED_SOURCES ?? resolve(import.meta.dirname, '..', '..', '..', 'shared', 'sources');
+  const file = join(dir, LAB_OPENRESTY.file);
+  if (!existsSync(file)) throw new UnsupportedEnvironmentError(`${file} is missing (set HA_SETUP_SHARED_SOURCES)`);
+  return file;
+}
 
 /** A complete runbook for the live lab: `ha-setup apply runbooks/lab.yaml` is the whole main job. */
 export function labRunbook(state: LabState, paths: LabPaths, o: { openrestyTarball?: string } = {}): RunbookInput {

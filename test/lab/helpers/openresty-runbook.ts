@@ -1,12 +1,5 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { LAB_OPENRESTY, labRunbook } from '../../../src/lab/runbook.js';
+import { labOpenrestyTarball, labRunbook } from '../../../src/lab/runbook.js';
 import type { Lab } from './with-lab.js';
-
-/** The OpenResty tarball rebuilt from the public repositories (../shared/sources; its MANIFEST says how). */
-const sharedSources =
-  process.env.HA_SETUP_SHARED_SOURCES ?? resolve(import.meta.dirname, '..', '..', '..', '..', 'shared', 'sources');
-export const openrestyTarball = join(sharedSources, LAB_OPENRESTY.file);
 
 /**
  * The OpenResty runbook of the lab suites: the wizard's defaults, the rebuilt tarball by its own pin,
@@ -19,9 +12,8 @@ export function openrestyModulesRunbook(
   gitBase: string,
   o: { cachePurge?: boolean; keepalivedVersion?: string } = {},
 ) {
-  if (!existsSync(openrestyTarball)) throw new Error(`${openrestyTarball} is missing (set HA_SETUP_SHARED_SOURCES)`);
   const [n1, n2] = lab.state.nodes.map((n) => n.ip);
-  const doc = labRunbook(lab.state, lab.paths, { openrestyTarball }) as any;
+  const doc = labRunbook(lab.state, lab.paths, { openrestyTarball: labOpenrestyTarball() }) as any;
   doc.build.modules = ['upstream-check', 'auth-ldap', 'fancyindex'];
   if (o.keepalivedVersion) doc.keepalived.version = o.keepalivedVersion;
   doc.sources.gitRewrite = { 'https://github.com/': gitBase };
