@@ -4,7 +4,7 @@ import { emptyPlan, secretRef, type PlanContext, type Step, type StepPlan } from
 import { parseCidr } from '../net.js';
 import { render } from '../render.js';
 import { shq } from '../shell.js';
-import { filesMatchCheck, layout } from './common.js';
+import { allOf, filesMatchCheck, layout } from './common.js';
 
 export function keepalivedConf(pc: PlanContext): string {
   const rb = pc.runbook;
@@ -39,6 +39,35 @@ export function keepalivedConf(pc: PlanContext): string {
   });
 }
 
+const RELOAD = 'systemctl reload keepalived';
+
+/**
+ * Reloads a running keepalived. With `staleWitness` (vrrp.witness removed) the witness script goes
+ * too, but only once the VRRP process has re-read keepalived.conf: the reload returns before that, and
+ * until then the old configuration may still run the script (missing, it fails, and fall 1 would
+ * FAULT the holder). That moment is its "Reloading" line in the journal; without one within 10 s
+ * (no journal) the script goes anyway, long after any reload finishes.
+ */
+export function reloadCommand(staleWitness?: string): string {
+  if (!staleWitness) return `if systemctl is-active --quiet keepalived; then ${RELOAD}; fi`;
+  const w = shq(staleWitness);
+  const removed = `rm -f -- ${w}; echo ${shq(`removed ${staleWitness} (vrrp.witness is gone)`)}`;
+  // Scripts run under pipefail: grep reads all (no -q, no SIGPIPE), journalctl may fail without a journal.
+  // No -t match: with one, journalctl 252 skips the first matching entry after the cursor (seen on the lab).
+  const reloadLine = ` Keepalived_vrrp\\[[0-9]+\\]: Reloading$`;
+  const reloaded = `journalctl -q --after-cursor "$cursor" -o short | grep -E '${reloadLine}' >/dev/null`;
+  return [
+    `if systemctl is-active --quiet keepalived; then`,
+    `  cursor=$({ journalctl -q -n 1 --show-cursor -o cat 2>/dev/null || true; } | sed -n 's/^-- cursor: //p')`,
+    `  ${RELOAD}`,
+    `  if [ -e ${w} ]; then`,
+    `    for i in $(seq 100); do if [ -n "$cursor" ] && { ${reloaded}; } 2>/dev/null; then break; fi; sleep 0.1; done`,
+    `    sleep 1; ${removed}`,
+    `  fi`,
+    `elif [ -e ${w} ]; then ${removed}; fi`,
+  ].join('\n');
+}
+
 export const keepalivedConfigStep: Step = {
   id: 'keepalived-config',
   title: 'keepalived.conf (tested with keepalived -t first)',
@@ -48,10 +77,13 @@ export const keepalivedConfigStep: Step = {
     const L = layout(pc.runbook);
     const plan = emptyPlan();
     plan.files.push({ path: L.keepalivedConf, content: keepalivedConf(pc), mode: 0o640 });
-    plan.commands.push('if systemctl is-active --quiet keepalived; then systemctl reload keepalived; fi');
+    plan.commands.push(reloadCommand(pc.runbook.vrrp.witness ? undefined : L.witnessScript));
     return plan;
   },
-  check: filesMatchCheck,
+  check(ctx) {
+    const stale = ctx.runbook.vrrp.witness ? undefined : layout(ctx.runbook).witnessScript;
+    return stale ? allOf(filesMatchCheck(ctx), `[ ! -e ${shq(stale)} ]`) : filesMatchCheck(ctx);
+  },
   async run(ctx) {
     const L = layout(ctx.runbook);
     const f = ctx.plan.files[0];

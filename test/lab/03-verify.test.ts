@@ -4,7 +4,7 @@ import { beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { execFile } from 'node:child_process';
 import { startProber } from '../../src/verify/probe.js';
-import { cli, ranSteps } from './helpers/cli.js';
+import { cli, ranSteps, type RunRecord } from './helpers/cli.js';
 import { withLab, type Lab } from './helpers/with-lab.js';
 import { labSsh } from '../../src/lab/lab.js';
 import { ensureWrk, runWrk } from '../../src/lab/load.js';
@@ -408,11 +408,27 @@ describe.skipIf(!inject('labAvailable'))('measured failover, planned failover, s
       console.log(`witness test: ${samples.length} requests through the VIP, ${failed.length} failed (two moves)`);
       expect(back).toBe(true);
       expect(await vrrpState(0)).toBe('MASTER');
-      // Back to the lab runbook for the tests after this one.
+      // Back to the lab runbook for the tests after this one: the witness goes, its script too (once
+      // keepalived has re-read its configuration), and no node changes VRRP state on the way.
       delete doc.vrrp.witness;
       writeFileSync(lab.runbookPath, stringify(doc));
+      // transitions() counts whole seconds: node1's move back to MASTER must fall before them.
+      await new Promise((r) => setTimeout(r, 1100));
+      const removingAt = Date.now();
       const restored = await cli(['apply', lab.runbookPath, '--renderer', 'silent', '--no-verify']);
       expect(restored.code, restored.err).toBe(0);
+      // The script went once the VRRP process logged its reload, not by the 10 s fallback (no journal).
+      const rec = JSON.parse(readFileSync(join(lab.runbookPath, '..', 'records', 'lab', 'last-run.json'), 'utf8'));
+      for (const n of rec.nodes as RunRecord['nodes']) {
+        const step = n.steps.find((x) => x.id === 'keepalived-config');
+        expect(step?.action, n.name).toBe('ran');
+        expect(step?.durationMs, n.name).toBeLessThan(8000);
+      }
+      for (const i of [0, 1]) {
+        expect((await lab.ssh(i, 'test -e /etc/keepalived/scripts/check_witness.sh')).code, `node${i + 1}`).toBe(1);
+        expect(await transitions(i, removingAt), `node${i + 1}`).toEqual([]);
+      }
+      expect(await holders()).toEqual(['node1']);
     },
   );
 

@@ -27,7 +27,11 @@ export async function cli(argv: string[], cwd = process.cwd()) {
 }
 
 export interface RunRecord {
-  nodes: Array<{ name: string; ok: boolean; steps: Array<{ id: string; action: string; reason: string }> }>;
+  nodes: Array<{
+    name: string;
+    ok: boolean;
+    steps: Array<{ id: string; action: string; reason: string; durationMs: number }>;
+  }>;
 }
 
 /** Steps that ran on each node in the last apply, from the run record next to the runbook. */
