@@ -12,9 +12,11 @@ import { luaModuleRunner } from '../helpers/lua-vm.js';
 // gray_rules.lua in a real Lua VM; no bit operators there (CIDRs by division, in floats).
 const lua_ = luaModuleRunner('gray_rules');
 
+/** A Lua table constructor of strings. */
+const list = (xs: string[]) => `{ ${xs.map((x) => JSON.stringify(x)).join(', ')} }`;
+
 /** decide() for each case "ip|header|cookie|bucket" under the rules, as "canary:why" or "stable". */
 function decisions(ips: string[], values: string[], percent: string, cases: string[]): string[] {
-  const list = (xs: string[]) => `{ ${xs.map((x) => JSON.stringify(x)).join(', ')} }`;
   const out = lua_(`
     local rules = gray_rules.compile(${list(ips)}, ${list(values)}, ${JSON.stringify(percent)})
     local out = {}
@@ -150,7 +152,6 @@ describe('gray release rules (Lua)', () => {
 // gray.lua's route() under a stand-in for the nginx API (ngx.var, the shared dict, crc32): what
 // set_by_lua returns for $ha_upstream and what it writes to $ha_gray.
 function routes(ips: string[], values: string[], percent: string, cases: string[]): string[] {
-  const list = (xs: string[]) => `{ ${xs.map((x) => JSON.stringify(x)).join(', ')} }`;
   const out = lua_(`
     local store = { ["gray:version"] = 1, ["gray:rules"] = "rules" }
     local decoded = { ips = ${list(ips)}, values = ${list(values)}, percent = ${JSON.stringify(percent)} }

@@ -1,5 +1,6 @@
-import { createHmac, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -114,12 +115,7 @@ describe('atomic remote write', () => {
       installScript('/tmp/.ha-setup-x', '/var/lib/ha-setup/journal.json', 'abc', { mode: 0o600, backup: false }),
     ).not.toMatch(/\.bak/);
   });
-  it(`keeps the ${BACKUPS_KEPT} newest backups of a file, never a symlink or another file's`, async () => {
-    const { mkdtempSync, writeFileSync, readdirSync, symlinkSync, readFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { execFileSync } = await import('node:child_process');
-    const { createHash } = await import('node:crypto');
+  it(`keeps the ${BACKUPS_KEPT} newest backups of a file, never a symlink or another file's`, () => {
     const dir = mkdtempSync(join(tmpdir(), 'ha-backups-'));
     const dst = join(dir, 'config.lua');
     writeFileSync(dst, 'v0\n');
@@ -152,12 +148,7 @@ describe('atomic remote write', () => {
     expect(readFileSync(join(dir, 'victim'), 'utf8')).toBe('precious\n');
     expect(readdirSync(dir)).toContain('other.lua.ha-setup-20260101000000.CCCCCC.bak');
   });
-  it('never writes through a planted symlink: the new file and the backup come from mktemp', async () => {
-    const { mkdtempSync, writeFileSync, symlinkSync, readFileSync, lstatSync, statSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
-    const { execFileSync } = await import('node:child_process');
-    const { createHash } = await import('node:crypto');
+  it('never writes through a planted symlink: the new file and the backup come from mktemp', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ha-install-'));
     const victim = join(dir, 'victim');
     writeFileSync(victim, 'precious\n');
